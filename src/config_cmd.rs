@@ -1,0 +1,108 @@
+//! `rcompose config`: the canonical, resolved model, as `docker compose config` prints it.
+
+use crate::cli::{ConfigArgs, Format, Global};
+use anyhow::{bail, Context, Result};
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+pub fn run(g: &Global, a: ConfigArgs) -> Result<ExitCode> {
+    for (set, flag) in [
+        (a.no_normalize, "--no-normalize"),
+        (a.resolve_image_digests, "--resolve-image-digests"),
+        (a.lock_image_digests, "--lock-image-digests"),
+        (a.variables, "--variables"),
+        (a.no_env_resolution, "--no-env-resolution"),
+        (a.no_consistency, "--no-consistency"),
+    ] {
+        if set {
+            bail!("rcompose config {flag}: not implemented yet");
+        }
+    }
+    let mut opts = crate::load_options(g)?;
+    opts.no_interpolate = a.no_interpolate;
+    opts.no_path_resolution = a.no_path_resolution;
+    opts.services = a.service.clone();
+    if opts.files.iter().any(|f| f == Path::new("-")) {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s).context("reading the Compose file from standard input")?;
+        opts.stdin = Some(s);
+    }
+    let mut loaded = compose::load(&opts)?;
+    for w in &loaded.warnings {
+        eprintln!("WARN[0000] {w}");
+    }
+    if !a.service.is_empty() {
+        select(&mut loaded, &a.service)?;
+    }
+    let p = &loaded.project;
+    let lines = |v: Vec<String>| v.into_iter().map(|s| s + "\n").collect::<String>();
+    let out: String = if a.services {
+        lines(p.services.keys().cloned().collect())
+    } else if a.volumes {
+        lines(p.volumes.keys().cloned().collect())
+    } else if a.networks {
+        lines(p.networks.keys().cloned().collect())
+    } else if a.profiles {
+        lines(loaded.all_profiles.clone())
+    } else if a.models {
+        lines(p.models.keys().cloned().collect())
+    } else if a.images {
+        lines(p.services.iter().map(|(n, s)| s.image.clone().unwrap_or_else(|| format!("{}-{n}", loaded.name))).collect())
+    } else if let Some(h) = &a.hash {
+        let wanted: Vec<String> = if h.trim() == "*" {
+            p.services.keys().cloned().collect()
+        } else {
+            h.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+        };
+        let mut out = Vec::new();
+        for name in wanted {
+            let s = p.services.get(&name).with_context(|| format!("no such service: {name}"))?;
+            out.push(format!("{name} {}", compose::service_hash(s)));
+        }
+        lines(out)
+    } else if a.environment {
+        lines(loaded.environment.iter().map(|(k, v)| format!("{k}={v}")).collect())
+    } else {
+        match a.format {
+            Format::Yaml => serde_yaml_ng::to_string(p)?,
+            Format::Json => serde_json::to_string_pretty(p)? + "\n",
+        }
+    };
+    if a.quiet {
+        return Ok(ExitCode::SUCCESS);
+    }
+    match &a.output {
+        Some(path) => write_atomic(path, out.as_bytes()).with_context(|| format!("writing {}", path.display()))?,
+        None => std::io::stdout().write_all(out.as_bytes())?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Keeps the named services and what they depend on.
+fn select(l: &mut compose::Loaded, names: &[String]) -> Result<()> {
+    for n in names {
+        if !l.project.services.contains_key(n) {
+            bail!("no such service: {n}");
+        }
+    }
+    let keep = compose::Graph::new(&l.project)?.with_dependencies(names);
+    l.project.services.retain(|k, _| keep.contains(k));
+    Ok(())
+}
+
+/// Write to a temporary file beside the target, fsync, rename: never a half-written file.
+fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(".{}.tmp{}", path.file_name().and_then(|n| n.to_str()).unwrap_or("out"), std::process::id()));
+    let res = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res
+}

@@ -1,0 +1,82 @@
+//! `rcompose`: the command line. Loads the project with the `compose` crate and, for the
+//! lifecycle commands, will talk to the engine over its socket.
+
+mod cli;
+mod config_cmd;
+
+use anyhow::Result;
+use clap::{CommandFactory, Parser};
+use cli::{Cli, Command, Format, Global, LogLevel};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.global.log_level);
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{}", render_error(&e));
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// One line: the loader's errors already carry file, line and key.
+fn render_error(e: &anyhow::Error) -> String {
+    let mut s = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !s.contains(&c) {
+            s.push_str(": ");
+            s.push_str(&c);
+        }
+    }
+    s
+}
+
+fn init_logging(level: LogLevel) {
+    let filter = match level {
+        LogLevel::Debug => "debug",
+        LogLevel::Info => "info",
+        LogLevel::Warn => "warn",
+        LogLevel::Error | LogLevel::Fatal => "error",
+    };
+    let _ = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).without_time().try_init();
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    if cli.global.dry_run {
+        anyhow::bail!("--dry-run is not implemented yet");
+    }
+    match cli.command {
+        Command::Config(args) => config_cmd::run(&cli.global, args),
+        Command::Version(args) => {
+            let v = env!("CARGO_PKG_VERSION");
+            match (args.short, args.format) {
+                (true, _) => println!("{v}"),
+                (false, Some(Format::Json)) => println!("{}", serde_json::json!({ "version": format!("v{v}") })),
+                (false, _) => println!("rcompose version v{v}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Completion { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "rcompose", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        other => anyhow::bail!("rcompose {}: not implemented yet", other.name()),
+    }
+}
+
+/// The loader's options from the global flags and the process.
+pub fn load_options(g: &Global) -> Result<compose::Options> {
+    Ok(compose::Options {
+        working_dir: std::env::current_dir()?,
+        files: g.files.clone(),
+        project_directory: g.project_directory.clone(),
+        project_name: g.project_name.clone(),
+        env_files: g.env_files.clone(),
+        profiles: g.profile.iter().flat_map(|p| p.split(',')).map(str::to_string).collect(),
+        os_env: std::env::vars().collect(),
+        ..Default::default()
+    })
+}
