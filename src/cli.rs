@@ -147,8 +147,8 @@ pub struct ConfigArgs {
 
 #[derive(Debug, Args)]
 pub struct VersionArgs {
-    /// Format the output
-    #[arg(short, long, value_enum)]
+    /// Format the output (no `-f`: it names the Compose file here)
+    #[arg(long, value_enum)]
     pub format: Option<Format>,
     /// Shows only the version number
     #[arg(long)]

@@ -2,7 +2,7 @@
 //! comments (whole-line and ` #` inline after unquoted values), single quotes (literal,
 //! `\'` allowed), double quotes (escapes, multi-line), a bare `KEY` taken from the
 //! environment, a UTF-8 BOM, and `${VAR}` interpolation against earlier keys and then the
-//! environment.
+//! environment (the environment first: it wins over the file, as it does for the values).
 //!
 //! Written by hand: the existing crates (dotenvy) implement a different dialect (no
 //! `${VAR:-default}`, no `KEY: VALUE`), and the format is small.
@@ -115,7 +115,8 @@ fn unescape(s: &str) -> String {
 }
 
 fn expand(s: &str, vars: &IndexMap<String, String>, lookup: &dyn Lookup) -> Result<String, SubstError> {
-    let both = |n: &str| vars.get(n).cloned().or_else(|| lookup.get(n));
+    // The environment wins over the file's own earlier keys, as it wins over the file.
+    let both = |n: &str| lookup.get(n).or_else(|| vars.get(n).cloned());
     substitute(s, &both, &mut |_| {})
 }
 
@@ -212,11 +213,13 @@ mod tests {
     }
 
     #[test]
-    fn interpolation_uses_earlier_keys_then_env() {
+    fn interpolation_uses_env_then_earlier_keys() {
         let m = parse("A=1\nB=${A}-${X:-d}\nC='${A}'\nD=\"\\$A\"", &none).unwrap();
         assert_eq!(m["B"], "1-d");
         assert_eq!(m["C"], "${A}");
         assert_eq!(m["D"], "$A");
+        let m = parse("A=1\nB=${A}", &|n: &str| (n == "A").then(|| "env".to_string())).unwrap();
+        assert_eq!(m["B"], "env");
     }
 
     #[test]

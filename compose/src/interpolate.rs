@@ -209,7 +209,7 @@ mod tests {
     #[test]
     fn unset_warns_once_per_use_and_is_empty() {
         let (r, w) = run("${UNSET}/$UNSET2/${UNSET3:-x}");
-        assert_eq!(r.unwrap(), "/x");
+        assert_eq!(r.unwrap(), "//x");
         assert_eq!(w, vec!["UNSET", "UNSET2"]);
     }
 

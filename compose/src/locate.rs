@@ -44,6 +44,9 @@ impl Builder {
                 None => {
                     let k = scalar.unwrap_or("?").to_string();
                     self.index.entry(join(path, &k)).or_insert(pos);
+                    // A mapping's own position is that of its first key (the parser marks
+                    // the start of a block mapping further right).
+                    self.index.entry(path.clone()).or_insert(pos);
                     *key = Some(k);
                     // A container used as a key still opens a frame; give it a throwaway path.
                     scalar.is_none().then(|| "?".to_string())
@@ -53,7 +56,9 @@ impl Builder {
             Some(Frame::Seq { path, next }) => {
                 let p = format!("{path}[{next}]");
                 *next += 1;
-                self.index.entry(p.clone()).or_insert(pos);
+                if scalar.is_some() {
+                    self.index.entry(p.clone()).or_insert(pos);
+                }
                 Some(p)
             }
         }

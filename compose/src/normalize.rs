@@ -205,8 +205,8 @@ fn env_files(s: &mut Service, env: &environment::Env, key: &str, ctx: &mut Ctx) 
             }
             continue;
         }
-        // Values from earlier env files, then the project environment, fill `${VAR}`.
-        let lookup = |n: &str| vars.get(n).cloned().or_else(|| env.get(n).cloned());
+        // The project environment, then values from earlier env files, fill `${VAR}`.
+        let lookup = |n: &str| env.get(n).cloned().or_else(|| vars.get(n).cloned());
         let read = environment::read_env_file(path, f.format.as_deref(), &lookup).map_err(|e| match e {
             Error::Invalid { message, .. } => Error::invalid(ctx.at(&format!("{key}.env_file[{i}]")), message),
             other => other,

@@ -51,6 +51,10 @@ fn is_remote(s: &str) -> bool {
 pub fn resolve_service(svc: &mut Mapping, base: &Path, home: Option<&str>) {
     let r = |s: &str| Some(resolve(s, base, home));
     if let Some(Value::Mapping(b)) = field(svc, "build") {
+        // No context means this file's project directory.
+        if !b.contains_key("context") {
+            b.insert("context".into(), Value::String(base.to_string_lossy().into_owned()));
+        }
         if let Some(c) = field(b, "context") {
             map_str(c, &|s| (!is_remote(s)).then(|| resolve(s, base, home)));
         }
