@@ -4,7 +4,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "rcompose", version, about = "Define and run multi-container applications, Compose-compatible", disable_help_subcommand = true)]
+#[command(
+    name = "rcompose",
+    version,
+    about = "Define and run multi-container applications, Compose-compatible",
+    disable_help_subcommand = true
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -177,6 +182,8 @@ pub enum Command {
     },
     /// Attach local standard input, output, and error streams to a service's running container
     Attach(Pending),
+    /// Convert compose files into another model
+    Bridge(Pending),
     /// Build or rebuild services
     Build(Pending),
     /// Create a new image from a service container's changes

@@ -25,7 +25,9 @@ pub fn run(g: &Global, a: ConfigArgs) -> Result<ExitCode> {
     opts.services = a.service.clone();
     if opts.files.iter().any(|f| f == Path::new("-")) {
         let mut s = String::new();
-        std::io::stdin().read_to_string(&mut s).context("reading the Compose file from standard input")?;
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("reading the Compose file from standard input")?;
         opts.stdin = Some(s);
     }
     let mut loaded = compose::load(&opts)?;
@@ -48,16 +50,27 @@ pub fn run(g: &Global, a: ConfigArgs) -> Result<ExitCode> {
     } else if a.models {
         lines(p.models.keys().cloned().collect())
     } else if a.images {
-        lines(p.services.iter().map(|(n, s)| s.image.clone().unwrap_or_else(|| format!("{}-{n}", loaded.name))).collect())
+        lines(
+            p.services
+                .iter()
+                .map(|(n, s)| s.image.clone().unwrap_or_else(|| format!("{}-{n}", loaded.name)))
+                .collect(),
+        )
     } else if let Some(h) = &a.hash {
         let wanted: Vec<String> = if h.trim() == "*" {
             p.services.keys().cloned().collect()
         } else {
-            h.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+            h.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
         };
         let mut out = Vec::new();
         for name in wanted {
-            let s = p.services.get(&name).with_context(|| format!("no such service: {name}"))?;
+            let s = p
+                .services
+                .get(&name)
+                .with_context(|| format!("no such service: {name}"))?;
             out.push(format!("{name} {}", compose::service_hash(s)));
         }
         lines(out)
@@ -93,8 +106,15 @@ fn select(l: &mut compose::Loaded, names: &[String]) -> Result<()> {
 
 /// Write to a temporary file beside the target, fsync, rename: never a half-written file.
 fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".{}.tmp{}", path.file_name().and_then(|n| n.to_str()).unwrap_or("out"), std::process::id()));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("out"),
+        std::process::id()
+    ));
     let res = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(data)?;

@@ -41,7 +41,11 @@ fn init_logging(level: LogLevel) {
         LogLevel::Warn => "warn",
         LogLevel::Error | LogLevel::Fatal => "error",
     };
-    let _ = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).without_time().try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter)
+        .without_time()
+        .try_init();
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
@@ -75,7 +79,12 @@ pub fn load_options(g: &Global) -> Result<compose::Options> {
         project_directory: g.project_directory.clone(),
         project_name: g.project_name.clone(),
         env_files: g.env_files.clone(),
-        profiles: g.profile.iter().flat_map(|p| p.split(',')).map(str::to_string).collect(),
+        profiles: g
+            .profile
+            .iter()
+            .flat_map(|p| p.split(','))
+            .map(str::to_string)
+            .collect(),
         os_env: std::env::vars().collect(),
         ..Default::default()
     })

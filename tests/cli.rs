@@ -14,12 +14,21 @@ fn rcompose(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
 }
 
 fn ok(o: &Output) -> String {
-    assert!(o.status.success(), "failed: {}\n{}", String::from_utf8_lossy(&o.stderr), String::from_utf8_lossy(&o.stdout));
+    assert!(
+        o.status.success(),
+        "failed: {}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        String::from_utf8_lossy(&o.stdout)
+    );
     String::from_utf8(o.stdout.clone()).unwrap()
 }
 
 fn err(o: &Output) -> String {
-    assert!(!o.status.success(), "should fail: {}", String::from_utf8_lossy(&o.stdout));
+    assert!(
+        !o.status.success(),
+        "should fail: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
     String::from_utf8(o.stderr.clone()).unwrap()
 }
 
@@ -44,12 +53,25 @@ fn config_prints_the_resolved_model_as_yaml_and_json() {
     assert_eq!(v["name"].as_str(), Some(name.as_str()));
     assert_eq!(v["services"]["web"]["image"].as_str(), Some("nginx:2.0"));
     assert_eq!(v["services"]["web"]["ports"][0]["published"].as_str(), Some("8080"));
-    assert_eq!(v["services"]["web"]["depends_on"]["cache"]["condition"].as_str(), Some("service_started"));
+    assert_eq!(
+        v["services"]["web"]["depends_on"]["cache"]["condition"].as_str(),
+        Some("service_started")
+    );
     let src = t.path().join("html");
-    assert_eq!(v["services"]["web"]["volumes"][0]["source"].as_str(), Some(src.to_str().unwrap()));
-    assert_eq!(v["networks"]["default"]["name"].as_str(), Some(format!("{name}_default").as_str()));
+    assert_eq!(
+        v["services"]["web"]["volumes"][0]["source"].as_str(),
+        Some(src.to_str().unwrap())
+    );
+    assert_eq!(
+        v["networks"]["default"]["name"].as_str(),
+        Some(format!("{name}_default").as_str())
+    );
 
-    let out = ok(&rcompose(t.path(), &["--profile", "data", "config", "--format", "json"], &[("TAG", "shell")]));
+    let out = ok(&rcompose(
+        t.path(),
+        &["--profile", "data", "config", "--format", "json"],
+        &[("TAG", "shell")],
+    ));
     let j: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(j["services"]["web"]["image"], "nginx:shell");
     let keys: Vec<&String> = j["services"].as_object().unwrap().keys().collect();
@@ -60,12 +82,21 @@ fn config_prints_the_resolved_model_as_yaml_and_json() {
 fn config_listing_flags() {
     let t = project(&[("compose.yaml", STACK)]);
     assert_eq!(ok(&rcompose(t.path(), &["config", "--services"], &[])), "cache\nweb\n");
-    assert_eq!(ok(&rcompose(t.path(), &["--profile", "data", "config", "--services"], &[])), "cache\ndb\nweb\n");
+    assert_eq!(
+        ok(&rcompose(t.path(), &["--profile", "data", "config", "--services"], &[])),
+        "cache\ndb\nweb\n"
+    );
     assert_eq!(ok(&rcompose(t.path(), &["config", "--profiles"], &[])), "data\n");
     assert_eq!(ok(&rcompose(t.path(), &["config", "--networks"], &[])), "default\n");
-    assert_eq!(ok(&rcompose(t.path(), &["--profile", "*", "config", "--images"], &[])), "redis\npostgres\nnginx:1.27\n");
+    assert_eq!(
+        ok(&rcompose(t.path(), &["--profile", "*", "config", "--images"], &[])),
+        "redis\npostgres\nnginx:1.27\n"
+    );
     // A named service brings its dependencies; naming one activates its profile.
-    assert_eq!(ok(&rcompose(t.path(), &["config", "--services", "web"], &[])), "cache\nweb\n");
+    assert_eq!(
+        ok(&rcompose(t.path(), &["config", "--services", "web"], &[])),
+        "cache\nweb\n"
+    );
     assert_eq!(ok(&rcompose(t.path(), &["config", "--services", "db"], &[])), "db\n");
     let e = err(&rcompose(t.path(), &["config", "nope"], &[]));
     assert!(e.contains("no such service: nope"), "{e}");
@@ -82,9 +113,17 @@ fn config_hash_is_stable_and_ignores_what_compose_ignores() {
     let (svc, hash) = h1.trim().split_once(' ').unwrap();
     assert_eq!((svc, hash.len()), ("cache", 64));
     // Scale and pull policy do not change the container: same hash. An env var does.
-    std::fs::write(t.path().join("compose.override.yaml"), "services:\n  cache:\n    scale: 3\n    pull_policy: always\n").unwrap();
+    std::fs::write(
+        t.path().join("compose.override.yaml"),
+        "services:\n  cache:\n    scale: 3\n    pull_policy: always\n",
+    )
+    .unwrap();
     assert_eq!(ok(&rcompose(t.path(), &["config", "--hash", "cache"], &[])), h1);
-    std::fs::write(t.path().join("compose.override.yaml"), "services:\n  cache:\n    environment: [A=1]\n").unwrap();
+    std::fs::write(
+        t.path().join("compose.override.yaml"),
+        "services:\n  cache:\n    environment: [A=1]\n",
+    )
+    .unwrap();
     assert_ne!(ok(&rcompose(t.path(), &["config", "--hash", "cache"], &[])), h1);
 }
 
@@ -97,20 +136,48 @@ fn files_from_flags_env_stdin_and_parents() {
         ("compose.yml", "services:\n  root:\n    image: r\n"),
     ]);
     assert!(ok(&rcompose(t.path(), &["-f", "a.yaml", "-f", "b.yaml", "config"], &[])).contains("image: b"));
-    let out = ok(&rcompose(t.path(), &["config"], &[("COMPOSE_FILE", "a.yaml;b.yaml"), ("COMPOSE_PATH_SEPARATOR", ";")]));
+    let out = ok(&rcompose(
+        t.path(),
+        &["config"],
+        &[("COMPOSE_FILE", "a.yaml;b.yaml"), ("COMPOSE_PATH_SEPARATOR", ";")],
+    ));
     assert!(out.contains("image: b"), "{out}");
     // Discovery walks up from the working directory.
     assert!(ok(&rcompose(&t.path().join("sub/dir"), &["config", "--services"], &[])).contains("root"));
     // `-f -` reads standard input; the project is named after the working directory.
     let mut c = Command::new(env!("CARGO_BIN_EXE_rcompose"));
-    c.current_dir(t.path()).args(["-f", "-", "-p", "fromstdin", "config"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    c.current_dir(t.path())
+        .args(["-f", "-", "-p", "fromstdin", "config"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = c.spawn().unwrap();
-    child.stdin.take().unwrap().write_all(b"services:\n  s:\n    image: from-stdin\n").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"services:\n  s:\n    image: from-stdin\n")
+        .unwrap();
     let o = child.wait_with_output().unwrap();
     let out = ok(&o);
-    assert!(out.contains("name: fromstdin") && out.contains("image: from-stdin"), "{out}");
+    assert!(
+        out.contains("name: fromstdin") && out.contains("image: from-stdin"),
+        "{out}"
+    );
     // --project-directory moves where .env and relative paths are taken from.
-    let o = rcompose(t.path(), &["--project-directory", "sub", "-f", "a.yaml", "config", "--format", "json"], &[]);
+    let o = rcompose(
+        t.path(),
+        &[
+            "--project-directory",
+            "sub",
+            "-f",
+            "a.yaml",
+            "config",
+            "--format",
+            "json",
+        ],
+        &[],
+    );
     let j: serde_json::Value = serde_json::from_str(&ok(&o)).unwrap();
     assert_eq!(j["name"], "sub");
 }
@@ -121,7 +188,11 @@ fn output_file_is_written_whole() {
     ok(&rcompose(t.path(), &["config", "-o", "out.yaml"], &[]));
     let text = std::fs::read_to_string(t.path().join("out.yaml")).unwrap();
     assert!(text.contains("image: a"));
-    let leftovers: Vec<_> = std::fs::read_dir(t.path()).unwrap().map(|e| e.unwrap().file_name()).filter(|n| n.to_string_lossy().contains(".tmp")).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(t.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().contains(".tmp"))
+        .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
@@ -130,16 +201,31 @@ fn errors_are_one_clear_line_with_file_line_and_key() {
     let t = project(&[("compose.yaml", "services:\n  web:\n    image: x\n    depnds_on: [db]\n")]);
     let e = err(&rcompose(t.path(), &["config"], &[]));
     let file = t.path().join("compose.yaml");
-    assert_eq!(e.trim(), format!("{}:4:5: services.web.depnds_on: unknown key `depnds_on`, did you mean `depends_on`?", file.display()));
+    assert_eq!(
+        e.trim(),
+        format!(
+            "{}:4:5: services.web.depnds_on: unknown key `depnds_on`, did you mean `depends_on`?",
+            file.display()
+        )
+    );
     assert_eq!(e.lines().count(), 1);
 
     let t = project(&[("compose.yaml", "services:\n  web:\n    image: ${IMG:?set IMG}\n")]);
     let e = err(&rcompose(t.path(), &["config"], &[]));
-    assert!(e.contains("compose.yaml:3:5: services.web.image: required variable IMG is missing a value: set IMG"), "{e}");
+    assert!(
+        e.contains("compose.yaml:3:5: services.web.image: required variable IMG is missing a value: set IMG"),
+        "{e}"
+    );
 
-    let t = project(&[("compose.yaml", "services:\n  web:\n    image: x\n    ports: [\"abc\"]\n")]);
+    let t = project(&[(
+        "compose.yaml",
+        "services:\n  web:\n    image: x\n    ports: [\"abc\"]\n",
+    )]);
     let e = err(&rcompose(t.path(), &["config"], &[]));
-    assert!(e.contains("compose.yaml:4:13: services.web.ports[0]: invalid container port \"abc\""), "{e}");
+    assert!(
+        e.contains("compose.yaml:4:13: services.web.ports[0]: invalid container port \"abc\""),
+        "{e}"
+    );
 
     let t = project(&[]);
     let e = err(&rcompose(t.path(), &["config"], &[]));
@@ -152,10 +238,16 @@ fn errors_are_one_clear_line_with_file_line_and_key() {
 
 #[test]
 fn warnings_go_to_stderr() {
-    let t = project(&[("compose.yaml", "version: '3'\nservices:\n  a:\n    image: ${UNSET_VAR}x\n")]);
+    let t = project(&[(
+        "compose.yaml",
+        "version: '3'\nservices:\n  a:\n    image: ${UNSET_VAR}x\n",
+    )]);
     let o = rcompose(t.path(), &["config"], &[]);
     let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(stderr.contains("WARN[0000] The \"UNSET_VAR\" variable is not set. Defaulting to a blank string."), "{stderr}");
+    assert!(
+        stderr.contains("WARN[0000] The \"UNSET_VAR\" variable is not set. Defaulting to a blank string."),
+        "{stderr}"
+    );
     assert!(stderr.contains("`version` is obsolete"), "{stderr}");
     assert!(ok(&o).contains("image: x"));
 }
@@ -163,7 +255,14 @@ fn warnings_go_to_stderr() {
 #[test]
 fn unbuilt_commands_say_so_and_fail() {
     let t = project(&[("compose.yaml", "services:\n  a:\n    image: a\n")]);
-    for cmd in [vec!["up", "-d"], vec!["down"], vec!["ps"], vec!["logs", "-f", "a"], vec!["exec", "a", "sh"], vec!["watch"]] {
+    for cmd in [
+        vec!["up", "-d"],
+        vec!["down"],
+        vec!["ps"],
+        vec!["logs", "-f", "a"],
+        vec!["exec", "a", "sh"],
+        vec!["watch"],
+    ] {
         let o = rcompose(t.path(), &cmd, &[]);
         assert_eq!(o.status.code(), Some(1), "{cmd:?}");
         let e = String::from_utf8_lossy(&o.stderr);
@@ -177,9 +276,13 @@ fn unbuilt_commands_say_so_and_fail() {
 fn version_and_completion() {
     let t = project(&[]);
     let v = env!("CARGO_PKG_VERSION");
-    assert_eq!(ok(&rcompose(t.path(), &["version"], &[])), format!("rcompose version v{v}\n"));
+    assert_eq!(
+        ok(&rcompose(t.path(), &["version"], &[])),
+        format!("rcompose version v{v}\n")
+    );
     assert_eq!(ok(&rcompose(t.path(), &["version", "--short"], &[])), format!("{v}\n"));
-    let j: serde_json::Value = serde_json::from_str(&ok(&rcompose(t.path(), &["version", "--format", "json"], &[]))).unwrap();
+    let j: serde_json::Value =
+        serde_json::from_str(&ok(&rcompose(t.path(), &["version", "--format", "json"], &[]))).unwrap();
     assert_eq!(j["version"], format!("v{v}"));
     let bash = ok(&rcompose(t.path(), &["completion", "bash"], &[]));
     assert!(bash.contains("rcompose") && bash.contains("config"));
@@ -191,6 +294,12 @@ fn example_stack_resolves() {
     let out = ok(&rcompose(&dir, &["config", "--format", "json"], &[]));
     let j: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(j["name"], "web");
-    assert_eq!(j["services"]["front"]["depends_on"]["api"]["condition"], "service_healthy");
-    assert_eq!(j["services"]["store"]["deploy"]["resources"]["limits"]["memory"], "67108864");
+    assert_eq!(
+        j["services"]["front"]["depends_on"]["api"]["condition"],
+        "service_healthy"
+    );
+    assert_eq!(
+        j["services"]["store"]["deploy"]["resources"]["limits"]["memory"],
+        "67108864"
+    );
 }

@@ -6,7 +6,12 @@
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
 
-pub const DEFAULT_FILES: &[&str] = &["compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml"];
+pub const DEFAULT_FILES: &[&str] = &[
+    "compose.yaml",
+    "compose.yml",
+    "docker-compose.yml",
+    "docker-compose.yaml",
+];
 
 /// The standard input stands for a file named `-`.
 pub const STDIN: &str = "-";
@@ -89,7 +94,10 @@ mod tests {
         let sub = t.path().join("a/b");
         std::fs::create_dir_all(&sub).unwrap();
         let f = find_default(&sub).unwrap();
-        assert_eq!(f, vec![t.path().join("compose.yaml"), t.path().join("compose.override.yml")]);
+        assert_eq!(
+            f,
+            vec![t.path().join("compose.yaml"), t.path().join("compose.override.yml")]
+        );
     }
 
     #[test]
@@ -102,8 +110,14 @@ mod tests {
 
     #[test]
     fn env_split_and_clean() {
-        assert_eq!(from_env("a.yml:b.yml", None), vec![PathBuf::from("a.yml"), PathBuf::from("b.yml")]);
-        assert_eq!(from_env("a.yml;b.yml", Some(";")), vec![PathBuf::from("a.yml"), PathBuf::from("b.yml")]);
+        assert_eq!(
+            from_env("a.yml:b.yml", None),
+            vec![PathBuf::from("a.yml"), PathBuf::from("b.yml")]
+        );
+        assert_eq!(
+            from_env("a.yml;b.yml", Some(";")),
+            vec![PathBuf::from("a.yml"), PathBuf::from("b.yml")]
+        );
         assert_eq!(clean(Path::new("/a/./b/../c")), PathBuf::from("/a/c"));
         assert_eq!(expand_home("~/x", Some("/root")), "/root/x");
         assert_eq!(expand_home("~x", Some("/root")), "~x");

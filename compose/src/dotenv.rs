@@ -61,12 +61,16 @@ pub fn parse(src: &str, lookup: &dyn Lookup) -> Result<IndexMap<String, String>,
         p.skip_inline_space();
         let value = match p.peek() {
             Some(q @ ('\'' | '"')) => {
-                let raw = p.quoted(q).ok_or_else(|| err(format!("unterminated quoted value for {key}")))?;
+                let raw = p
+                    .quoted(q)
+                    .ok_or_else(|| err(format!("unterminated quoted value for {key}")))?;
                 // After the closing quote only a comment may follow on that line.
                 let tail = p.take_line();
                 let tail = tail.trim();
                 if !tail.is_empty() && !tail.starts_with('#') {
-                    return Err(err(format!("unexpected characters after quoted value of {key}: {tail:?}")));
+                    return Err(err(format!(
+                        "unexpected characters after quoted value of {key}: {tail:?}"
+                    )));
                 }
                 if q == '\'' {
                     raw.replace("\\'", "'")
@@ -205,7 +209,15 @@ mod tests {
     fn basics() {
         let src = "# comment\nA=1\nexport B = two words # note\nC: 3\nD='x # y'\nE=\"l1\\nl2\"\nF=\nG\n";
         let m = parse(src, &|n: &str| (n == "G").then(|| "from-env".to_string())).unwrap();
-        let want = [("A", "1"), ("B", "two words"), ("C", "3"), ("D", "x # y"), ("E", "l1\nl2"), ("F", ""), ("G", "from-env")];
+        let want = [
+            ("A", "1"),
+            ("B", "two words"),
+            ("C", "3"),
+            ("D", "x # y"),
+            ("E", "l1\nl2"),
+            ("F", ""),
+            ("G", "from-env"),
+        ];
         assert_eq!(m.len(), want.len());
         for (k, v) in want {
             assert_eq!(m[k], v, "{k}");

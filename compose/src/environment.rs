@@ -19,8 +19,11 @@ pub fn load(os: &Env, files: &[PathBuf], required: bool) -> Result<Env> {
             Err(e) => return Err(Error::io(f, e)),
         };
         let lookup = |n: &str| os.get(n).or_else(|| from_files.get(n)).cloned();
-        let vars = dotenv::parse(&text, &lookup)
-            .map_err(|e| Error::DotEnv { file: f.clone(), line: e.line, message: e.message })?;
+        let vars = dotenv::parse(&text, &lookup).map_err(|e| Error::DotEnv {
+            file: f.clone(),
+            line: e.line,
+            message: e.message,
+        })?;
         from_files.extend(vars);
     }
     let mut env = from_files;
@@ -43,11 +46,17 @@ pub fn read_env_file(path: &Path, format: Option<&str>, lookup: &dyn Fn(&str) ->
                 None => (l.trim().to_string(), String::new()),
             })
             .collect()),
-        "dotenv" => dotenv::parse(&text, &lookup)
-            .map_err(|e| Error::DotEnv { file: path.to_path_buf(), line: e.line, message: e.message }),
+        "dotenv" => dotenv::parse(&text, &lookup).map_err(|e| Error::DotEnv {
+            file: path.to_path_buf(),
+            line: e.line,
+            message: e.message,
+        }),
         other => Err(Error::Invalid {
             at: Default::default(),
-            message: format!("{}: unsupported env_file format {other:?} (dotenv or raw)", path.display()),
+            message: format!(
+                "{}: unsupported env_file format {other:?} (dotenv or raw)",
+                path.display()
+            ),
         }),
     }
 }

@@ -62,7 +62,11 @@ pub enum Error {
     #[error("{at}{message}")]
     Invalid { at: At, message: String },
     #[error("{file}:{line}: {message}")]
-    DotEnv { file: PathBuf, line: usize, message: String },
+    DotEnv {
+        file: PathBuf,
+        line: usize,
+        message: String,
+    },
     #[error("invalid project name {name:?}: must contain only characters from [a-z0-9_-] and start with [a-z0-9]")]
     ProjectName { name: String },
     #[error("dependency cycle detected: {0}")]
@@ -73,10 +77,16 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn invalid(at: At, message: impl Into<String>) -> Self {
-        Error::Invalid { at, message: message.into() }
+        Error::Invalid {
+            at,
+            message: message.into(),
+        }
     }
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
 }
 

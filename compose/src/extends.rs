@@ -11,7 +11,9 @@ use serde_yaml_ng::{Mapping, Value};
 use std::path::{Path, PathBuf};
 
 pub(crate) fn apply(ctx: &mut Ctx, tree: &mut Mapping, file: &Path, env: &Env) -> Result<()> {
-    let Some(Value::Mapping(services)) = tree.get("services") else { return Ok(()) };
+    let Some(Value::Mapping(services)) = tree.get("services") else {
+        return Ok(());
+    };
     let services = services.clone();
     let mut out = Mapping::with_capacity(services.len());
     for (name, _) in &services {
@@ -42,23 +44,38 @@ fn resolve(
             let (from_file, from) = stack.last().cloned().unwrap_or_default();
             return Err(Error::invalid(
                 ctx.at(&format!("services.{from}.extends")),
-                format!("cannot extend service {name:?} of {}: no such service (extended by {from} in {})", file.display(), from_file.display()),
+                format!(
+                    "cannot extend service {name:?} of {}: no such service (extended by {from} in {})",
+                    file.display(),
+                    from_file.display()
+                ),
             ));
         }
     };
-    let Some(ext) = svc.get("extends").cloned() else { return Ok(Value::Mapping(svc)) };
+    let Some(ext) = svc.get("extends").cloned() else {
+        return Ok(Value::Mapping(svc));
+    };
     let me = (file.to_path_buf(), name.to_string());
     if let Some(pos) = stack.iter().position(|s| *s == me) {
         let mut chain: Vec<String> = stack[pos..].iter().map(|(_, s)| s.clone()).collect();
         chain.push(name.to_string());
-        return Err(Error::invalid(ctx.at(&format!("{key}.extends")), format!("extends cycle detected: {}", chain.join(" -> "))));
+        return Err(Error::invalid(
+            ctx.at(&format!("{key}.extends")),
+            format!("extends cycle detected: {}", chain.join(" -> ")),
+        ));
     }
     let (base_name, base_file) = match &ext {
-        Value::Mapping(m) => (m.get("service").and_then(scalar_str), m.get("file").and_then(scalar_str)),
+        Value::Mapping(m) => (
+            m.get("service").and_then(scalar_str),
+            m.get("file").and_then(scalar_str),
+        ),
         other => (scalar_str(other), None),
     };
     let Some(base_name) = base_name.filter(|s| !s.is_empty()) else {
-        return Err(Error::invalid(ctx.at(&format!("{key}.extends")), "extends requires a service name"));
+        return Err(Error::invalid(
+            ctx.at(&format!("{key}.extends")),
+            "extends requires a service name",
+        ));
     };
     stack.push(me);
     let base = match base_file {
@@ -66,7 +83,10 @@ fn resolve(
             let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
             let other = absolute(&dir, Path::new(&f));
             if !other.is_file() {
-                return Err(Error::invalid(ctx.at(&format!("{key}.extends.file")), format!("extended file {} not found", other.display())));
+                return Err(Error::invalid(
+                    ctx.at(&format!("{key}.extends.file")),
+                    format!("extended file {} not found", other.display()),
+                ));
             }
             let tree = ctx.read_cached(&other, env)?;
             let other_services = match tree.get("services") {

@@ -22,7 +22,10 @@ impl Graph {
         let mut graph = DiGraph::new();
         let mut names: Vec<&String> = p.services.keys().collect();
         names.sort();
-        let nodes: IndexMap<String, NodeIndex> = names.iter().map(|n| ((*n).clone(), graph.add_node((*n).clone()))).collect();
+        let nodes: IndexMap<String, NodeIndex> = names
+            .iter()
+            .map(|n| ((*n).clone(), graph.add_node((*n).clone())))
+            .collect();
         for n in &names {
             for (dep, kind) in p.services[*n].dependencies() {
                 if let Some(&to) = nodes.get(&dep) {
@@ -95,7 +98,12 @@ impl Graph {
         // Acyclic (checked in `new`), so repeated relaxation converges in at most N rounds.
         let order = petgraph::algo::toposort(&self.graph, None).unwrap_or_default();
         for n in order.into_iter().rev() {
-            let l = self.graph.neighbors_directed(n, Direction::Outgoing).map(|d| level.get(&d).copied().unwrap_or(0) + 1).max().unwrap_or(0);
+            let l = self
+                .graph
+                .neighbors_directed(n, Direction::Outgoing)
+                .map(|d| level.get(&d).copied().unwrap_or(0) + 1)
+                .max()
+                .unwrap_or(0);
             level.insert(n, l);
         }
         let depth = level.values().copied().max().map(|m| m + 1).unwrap_or(0);
@@ -118,14 +126,25 @@ impl Graph {
 
     /// Direct dependencies of a service, with why.
     pub fn dependencies(&self, name: &str) -> Vec<(String, DependencyKind)> {
-        let Some(&n) = self.nodes.get(name) else { return Vec::new() };
-        self.graph.edges_directed(n, Direction::Outgoing).map(|e| (self.graph[e.target()].clone(), e.weight().clone())).collect()
+        let Some(&n) = self.nodes.get(name) else {
+            return Vec::new();
+        };
+        self.graph
+            .edges_directed(n, Direction::Outgoing)
+            .map(|e| (self.graph[e.target()].clone(), e.weight().clone()))
+            .collect()
     }
 
     /// Services that depend directly on `name`.
     pub fn dependents(&self, name: &str) -> Vec<String> {
-        let Some(&n) = self.nodes.get(name) else { return Vec::new() };
-        let mut v: Vec<String> = self.graph.neighbors_directed(n, Direction::Incoming).map(|d| self.graph[d].clone()).collect();
+        let Some(&n) = self.nodes.get(name) else {
+            return Vec::new();
+        };
+        let mut v: Vec<String> = self
+            .graph
+            .neighbors_directed(n, Direction::Incoming)
+            .map(|d| self.graph[d].clone())
+            .collect();
         v.sort();
         v.dedup();
         v

@@ -21,7 +21,9 @@ fn strings(v: Option<&Value>) -> Vec<String> {
 }
 
 pub(crate) fn apply(ctx: &mut Ctx, tree: &mut Mapping, file: &Path, env: &Env, stack: &mut Vec<PathBuf>) -> Result<()> {
-    let Some(includes) = tree.shift_remove("include") else { return Ok(()) };
+    let Some(includes) = tree.shift_remove("include") else {
+        return Ok(());
+    };
     let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
     let entries = match includes {
         Value::Sequence(s) => s,
@@ -39,7 +41,11 @@ pub(crate) fn apply(ctx: &mut Ctx, tree: &mut Mapping, file: &Path, env: &Env, s
                         return Err(Error::invalid(ctx.at(&format!("{key}.{k}")), msg));
                     }
                 }
-                (strings(m.get("path")), strings(m.get("env_file")), m.get("project_directory").and_then(scalar_str))
+                (
+                    strings(m.get("path")),
+                    strings(m.get("env_file")),
+                    m.get("project_directory").and_then(scalar_str),
+                )
             }
             other => (strings(Some(other)), Vec::new(), None),
         };
@@ -73,10 +79,16 @@ pub(crate) fn apply(ctx: &mut Ctx, tree: &mut Mapping, file: &Path, env: &Env, s
             if let Some(pos) = stack.iter().position(|s| s == p) {
                 let mut chain: Vec<String> = stack[pos..].iter().map(|s| s.display().to_string()).collect();
                 chain.push(p.display().to_string());
-                return Err(Error::invalid(ctx.at(&key), format!("include cycle detected: {}", chain.join(" -> "))));
+                return Err(Error::invalid(
+                    ctx.at(&key),
+                    format!("include cycle detected: {}", chain.join(" -> ")),
+                ));
             }
             if !p.is_file() {
-                return Err(Error::invalid(ctx.at(&key), format!("included file {} not found", p.display())));
+                return Err(Error::invalid(
+                    ctx.at(&key),
+                    format!("included file {} not found", p.display()),
+                ));
             }
             stack.push(p.clone());
             let t = ctx.process(p, &sub_env, stack)?;
@@ -86,8 +98,12 @@ pub(crate) fn apply(ctx: &mut Ctx, tree: &mut Mapping, file: &Path, env: &Env, s
         let Value::Mapping(mut sub) = sub else { continue };
         crate::paths::resolve_tree(&mut sub, &project_dir, ctx.home.as_deref());
         for section in SECTIONS {
-            let Some(Value::Mapping(items)) = sub.shift_remove(*section) else { continue };
-            let target = tree.entry((*section).into()).or_insert_with(|| Value::Mapping(Mapping::new()));
+            let Some(Value::Mapping(items)) = sub.shift_remove(*section) else {
+                continue;
+            };
+            let target = tree
+                .entry((*section).into())
+                .or_insert_with(|| Value::Mapping(Mapping::new()));
             if target.is_null() {
                 *target = Value::Mapping(Mapping::new());
             }
@@ -98,7 +114,10 @@ pub(crate) fn apply(ctx: &mut Ctx, tree: &mut Mapping, file: &Path, env: &Env, s
                         let name = key_str(&k);
                         return Err(Error::invalid(
                             ctx.at(&format!("{section}.{name}")),
-                            format!("{} defines {section}.{name} differently from the including file", paths[0].display()),
+                            format!(
+                                "{} defines {section}.{name} differently from the including file",
+                                paths[0].display()
+                            ),
                         ));
                     }
                     Some(_) => {}

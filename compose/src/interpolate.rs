@@ -26,12 +26,10 @@ impl<F: Fn(&str) -> Option<String>> Lookup for F {
 
 /// Substitutes every variable in `template`. `unset` is called with the name of each plain
 /// reference (`$VAR`, `${VAR}`) to an unset variable, which becomes the empty string.
-pub fn substitute(
-    template: &str,
-    lookup: &dyn Lookup,
-    unset: &mut dyn FnMut(&str),
-) -> Result<String, SubstError> {
-    let invalid = || SubstError::Invalid { template: template.to_string() };
+pub fn substitute(template: &str, lookup: &dyn Lookup, unset: &mut dyn FnMut(&str)) -> Result<String, SubstError> {
+    let invalid = || SubstError::Invalid {
+        template: template.to_string(),
+    };
     let bytes = template.as_bytes();
     let mut out = String::with_capacity(template.len());
     let mut i = 0;
@@ -74,7 +72,9 @@ pub fn substitute(
 }
 
 fn name_len(s: &str) -> usize {
-    s.bytes().take_while(|c| c.is_ascii_alphanumeric() || *c == b'_').count()
+    s.bytes()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == b'_')
+        .count()
 }
 
 /// Index of the `}` closing a `${` whose body starts at `start`, counting nested `${`.
@@ -107,7 +107,9 @@ fn matching_brace(s: &str, start: usize) -> Option<usize> {
 }
 
 fn braced(body: &str, lookup: &dyn Lookup, unset: &mut dyn FnMut(&str)) -> Result<String, SubstError> {
-    let invalid = || SubstError::Invalid { template: format!("${{{body}}}") };
+    let invalid = || SubstError::Invalid {
+        template: format!("${{{body}}}"),
+    };
     let len = name_len(body);
     let name = &body[..len];
     if name.is_empty() || name.as_bytes()[0].is_ascii_digit() {
@@ -118,7 +120,10 @@ fn braced(body: &str, lookup: &dyn Lookup, unset: &mut dyn FnMut(&str)) -> Resul
     let set_nonempty = value.as_deref().is_some_and(|v| !v.is_empty());
     let (op, arg) = if rest.is_empty() {
         ("", "")
-    } else if let Some(op) = [":-", ":?", ":+", "-", "?", "+"].iter().find(|op| rest.starts_with(**op)) {
+    } else if let Some(op) = [":-", ":?", ":+", "-", "?", "+"]
+        .iter()
+        .find(|op| rest.starts_with(**op))
+    {
         (*op, &rest[op.len()..])
     } else {
         return Err(invalid());
@@ -132,13 +137,31 @@ fn braced(body: &str, lookup: &dyn Lookup, unset: &mut dyn FnMut(&str)) -> Resul
                 String::new()
             }
         },
-        ":-" => if set_nonempty { value.unwrap_or_default() } else { nested(unset)? },
+        ":-" => {
+            if set_nonempty {
+                value.unwrap_or_default()
+            } else {
+                nested(unset)?
+            }
+        }
         "-" => match value {
             Some(v) => v,
             None => nested(unset)?,
         },
-        ":+" => if set_nonempty { nested(unset)? } else { String::new() },
-        "+" => if value.is_some() { nested(unset)? } else { String::new() },
+        ":+" => {
+            if set_nonempty {
+                nested(unset)?
+            } else {
+                String::new()
+            }
+        }
+        "+" => {
+            if value.is_some() {
+                nested(unset)?
+            } else {
+                String::new()
+            }
+        }
         ":?" | "?" => {
             let ok = if op == ":?" { set_nonempty } else { value.is_some() };
             if ok {
@@ -201,7 +224,11 @@ mod tests {
         ];
         for (input, want) in cases {
             let (got, _) = run(input);
-            let want = if *input == "a${SET}b$SET-c" { "avaluebvalue-c" } else { want };
+            let want = if *input == "a${SET}b$SET-c" {
+                "avaluebvalue-c"
+            } else {
+                want
+            };
             assert_eq!(got.as_deref(), Ok(want), "input {input}");
         }
     }
@@ -216,8 +243,17 @@ mod tests {
     #[test]
     fn required() {
         let (r, _) = run("${UNSET:?you must set it}");
-        assert_eq!(r, Err(SubstError::Required { name: "UNSET".into(), message: Some("you must set it".into()) }));
-        assert!(r.unwrap_err().to_string().contains("required variable UNSET is missing a value: you must set it"));
+        assert_eq!(
+            r,
+            Err(SubstError::Required {
+                name: "UNSET".into(),
+                message: Some("you must set it".into())
+            })
+        );
+        assert!(r
+            .unwrap_err()
+            .to_string()
+            .contains("required variable UNSET is missing a value: you must set it"));
         let (r, _) = run("${EMPTY:?}");
         assert!(matches!(r, Err(SubstError::Required { .. })));
         let (r, _) = run("${EMPTY?}");

@@ -83,7 +83,10 @@ impl Ctx {
         }
         match self.sources.first() {
             Some(s) => s.at(key),
-            None => At { location: None, key: Some(key.to_string()) },
+            None => At {
+                location: None,
+                key: Some(key.to_string()),
+            },
         }
     }
 
@@ -95,7 +98,11 @@ impl Ctx {
             std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?
         };
         let (src, value) = source::parse(path, &text)?;
-        let value = if self.interpolate { self.interpolate_tree(value, "", env, &src)? } else { value };
+        let value = if self.interpolate {
+            self.interpolate_tree(value, "", env, &src)?
+        } else {
+            value
+        };
         self.sources.push(src);
         match canonicalize(value, &mut vec![]) {
             Value::Mapping(m) => Ok(m),
@@ -118,10 +125,16 @@ impl Ctx {
             Value::String(s) if s.contains('$') => {
                 let mut unset = Vec::new();
                 let lookup = |n: &str| env.get(n).cloned();
-                let out = substitute(&s, &lookup, &mut |n: &str| unset.push(n.to_string()))
-                    .map_err(|e| Error::Interpolation { at: src.at(path), message: e.to_string() })?;
+                let out = substitute(&s, &lookup, &mut |n: &str| unset.push(n.to_string())).map_err(|e| {
+                    Error::Interpolation {
+                        at: src.at(path),
+                        message: e.to_string(),
+                    }
+                })?;
                 for n in unset {
-                    self.warn(format!("The \"{n}\" variable is not set. Defaulting to a blank string."));
+                    self.warn(format!(
+                        "The \"{n}\" variable is not set. Defaulting to a blank string."
+                    ));
                 }
                 Value::String(out)
             }
@@ -163,7 +176,8 @@ pub fn valid_project_name(name: &str) -> bool {
     let b = name.as_bytes();
     !b.is_empty()
         && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_' || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_' || *c == b'-')
 }
 
 /// A directory name made into a project name, as Compose does.
@@ -194,11 +208,20 @@ fn name_from_files(opts: &Options, files: &[PathBuf], env: &Env) -> Option<Strin
         } else {
             std::fs::read_to_string(f).ok()
         };
-        let Some(text) = text else { continue };
-        let Ok(Value::Mapping(m)) = serde_yaml_ng::from_str::<Value>(&text) else { continue };
+        // A file too deep to parse is reported when it is loaded for real.
+        let Some(text) = text.filter(|t| source::too_deep(t).is_none()) else {
+            continue;
+        };
+        let Ok(Value::Mapping(m)) = serde_yaml_ng::from_str::<Value>(&text) else {
+            continue;
+        };
         if let Some(Value::String(n)) = m.get("name") {
             let lookup = |k: &str| env.get(k).cloned();
-            name = Some(if opts.no_interpolate { n.clone() } else { substitute(n, &lookup, &mut |_| {}).unwrap_or_else(|_| n.clone()) });
+            name = Some(if opts.no_interpolate {
+                n.clone()
+            } else {
+                substitute(n, &lookup, &mut |_| {}).unwrap_or_else(|_| n.clone())
+            });
         }
     }
     name.filter(|n| !n.is_empty())
@@ -225,14 +248,28 @@ pub fn load(opts: &Options) -> Result<Loaded> {
     };
 
     let files: Vec<PathBuf> = if !opts.files.is_empty() {
-        opts.files.iter().map(|f| if f == Path::new(discovery::STDIN) { f.clone() } else { absolute(wd, f) }).collect()
+        opts.files
+            .iter()
+            .map(|f| {
+                if f == Path::new(discovery::STDIN) {
+                    f.clone()
+                } else {
+                    absolute(wd, f)
+                }
+            })
+            .collect()
     } else if let Some(cf) = env.get("COMPOSE_FILE").filter(|v| !v.is_empty()) {
         let sep = env.get("COMPOSE_PATH_SEPARATOR").map(String::as_str);
-        discovery::from_env(cf, sep).iter().map(|f| absolute(&env_dir, f)).collect()
+        discovery::from_env(cf, sep)
+            .iter()
+            .map(|f| absolute(&env_dir, f))
+            .collect()
     } else {
         discovery::find_default(&env_dir)?
     };
-    let first = &files[0];
+    let Some(first) = files.first() else {
+        return Err(Error::NoConfigFile);
+    };
     let project_dir = explicit_dir.unwrap_or_else(|| {
         if first == Path::new(discovery::STDIN) {
             wd.clone()
@@ -251,7 +288,10 @@ pub fn load(opts: &Options) -> Result<Loaded> {
     } else if let Some(n) = name_from_files(opts, &files, &env) {
         explicit_name(&n)?
     } else {
-        let base = project_dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let base = project_dir
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let n = normalize_project_name(&base);
         if n.is_empty() {
             return Err(Error::ProjectName { name: base });
@@ -275,11 +315,16 @@ pub fn load(opts: &Options) -> Result<Loaded> {
         let tree = ctx.process(f, &env, &mut stack)?;
         merged = merge(merged, Value::Mapping(tree), &mut vec![]).unwrap_or(Value::Mapping(Mapping::new()));
     }
-    let Value::Mapping(mut root) = merged else { return Err(Error::invalid(At::default(), "empty compose file")) };
+    let Value::Mapping(mut root) = merged else {
+        return Err(Error::invalid(At::default(), "empty compose file"));
+    };
     if !opts.no_path_resolution {
         crate::paths::resolve_tree(&mut root, &project_dir, ctx.home.as_deref());
     }
-    let project = decode(&Value::Mapping(root)).map_err(|(path, message)| Error::Invalid { at: ctx.at(&path), message })?;
+    let project = decode(&Value::Mapping(root)).map_err(|(path, message)| Error::Invalid {
+        at: ctx.at(&path),
+        message,
+    })?;
 
     let mut loaded = Loaded {
         project,
@@ -293,7 +338,18 @@ pub fn load(opts: &Options) -> Result<Loaded> {
     };
     crate::normalize::run(&mut loaded, opts, &mut ctx)?;
     crate::validate::run(&loaded.project, &ctx)?;
-    crate::graph::Graph::new(&loaded.project)?;
+    // A cycle is reported at the `depends_on` of the first service on it.
+    crate::graph::Graph::new(&loaded.project).map_err(|e| match e {
+        Error::Cycle(cycle) => {
+            let first = cycle.split(" -> ").next().unwrap_or_default().to_string();
+            let key = format!("services.{first}.depends_on");
+            Error::Invalid {
+                at: ctx.at(&key),
+                message: format!("dependency cycle detected: {cycle}"),
+            }
+        }
+        other => other,
+    })?;
     loaded.warnings = ctx.warnings;
     Ok(loaded)
 }

@@ -16,8 +16,14 @@ pub struct Locator {
 
 enum Frame {
     /// `key` is `Some` while the next node is the value of that key.
-    Map { path: String, key: Option<String> },
-    Seq { path: String, next: usize },
+    Map {
+        path: String,
+        key: Option<String>,
+    },
+    Seq {
+        path: String,
+        next: usize,
+    },
 }
 
 #[derive(Default)]

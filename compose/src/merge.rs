@@ -116,7 +116,10 @@ fn tagged(v: &Value) -> Option<(&str, &Value)> {
 pub fn canonicalize(v: Value, path: &mut Vec<String>) -> Value {
     if let Value::Tagged(t) = v {
         let TaggedValue { tag, value } = *t;
-        return Value::Tagged(Box::new(TaggedValue { tag, value: canonicalize(value, path) }));
+        return Value::Tagged(Box::new(TaggedValue {
+            tag,
+            value: canonicalize(value, path),
+        }));
     }
     let v = shape(v, path);
     let v = match v {
@@ -148,7 +151,9 @@ fn shape(v: Value, path: &[String]) -> Value {
     }
     if any_match(path, STRING_LISTS) {
         return match v {
-            Value::Mapping(m) if matches(path, "services.*.extra_hosts") || matches(path, "services.*.build.extra_hosts") => {
+            Value::Mapping(m)
+                if matches(path, "services.*.extra_hosts") || matches(path, "services.*.build.extra_hosts") =>
+            {
                 hosts_to_list(m)
             }
             s @ (Value::String(_) | Value::Number(_) | Value::Bool(_)) => Value::Sequence(vec![s]),
@@ -237,7 +242,10 @@ fn hosts_to_list(m: Mapping) -> Value {
                     out.push(Value::String(format!("{host}={}", scalar_str(&ip).unwrap_or_default())));
                 }
             }
-            other => out.push(Value::String(format!("{host}={}", scalar_str(&other).unwrap_or_default()))),
+            other => out.push(Value::String(format!(
+                "{host}={}",
+                scalar_str(&other).unwrap_or_default()
+            ))),
         }
     }
     Value::Sequence(out)
@@ -266,7 +274,11 @@ fn unique_key(path: &[String], entry: &Value) -> Option<Option<String>> {
         match short {
             Some(s) => {
                 let parts: Vec<&str> = s.split(':').collect();
-                Some(if parts.len() >= 2 { parts[1].to_string() } else { s.clone() })
+                Some(if parts.len() >= 2 {
+                    parts[1].to_string()
+                } else {
+                    s.clone()
+                })
             }
             None => field("target"),
         }
@@ -274,7 +286,11 @@ fn unique_key(path: &[String], entry: &Value) -> Option<Option<String>> {
         let secret = path.get(2).is_some_and(|p| p == "secrets");
         let source = short.clone().or_else(|| field("source")).unwrap_or_default();
         let target = field("target").unwrap_or_else(|| source.clone());
-        Some(if target.starts_with('/') || !secret { target } else { format!("/run/secrets/{target}") })
+        Some(if target.starts_with('/') || !secret {
+            target
+        } else {
+            format!("/run/secrets/{target}")
+        })
     } else if matches(path, "services.*.env_file") {
         short.or_else(|| field("path"))
     } else if matches(path, "networks.*.ipam.config") {
@@ -315,7 +331,9 @@ pub fn strip_tags(v: Value) -> Option<Value> {
             _ => strip_tags(t.value),
         },
         Value::Mapping(m) => Some(Value::Mapping(
-            m.into_iter().filter_map(|(k, v)| strip_tags(v).map(|v| (k, v))).collect(),
+            m.into_iter()
+                .filter_map(|(k, v)| strip_tags(v).map(|v| (k, v)))
+                .collect(),
         )),
         Value::Sequence(s) => Some(Value::Sequence(s.into_iter().filter_map(strip_tags).collect())),
         other => Some(other),
@@ -400,7 +418,10 @@ mod tests {
 
     #[test]
     fn override_tag_replaces_whole() {
-        let m = merged("services:\n  web:\n    ports: ['80:80']\n", "services:\n  web:\n    ports: !override ['81:81']\n");
+        let m = merged(
+            "services:\n  web:\n    ports: ['80:80']\n",
+            "services:\n  web:\n    ports: !override ['81:81']\n",
+        );
         assert_eq!(m, y("services:\n  web:\n    ports: ['81:81']\n"));
     }
 
@@ -410,12 +431,18 @@ mod tests {
             "services:\n  s:\n    logging: {driver: json-file, options: {max-size: 1m}}\n",
             "services:\n  s:\n    logging: {driver: syslog, options: {tag: x}}\n",
         );
-        assert_eq!(m, y("services:\n  s:\n    logging: {driver: syslog, options: {tag: x}}\n"));
+        assert_eq!(
+            m,
+            y("services:\n  s:\n    logging: {driver: syslog, options: {tag: x}}\n")
+        );
         let m = merged(
             "services:\n  s:\n    logging: {driver: json-file, options: {max-size: 1m}}\n",
             "services:\n  s:\n    logging: {options: {max-file: '3'}}\n",
         );
-        assert_eq!(m, y("services:\n  s:\n    logging: {driver: json-file, options: {max-size: 1m, max-file: '3'}}\n"));
+        assert_eq!(
+            m,
+            y("services:\n  s:\n    logging: {driver: json-file, options: {max-size: 1m, max-file: '3'}}\n")
+        );
     }
 
     #[test]

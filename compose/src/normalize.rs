@@ -16,7 +16,9 @@ const WINDOWS_ONLY: &[&str] = &["credential_spec", "isolation", "cpu_count", "cp
 pub(crate) fn run(l: &mut Loaded, opts: &Options, ctx: &mut Ctx) -> Result<()> {
     let p = &mut l.project;
     if p.version.take().is_some() {
-        ctx.warn("the attribute `version` is obsolete, it will be ignored, please remove it to avoid potential confusion");
+        ctx.warn(
+            "the attribute `version` is obsolete, it will be ignored, please remove it to avoid potential confusion",
+        );
     }
     p.include = None;
     p.name = Some(l.name.clone());
@@ -40,7 +42,11 @@ pub(crate) fn run(l: &mut Loaded, opts: &Options, ctx: &mut Ctx) -> Result<()> {
         }
         if let Some(b) = &mut s.build {
             if b.context.is_none() {
-                b.context = Some(if opts.no_path_resolution { ".".into() } else { l.project_dir.to_string_lossy().into_owned() });
+                b.context = Some(if opts.no_path_resolution {
+                    ".".into()
+                } else {
+                    l.project_dir.to_string_lossy().into_owned()
+                });
             }
             if b.dockerfile.is_none() && b.dockerfile_inline.is_none() {
                 b.dockerfile = Some("Dockerfile".into());
@@ -66,7 +72,10 @@ pub(crate) fn run(l: &mut Loaded, opts: &Options, ctx: &mut Ctx) -> Result<()> {
         }
         if let (Some(scale), Some(r)) = (s.scale, s.deploy.as_ref().and_then(|d| d.replicas)) {
             if scale != r {
-                return Err(Error::invalid(ctx.at(&format!("{key}.scale")), format!("scale ({scale}) and deploy.replicas ({r}) disagree")));
+                return Err(Error::invalid(
+                    ctx.at(&format!("{key}.scale")),
+                    format!("scale ({scale}) and deploy.replicas ({r}) disagree"),
+                ));
             }
         }
         for k in WINDOWS_ONLY {
@@ -112,13 +121,17 @@ pub(crate) fn run(l: &mut Loaded, opts: &Options, ctx: &mut Ctx) -> Result<()> {
     for (k, s) in p.secrets.iter_mut() {
         fill_name(&mut s.name, &mut s.external, k, &project, "secrets", ctx);
         if s.driver.is_some() || s.template_driver.is_some() {
-            ctx.warn(format!("secrets.{k}: driver and template_driver apply to Swarm only and are ignored"));
+            ctx.warn(format!(
+                "secrets.{k}: driver and template_driver apply to Swarm only and are ignored"
+            ));
         }
     }
     for (k, c) in p.configs.iter_mut() {
         fill_name(&mut c.name, &mut c.external, k, &project, "configs", ctx);
         if c.template_driver.is_some() {
-            ctx.warn(format!("configs.{k}.template_driver applies to Swarm only and is ignored"));
+            ctx.warn(format!(
+                "configs.{k}.template_driver applies to Swarm only and is ignored"
+            ));
         }
     }
     for (k, m) in p.models.iter_mut() {
@@ -133,7 +146,14 @@ pub(crate) fn run(l: &mut Loaded, opts: &Options, ctx: &mut Ctx) -> Result<()> {
     Ok(())
 }
 
-fn fill_name(name: &mut Option<String>, external: &mut Option<External>, key: &str, project: &str, section: &str, ctx: &mut Ctx) {
+fn fill_name(
+    name: &mut Option<String>,
+    external: &mut Option<External>,
+    key: &str,
+    project: &str,
+    section: &str,
+    ctx: &mut Ctx,
+) {
     if let Some(External::Named(legacy)) = external.clone() {
         ctx.warn(format!("{section}.{key}: external.name is deprecated, use name"));
         if let Some(n) = legacy {
@@ -145,7 +165,13 @@ fn fill_name(name: &mut Option<String>, external: &mut Option<External>, key: &s
         *external = None;
     }
     let is_external = external.as_ref().is_some_and(External::is_external);
-    name.get_or_insert_with(|| if is_external { key.to_string() } else { format!("{project}_{key}") });
+    name.get_or_insert_with(|| {
+        if is_external {
+            key.to_string()
+        } else {
+            format!("{project}_{key}")
+        }
+    });
 }
 
 /// Applies profiles: a service runs when it has no profile or one of its profiles is
@@ -155,7 +181,12 @@ fn profiles(l: &mut Loaded, opts: &Options) -> Result<()> {
     let mut active: Vec<String> = opts.profiles.clone();
     if active.is_empty() {
         if let Some(v) = l.environment.get("COMPOSE_PROFILES") {
-            active = v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
+            active = v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect();
         }
     }
     for name in &opts.services {
@@ -196,12 +227,18 @@ fn env_files(s: &mut Service, env: &environment::Env, key: &str, ctx: &mut Ctx) 
     let mut vars: IndexMap<String, String> = IndexMap::new();
     for (i, f) in files.iter().enumerate() {
         let Some(path) = f.path.as_deref() else {
-            return Err(Error::invalid(ctx.at(&format!("{key}.env_file[{i}]")), "env_file entry needs a path"));
+            return Err(Error::invalid(
+                ctx.at(&format!("{key}.env_file[{i}]")),
+                "env_file entry needs a path",
+            ));
         };
         let path = Path::new(path);
         if !path.exists() {
             if f.required.unwrap_or(true) {
-                return Err(Error::invalid(ctx.at(&format!("{key}.env_file")), format!("env file {} not found", path.display())));
+                return Err(Error::invalid(
+                    ctx.at(&format!("{key}.env_file")),
+                    format!("env file {} not found", path.display()),
+                ));
             }
             continue;
         }
@@ -221,11 +258,16 @@ fn env_files(s: &mut Service, env: &environment::Env, key: &str, ctx: &mut Ctx) 
 }
 
 fn label_files(s: &mut Service, env: &environment::Env, key: &str, ctx: &mut Ctx) -> Result<()> {
-    let Some(files) = s.label_file.take() else { return Ok(()) };
+    let Some(files) = s.label_file.take() else {
+        return Ok(());
+    };
     for f in files {
         let path = Path::new(&f);
         if !path.exists() {
-            return Err(Error::invalid(ctx.at(&format!("{key}.label_file")), format!("label file {f} not found")));
+            return Err(Error::invalid(
+                ctx.at(&format!("{key}.label_file")),
+                format!("label file {f} not found"),
+            ));
         }
         let lookup = |n: &str| env.get(n).cloned();
         let read = environment::read_env_file(path, None, &lookup)?;

@@ -60,7 +60,9 @@ pub fn resolve_service(svc: &mut Mapping, base: &Path, home: Option<&str>) {
         }
         if let Some(Value::Mapping(ac)) = field(b, "additional_contexts") {
             for (_, v) in ac.iter_mut() {
-                map_str(v, &|s| (!s.contains(':') || s.starts_with('.')).then(|| resolve(s, base, home)));
+                map_str(v, &|s| {
+                    (!s.contains(':') || s.starts_with('.')).then(|| resolve(s, base, home))
+                });
             }
         }
     }

@@ -20,8 +20,10 @@ fn valid_restart(r: &str) -> bool {
 }
 
 fn valid_pull_policy(p: &str) -> bool {
-    matches!(p, "always" | "never" | "missing" | "if_not_present" | "build" | "daily" | "weekly" | "refresh")
-        || p.strip_prefix("every_").is_some_and(|d| parse_duration(d).is_ok())
+    matches!(
+        p,
+        "always" | "never" | "missing" | "if_not_present" | "build" | "daily" | "weekly" | "refresh"
+    ) || p.strip_prefix("every_").is_some_and(|d| parse_duration(d).is_ok())
 }
 
 pub(crate) fn run(p: &Project, ctx: &Ctx) -> Result<()> {
@@ -30,29 +32,44 @@ pub(crate) fn run(p: &Project, ctx: &Ctx) -> Result<()> {
     for (name, s) in &p.services {
         let key = format!("services.{name}");
         if s.image.is_none() && s.build.is_none() && s.provider.is_none() {
-            return err(&key, format!("service {name:?} has neither an image nor a build context specified"));
+            return err(
+                &key,
+                format!("service {name:?} has neither an image nor a build context specified"),
+            );
         }
         if let Some(c) = &s.container_name {
             if s.replicas() > 1 {
                 return err(&format!("{key}.container_name"), format!("service {name:?} sets container_name {c:?} and has {} replicas: container names must be unique", s.replicas()));
             }
             if let Some(other) = container_names.insert(c, name) {
-                return err(&format!("{key}.container_name"), format!("services {other:?} and {name:?} both use container_name {c:?}"));
+                return err(
+                    &format!("{key}.container_name"),
+                    format!("services {other:?} and {name:?} both use container_name {c:?}"),
+                );
             }
         }
         if s.network_mode.is_some() && s.networks.as_ref().is_some_and(|n| !n.is_empty()) {
-            return err(&format!("{key}.network_mode"), format!("service {name:?} declares both network_mode and networks"));
+            return err(
+                &format!("{key}.network_mode"),
+                format!("service {name:?} declares both network_mode and networks"),
+            );
         }
         for n in s.networks.iter().flat_map(|n| n.keys()) {
             if !p.networks.contains_key(n) {
-                return err(&format!("{key}.networks.{n}"), format!("service {name:?} refers to undefined network {n}"));
+                return err(
+                    &format!("{key}.networks.{n}"),
+                    format!("service {name:?} refers to undefined network {n}"),
+                );
             }
         }
         for (i, v) in s.volumes.iter().flatten().enumerate() {
             let vkey = format!("{key}.volumes[{i}]");
             let ty = v.r#type.as_deref().unwrap_or("volume");
             if !VOLUME_TYPES.contains(&ty) {
-                return err(&vkey, format!("invalid volume type {ty:?} (one of {})", VOLUME_TYPES.join(", ")));
+                return err(
+                    &vkey,
+                    format!("invalid volume type {ty:?} (one of {})", VOLUME_TYPES.join(", ")),
+                );
             }
             if v.target.as_deref().unwrap_or("").is_empty() && ty != "npipe" {
                 return err(&vkey, "volume needs a target".into());
@@ -68,17 +85,30 @@ pub(crate) fn run(p: &Project, ctx: &Ctx) -> Result<()> {
         for (kind, refs) in [("secret", &s.secrets), ("config", &s.configs)] {
             for (i, r) in refs.iter().flatten().enumerate() {
                 let src = r.source.as_deref().unwrap_or("");
-                let defined = if kind == "secret" { p.secrets.contains_key(src) } else { p.configs.contains_key(src) };
+                let defined = if kind == "secret" {
+                    p.secrets.contains_key(src)
+                } else {
+                    p.configs.contains_key(src)
+                };
                 if !defined {
-                    return err(&format!("{key}.{kind}s[{i}]"), format!("service {name:?} refers to undefined {kind} {src}"));
+                    return err(
+                        &format!("{key}.{kind}s[{i}]"),
+                        format!("service {name:?} refers to undefined {kind} {src}"),
+                    );
                 }
             }
         }
         for (dep, d) in s.depends_on.iter().flatten() {
             let dkey = format!("{key}.depends_on.{dep}");
-            let cond = d.as_ref().and_then(|d| d.condition.as_deref()).unwrap_or("service_started");
+            let cond = d
+                .as_ref()
+                .and_then(|d| d.condition.as_deref())
+                .unwrap_or("service_started");
             if !CONDITIONS.contains(&cond) {
-                return err(&dkey, format!("invalid condition {cond:?} (one of {})", CONDITIONS.join(", ")));
+                return err(
+                    &dkey,
+                    format!("invalid condition {cond:?} (one of {})", CONDITIONS.join(", ")),
+                );
             }
         }
         for (dep, kind) in s.dependencies() {
@@ -95,12 +125,20 @@ pub(crate) fn run(p: &Project, ctx: &Ctx) -> Result<()> {
         }
         if let Some(r) = &s.restart {
             if !valid_restart(r) {
-                return err(&format!("{key}.restart"), format!("invalid restart policy {r:?} (no, always, on-failure[:N] or unless-stopped)"));
+                return err(
+                    &format!("{key}.restart"),
+                    format!("invalid restart policy {r:?} (no, always, on-failure[:N] or unless-stopped)"),
+                );
             }
         }
         if let Some(pp) = &s.pull_policy {
             if !valid_pull_policy(pp) {
-                return err(&format!("{key}.pull_policy"), format!("invalid pull_policy {pp:?} (always, never, missing, build, daily, weekly or every_<duration>)"));
+                return err(
+                    &format!("{key}.pull_policy"),
+                    format!(
+                        "invalid pull_policy {pp:?} (always, never, missing, build, daily, weekly or every_<duration>)"
+                    ),
+                );
             }
         }
         for (i, port) in s.ports.iter().flatten().enumerate() {
@@ -115,7 +153,10 @@ pub(crate) fn run(p: &Project, ctx: &Ctx) -> Result<()> {
             let wkey = format!("{key}.develop.watch[{i}]");
             let action = w.action.as_deref().unwrap_or("");
             if !WATCH_ACTIONS.contains(&action) {
-                return err(&wkey, format!("invalid watch action {action:?} (one of {})", WATCH_ACTIONS.join(", ")));
+                return err(
+                    &wkey,
+                    format!("invalid watch action {action:?} (one of {})", WATCH_ACTIONS.join(", ")),
+                );
             }
             if w.path.is_none() {
                 return err(&wkey, "watch rule needs a path".into());
@@ -129,15 +170,30 @@ pub(crate) fn run(p: &Project, ctx: &Ctx) -> Result<()> {
         }
     }
     for (name, s) in &p.secrets {
-        let sources = [s.file.is_some(), s.environment.is_some(), s.external.as_ref().is_some_and(External::is_external)];
+        let sources = [
+            s.file.is_some(),
+            s.environment.is_some(),
+            s.external.as_ref().is_some_and(External::is_external),
+        ];
         if sources.iter().filter(|x| **x).count() != 1 {
-            return err(&format!("secrets.{name}"), format!("secret {name:?} must set exactly one of file, environment or external"));
+            return err(
+                &format!("secrets.{name}"),
+                format!("secret {name:?} must set exactly one of file, environment or external"),
+            );
         }
     }
     for (name, c) in &p.configs {
-        let sources = [c.file.is_some(), c.environment.is_some(), c.content.is_some(), c.external.as_ref().is_some_and(External::is_external)];
+        let sources = [
+            c.file.is_some(),
+            c.environment.is_some(),
+            c.content.is_some(),
+            c.external.as_ref().is_some_and(External::is_external),
+        ];
         if sources.iter().filter(|x| **x).count() != 1 {
-            return err(&format!("configs.{name}"), format!("config {name:?} must set exactly one of file, environment, content or external"));
+            return err(
+                &format!("configs.{name}"),
+                format!("config {name:?} must set exactly one of file, environment, content or external"),
+            );
         }
     }
     Ok(())

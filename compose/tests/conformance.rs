@@ -71,9 +71,25 @@ fn dotenv_fixtures() {
         ],
     );
     check("exported.env", &[("OPTION_A", "2"), ("OPTION_B", "\\n")]);
-    check("equals.env", &[("OPTION_A", "postgres://localhost:5432/database?sslmode=disable")]);
-    check("special.env", &[("VAR.WITH.DOTS", "dots"), ("VAR_WITH_UNDERSCORES", "underscores"), ("VAR-WITH-DASHES", "dashes")]);
-    let subst = [("OPTION_A", "1"), ("OPTION_B", "1"), ("OPTION_C", "1"), ("OPTION_D", "1_1"), ("OPTION_E", "")];
+    check(
+        "equals.env",
+        &[("OPTION_A", "postgres://localhost:5432/database?sslmode=disable")],
+    );
+    check(
+        "special.env",
+        &[
+            ("VAR.WITH.DOTS", "dots"),
+            ("VAR_WITH_UNDERSCORES", "underscores"),
+            ("VAR-WITH-DASHES", "dashes"),
+        ],
+    );
+    let subst = [
+        ("OPTION_A", "1"),
+        ("OPTION_B", "1"),
+        ("OPTION_C", "1"),
+        ("OPTION_D", "1_1"),
+        ("OPTION_E", ""),
+    ];
     check("substitutions.env", &subst);
     check("substitutions-default.env", &subst);
     check(
@@ -86,8 +102,18 @@ fn dotenv_fixtures() {
             ("OPTION_E", "then another one quoted phrase"),
         ],
     );
-    check("inherited-single-var.env", &[("VAR_TO_BE_LOADED_FROM_OS_ENV", "loaded from os")]);
-    check("inherited-multi-var.env", &[("foo", "bar"), ("VAR_TO_BE_LOADED_FROM_OS_ENV", "loaded from os"), ("bar", "baz")]);
+    check(
+        "inherited-single-var.env",
+        &[("VAR_TO_BE_LOADED_FROM_OS_ENV", "loaded from os")],
+    );
+    check(
+        "inherited-multi-var.env",
+        &[
+            ("foo", "bar"),
+            ("VAR_TO_BE_LOADED_FROM_OS_ENV", "loaded from os"),
+            ("bar", "baz"),
+        ],
+    );
     check("inherited-not-found.env", &[]);
     check("custom.format", &[("FOO", "BAR"), ("ZOT", "QIX")]);
     let e = read("invalid1.env").unwrap_err();
@@ -111,14 +137,39 @@ fn cli_simple_discovery_overrides_and_names() {
 
     // `.env` of the project directory feeds interpolation; the OS environment wins.
     let l = load(&dir, &["compose-with-variables.yaml"], &[]);
-    assert_eq!(l.project.services["simple"].ports.as_ref().unwrap()[0].published.as_deref(), Some("8000"));
+    assert_eq!(
+        l.project.services["simple"].ports.as_ref().unwrap()[0]
+            .published
+            .as_deref(),
+        Some("8000")
+    );
     let l = load(&dir, &["compose-with-variables.yaml"], &[("PUBLIC_PORT", "9000")]);
-    assert_eq!(l.project.services["simple"].ports.as_ref().unwrap()[0].published.as_deref(), Some("9000"));
+    assert_eq!(
+        l.project.services["simple"].ports.as_ref().unwrap()[0]
+            .published
+            .as_deref(),
+        Some("9000")
+    );
 
     // name: in the file, COMPOSE_PROJECT_NAME over it, -p over both.
-    assert_eq!(load(&dir, &["compose-name.yaml"], &[("TEST", "env")]).name, "test-env-test");
-    assert_eq!(load(&dir, &["compose-name.yaml"], &[("TEST", "env"), ("COMPOSE_PROJECT_NAME", "from_env")]).name, "from_env");
-    let mut o = opts(&dir, &["compose-name.yaml"], &[("TEST", "env"), ("COMPOSE_PROJECT_NAME", "from_env")]);
+    assert_eq!(
+        load(&dir, &["compose-name.yaml"], &[("TEST", "env")]).name,
+        "test-env-test"
+    );
+    assert_eq!(
+        load(
+            &dir,
+            &["compose-name.yaml"],
+            &[("TEST", "env"), ("COMPOSE_PROJECT_NAME", "from_env")]
+        )
+        .name,
+        "from_env"
+    );
+    let mut o = opts(
+        &dir,
+        &["compose-name.yaml"],
+        &[("TEST", "env"), ("COMPOSE_PROJECT_NAME", "from_env")],
+    );
     o.project_name = Some("flag".into());
     assert_eq!(compose::load(&o).unwrap().name, "flag");
 }
@@ -134,7 +185,12 @@ fn cli_env_file_and_compose_file_from_dotenv() {
 
     // The same directory with the env files present, in a scratch copy.
     let t = tempfile::tempdir().unwrap();
-    for f in [".env", "compose-with-env-file.yaml", "compose-with-env-files.yaml", "override.env"] {
+    for f in [
+        ".env",
+        "compose-with-env-file.yaml",
+        "compose-with-env-files.yaml",
+        "override.env",
+    ] {
         std::fs::copy(dir.join(f), t.path().join(f)).unwrap();
     }
     std::fs::write(t.path().join("simple-env"), "A=1\n").unwrap();
@@ -143,7 +199,10 @@ fn cli_env_file_and_compose_file_from_dotenv() {
     assert_eq!(l.name, "my_project_from_dot_env");
     assert_eq!(l.files, vec![t.path().join("compose-with-env-file.yaml")]);
     assert!(l.warnings.iter().any(|w| w.contains("`version` is obsolete")));
-    assert_eq!(l.project.services["simple"].environment.as_ref().unwrap()["A"].as_deref(), Some("1"));
+    assert_eq!(
+        l.project.services["simple"].environment.as_ref().unwrap()["A"].as_deref(),
+        Some("1")
+    );
 
     // --env-file replaces .env: PORT comes from override.env.
     let mut o = opts(t.path(), &["compose-with-env-files.yaml"], &[]);
@@ -178,17 +237,41 @@ fn extends_fixtures() {
     assert_eq!(s["another"].image.as_deref(), Some("base"));
     // A relative build context of an extended file stays relative to that file.
     for n in ["with-build", "nested"] {
-        assert_eq!(s[n].build.as_ref().unwrap().context.as_deref(), Some(path_str(&dir).as_str()), "{n}");
+        assert_eq!(
+            s[n].build.as_ref().unwrap().context.as_deref(),
+            Some(path_str(&dir).as_str()),
+            "{n}"
+        );
     }
     let ul = s["limits"].ulimits.as_ref().unwrap();
     assert_eq!(ul["nproc"], Ulimit::Single(65535));
-    assert_eq!(ul["nofile"], Ulimit::Range { soft: 20000, hard: 40000 });
-    let ports: Vec<u32> = s["ports"].ports.as_ref().unwrap().iter().map(|p| p.target.unwrap()).collect();
+    assert_eq!(
+        ul["nofile"],
+        Ulimit::Range {
+            soft: 20000,
+            hard: 40000
+        }
+    );
+    let ports: Vec<u32> = s["ports"]
+        .ports
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|p| p.target.unwrap())
+        .collect();
     assert_eq!(ports, vec![8080, 9090]);
     // Interpolation in an extended file uses the project's environment.
-    assert_eq!(s["interp"].volumes.as_ref().unwrap()[0].source.as_deref(), Some("/dev/null"));
+    assert_eq!(
+        s["interp"].volumes.as_ref().unwrap()[0].source.as_deref(),
+        Some("/dev/null")
+    );
     let l = load(t.path(), &[], &[("SOURCE", "/srv")]);
-    assert_eq!(l.project.services["interp"].volumes.as_ref().unwrap()[0].source.as_deref(), Some("/srv"));
+    assert_eq!(
+        l.project.services["interp"].volumes.as_ref().unwrap()[0]
+            .source
+            .as_deref(),
+        Some("/srv")
+    );
 
     // `!reset` inside extends removes the inherited command.
     let l = load(&dir, &["reset.yaml"], &[]);
@@ -198,19 +281,37 @@ fn extends_fixtures() {
 
     // base.yaml as a project: its empty `nil` service is invalid.
     let e = load_err(&dir, &["base.yaml"], &[]);
-    assert!(e.contains("\"nil\"") && e.contains("neither an image nor a build"), "{e}");
+    assert!(
+        e.contains("\"nil\"") && e.contains("neither an image nor a build"),
+        "{e}"
+    );
 
     // References of an extended service resolve in the extending project.
     let l = load(&dir, &["depends_on.yaml"], &[]);
-    assert_eq!(levels(&l), vec![strs(&["zot"]), strs(&["with_depends_on", "with_ipc", "with_network_mode", "with_volumes_from"])]);
-    let t = temp(&[("compose.yaml", &format!("services:\n  x:\n    extends: {{file: {}, service: with_depends_on}}\n", path_str(&dir.join("depends_on.yaml"))))]);
+    assert_eq!(
+        levels(&l),
+        vec![
+            strs(&["zot"]),
+            strs(&["with_depends_on", "with_ipc", "with_network_mode", "with_volumes_from"])
+        ]
+    );
+    let t = temp(&[(
+        "compose.yaml",
+        &format!(
+            "services:\n  x:\n    extends: {{file: {}, service: with_depends_on}}\n",
+            path_str(&dir.join("depends_on.yaml"))
+        ),
+    )]);
     let e = load_err(t.path(), &[], &[]);
     assert!(e.contains("undefined service \"zot\""), "{e}");
 }
 
 #[test]
 fn extends_cycle_is_refused() {
-    let t = temp(&[("compose.yaml", "services:\n  a:\n    extends: b\n  b:\n    extends: c\n  c:\n    extends: a\n")]);
+    let t = temp(&[(
+        "compose.yaml",
+        "services:\n  a:\n    extends: b\n  b:\n    extends: c\n  c:\n    extends: a\n",
+    )]);
     let e = load_err(t.path(), &[], &[]);
     assert!(e.contains("extends cycle detected: a -> b -> c -> a"), "{e}");
 }
@@ -222,15 +323,27 @@ fn include_fixtures() {
     let inc = dir.join("include");
     let l = load(&inc, &["compose.yaml"], &[]);
     let s = &l.project.services["included"];
-    assert_eq!(s.build.as_ref().unwrap().context.as_deref(), Some(path_str(&inc).as_str()));
-    assert_eq!(s.volumes.as_ref().unwrap()[0].source.as_deref(), Some(path_str(&inc).as_str()));
+    assert_eq!(
+        s.build.as_ref().unwrap().context.as_deref(),
+        Some(path_str(&inc).as_str())
+    );
+    assert_eq!(
+        s.volumes.as_ref().unwrap()[0].source.as_deref(),
+        Some(path_str(&inc).as_str())
+    );
 
     // project_directory: paths and env files relative to it.
     let l = load(&inc, &["project-directory.yaml"], &[]);
     let s = &l.project.services["service"];
     let sub = dir.join("subdir");
-    assert_eq!(s.build.as_ref().unwrap().context.as_deref(), Some(path_str(&sub).as_str()));
-    assert_eq!(s.volumes.as_ref().unwrap()[0].source.as_deref(), Some(path_str(&sub.join("compose-test-extends-imported.yaml")).as_str()));
+    assert_eq!(
+        s.build.as_ref().unwrap().context.as_deref(),
+        Some(path_str(&sub).as_str())
+    );
+    assert_eq!(
+        s.volumes.as_ref().unwrap()[0].source.as_deref(),
+        Some(path_str(&sub.join("compose-test-extends-imported.yaml")).as_str())
+    );
     assert_eq!(s.environment.as_ref().unwrap()["SOURCE"].as_deref(), Some("extends"));
 
     let l = load(&dir, &["compose-include.yaml"], &[]);
@@ -241,7 +354,10 @@ fn include_fixtures() {
     assert_eq!(imp.container_name.as_deref(), Some("imported"));
     assert_eq!(imp.environment.as_ref().unwrap()["SOURCE"].as_deref(), Some("extends"));
     assert_eq!(imp.volumes.as_ref().unwrap()[0].source.as_deref(), Some("/opt/data"));
-    assert_eq!(l.project.services["bar"].environment.as_ref().unwrap()["FOO"].as_deref(), Some("BAR"));
+    assert_eq!(
+        l.project.services["bar"].environment.as_ref().unwrap()["FOO"].as_deref(),
+        Some("BAR")
+    );
 
     let e = load_err(&dir, &["compose-include-cycle.yaml"], &[]);
     assert!(e.contains("include cycle detected"), "{e}");
@@ -250,7 +366,10 @@ fn include_fixtures() {
 #[test]
 fn include_conflicts_are_refused() {
     let t = temp(&[
-        ("compose.yaml", "include: [child.yaml]\nservices:\n  a:\n    image: one\n"),
+        (
+            "compose.yaml",
+            "include: [child.yaml]\nservices:\n  a:\n    image: one\n",
+        ),
         ("child.yaml", "services:\n  a:\n    image: two\n"),
     ]);
     let e = load_err(t.path(), &[], &[]);
@@ -262,9 +381,12 @@ fn dependency_cycles() {
     let c = corpus!();
     let dir = c.join("compose-go/loader/testdata");
     let e = load_err(&dir, &["compose-depends-on-cycle.yaml"], &[]);
-    assert_eq!(e, "dependency cycle detected: service1 -> service2 -> service3 -> service1");
+    assert!(e.ends_with("compose-depends-on-cycle.yaml:5:5: services.service1.depends_on: dependency cycle detected: service1 -> service2 -> service3 -> service1"), "{e}");
     let e = load_err(&dir, &["compose-depends-on-self.yaml"], &[]);
-    assert_eq!(e, "dependency cycle detected: service1 -> service1");
+    assert!(
+        e.ends_with("services.service1.depends_on: dependency cycle detected: service1 -> service1"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -294,7 +416,11 @@ fn full_example() {
         "services:\n  foo:\n    network_mode: !reset null\n    deploy:\n      replicas: 1\n  db: {image: db}\n  redis: {image: redis}\n  other_service: {image: other}\nnetworks:\n  other-other-network:\nvolumes:\n  datavolume:\n",
     )]);
     let fix = path_str(&t.path().join("fix.yaml"));
-    let l = load(&dir, &["full-example.yml", &fix], &[("HOME", "/home/user"), ("BAR", "bar")]);
+    let l = load(
+        &dir,
+        &["full-example.yml", &fix],
+        &[("HOME", "/home/user"), ("BAR", "bar")],
+    );
     let foo = &l.project.services["foo"];
     assert_eq!(foo.ports.as_ref().unwrap().len(), 22);
     let env = foo.environment.as_ref().unwrap();
@@ -305,15 +431,35 @@ fn full_example() {
     let labels = foo.labels.as_ref().unwrap();
     assert_eq!(labels["QUX"], "quz_from_label_file_2");
     assert_eq!(labels["com.example.empty-label"], "");
-    assert_eq!(foo.healthcheck.as_ref().unwrap().interval, Some(Duration(10_000_000_000)));
+    assert_eq!(
+        foo.healthcheck.as_ref().unwrap().interval,
+        Some(Duration(10_000_000_000))
+    );
     assert_eq!(foo.stop_grace_period, Some(Duration(20_000_000_000)));
-    assert_eq!(foo.volumes.as_ref().unwrap()[4].source.as_deref(), Some("/home/user/configs"));
+    assert_eq!(
+        foo.volumes.as_ref().unwrap()[4].source.as_deref(),
+        Some("/home/user/configs")
+    );
     assert_eq!(foo.secrets.as_ref().unwrap()[1].mode, Some(FileMode(0o440)));
     assert_eq!(foo.extensions.0.len(), 2);
     let n = &l.project.networks["other-external-network"];
-    assert_eq!((n.name.as_deref(), n.external.clone()), (Some("my-cool-network"), Some(External::Flag(true))));
-    assert_eq!(l.project.networks["some-network"].name.as_deref(), Some("fullex_some-network").map(|_| format!("{}_some-network", l.name)).as_deref());
-    assert!(l.warnings.iter().any(|w| w.contains("deploy.placement applies to Swarm only")), "{:?}", l.warnings);
+    assert_eq!(
+        (n.name.as_deref(), n.external.clone()),
+        (Some("my-cool-network"), Some(External::Flag(true)))
+    );
+    assert_eq!(
+        l.project.networks["some-network"].name.as_deref(),
+        Some("fullex_some-network")
+            .map(|_| format!("{}_some-network", l.name))
+            .as_deref()
+    );
+    assert!(
+        l.warnings
+            .iter()
+            .any(|w| w.contains("deploy.placement applies to Swarm only")),
+        "{:?}",
+        l.warnings
+    );
 }
 
 // ---- docker/compose e2e fixtures ---------------------------------------------------
@@ -329,8 +475,13 @@ fn health_and_dependency_conditions() {
     let hc = l.project.services["fail"].healthcheck.clone().unwrap();
     assert_eq!(hc.test, Some(strs(&["CMD-SHELL", "false"])));
     assert_eq!((hc.interval, hc.retries), (Some(Duration(1_000_000_000)), Some(3)));
-    let d = l.project.services["depends"].depends_on.as_ref().unwrap()["fail"].clone().unwrap();
-    assert_eq!((d.condition.as_deref(), d.required), (Some("service_healthy"), Some(true)));
+    let d = l.project.services["depends"].depends_on.as_ref().unwrap()["fail"]
+        .clone()
+        .unwrap();
+    assert_eq!(
+        (d.condition.as_deref(), d.required),
+        (Some("service_healthy"), Some(true))
+    );
     assert_eq!(levels(&l), vec![strs(&["fail"]), strs(&["depends"])]);
 
     let l = load(&td(&c, "TestUpWithDependencyExit"), &[], &[]);
@@ -338,34 +489,64 @@ fn health_and_dependency_conditions() {
 
     for t in ["TestInitContainer", "TestUpWait"] {
         let l = load(&td(&c, t), &[], &[]);
-        let conds: Vec<String> = l.project.services.values().flat_map(|s| s.depends_on.iter().flatten()).map(|(_, d)| d.clone().unwrap().condition.unwrap()).collect();
+        let conds: Vec<String> = l
+            .project
+            .services
+            .values()
+            .flat_map(|s| s.depends_on.iter().flatten())
+            .map(|(_, d)| d.clone().unwrap().condition.unwrap())
+            .collect();
         assert_eq!(conds, strs(&["service_completed_successfully"]), "{t}");
         assert_eq!(levels(&l).len(), 2, "{t}");
     }
 
     for t in ["TestCascadeStop", "TestCascadeFail"] {
         let l = load(&td(&c, t), &[], &[]);
-        assert_eq!(l.project.services["fail"].command, Some(strs(&["sh", "-c", "return 111"])));
+        assert_eq!(
+            l.project.services["fail"].command,
+            Some(strs(&["sh", "-c", "return 111"]))
+        );
         assert_eq!(levels(&l), vec![strs(&["running"]), strs(&["exit"]), strs(&["fail"])]);
     }
 
     let l = load(&td(&c, "TestUpExitCodeFrom"), &[], &[]);
-    assert_eq!(l.project.services["failure"].command.as_ref().unwrap()[2], "sleep 1 ; echo \"exiting with error\" ; exit 42");
+    assert_eq!(
+        l.project.services["failure"].command.as_ref().unwrap()[2],
+        "sleep 1 ; echo \"exiting with error\" ; exit 42"
+    );
 
     let l = load(&td(&c, "TestStartInterval"), &[], &[]);
     let hc = l.project.services["test"].healthcheck.clone().unwrap();
-    assert_eq!((hc.start_period, hc.start_interval), (Some(Duration(10_000_000_000)), Some(Duration(1_000_000_000))));
+    assert_eq!(
+        (hc.start_period, hc.start_interval),
+        (Some(Duration(10_000_000_000)), Some(Duration(1_000_000_000)))
+    );
     assert_eq!(hc.test, Some(strs(&["CMD-SHELL", "/bin/true"])));
 
     let l = load(&td(&c, "TestRestart"), &[], &[]);
-    assert_eq!(l.project.services["app"].command.as_ref().unwrap()[..2], strs(&["ash", "-c"])[..]);
+    assert_eq!(
+        l.project.services["app"].command.as_ref().unwrap()[..2],
+        strs(&["ash", "-c"])[..]
+    );
 
-    let l = load(&c.join("docker-compose/pkg/e2e/fixtures/restart-test"), &["compose-depends-on.yaml"], &[]);
-    let dep = |s: &str| l.project.services[s].depends_on.as_ref().unwrap()["nginx"].clone().unwrap();
+    let l = load(
+        &c.join("docker-compose/pkg/e2e/fixtures/restart-test"),
+        &["compose-depends-on.yaml"],
+        &[],
+    );
+    let dep = |s: &str| {
+        l.project.services[s].depends_on.as_ref().unwrap()["nginx"]
+            .clone()
+            .unwrap()
+    };
     assert_eq!(dep("with-restart").restart, Some(true));
     assert_eq!(dep("no-restart").restart, None);
     assert_eq!(l.project.services["nginx"].labels.as_ref().unwrap()["TEST"], "test");
-    let l = load(&c.join("docker-compose/pkg/e2e/fixtures/restart-test"), &["compose-depends-on.yaml"], &[("LABEL", "set")]);
+    let l = load(
+        &c.join("docker-compose/pkg/e2e/fixtures/restart-test"),
+        &["compose-depends-on.yaml"],
+        &[("LABEL", "set")],
+    );
     assert_eq!(l.project.services["nginx"].labels.as_ref().unwrap()["TEST"], "set");
 }
 
@@ -373,30 +554,53 @@ fn health_and_dependency_conditions() {
 fn profiles() {
     let c = corpus!();
     let dir = td(&c, "TestUpProfile");
-    let names = |o: compose::Options| compose::load(&o).unwrap().project.services.keys().cloned().collect::<Vec<_>>();
+    let names = |o: compose::Options| {
+        compose::load(&o)
+            .unwrap()
+            .project
+            .services
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+    };
     assert_eq!(names(opts(&dir, &[], &[])), strs(&["db"]));
     let mut o = opts(&dir, &[], &[]);
     o.profiles = strs(&["test"]);
     assert_eq!(names(o), strs(&["bar", "db", "foo"]));
-    assert_eq!(names(opts(&dir, &[], &[("COMPOSE_PROFILES", "test")])), strs(&["bar", "db", "foo"]));
+    assert_eq!(
+        names(opts(&dir, &[], &[("COMPOSE_PROFILES", "test")])),
+        strs(&["bar", "db", "foo"])
+    );
     // Naming a service activates its profiles.
     let mut o = opts(&dir, &[], &[]);
     o.services = strs(&["foo"]);
     assert_eq!(names(o), strs(&["bar", "db", "foo"]));
     let l = load(&dir, &[], &[]);
-    assert_eq!((l.all_profiles.clone(), l.disabled.clone()), (strs(&["test"]), strs(&["foo", "bar"])));
+    assert_eq!(
+        (l.all_profiles.clone(), l.disabled.clone()),
+        (strs(&["test"]), strs(&["foo", "bar"]))
+    );
 
     // An optional dependency disabled by its profile is left out, not an error.
     let dir = td(&c, "TestUpWithDependencyNotRequired");
     let l = load(&dir, &[], &[]);
     assert_eq!(l.project.services.keys().collect::<Vec<_>>(), vec!["foo"]);
-    assert_eq!(l.project.services["foo"].depends_on.as_ref().unwrap()["bar"].clone().unwrap().required, Some(false));
+    assert_eq!(
+        l.project.services["foo"].depends_on.as_ref().unwrap()["bar"]
+            .clone()
+            .unwrap()
+            .required,
+        Some(false)
+    );
     assert_eq!(levels(&l), vec![strs(&["foo"])]);
     let mut o = opts(&dir, &[], &[]);
     o.profiles = strs(&["not-required"]);
     assert_eq!(names(o), strs(&["bar", "foo"]));
     // A required one is an error.
-    let t = temp(&[("compose.yaml", "services:\n  a:\n    image: x\n    depends_on: [b]\n  b:\n    image: x\n    profiles: [p]\n")]);
+    let t = temp(&[(
+        "compose.yaml",
+        "services:\n  a:\n    image: x\n    depends_on: [b]\n  b:\n    image: x\n    profiles: [p]\n",
+    )]);
     let e = load_err(t.path(), &[], &[]);
     assert!(e.contains("depends on undefined service \"b\""), "{e}");
 }
@@ -407,13 +611,22 @@ fn environment_priority_and_interpolation() {
     let dir = td(&c, "TestEnvInterpolation");
     let l = load(&dir, &[], &[]);
     let s = &l.project.services["env-interpolation"];
-    assert_eq!(s.environment.as_ref().unwrap()["IMAGE"].as_deref(), Some("default_env:EnvFile"));
+    assert_eq!(
+        s.environment.as_ref().unwrap()["IMAGE"].as_deref(),
+        Some("default_env:EnvFile")
+    );
     assert_eq!(s.command, Some(strs(&["echo", "default_env:EnvFile"])));
     let l = load(&dir, &[], &[("WHEREAMI", "Shell")]);
-    assert_eq!(l.project.services["env-interpolation"].environment.as_ref().unwrap()["IMAGE"].as_deref(), Some("default_env:Shell"));
+    assert_eq!(
+        l.project.services["env-interpolation"].environment.as_ref().unwrap()["IMAGE"].as_deref(),
+        Some("default_env:Shell")
+    );
 
     let l = load(&td(&c, "TestEnvInterpolationDefaultValue"), &[], &[]);
-    assert_eq!(l.project.services["env-interpolation"].environment.as_ref().unwrap()["IMAGE"].as_deref(), Some("default_env:EnvFileDefaultValue"));
+    assert_eq!(
+        l.project.services["env-interpolation"].environment.as_ref().unwrap()["IMAGE"].as_deref(),
+        Some("default_env:EnvFileDefaultValue")
+    );
 
     let dir = td(&c, "TestEnvPriority");
     let whereami = |env_file: Option<&str>, shell: Option<&str>| {
@@ -424,8 +637,14 @@ fn environment_priority_and_interpolation() {
     assert_eq!(whereami(None, None).as_deref(), Some("Env File"));
     assert_eq!(whereami(Some(".env.override"), None).as_deref(), Some("override"));
     assert_eq!(whereami(Some(".env.override"), Some("shell")).as_deref(), Some("shell"));
-    assert_eq!(whereami(Some(".env.override.with.default"), None).as_deref(), Some("EnvFileDefaultValue"));
-    assert_eq!(whereami(Some(".env.override.with.default"), Some("shell")).as_deref(), Some("shell"));
+    assert_eq!(
+        whereami(Some(".env.override.with.default"), None).as_deref(),
+        Some("EnvFileDefaultValue")
+    );
+    assert_eq!(
+        whereami(Some(".env.override.with.default"), Some("shell")).as_deref(),
+        Some("shell")
+    );
     assert_eq!(whereami(Some(".env.empty"), None), None);
     let e = {
         let mut o = opts(&dir, &[], &[]);
@@ -437,14 +656,20 @@ fn environment_priority_and_interpolation() {
     // Raw env files are read verbatim; `$$` in the file escapes interpolation.
     let l = load(&td(&c, "TestRawEnvFile"), &[], &[]);
     let s = &l.project.services["test"];
-    assert_eq!(s.environment.as_ref().unwrap()["TEST_VAR"].as_deref(), Some("'{\"key\": \"value\"}'"));
+    assert_eq!(
+        s.environment.as_ref().unwrap()["TEST_VAR"].as_deref(),
+        Some("'{\"key\": \"value\"}'")
+    );
     assert_eq!(s.command, Some(strs(&["sh", "-c", "echo $TEST_VAR"])));
 
     // A bare environment entry takes the OS value, or stays unset.
     let l = load(&td(&c, "TestScaleBasicCases"), &[], &[]);
     assert_eq!(l.project.services["db"].environment.as_ref().unwrap()["MAYBE"], None);
     let l = load(&td(&c, "TestScaleBasicCases"), &[], &[("MAYBE", "yes")]);
-    assert_eq!(l.project.services["db"].environment.as_ref().unwrap()["MAYBE"].as_deref(), Some("yes"));
+    assert_eq!(
+        l.project.services["db"].environment.as_ref().unwrap()["MAYBE"].as_deref(),
+        Some("yes")
+    );
 }
 
 #[test]
@@ -453,19 +678,36 @@ fn secrets_include_extends_hooks_scale_ports() {
     let l = load(&td(&c, "TestSecretFromInclude"), &[], &[]);
     let foo = &l.project.services["foo"];
     let sec = &foo.secrets.as_ref().unwrap()[0];
-    assert_eq!((sec.source.as_deref(), sec.target.as_deref()), (Some("secret"), Some("bar")));
-    assert_eq!((sec.uid.as_deref(), sec.gid.as_deref(), sec.mode), (Some("1005"), Some("1005"), Some(FileMode(0o440))));
+    assert_eq!(
+        (sec.source.as_deref(), sec.target.as_deref()),
+        (Some("secret"), Some("bar"))
+    );
+    assert_eq!(
+        (sec.uid.as_deref(), sec.gid.as_deref(), sec.mode),
+        (Some("1005"), Some("1005"), Some(FileMode(0o440)))
+    );
     assert_eq!(l.project.secrets["my-secret"].environment.as_deref(), Some("MY_SECRET"));
     assert_eq!(l.project.secrets["secret"].name, Some(format!("{}_secret", l.name)));
-    assert_eq!(l.project.services["included"].secrets.as_ref().unwrap()[0].source.as_deref(), Some("my-secret"));
+    assert_eq!(
+        l.project.services["included"].secrets.as_ref().unwrap()[0]
+            .source
+            .as_deref(),
+        Some("my-secret")
+    );
 
     let l = load(&td(&c, "TestPublishWithExtends"), &[], &[]);
     assert_eq!(l.project.services["test"].image.as_deref(), Some("bar"));
 
     let l = load(&td(&c, "TestPostStartAndPreStopHook"), &[], &[]);
     let pre = &l.project.services["sample"].pre_stop.as_ref().unwrap()[0];
-    assert_eq!(pre.command, Some(strs(&["sh", "-c", "echo \"In the pre-stop\" >> /data/log.txt"])));
-    assert_eq!(l.project.services["test"].post_start.as_ref().unwrap()[0].command, Some(strs(&["sh", "-c", "echo env"])));
+    assert_eq!(
+        pre.command,
+        Some(strs(&["sh", "-c", "echo \"In the pre-stop\" >> /data/log.txt"]))
+    );
+    assert_eq!(
+        l.project.services["test"].post_start.as_ref().unwrap()[0].command,
+        Some(strs(&["sh", "-c", "echo env"]))
+    );
 
     let l = load(&td(&c, "TestScaleBasicCases"), &[], &[]);
     assert_eq!(l.project.services["front"].replicas(), 2);
@@ -476,7 +718,10 @@ fn secrets_include_extends_hooks_scale_ports() {
     let a = &l.project.services["a"];
     assert_eq!(a.replicas(), 5);
     let p = &a.ports.as_ref().unwrap()[0];
-    assert_eq!((p.target, p.published.as_deref(), p.protocol.as_deref()), (Some(80), Some("6005-6015"), Some("tcp")));
+    assert_eq!(
+        (p.target, p.published.as_deref(), p.protocol.as_deref()),
+        (Some(80), Some("6005-6015"), Some("tcp"))
+    );
     let p = &l.project.services["b"].ports.as_ref().unwrap()[0];
     assert_eq!((p.target, p.published.clone()), (Some(80), None));
 }
@@ -486,15 +731,22 @@ fn networks_fixtures() {
     let c = corpus!();
     let l = load(&td(&c, "TestNetworkAliases"), &[], &[]);
     assert_eq!(levels(&l), vec![strs(&["container2"]), strs(&["container1"])]);
-    let n = l.project.services["container2"].networks.as_ref().unwrap()["default"].clone().unwrap();
+    let n = l.project.services["container2"].networks.as_ref().unwrap()["default"]
+        .clone()
+        .unwrap();
     assert_eq!(n.aliases, Some(strs(&["alias-of-container2"])));
     assert_eq!(l.project.services["container1"].stop_signal.as_deref(), Some("SIGTERM"));
 
     let l = load(&td(&c, "TestIPAMConfig"), &[], &[]);
     let net = &l.project.networks["default"];
-    assert_eq!(net.ipam.as_ref().unwrap().config.as_ref().unwrap()[0].subnet.as_deref(), Some("10.1.0.0/16"));
+    assert_eq!(
+        net.ipam.as_ref().unwrap().config.as_ref().unwrap()[0].subnet.as_deref(),
+        Some("10.1.0.0/16")
+    );
     assert_eq!(net.name, Some(format!("{}_default", l.name)));
-    let sn = l.project.services["foo"].networks.as_ref().unwrap()["default"].clone().unwrap();
+    let sn = l.project.services["foo"].networks.as_ref().unwrap()["default"]
+        .clone()
+        .unwrap();
     assert_eq!(sn.ipv4_address.as_deref(), Some("10.1.0.100"));
     assert_eq!(l.project.services["foo"].entrypoint, Some(strs(&["sleep", "600"])));
 
@@ -512,7 +764,10 @@ fn networks_fixtures() {
     let p = &l.project.services["words"].ports.as_ref().unwrap()[0];
     assert_eq!((p.target, p.published.clone()), (Some(8080), None));
     assert_eq!(l.project.services["web"].labels.as_ref().unwrap()["my-label"], "test");
-    assert_eq!(l.project.networks.keys().collect::<Vec<_>>(), vec!["closesnetworkname1", "closesnetworkname2", "dbnet", "servicenet"]);
+    assert_eq!(
+        l.project.networks.keys().collect::<Vec<_>>(),
+        vec!["closesnetworkname1", "closesnetworkname2", "dbnet", "servicenet"]
+    );
 }
 
 #[test]
@@ -521,17 +776,38 @@ fn volumes_fixture() {
     let dir = c.join("docker-compose/pkg/e2e/fixtures/volume-test");
     let l = load(&dir, &[], &[]);
     let s = &l.project.services;
-    assert_eq!(s["nginx"].build.as_ref().unwrap().context.as_deref(), Some(path_str(&dir.join("nginx-build")).as_str()));
+    assert_eq!(
+        s["nginx"].build.as_ref().unwrap().context.as_deref(),
+        Some(path_str(&dir.join("nginx-build")).as_str())
+    );
     let v = &s["nginx"].volumes.as_ref().unwrap()[0];
-    assert_eq!((v.r#type.as_deref(), v.source.as_deref()), (Some("bind"), Some(path_str(&dir.join("static")).as_str())));
+    assert_eq!(
+        (v.r#type.as_deref(), v.source.as_deref()),
+        (Some("bind"), Some(path_str(&dir.join("static")).as_str()))
+    );
     assert_eq!(v.bind.as_ref().unwrap().create_host_path, Some(true));
     let v2 = s["nginx2"].volumes.as_ref().unwrap();
-    assert_eq!((v2[0].r#type.as_deref(), v2[0].source.as_deref(), v2[0].read_only), (Some("volume"), Some("staticVol"), Some(true)));
-    assert_eq!((v2[1].r#type.as_deref(), v2[1].source.clone(), v2[1].target.as_deref()), (Some("volume"), None, Some("/usr/src/app/node_modules")));
+    assert_eq!(
+        (v2[0].r#type.as_deref(), v2[0].source.as_deref(), v2[0].read_only),
+        (Some("volume"), Some("staticVol"), Some(true))
+    );
+    assert_eq!(
+        (v2[1].r#type.as_deref(), v2[1].source.clone(), v2[1].target.as_deref()),
+        (Some("volume"), None, Some("/usr/src/app/node_modules"))
+    );
     assert_eq!(l.project.volumes["otherVol"].name.as_deref(), Some("myVolume"));
-    assert_eq!(l.project.volumes["staticVol"].name.as_deref(), Some("volume-test_staticVol"));
-    assert_eq!(l.project.configs["myconfig"].file.as_deref(), Some(path_str(&dir.join("static/index.html")).as_str()));
-    assert_eq!(l.project.secrets["mysecret"].file.as_deref(), Some(path_str(&dir.join("static/index.html")).as_str()));
+    assert_eq!(
+        l.project.volumes["staticVol"].name.as_deref(),
+        Some("volume-test_staticVol")
+    );
+    assert_eq!(
+        l.project.configs["myconfig"].file.as_deref(),
+        Some(path_str(&dir.join("static/index.html")).as_str())
+    );
+    assert_eq!(
+        l.project.secrets["mysecret"].file.as_deref(),
+        Some(path_str(&dir.join("static/index.html")).as_str())
+    );
 }
 
 #[test]
@@ -542,23 +818,52 @@ fn watch_fixtures() {
     for svc in ["alpine", "busybox", "debian"] {
         let w = l.project.services[svc].develop.as_ref().unwrap().watch.clone().unwrap();
         assert_eq!(w.len(), 2, "{svc}");
-        assert_eq!((w[0].action.as_deref(), w[0].path.as_deref(), w[0].target.as_deref()), (Some("sync"), Some(path_str(&dir.join("data")).as_str()), Some("/app/data")));
+        assert_eq!(
+            (w[0].action.as_deref(), w[0].path.as_deref(), w[0].target.as_deref()),
+            (
+                Some("sync"),
+                Some(path_str(&dir.join("data")).as_str()),
+                Some("/app/data")
+            )
+        );
         assert_eq!(w[0].ignore, Some(strs(&["*.foo", "./ignored"])));
         assert_eq!(w[1].action.as_deref(), Some("sync+restart"));
-        assert!(l.project.services[svc].build.as_ref().unwrap().dockerfile_inline.as_ref().unwrap().starts_with("FROM "));
+        assert!(l.project.services[svc]
+            .build
+            .as_ref()
+            .unwrap()
+            .dockerfile_inline
+            .as_ref()
+            .unwrap()
+            .starts_with("FROM "));
     }
     let l = load(&dir, &["exec.yaml"], &[]);
-    let w = &l.project.services["test"].develop.as_ref().unwrap().watch.as_ref().unwrap()[0];
+    let w = &l.project.services["test"]
+        .develop
+        .as_ref()
+        .unwrap()
+        .watch
+        .as_ref()
+        .unwrap()[0];
     assert_eq!((w.action.as_deref(), w.initial_sync), (Some("sync+exec"), Some(true)));
     assert_eq!(w.exec.as_ref().unwrap().command, Some(strs(&["echo", "SUCCESS"])));
     let l = load(&dir, &["rebuild.yaml"], &[]);
     assert_eq!(l.project.services.len(), 3);
     for s in l.project.services.values() {
         let w = &s.develop.as_ref().unwrap().watch.as_ref().unwrap()[0];
-        assert_eq!((w.action.as_deref(), w.path.as_deref()), (Some("rebuild"), Some(path_str(&dir.join("test")).as_str())));
+        assert_eq!(
+            (w.action.as_deref(), w.path.as_deref()),
+            (Some("rebuild"), Some(path_str(&dir.join("test")).as_str()))
+        );
     }
     let l = load(&dir, &["include.yaml"], &[]);
-    let w = &l.project.services["a"].develop.as_ref().unwrap().watch.as_ref().unwrap()[0];
+    let w = &l.project.services["a"]
+        .develop
+        .as_ref()
+        .unwrap()
+        .watch
+        .as_ref()
+        .unwrap()[0];
     assert_eq!(w.include, Some(strs(&["A.*"])));
 }
 
@@ -570,23 +875,57 @@ fn compose_spec_conformance_tests() {
     for entry in std::fs::read_dir(&base).unwrap() {
         let dir = entry.unwrap().path();
         let l = load(&dir, &[], &[]);
-        assert!(l.warnings.iter().any(|w| w.contains("`version` is obsolete")), "{}", dir.display());
-        assert!(l.project.services.values().all(|s| s.image.as_deref().is_some_and(|i| i.starts_with("composespec/"))));
+        assert!(
+            l.warnings.iter().any(|w| w.contains("`version` is obsolete")),
+            "{}",
+            dir.display()
+        );
+        assert!(l
+            .project
+            .services
+            .values()
+            .all(|s| s.image.as_deref().is_some_and(|i| i.starts_with("composespec/"))));
         seen += 1;
     }
     assert_eq!(seen, 8);
     let l = load(&base.join("scaling"), &[], &[]);
     assert_eq!(l.project.services["client"].replicas(), 3);
     let l = load(&base.join("different_networks"), &[], &[]);
-    assert_eq!(l.project.services["entry"].networks.as_ref().unwrap().keys().collect::<Vec<_>>(), vec!["entrynetwork"]);
+    assert_eq!(
+        l.project.services["entry"]
+            .networks
+            .as_ref()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
+        vec!["entrynetwork"]
+    );
     let l = load(&base.join("udp_port"), &[], &[]);
     let p = l.project.services["entry"].ports.clone().unwrap();
-    assert_eq!((p[0].published.as_deref(), p[0].protocol.as_deref()), (Some("8080"), Some("tcp")));
-    assert_eq!((p[1].published.as_deref(), p[1].protocol.as_deref(), p[1].mode.as_deref()), (Some("10001"), Some("udp"), Some("host")));
+    assert_eq!(
+        (p[0].published.as_deref(), p[0].protocol.as_deref()),
+        (Some("8080"), Some("tcp"))
+    );
+    assert_eq!(
+        (
+            p[1].published.as_deref(),
+            p[1].protocol.as_deref(),
+            p[1].mode.as_deref()
+        ),
+        (Some("10001"), Some("udp"), Some("host"))
+    );
     let l = load(&base.join("simple_configfile"), &[], &[]);
-    assert_eq!(l.project.services["entry"].configs.as_ref().unwrap()[0].target.as_deref(), Some("/volumes/test_config.txt"));
+    assert_eq!(
+        l.project.services["entry"].configs.as_ref().unwrap()[0]
+            .target
+            .as_deref(),
+        Some("/volumes/test_config.txt")
+    );
     let l = load(&base.join("simple_volume"), &[], &[]);
     let v = &l.project.services["entry"].volumes.as_ref().unwrap()[0];
-    assert_eq!(v.source.as_deref(), Some(path_str(&base.join("simple_volume/test_volume.txt")).as_str()));
+    assert_eq!(
+        v.source.as_deref(),
+        Some(path_str(&base.join("simple_volume/test_volume.txt")).as_str())
+    );
     let _: BTreeMap<(), ()> = BTreeMap::new();
 }

@@ -6,11 +6,60 @@ use proptest::prelude::*;
 use serde_yaml_ng::{Mapping, Value};
 
 const KEYS: &[&str] = &[
-    "services", "networks", "volumes", "secrets", "configs", "include", "name", "image", "build", "ports", "environment",
-    "depends_on", "command", "extends", "healthcheck", "test", "volumes_from", "network_mode", "deploy", "replicas",
-    "resources", "limits", "memory", "cpus", "profiles", "env_file", "labels", "extra_hosts", "ulimits", "target",
-    "source", "type", "external", "develop", "watch", "path", "action", "condition", "required", "service", "file",
-    "web", "db", "<<", "x-ext", "tmpfs", "devices", "secrets", "mode", "published", "context", "links", "ipc", "pid",
+    "services",
+    "networks",
+    "volumes",
+    "secrets",
+    "configs",
+    "include",
+    "name",
+    "image",
+    "build",
+    "ports",
+    "environment",
+    "depends_on",
+    "command",
+    "extends",
+    "healthcheck",
+    "test",
+    "volumes_from",
+    "network_mode",
+    "deploy",
+    "replicas",
+    "resources",
+    "limits",
+    "memory",
+    "cpus",
+    "profiles",
+    "env_file",
+    "labels",
+    "extra_hosts",
+    "ulimits",
+    "target",
+    "source",
+    "type",
+    "external",
+    "develop",
+    "watch",
+    "path",
+    "action",
+    "condition",
+    "required",
+    "service",
+    "file",
+    "web",
+    "db",
+    "<<",
+    "x-ext",
+    "tmpfs",
+    "devices",
+    "secrets",
+    "mode",
+    "published",
+    "context",
+    "links",
+    "ipc",
+    "pid",
 ];
 
 fn scalar() -> impl Strategy<Value = Value> {
@@ -20,8 +69,20 @@ fn scalar() -> impl Strategy<Value = Value> {
         any::<i64>().prop_map(|n| Value::Number(n.into())),
         any::<f64>().prop_map(|n| Value::Number(n.into())),
         "[a-z0-9:/.${}_=-]{0,12}".prop_map(Value::String),
-        prop::sample::select(vec!["80:80", "./x:/y:ro", "service:db", "${A:-b}", "${X:?}", "1g", "10s", "-1", "0o777", "a=b", "*"])
-            .prop_map(|s| Value::String(s.to_string())),
+        prop::sample::select(vec![
+            "80:80",
+            "./x:/y:ro",
+            "service:db",
+            "${A:-b}",
+            "${X:?}",
+            "1g",
+            "10s",
+            "-1",
+            "0o777",
+            "a=b",
+            "*"
+        ])
+        .prop_map(|s| Value::String(s.to_string())),
     ]
 }
 
@@ -30,7 +91,11 @@ fn doc() -> impl Strategy<Value = Value> {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Sequence),
             prop::collection::vec((prop::sample::select(KEYS), inner), 0..5).prop_map(|kv| {
-                Value::Mapping(kv.into_iter().map(|(k, v)| (Value::String(k.to_string()), v)).collect::<Mapping>())
+                Value::Mapping(
+                    kv.into_iter()
+                        .map(|(k, v)| (Value::String(k.to_string()), v))
+                        .collect::<Mapping>(),
+                )
             }),
         ]
     })

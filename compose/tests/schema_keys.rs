@@ -94,7 +94,8 @@ fn show(path: &[Seg]) -> String {
 #[test]
 fn every_schema_key_is_known() {
     let Some(c) = common::corpus() else { return };
-    let schema: Json = serde_json::from_str(&std::fs::read_to_string(c.join("compose-go/schema/compose-spec.json")).unwrap()).unwrap();
+    let schema: Json =
+        serde_json::from_str(&std::fs::read_to_string(c.join("compose-go/schema/compose-spec.json")).unwrap()).unwrap();
     let mut paths = Vec::new();
     walk(&schema, &schema, Vec::new(), &mut paths, 0);
     assert!(paths.len() > 250, "walked only {} keys", paths.len());
@@ -102,7 +103,11 @@ fn every_schema_key_is_known() {
     for path in &paths {
         let Some(Seg::Key(leaf)) = path.last() else { continue };
         if let Err((at, msg)) = compose::decode(&build(path)) {
-            assert!(!msg.starts_with("unknown key"), "{}: refused as unknown ({at}: {msg})", show(path));
+            assert!(
+                !msg.starts_with("unknown key"),
+                "{}: refused as unknown ({at}: {msg})",
+                show(path)
+            );
         }
         // The same place with a made-up key must be refused, naming it: proves the
         // document reached the struct that knows `leaf`.
@@ -110,7 +115,10 @@ fn every_schema_key_is_known() {
         *bogus.last_mut().unwrap() = Seg::Key("zz_not_a_key".into());
         match compose::decode(&build(&bogus)) {
             Err((_, msg)) if msg.starts_with("unknown key `zz_not_a_key`") => {}
-            other => panic!("{}: a made-up key beside `{leaf}` was not refused: {other:?}", show(path)),
+            other => panic!(
+                "{}: a made-up key beside `{leaf}` was not refused: {other:?}",
+                show(path)
+            ),
         }
         checked += 1;
     }

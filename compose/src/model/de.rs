@@ -98,7 +98,10 @@ impl<'de, 'a> de::Deserializer<'de> for ValueDe<'a> {
             Value::Number(n) => visit_number(n, v),
             Value::String(s) => v.visit_str(s),
             Value::Sequence(s) => v.visit_seq(Seq { it: s.iter(), index: 0 }),
-            Value::Mapping(m) => v.visit_map(Map { it: m.iter(), value: None }),
+            Value::Mapping(m) => v.visit_map(Map {
+                it: m.iter(),
+                value: None,
+            }),
             Value::Tagged(_) => Err(de::Error::custom("unexpected tag")),
         }
     }
@@ -115,7 +118,18 @@ impl<'de, 'a> de::Deserializer<'de> for ValueDe<'a> {
         }
     }
 
-    numeric!(deserialize_i8, deserialize_i16, deserialize_i32, deserialize_i64, deserialize_u8, deserialize_u16, deserialize_u32, deserialize_u64, deserialize_f32, deserialize_f64);
+    numeric!(
+        deserialize_i8,
+        deserialize_i16,
+        deserialize_i32,
+        deserialize_i64,
+        deserialize_u8,
+        deserialize_u16,
+        deserialize_u32,
+        deserialize_u64,
+        deserialize_f32,
+        deserialize_f64
+    );
 
     fn deserialize_str<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DeError> {
         match inner(self.0) {

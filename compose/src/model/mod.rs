@@ -6,6 +6,7 @@
 //! extension keys are kept. Values with a short and a long syntax go through the
 //! wrappers of [`short`], which always produce the long form.
 
+pub mod blocks;
 pub mod de;
 pub mod project;
 pub mod service;
@@ -13,6 +14,7 @@ pub mod short;
 pub mod syntax;
 pub mod units;
 
+pub use blocks::*;
 pub use project::*;
 pub use service::*;
 pub use syntax::*;
@@ -165,7 +167,10 @@ mod tests {
     #[test]
     fn suggestions() {
         let keys = &["depends_on", "image", "r#type"];
-        assert_eq!(unknown_key("depnds_on", keys), "unknown key `depnds_on`, did you mean `depends_on`?");
+        assert_eq!(
+            unknown_key("depnds_on", keys),
+            "unknown key `depnds_on`, did you mean `depends_on`?"
+        );
         assert_eq!(unknown_key("typ", keys), "unknown key `typ`, did you mean `type`?");
         assert_eq!(unknown_key("zzzzzzzz", keys), "unknown key `zzzzzzzz`");
     }

@@ -148,7 +148,10 @@ model! {
 impl FromShort for Include {
     const EXPECTING: &'static str = "a path or a mapping with path/env_file/project_directory";
     fn from_short(s: &str) -> Result<Vec<Self>, String> {
-        Ok(vec![Include { path: Some(vec![s.to_string()]), ..Default::default() }])
+        Ok(vec![Include {
+            path: Some(vec![s.to_string()]),
+            ..Default::default()
+        }])
     }
 }
 

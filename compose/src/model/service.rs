@@ -2,6 +2,7 @@
 
 use super::model;
 use super::short::{Command, Labels, ListOrMap, Many, NamesOrMap, One, StringOrList};
+use super::blocks::*;
 use super::syntax::*;
 use super::units::{Bytes, Duration};
 use indexmap::IndexMap;
@@ -133,7 +134,11 @@ impl Service {
                 out.push((name.to_string(), DependencyKind::VolumesFrom));
             }
         }
-        for (key, val) in [("network_mode", &self.network_mode), ("ipc", &self.ipc), ("pid", &self.pid)] {
+        for (key, val) in [
+            ("network_mode", &self.network_mode),
+            ("ipc", &self.ipc),
+            ("pid", &self.pid),
+        ] {
             if let Some(name) = val.as_deref().and_then(|v| v.strip_prefix("service:")) {
                 out.push((name.to_string(), DependencyKind::Namespace(key)));
             }
@@ -145,7 +150,9 @@ impl Service {
 /// Why one service needs another.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DependencyKind {
-    DependsOn { required: bool },
+    DependsOn {
+        required: bool,
+    },
     Link,
     VolumesFrom,
     /// `network_mode`, `ipc` or `pid` set to `service:X`.
@@ -157,9 +164,3 @@ impl DependencyKind {
         !matches!(self, DependencyKind::DependsOn { required: false })
     }
 }
-
-// The `One` import is used through the macro's `@via` types.
-#[allow(unused)]
-type _Used = One<Build>;
-#[allow(unused)]
-type _Duration = Duration;

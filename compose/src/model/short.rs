@@ -30,7 +30,10 @@ impl<'de, T: FromShort + Deserialize<'de>> OneV<T> {
     fn short<E: de::Error>(s: &str) -> Result<T, E> {
         let mut v = T::from_short(s).map_err(E::custom)?;
         if v.len() != 1 {
-            return Err(E::custom(format!("{s:?} stands for {} values where one is expected", v.len())));
+            return Err(E::custom(format!(
+                "{s:?} stands for {} values where one is expected",
+                v.len()
+            )));
         }
         Ok(v.remove(0))
     }
@@ -221,7 +224,9 @@ impl<'de> Deserialize<'de> for Command {
                 Ok(None)
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
-                shell_words::split(s).map(Some).map_err(|e| E::custom(format!("cannot split command {s:?}: {e}")))
+                shell_words::split(s)
+                    .map(Some)
+                    .map_err(|e| E::custom(format!("cannot split command {s:?}: {e}")))
             }
             fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
                 let v: Vec<Scalar> = Deserialize::deserialize(SeqAccessDeserializer::new(seq))?;
@@ -253,7 +258,9 @@ impl From<Labels> for Option<BTreeMap<String, String>> {
 impl<'de> Deserialize<'de> for Labels {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let ListOrMap(m) = ListOrMap::deserialize(d)?;
-        Ok(Labels(m.map(|m| m.into_iter().map(|(k, v)| (k, v.unwrap_or_default())).collect())))
+        Ok(Labels(m.map(|m| {
+            m.into_iter().map(|(k, v)| (k, v.unwrap_or_default())).collect()
+        })))
     }
 }
 
@@ -360,20 +367,5 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for NamesOrMap<T> {
             }
         }
         d.deserialize_any(V(PhantomData)).map(NamesOrMap)
-    }
-}
-
-/// An optional scalar read as a string (`user: 1000`).
-pub struct Str(pub Option<String>);
-
-impl From<Str> for Option<String> {
-    fn from(v: Str) -> Self {
-        v.0
-    }
-}
-
-impl<'de> Deserialize<'de> for Str {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Option::<Scalar>::deserialize(d).map(|s| Str(s.map(|s| s.0)))
     }
 }

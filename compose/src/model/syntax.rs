@@ -1,8 +1,8 @@
 //! Types with a short and a long syntax, and the small structs nested in a service.
 
-use super::short::{Command, FromShort, Labels, ListOrMap, Many, One, StringOrList};
-use super::units::{Bytes, Duration};
 use super::model;
+use super::short::{FromShort, Labels, StringOrList};
+use super::units::Bytes;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 use std::collections::BTreeMap;
@@ -23,7 +23,11 @@ model! {
 
 fn port_range(s: &str, what: &str, spec: &str) -> Result<(u32, u32), String> {
     let bad = || format!("invalid {what} port {s:?} in {spec:?}");
-    let num = |p: &str| p.parse::<u32>().ok().filter(|n| (1..=65535).contains(n) || what == "published" && *n == 0);
+    let num = |p: &str| {
+        p.parse::<u32>()
+            .ok()
+            .filter(|n| (1..=65535).contains(n) || what == "published" && *n == 0)
+    };
     match s.split_once('-') {
         Some((a, b)) => {
             let (a, b) = (num(a).ok_or_else(bad)?, num(b).ok_or_else(bad)?);
@@ -44,11 +48,15 @@ impl FromShort for Port {
             None => (spec, "tcp".to_string()),
         };
         if !matches!(protocol.as_str(), "tcp" | "udp" | "sctp") {
-            return Err(format!("invalid protocol {protocol:?} in port {spec:?} (tcp, udp or sctp)"));
+            return Err(format!(
+                "invalid protocol {protocol:?} in port {spec:?} (tcp, udp or sctp)"
+            ));
         }
         // An IPv6 host address is written in brackets: [::1]:8080:80.
         let (host_ip, rest) = if let Some(r) = rest.strip_prefix('[') {
-            let (ip, r) = r.split_once("]:").ok_or_else(|| format!("invalid port {spec:?}: unclosed [ in host address"))?;
+            let (ip, r) = r
+                .split_once("]:")
+                .ok_or_else(|| format!("invalid port {spec:?}: unclosed [ in host address"))?;
             (Some(ip.to_string()), r)
         } else {
             (None, rest)
@@ -58,7 +66,11 @@ impl FromShort for Port {
             (None, [c]) => (None, None, *c),
             (h, [p, c]) => (h, Some(*p), *c),
             (None, [ip, p, c]) => (Some(ip.to_string()), Some(*p), *c),
-            _ => return Err(format!("invalid port {spec:?}: expected [[HOST_IP:][HOST_PORT]:]CONTAINER_PORT[/PROTOCOL]")),
+            _ => {
+                return Err(format!(
+                    "invalid port {spec:?}: expected [[HOST_IP:][HOST_PORT]:]CONTAINER_PORT[/PROTOCOL]"
+                ))
+            }
         };
         let published = published.filter(|p| !p.is_empty());
         let (c0, c1) = port_range(container, "container", spec)?;
@@ -76,8 +88,13 @@ impl FromShort for Port {
         }
         match host {
             None => Ok((c0..=c1).map(|t| one(t, None)).collect()),
-            Some((h0, h1)) if h1 - h0 == c1 - c0 => Ok((c0..=c1).zip(h0..=h1).map(|(t, h)| one(t, Some(h.to_string()))).collect()),
-            Some(_) => Err(format!("invalid port {spec:?}: the host and container port ranges differ in size")),
+            Some((h0, h1)) if h1 - h0 == c1 - c0 => Ok((c0..=c1)
+                .zip(h0..=h1)
+                .map(|(t, h)| one(t, Some(h.to_string())))
+                .collect()),
+            Some(_) => Err(format!(
+                "invalid port {spec:?}: the host and container port ranges differ in size"
+            )),
         }
     }
 }
@@ -145,12 +162,18 @@ impl FromShort for ServiceVolume {
         if target.is_empty() {
             return Err(format!("invalid volume {spec:?}: empty target"));
         }
-        let mut v = ServiceVolume { target: Some(target.to_string()), ..Default::default() };
+        let mut v = ServiceVolume {
+            target: Some(target.to_string()),
+            ..Default::default()
+        };
         match source {
             Some(s) if is_path(s) => {
                 v.r#type = Some("bind".into());
                 v.source = Some(s.to_string());
-                v.bind = Some(BindOptions { create_host_path: Some(true), ..Default::default() });
+                v.bind = Some(BindOptions {
+                    create_host_path: Some(true),
+                    ..Default::default()
+                });
             }
             Some("") => return Err(format!("invalid volume {spec:?}: empty source")),
             Some(s) => {
@@ -196,7 +219,11 @@ impl<'de> Deserialize<'de> for FileMode {
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<FileMode, E> {
                 let t = s.trim_start_matches("0o");
-                u32::from_str_radix(t, 8).ok().filter(|m| *m <= 0o7777).map(FileMode).ok_or_else(|| E::custom(format!("invalid file mode {s:?}")))
+                u32::from_str_radix(t, 8)
+                    .ok()
+                    .filter(|m| *m <= 0o7777)
+                    .map(FileMode)
+                    .ok_or_else(|| E::custom(format!("invalid file mode {s:?}")))
             }
             // A plain integer is read as its octal digits (0440 and 440 mean r--r-----),
             // as YAML 1.1 and Compose read them.
@@ -225,7 +252,10 @@ model! {
 impl FromShort for FileRef {
     const EXPECTING: &'static str = "a name or a mapping with source/target/uid/gid/mode";
     fn from_short(s: &str) -> Result<Vec<Self>, String> {
-        Ok(vec![FileRef { source: Some(s.to_string()), ..Default::default() }])
+        Ok(vec![FileRef {
+            source: Some(s.to_string()),
+            ..Default::default()
+        }])
     }
 }
 
@@ -250,7 +280,12 @@ impl FromShort for Device {
         if perm.is_empty() || !perm.chars().all(|c| matches!(c, 'r' | 'w' | 'm')) {
             return Err(format!("invalid device {s:?}: permissions must be made of r, w and m"));
         }
-        Ok(vec![Device { source: Some(src.into()), target: Some(dst.into()), permissions: Some(perm.into()), ..Default::default() }])
+        Ok(vec![Device {
+            source: Some(src.into()),
+            target: Some(dst.into()),
+            permissions: Some(perm.into()),
+            ..Default::default()
+        }])
     }
 }
 
@@ -265,7 +300,10 @@ model! {
 impl FromShort for EnvFile {
     const EXPECTING: &'static str = "a path or a mapping with path/required/format";
     fn from_short(s: &str) -> Result<Vec<Self>, String> {
-        Ok(vec![EnvFile { path: Some(s.to_string()), ..Default::default() }])
+        Ok(vec![EnvFile {
+            path: Some(s.to_string()),
+            ..Default::default()
+        }])
     }
 }
 
@@ -331,9 +369,12 @@ impl Serialize for Ulimit {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             Ulimit::Single(n) => s.serialize_i64(*n),
-            Ulimit::Range { soft, hard } => {
-                UlimitRange { soft: Some(*soft), hard: Some(*hard), ..Default::default() }.serialize(s)
+            Ulimit::Range { soft, hard } => UlimitRange {
+                soft: Some(*soft),
+                hard: Some(*hard),
+                ..Default::default()
             }
+            .serialize(s),
         }
     }
 }
@@ -350,10 +391,14 @@ impl<'de> Deserialize<'de> for Ulimit {
                 Ok(Ulimit::Single(n))
             }
             fn visit_u64<E: de::Error>(self, n: u64) -> Result<Ulimit, E> {
-                i64::try_from(n).map(Ulimit::Single).map_err(|_| E::custom("ulimit too large"))
+                i64::try_from(n)
+                    .map(Ulimit::Single)
+                    .map_err(|_| E::custom("ulimit too large"))
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<Ulimit, E> {
-                s.parse().map(Ulimit::Single).map_err(|_| E::custom(format!("invalid ulimit {s:?}")))
+                s.parse()
+                    .map(Ulimit::Single)
+                    .map_err(|_| E::custom(format!("invalid ulimit {s:?}")))
             }
             fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Ulimit, A::Error> {
                 use de::Error as _;
@@ -379,7 +424,10 @@ model! {
 impl FromShort for Extends {
     const EXPECTING: &'static str = "a service name or a mapping with service and file";
     fn from_short(s: &str) -> Result<Vec<Self>, String> {
-        Ok(vec![Extends { service: Some(s.to_string()), ..Default::default() }])
+        Ok(vec![Extends {
+            service: Some(s.to_string()),
+            ..Default::default()
+        }])
     }
 }
 
@@ -397,7 +445,12 @@ pub fn parse_host_entry(s: &str) -> Result<(String, String), String> {
     // `host=ip` is unambiguous; `host:ip` splits at the first colon (IPv6 needs `=`).
     s.split_once('=')
         .or_else(|| s.split_once(':'))
-        .map(|(h, ip)| (h.trim().to_string(), ip.trim().trim_start_matches('[').trim_end_matches(']').to_string()))
+        .map(|(h, ip)| {
+            (
+                h.trim().to_string(),
+                ip.trim().trim_start_matches('[').trim_end_matches(']').to_string(),
+            )
+        })
         .filter(|(h, ip)| !h.is_empty() && !ip.is_empty())
         .ok_or_else(|| format!("invalid extra_hosts entry {s:?}: expected HOST=IP"))
 }
@@ -455,303 +508,3 @@ impl<'de, A: de::MapAccess<'de>> de::MapAccess<'de> for OneValue<'_, A> {
     }
 }
 
-model! {
-    pub struct Build {
-        context: Option<String>,
-        dockerfile: Option<String>,
-        dockerfile_inline: Option<String>,
-        @via(StringOrList) entitlements: Option<Vec<String>>,
-        @via(ListOrMap) args: Option<BTreeMap<String, Option<String>>>,
-        @via(ListOrMap) ssh: Option<BTreeMap<String, Option<String>>>,
-        @via(Labels) labels: Option<BTreeMap<String, String>>,
-        @via(StringOrList) cache_from: Option<Vec<String>>,
-        @via(StringOrList) cache_to: Option<Vec<String>>,
-        no_cache: Option<bool>,
-        @via(StringOrList) no_cache_filter: Option<Vec<String>>,
-        @via(Labels) additional_contexts: Option<BTreeMap<String, String>>,
-        network: Option<String>,
-        provenance: Option<String>,
-        sbom: Option<String>,
-        pull: Option<bool>,
-        target: Option<String>,
-        shm_size: Option<Bytes>,
-        extra_hosts: Option<ExtraHosts>,
-        isolation: Option<String>,
-        privileged: Option<bool>,
-        @via(Many<FileRef>) secrets: Option<Vec<FileRef>>,
-        @via(StringOrList) tags: Option<Vec<String>>,
-        ulimits: Option<indexmap::IndexMap<String, Ulimit>>,
-        @via(StringOrList) platforms: Option<Vec<String>>,
-    }
-}
-
-impl FromShort for Build {
-    const EXPECTING: &'static str = "a build context path or a build mapping";
-    fn from_short(s: &str) -> Result<Vec<Self>, String> {
-        Ok(vec![Build { context: Some(s.to_string()), ..Default::default() }])
-    }
-}
-
-/// `healthcheck.test`: a string means `CMD-SHELL string`.
-pub struct HealthTest(pub Option<Vec<String>>);
-
-impl From<HealthTest> for Option<Vec<String>> {
-    fn from(v: HealthTest) -> Self {
-        v.0
-    }
-}
-
-impl<'de> Deserialize<'de> for HealthTest {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Option<Vec<String>>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a shell command string or a list such as [\"CMD\", \"curl\", \"-f\", \"http://localhost\"]")
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(None)
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
-                Ok(Some(vec!["CMD-SHELL".into(), s.into()]))
-            }
-            fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-                Command::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(|c| c.0)
-            }
-        }
-        d.deserialize_any(V).map(HealthTest)
-    }
-}
-
-model! {
-    pub struct Healthcheck {
-        disable: Option<bool>,
-        interval: Option<Duration>,
-        retries: Option<u64>,
-        @via(HealthTest) test: Option<Vec<String>>,
-        timeout: Option<Duration>,
-        start_period: Option<Duration>,
-        start_interval: Option<Duration>,
-    }
-}
-
-model! {
-    pub struct Logging {
-        driver: Option<String>,
-        @via(Labels) options: Option<BTreeMap<String, String>>,
-    }
-}
-
-model! {
-    pub struct Hook {
-        @via(Command) command: Option<Vec<String>>,
-        user: Option<String>,
-        privileged: Option<bool>,
-        working_dir: Option<String>,
-        @via(ListOrMap) environment: Option<BTreeMap<String, Option<String>>>,
-    }
-}
-
-model! {
-    pub struct PreStartHook {
-        @via(Command) command: Option<Vec<String>>,
-        image: Option<String>,
-        user: Option<String>,
-        privileged: Option<bool>,
-        working_dir: Option<String>,
-        @via(ListOrMap) environment: Option<BTreeMap<String, Option<String>>>,
-        per_replica: Option<bool>,
-    }
-}
-
-model! {
-    pub struct Watch {
-        @via(StringOrList) ignore: Option<Vec<String>>,
-        @via(StringOrList) include: Option<Vec<String>>,
-        path: Option<String>,
-        action: Option<String>,
-        target: Option<String>,
-        exec: Option<Hook>,
-        initial_sync: Option<bool>,
-    }
-}
-
-model! {
-    pub struct Develop {
-        watch: Option<Vec<Watch>>,
-    }
-}
-
-model! {
-    pub struct DeviceRequest {
-        @via(StringOrList) capabilities: Option<Vec<String>>,
-        count: Option<String>,
-        @via(StringOrList) device_ids: Option<Vec<String>>,
-        driver: Option<String>,
-        @via(Labels) options: Option<BTreeMap<String, String>>,
-    }
-}
-
-/// `gpus: all` or a list of device requests.
-pub struct Gpus(pub Option<Vec<DeviceRequest>>);
-
-impl From<Gpus> for Option<Vec<DeviceRequest>> {
-    fn from(v: Gpus) -> Self {
-        v.0
-    }
-}
-
-impl<'de> Deserialize<'de> for Gpus {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Option<Vec<DeviceRequest>>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("\"all\" or a list of device requests")
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(None)
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
-                if s == "all" {
-                    Ok(Some(vec![DeviceRequest { count: Some("all".into()), ..Default::default() }]))
-                } else {
-                    Err(E::custom(format!("invalid gpus value {s:?}: expected \"all\" or a list")))
-                }
-            }
-            fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-                Vec::<DeviceRequest>::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(Some)
-            }
-        }
-        d.deserialize_any(V).map(Gpus)
-    }
-}
-
-model! {
-    pub struct BlkioLimit {
-        path: Option<String>,
-        rate: Option<Bytes>,
-    }
-}
-
-model! {
-    pub struct BlkioWeight {
-        path: Option<String>,
-        weight: Option<u16>,
-    }
-}
-
-model! {
-    pub struct BlkioConfig {
-        device_read_bps: Option<Vec<BlkioLimit>>,
-        device_read_iops: Option<Vec<BlkioLimit>>,
-        device_write_bps: Option<Vec<BlkioLimit>>,
-        device_write_iops: Option<Vec<BlkioLimit>>,
-        weight: Option<u16>,
-        weight_device: Option<Vec<BlkioWeight>>,
-    }
-}
-
-model! {
-    pub struct CredentialSpec {
-        config: Option<String>,
-        file: Option<String>,
-        registry: Option<String>,
-    }
-}
-
-model! {
-    pub struct Provider {
-        r#type: Option<String>,
-        options: Option<indexmap::IndexMap<String, serde_yaml_ng::Value>>,
-    }
-}
-
-model! {
-    pub struct UpdateConfig {
-        parallelism: Option<u64>,
-        delay: Option<Duration>,
-        failure_action: Option<String>,
-        monitor: Option<Duration>,
-        max_failure_ratio: Option<f64>,
-        order: Option<String>,
-    }
-}
-
-model! {
-    pub struct ResourceLimits {
-        cpus: Option<f64>,
-        memory: Option<Bytes>,
-        pids: Option<i64>,
-    }
-}
-
-model! {
-    pub struct DiscreteResourceSpec {
-        kind: Option<String>,
-        value: Option<i64>,
-    }
-}
-
-model! {
-    pub struct GenericResource {
-        discrete_resource_spec: Option<DiscreteResourceSpec>,
-    }
-}
-
-model! {
-    pub struct ResourceReservations {
-        cpus: Option<f64>,
-        memory: Option<Bytes>,
-        generic_resources: Option<Vec<GenericResource>>,
-        devices: Option<Vec<DeviceRequest>>,
-    }
-}
-
-model! {
-    pub struct Resources {
-        limits: Option<ResourceLimits>,
-        reservations: Option<ResourceReservations>,
-    }
-}
-
-model! {
-    pub struct RestartPolicy {
-        condition: Option<String>,
-        delay: Option<Duration>,
-        max_attempts: Option<u64>,
-        window: Option<Duration>,
-    }
-}
-
-model! {
-    pub struct PlacementPreference {
-        spread: Option<String>,
-    }
-}
-
-model! {
-    pub struct Placement {
-        constraints: Option<Vec<String>>,
-        preferences: Option<Vec<PlacementPreference>>,
-        max_replicas_per_node: Option<u64>,
-    }
-}
-
-model! {
-    pub struct Deploy {
-        mode: Option<String>,
-        endpoint_mode: Option<String>,
-        replicas: Option<i64>,
-        @via(Labels) labels: Option<BTreeMap<String, String>>,
-        rollback_config: Option<UpdateConfig>,
-        update_config: Option<UpdateConfig>,
-        resources: Option<Resources>,
-        restart_policy: Option<RestartPolicy>,
-        placement: Option<Placement>,
-    }
-}
-
-// Keep `One` referenced for types whose field uses it in service.rs.
-#[allow(unused)]
-type _One = One<Extends>;

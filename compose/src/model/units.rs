@@ -22,18 +22,26 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err(bad());
     }
     if let Ok(secs) = t.parse::<f64>() {
-        return if secs >= 0.0 && secs.is_finite() { Ok(Duration((secs * 1e9) as u64)) } else { Err(bad()) };
+        return if secs >= 0.0 && secs.is_finite() {
+            Ok(Duration((secs * 1e9) as u64))
+        } else {
+            Err(bad())
+        };
     }
     let mut total: f64 = 0.0;
     let mut rest = t;
     while !rest.is_empty() {
-        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
         if num_len == 0 {
             return Err(bad());
         }
         let n: f64 = rest[..num_len].parse().map_err(|_| bad())?;
         rest = &rest[num_len..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let mult = match &rest[..unit_len] {
             "ns" => 1.0,
             "us" | "µs" | "μs" => 1e3,
@@ -120,7 +128,9 @@ impl<'de> Deserialize<'de> for Duration {
                 Ok(Duration(n.saturating_mul(1_000_000_000)))
             }
             fn visit_i64<E: de::Error>(self, n: i64) -> Result<Duration, E> {
-                u64::try_from(n).map(|n| Duration(n.saturating_mul(1_000_000_000))).map_err(|_| E::custom("a duration cannot be negative"))
+                u64::try_from(n)
+                    .map(|n| Duration(n.saturating_mul(1_000_000_000)))
+                    .map_err(|_| E::custom("a duration cannot be negative"))
             }
             fn visit_f64<E: de::Error>(self, n: f64) -> Result<Duration, E> {
                 parse_duration(&n.to_string()).map_err(E::custom)
@@ -222,7 +232,16 @@ mod tests {
 
     #[test]
     fn sizes() {
-        for (input, want) in [("1024", 1024), ("1k", 1024), ("512m", 512 << 20), ("1g", 1 << 30), ("1GB", 1 << 30), ("2GiB", 2 << 30), ("1.5k", 1536), ("-1", -1)] {
+        for (input, want) in [
+            ("1024", 1024),
+            ("1k", 1024),
+            ("512m", 512 << 20),
+            ("1g", 1 << 30),
+            ("1GB", 1 << 30),
+            ("2GiB", 2 << 30),
+            ("1.5k", 1536),
+            ("-1", -1),
+        ] {
             assert_eq!(parse_bytes(input).unwrap().0, want, "{input}");
         }
         assert!(parse_bytes("12q").is_err());
