@@ -78,7 +78,7 @@ pub fn run(g: &Global, a: ConfigArgs) -> Result<ExitCode> {
         lines(loaded.environment.iter().map(|(k, v)| format!("{k}={v}")).collect())
     } else {
         match a.format {
-            Format::Yaml => serde_yaml_ng::to_string(p)?,
+            Format::Yaml => crate::render::to_yaml(&serde_json::to_value(p)?),
             Format::Json => serde_json::to_string_pretty(p)? + "\n",
         }
     };

@@ -3,6 +3,7 @@
 
 mod cli;
 mod config_cmd;
+mod render;
 
 use anyhow::Result;
 use clap::{CommandFactory, Parser};

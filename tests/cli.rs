@@ -79,6 +79,22 @@ fn config_prints_the_resolved_model_as_yaml_and_json() {
 }
 
 #[test]
+fn yaml_output_is_laid_out_as_compose_and_matches_json() {
+    let t = project(&[(
+        "compose.yaml",
+        "services:\n  web:\n    image: nginx\n    command: [\"a b\", \"\"]\n    ports: ['8080:80']\n    environment: {A: '1', B: 'x: y'}\n    build:\n      context: .\n      dockerfile_inline: |\n        FROM busybox\n        RUN true\n",
+    )]);
+    let yaml = ok(&rcompose(t.path(), &["config"], &[]));
+    assert!(yaml.contains("    command:\n      - a b\n      - \"\"\n"), "{yaml}");
+    assert!(yaml.contains("    ports:\n      - mode: ingress\n        target: 80\n        published: \"8080\"\n        protocol: tcp\n"), "{yaml}");
+    assert!(yaml.contains("      A: \"1\"\n      B: \"x: y\"\n"), "{yaml}");
+    assert!(yaml.contains("      dockerfile_inline: |\n        FROM busybox\n        RUN true\n"), "{yaml}");
+    let from_yaml: serde_json::Value = serde_yaml_ng::from_str(&yaml).unwrap();
+    let from_json: serde_json::Value = serde_json::from_str(&ok(&rcompose(t.path(), &["config", "--format", "json"], &[]))).unwrap();
+    assert_eq!(from_yaml, from_json);
+}
+
+#[test]
 fn config_listing_flags() {
     let t = project(&[("compose.yaml", STACK)]);
     assert_eq!(ok(&rcompose(t.path(), &["config", "--services"], &[])), "cache\nweb\n");
@@ -248,7 +264,8 @@ fn warnings_go_to_stderr() {
         stderr.contains("WARN[0000] The \"UNSET_VAR\" variable is not set. Defaulting to a blank string."),
         "{stderr}"
     );
-    assert!(stderr.contains("`version` is obsolete"), "{stderr}");
+    let file = t.path().join("compose.yaml");
+    assert!(stderr.contains(&format!("WARN[0000] {}: the attribute `version` is obsolete", file.display())), "{stderr}");
     assert!(ok(&o).contains("image: x"));
 }
 

@@ -70,6 +70,7 @@ pub(crate) fn apply(ctx: &mut Ctx, tree: &mut Mapping, file: &Path, env: &Env, s
             let own = environment::load(&Env::new(), &files, true)?;
             let mut e = env.clone();
             for (k, v) in own {
+                ctx.included_env.entry(k.clone()).or_insert_with(|| v.clone());
                 e.insert(k, v);
             }
             e

@@ -65,6 +65,10 @@ pub(crate) struct Ctx {
     interpolate: bool,
     stdin: Option<String>,
     cache: HashMap<PathBuf, Mapping>,
+    /// Variables that included projects read from their own env files: a secret or
+    /// config of theirs may name one (`environment: VAR`), so they join the project's
+    /// environment where it does not set them itself.
+    pub included_env: Env,
 }
 
 impl Ctx {
@@ -98,6 +102,12 @@ impl Ctx {
             std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?
         };
         let (src, value) = source::parse(path, &text)?;
+        if matches!(&value, Value::Mapping(m) if m.contains_key("version")) {
+            self.warn(format!(
+                "{}: the attribute `version` is obsolete, it will be ignored, please remove it to avoid potential confusion",
+                path.display()
+            ));
+        }
         let value = if self.interpolate {
             self.interpolate_tree(value, "", env, &src)?
         } else {
@@ -308,6 +318,7 @@ pub fn load(opts: &Options) -> Result<Loaded> {
         interpolate: !opts.no_interpolate,
         stdin: opts.stdin.clone(),
         cache: HashMap::new(),
+        included_env: Env::new(),
     };
     let mut merged = Value::Mapping(Mapping::new());
     for f in &files {
@@ -326,6 +337,9 @@ pub fn load(opts: &Options) -> Result<Loaded> {
         message,
     })?;
 
+    for (k, v) in std::mem::take(&mut ctx.included_env) {
+        env.entry(k).or_insert(v);
+    }
     let mut loaded = Loaded {
         project,
         name,

@@ -15,11 +15,8 @@ const WINDOWS_ONLY: &[&str] = &["credential_spec", "isolation", "cpu_count", "cp
 
 pub(crate) fn run(l: &mut Loaded, opts: &Options, ctx: &mut Ctx) -> Result<()> {
     let p = &mut l.project;
-    if p.version.take().is_some() {
-        ctx.warn(
-            "the attribute `version` is obsolete, it will be ignored, please remove it to avoid potential confusion",
-        );
-    }
+    // Warned about per file as it is read.
+    p.version = None;
     p.include = None;
     p.name = Some(l.name.clone());
     profiles(l, opts)?;

@@ -85,13 +85,13 @@ impl<'de> Deserialize<'de> for HealthTest {
 
 model! {
     pub struct Healthcheck {
-        disable: Option<bool>,
-        interval: Option<Duration>,
-        retries: Option<u64>,
         @via(HealthTest) test: Option<Vec<String>>,
         timeout: Option<Duration>,
+        interval: Option<Duration>,
+        retries: Option<u64>,
         start_period: Option<Duration>,
         start_interval: Option<Duration>,
+        disable: Option<bool>,
     }
 }
 
