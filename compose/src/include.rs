@@ -57,7 +57,7 @@ pub(crate) fn apply(ctx: &mut Ctx, tree: &mut Mapping, file: &Path, env: &Env, s
             Some(p) => absolute(&dir, Path::new(&p)),
             None => paths[0].parent().map(Path::to_path_buf).unwrap_or_else(|| dir.clone()),
         };
-        // The included project's variables: its env files over ours, the OS (ours) on top.
+        // The included project's variables: its env files over ours, the OS on top.
         let sub_env = if env_files.is_empty() {
             let mut e = env.clone();
             let own = environment::load(&Env::new(), &[project_dir.join(".env")], false)?;
@@ -70,6 +70,9 @@ pub(crate) fn apply(ctx: &mut Ctx, tree: &mut Mapping, file: &Path, env: &Env, s
             let own = environment::load(&Env::new(), &files, true)?;
             let mut e = env.clone();
             for (k, v) in own {
+                if ctx.os_env.contains_key(&k) {
+                    continue;
+                }
                 ctx.included_env.entry(k.clone()).or_insert_with(|| v.clone());
                 e.insert(k, v);
             }

@@ -69,6 +69,8 @@ pub(crate) struct Ctx {
     /// config of theirs may name one (`environment: VAR`), so they join the project's
     /// environment where it does not set them itself.
     pub included_env: Env,
+    /// The process environment, which wins over every env file.
+    pub os_env: Env,
 }
 
 impl Ctx {
@@ -319,6 +321,7 @@ pub fn load(opts: &Options) -> Result<Loaded> {
         stdin: opts.stdin.clone(),
         cache: HashMap::new(),
         included_env: Env::new(),
+        os_env: os.clone(),
     };
     let mut merged = Value::Mapping(Mapping::new());
     for f in &files {
