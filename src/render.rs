@@ -59,6 +59,9 @@ fn scalar(v: &Value, indent: usize) -> String {
                 } else {
                     format!("\"{inner}\"")
                 }
+            } else if is_yaml11_bool(raw) {
+                // YAML 1.1 readers take these for booleans; yaml.v3 quotes them.
+                format!("\"{raw}\"")
             } else {
                 raw.to_string()
             }
@@ -66,6 +69,13 @@ fn scalar(v: &Value, indent: usize) -> String {
         // Collections are laid out by the callers.
         other => other.to_string(),
     }
+}
+
+fn is_yaml11_bool(s: &str) -> bool {
+    matches!(
+        s,
+        "y" | "Y" | "yes" | "Yes" | "YES" | "n" | "N" | "no" | "No" | "NO" | "on" | "On" | "ON" | "off" | "Off" | "OFF"
+    )
 }
 
 fn is_collection(v: &Value) -> bool {
@@ -152,7 +162,7 @@ mod tests {
     #[test]
     fn round_trips_awkward_scalars() {
         let v = json!({
-            "a": ["", "'", "\"", "\\", "x: y", "- z", "#c", "true", "1.5", "null", "~", "@", "`", "%", "a\tb", "\u{7}", "é", "  lead", "trail  ", "l1\n  l2", "\n", "[x]"],
+            "a": ["no", "Yes", "off", "", "'", "\"", "\\", "x: y", "- z", "#c", "true", "1.5", "null", "~", "@", "`", "%", "a\tb", "\u{7}", "é", "  lead", "trail  ", "l1\n  l2", "\n", "[x]"],
             "nested": [[1, 2], [], {}, [{"k": "v", "l": [1]}]],
             "k: weird": {"- also": 1},
         });

@@ -320,3 +320,25 @@ fn example_stack_resolves() {
         "67108864"
     );
 }
+
+/// A larger stack of our own (anchors, extends, an override file with `!override`, env
+/// files, profiles, secrets, configs, two networks): its whole resolved model, as
+/// reviewed against what Docker Compose prints, is kept in `expected.yaml`.
+#[test]
+fn shop_stack_resolves_to_the_reviewed_model() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = root.join("tests/stacks/shop");
+    let out = ok(&rcompose(root, &["--project-directory", "tests/stacks/shop", "config"], &[]));
+    let out = out.replace(dir.to_str().unwrap(), "<dir>");
+    let want = std::fs::read_to_string(dir.join("expected.yaml")).unwrap();
+    assert_eq!(out, want);
+    // The tools profile adds the admin service and nothing else changes.
+    let with_tools = ok(&rcompose(root, &["--project-directory", "tests/stacks/shop", "--profile", "tools", "config", "--services"], &[]));
+    assert_eq!(with_tools, "admin\napi\ncache\ndb\ngateway\nmigrate\nqueue\nweb\nworker\n");
+    // Variables from the shell win over .env.
+    let out = ok(&rcompose(root, &["--project-directory", "tests/stacks/shop", "config", "--format", "json"], &[("APP_TAG", "2.0"), ("SHOP_NAME", "myshop")]));
+    let j: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(j["name"], "myshop");
+    assert_eq!(j["services"]["worker"]["image"], "registry.local/shop/app:2.0");
+    assert_eq!(j["networks"]["back"]["name"], "myshop_back");
+}

@@ -134,6 +134,7 @@ pub(crate) fn run(l: &mut Loaded, opts: &Options, ctx: &mut Ctx) -> Result<()> {
     for (k, m) in p.models.iter_mut() {
         m.name.get_or_insert_with(|| k.clone());
     }
+    sort_maps(p);
     p.services.sort_keys();
     p.networks.sort_keys();
     p.volumes.sort_keys();
@@ -274,4 +275,64 @@ fn label_files(s: &mut Service, env: &environment::Env, key: &str, ctx: &mut Ctx
         }
     }
     Ok(())
+}
+
+/// Compose prints every map with its keys sorted (Go's encoders sort map keys); struct
+/// fields keep their order. Lists keep theirs.
+fn sort_maps(p: &mut Project) {
+    fn sort_value(v: &mut serde_yaml_ng::Value) {
+        match v {
+            serde_yaml_ng::Value::Mapping(m) => {
+                let mut entries: Vec<_> = std::mem::take(m).into_iter().collect();
+                entries.sort_by_key(|(k, _)| crate::merge::key_str(k));
+                for (k, mut val) in entries {
+                    sort_value(&mut val);
+                    m.insert(k, val);
+                }
+            }
+            serde_yaml_ng::Value::Sequence(s) => s.iter_mut().for_each(sort_value),
+            _ => {}
+        }
+    }
+    fn sort_ext(e: &mut Extensions) {
+        e.0.sort_keys();
+        e.0.values_mut().for_each(sort_value);
+    }
+    sort_ext(&mut p.extensions);
+    for s in p.services.values_mut() {
+        sort_ext(&mut s.extensions);
+        if let Some(m) = &mut s.depends_on {
+            m.sort_keys();
+        }
+        if let Some(m) = &mut s.networks {
+            m.sort_keys();
+        }
+        if let Some(m) = &mut s.models {
+            m.sort_keys();
+        }
+        if let Some(m) = &mut s.ulimits {
+            m.sort_keys();
+        }
+        if let Some(m) = &mut s.storage_opt {
+            m.sort_keys();
+        }
+        if let Some(m) = s.build.as_mut().and_then(|b| b.ulimits.as_mut()) {
+            m.sort_keys();
+        }
+        if let Some(m) = s.provider.as_mut().and_then(|p| p.options.as_mut()) {
+            m.sort_keys();
+        }
+    }
+    for n in p.networks.values_mut() {
+        sort_ext(&mut n.extensions);
+    }
+    for v in p.volumes.values_mut() {
+        sort_ext(&mut v.extensions);
+    }
+    for v in p.secrets.values_mut() {
+        sort_ext(&mut v.extensions);
+    }
+    for v in p.configs.values_mut() {
+        sort_ext(&mut v.extensions);
+    }
 }
