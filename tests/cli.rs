@@ -88,9 +88,13 @@ fn yaml_output_is_laid_out_as_compose_and_matches_json() {
     assert!(yaml.contains("    command:\n      - a b\n      - \"\"\n"), "{yaml}");
     assert!(yaml.contains("    ports:\n      - mode: ingress\n        target: 80\n        published: \"8080\"\n        protocol: tcp\n"), "{yaml}");
     assert!(yaml.contains("      A: \"1\"\n      B: \"x: y\"\n"), "{yaml}");
-    assert!(yaml.contains("      dockerfile_inline: |\n        FROM busybox\n        RUN true\n"), "{yaml}");
+    assert!(
+        yaml.contains("      dockerfile_inline: |\n        FROM busybox\n        RUN true\n"),
+        "{yaml}"
+    );
     let from_yaml: serde_json::Value = serde_yaml_ng::from_str(&yaml).unwrap();
-    let from_json: serde_json::Value = serde_json::from_str(&ok(&rcompose(t.path(), &["config", "--format", "json"], &[]))).unwrap();
+    let from_json: serde_json::Value =
+        serde_json::from_str(&ok(&rcompose(t.path(), &["config", "--format", "json"], &[]))).unwrap();
     assert_eq!(from_yaml, from_json);
 }
 
@@ -265,7 +269,13 @@ fn warnings_go_to_stderr() {
         "{stderr}"
     );
     let file = t.path().join("compose.yaml");
-    assert!(stderr.contains(&format!("WARN[0000] {}: the attribute `version` is obsolete", file.display())), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "WARN[0000] {}: the attribute `version` is obsolete",
+            file.display()
+        )),
+        "{stderr}"
+    );
     assert!(ok(&o).contains("image: x"));
 }
 
@@ -328,15 +338,37 @@ fn example_stack_resolves() {
 fn shop_stack_resolves_to_the_reviewed_model() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = root.join("tests/stacks/shop");
-    let out = ok(&rcompose(root, &["--project-directory", "tests/stacks/shop", "config"], &[]));
+    let out = ok(&rcompose(
+        root,
+        &["--project-directory", "tests/stacks/shop", "config"],
+        &[],
+    ));
     let out = out.replace(dir.to_str().unwrap(), "<dir>");
     let want = std::fs::read_to_string(dir.join("expected.yaml")).unwrap();
     assert_eq!(out, want);
     // The tools profile adds the admin service and nothing else changes.
-    let with_tools = ok(&rcompose(root, &["--project-directory", "tests/stacks/shop", "--profile", "tools", "config", "--services"], &[]));
-    assert_eq!(with_tools, "admin\napi\ncache\ndb\ngateway\nmigrate\nqueue\nweb\nworker\n");
+    let with_tools = ok(&rcompose(
+        root,
+        &[
+            "--project-directory",
+            "tests/stacks/shop",
+            "--profile",
+            "tools",
+            "config",
+            "--services",
+        ],
+        &[],
+    ));
+    assert_eq!(
+        with_tools,
+        "admin\napi\ncache\ndb\ngateway\nmigrate\nqueue\nweb\nworker\n"
+    );
     // Variables from the shell win over .env.
-    let out = ok(&rcompose(root, &["--project-directory", "tests/stacks/shop", "config", "--format", "json"], &[("APP_TAG", "2.0"), ("SHOP_NAME", "myshop")]));
+    let out = ok(&rcompose(
+        root,
+        &["--project-directory", "tests/stacks/shop", "config", "--format", "json"],
+        &[("APP_TAG", "2.0"), ("SHOP_NAME", "myshop")],
+    ));
     let j: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(j["name"], "myshop");
     assert_eq!(j["services"]["worker"]["image"], "registry.local/shop/app:2.0");

@@ -688,7 +688,10 @@ fn secrets_include_extends_hooks_scale_ports() {
     );
     assert_eq!(l.project.secrets["my-secret"].environment.as_deref(), Some("MY_SECRET"));
     // The included project's env file provides the secret's value to the engine.
-    assert_eq!(l.environment.get("MY_SECRET").map(String::as_str), Some("this-is-secret"));
+    assert_eq!(
+        l.environment.get("MY_SECRET").map(String::as_str),
+        Some("this-is-secret")
+    );
     let l = load(&td(&c, "TestSecretFromInclude"), &[], &[("MY_SECRET", "from-shell")]);
     assert_eq!(l.environment.get("MY_SECRET").map(String::as_str), Some("from-shell"));
     assert_eq!(l.project.secrets["secret"].name, Some(format!("{}_secret", l.name)));

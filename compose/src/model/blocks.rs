@@ -316,4 +316,3 @@ model! {
         placement: Option<Placement>,
     }
 }
-

@@ -1,8 +1,8 @@
 //! A service, every key of the canonical schema.
 
+use super::blocks::*;
 use super::model;
 use super::short::{Command, Labels, ListOrMap, Many, NamesOrMap, One, StringOrList};
-use super::blocks::*;
 use super::syntax::*;
 use super::units::{Bytes, Duration};
 use indexmap::IndexMap;

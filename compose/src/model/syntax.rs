@@ -507,4 +507,3 @@ impl<'de, A: de::MapAccess<'de>> de::MapAccess<'de> for OneValue<'_, A> {
         self.0.next_value_seed(seed)
     }
 }
-
