@@ -168,6 +168,96 @@ pub struct Pending {
     pub args: Vec<String>,
 }
 
+#[derive(Debug, Args)]
+pub struct ImageArgs {
+    #[command(subcommand)]
+    pub command: ImageCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Load an image from a docker save or OCI archive (or an OCI layout directory)
+    Load {
+        /// Read from this archive
+        #[arg(short, long)]
+        input: PathBuf,
+        /// Suppress the load output
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Import a root filesystem (directory or tarball) as an image
+    Import {
+        /// Apply a Dockerfile instruction to the image (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, STOPSIGNAL, USER, VOLUME, WORKDIR)
+        #[arg(short, long = "change")]
+        changes: Vec<String>,
+        /// Directory or tarball
+        source: PathBuf,
+        /// Name the image (NAME[:TAG])
+        name: Option<String>,
+    },
+    /// List images
+    #[command(visible_alias = "list")]
+    Ls {
+        /// Only show image IDs
+        #[arg(short, long)]
+        quiet: bool,
+        /// Format the output
+        #[arg(long, value_enum, default_value_t = TableFormat::Table)]
+        format: TableFormat,
+    },
+    /// Remove one or more images
+    #[command(visible_alias = "remove")]
+    Rm {
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Display detailed information on one or more images
+    Inspect {
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Remove unused images
+    Prune {
+        /// Remove all images, not just dangling ones
+        #[arg(short, long)]
+        all: bool,
+        /// Do not prompt for confirmation
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// Download an image from a registry
+    Pull {
+        name: String,
+        /// Suppress verbose output
+        #[arg(short, long)]
+        quiet: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq, Default)]
+pub enum TableFormat {
+    #[default]
+    Table,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// Apply pull policy ("missing"|"always")
+    #[arg(long)]
+    pub policy: Option<String>,
+    /// Pull what is necessary and ignore images that fail to pull
+    #[arg(long)]
+    pub ignore_pull_failures: bool,
+    /// Also pull services declared as dependencies
+    #[arg(long)]
+    pub include_deps: bool,
+    /// Pull without printing progress information
+    #[arg(short, long)]
+    pub quiet: bool,
+    pub services: Vec<String>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Parse, resolve and render the compose file in canonical format
@@ -203,7 +293,7 @@ pub enum Command {
     /// List images used by the created containers
     Images(Pending),
     /// Manage images
-    Image(Pending),
+    Image(ImageArgs),
     /// Force stop service containers
     Kill(Pending),
     /// View output from containers
@@ -219,7 +309,7 @@ pub enum Command {
     /// Publish compose application
     Publish(Pending),
     /// Pull service images
-    Pull(Pending),
+    Pull(PullArgs),
     /// Push service images
     Push(Pending),
     /// Restart service containers

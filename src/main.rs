@@ -3,6 +3,7 @@
 
 mod cli;
 mod config_cmd;
+mod image_cmd;
 mod render;
 
 use anyhow::Result;
@@ -64,6 +65,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Image(args) => image_cmd::run(args.command),
+        Command::Pull(args) => image_cmd::pull(&cli.global, args),
         Command::Completion { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "rcompose", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)

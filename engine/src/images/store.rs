@@ -97,6 +97,9 @@ struct Index {
 
 pub struct Store {
     root: PathBuf,
+    /// Serializes index updates between tasks of this process (the file lock is for
+    /// other processes).
+    index_mutex: std::sync::Mutex<()>,
 }
 
 /// Held while writing; released on drop.
@@ -147,7 +150,10 @@ impl Store {
             let p = root.join(d);
             fs::create_dir_all(&p).map_err(io_err(&p))?;
         }
-        Ok(Store { root })
+        Ok(Store {
+            root,
+            index_mutex: std::sync::Mutex::new(()),
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -170,6 +176,15 @@ impl Store {
         let tmp = self.root.join("tmp");
         if let Ok(entries) = fs::read_dir(&tmp) {
             for e in entries.flatten() {
+                // Names carry the writer's pid: keep what a live writer is working on.
+                let name = e.file_name().to_string_lossy().into_owned();
+                let pid = name
+                    .split('-')
+                    .nth(1)
+                    .and_then(|p| p.trim_end_matches(".tar").parse::<u32>().ok());
+                if pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists()) {
+                    continue;
+                }
                 let path = e.path();
                 let _ = if path.is_dir() {
                     fs::remove_dir_all(&path)
@@ -179,6 +194,29 @@ impl Store {
             }
         }
         Ok(Lock { file })
+    }
+
+    /// A fresh path in tmp/ for a download in progress.
+    pub fn tmp_file(&self, what: &str) -> PathBuf {
+        self.tmp_path(what)
+    }
+
+    /// Moves a downloaded file into the store if its content has digest `expected`.
+    pub fn adopt(&self, tmp: &Path, expected: &Digest) -> Result<()> {
+        let f = fs::File::open(tmp).map_err(io_err(tmp))?;
+        let mut w = HashWriter::new(io::sink());
+        io::copy(&mut io::BufReader::new(f), &mut w).map_err(io_err(tmp))?;
+        let (_, actual, _) = w.finish();
+        if actual != *expected {
+            let _ = fs::remove_file(tmp);
+            return Err(StoreError::DigestMismatch {
+                what: format!("blob {expected}"),
+                expected: expected.clone(),
+                actual,
+            });
+        }
+        let dst = self.blob_path(expected);
+        fs::rename(tmp, &dst).map_err(io_err(&dst))
     }
 
     fn tmp_path(&self, what: &str) -> PathBuf {
@@ -329,6 +367,7 @@ impl Store {
             layers,
             stored_at: now(),
         };
+        let _guard = self.index_mutex.lock().unwrap_or_else(|p| p.into_inner());
         let mut idx = self.load()?;
         idx.images.insert(manifest.clone(), rec.clone());
         for t in tags {
@@ -398,6 +437,7 @@ impl Store {
     /// Removes a tag, or an image by ID with all its tags; an image with no tag left is
     /// deleted with whatever only it used. Returns Docker's `Untagged:`/`Deleted:` lines.
     pub fn remove(&self, name: &str) -> Result<Vec<String>> {
+        let _guard = self.index_mutex.lock().unwrap_or_else(|p| p.into_inner());
         let mut idx = self.load()?;
         let rec = Self::find(&idx, name)
             .cloned()
@@ -418,7 +458,12 @@ impl Store {
         };
         for t in untag {
             idx.tags.remove(&t);
-            out.push(format!("Untagged: {t}"));
+            out.push(format!(
+                "Untagged: {}",
+                ImageRef::parse(&t)
+                    .map(|r| super::archive::display_name(&r))
+                    .unwrap_or(t.clone())
+            ));
         }
         if !idx.tags.values().any(|m| *m == rec.manifest) {
             idx.images.remove(&rec.manifest);
@@ -431,6 +476,7 @@ impl Store {
 
     /// Removes images without tags (`all`: every image; no container uses images yet).
     pub fn prune(&self, all: bool) -> Result<Vec<String>> {
+        let _guard = self.index_mutex.lock().unwrap_or_else(|p| p.into_inner());
         let mut idx = self.load()?;
         let tagged: BTreeSet<Digest> = idx.tags.values().cloned().collect();
         let gone: Vec<ImageRecord> = idx

@@ -257,9 +257,15 @@ fn apply<R: Read>(
 
     prepare_parents(root, &rel, &name)?;
     let path = root.join(&rel);
-    let mode = header.mode().map_err(|e| UnpackError::Corrupt(e.to_string()))?;
-    let uid = header.uid().map_err(|e| UnpackError::Corrupt(e.to_string()))?;
-    let gid = header.gid().map_err(|e| UnpackError::Corrupt(e.to_string()))?;
+    // Empty numeric fields read as zero, as Go's archive/tar (Docker's) reads them.
+    let default_mode = if kind == tar::EntryType::Directory {
+        0o755
+    } else {
+        0o644
+    };
+    let mode = header.mode().unwrap_or(default_mode);
+    let uid = header.uid().unwrap_or(0);
+    let gid = header.gid().unwrap_or(0);
     let mtime = header.mtime().unwrap_or(0) as i64;
     let refused = |reason: &str| UnpackError::Refused {
         entry: name.clone(),
