@@ -144,20 +144,74 @@ fn inspect_json(store: &Store, rec: &ImageRecord, tags: &[String]) -> Result<ser
     }))
 }
 
-fn progress_printer(quiet: bool) -> impl Fn(Progress) + Sync {
-    move |p| {
-        if quiet {
+/// Pull progress: a bar per layer on a terminal, plain lines otherwise.
+struct Printer {
+    quiet: bool,
+    bars: Option<indicatif::MultiProgress>,
+    layers: std::sync::Mutex<std::collections::HashMap<String, indicatif::ProgressBar>>,
+}
+
+impl Printer {
+    fn new(quiet: bool) -> Printer {
+        use std::io::IsTerminal;
+        let bars = (!quiet && std::io::stderr().is_terminal()).then(indicatif::MultiProgress::new);
+        Printer {
+            quiet,
+            bars,
+            layers: Default::default(),
+        }
+    }
+
+    fn line(&self, s: String) {
+        match &self.bars {
+            Some(m) => {
+                let _ = m.println(s);
+            }
+            None => eprintln!("{s}"),
+        }
+    }
+
+    fn event(&self, p: Progress) {
+        if self.quiet {
             return;
         }
         match p {
-            Progress::Resolved { image, manifest } => eprintln!(" {image} Pulling ({manifest})"),
-            Progress::LayerExists { layer } => eprintln!(" {} Already exists", layer.short()),
-            Progress::LayerDownloaded { layer, size } => {
-                eprintln!(" {} Pull complete ({})", layer.short(), human_size(size))
+            Progress::Resolved { image, manifest } => self.line(format!(" {image} Pulling ({manifest})")),
+            Progress::LayerExists { layer } => self.line(format!(" {} Already exists", layer.short())),
+            Progress::LayerProgress { layer, done, total } => {
+                let Some(m) = &self.bars else { return };
+                let mut bars = self.layers.lock().unwrap_or_else(|p| p.into_inner());
+                let bar = bars.entry(layer.to_string()).or_insert_with(|| {
+                    let b = m.add(indicatif::ProgressBar::new(total));
+                    let style = indicatif::ProgressStyle::with_template(
+                        " {prefix} Downloading [{bar:30}] {bytes}/{total_bytes}",
+                    )
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+                    b.set_style(style.progress_chars("=> "));
+                    b.set_prefix(layer.short().to_string());
+                    b
+                });
+                bar.set_position(done);
             }
-            Progress::Done { image, .. } => eprintln!(" {image} Pulled"),
+            Progress::LayerDownloaded { layer, size } => {
+                if let Some(b) = self
+                    .layers
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(layer.as_str())
+                {
+                    b.finish_and_clear();
+                }
+                self.line(format!(" {} Pull complete ({})", layer.short(), human_size(size)));
+            }
+            Progress::Done { image, .. } => self.line(format!(" {image} Pulled")),
         }
     }
+}
+
+fn progress_printer(quiet: bool) -> impl Fn(Progress) + Sync {
+    let p = Printer::new(quiet);
+    move |e| p.event(e)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {

@@ -15,6 +15,7 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::Client;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use tokio::io::AsyncWriteExt;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PullError {
@@ -31,10 +32,27 @@ pub enum PullError {
 /// Progress of one pull, for the terminal.
 #[derive(Debug, Clone)]
 pub enum Progress {
-    Resolved { image: String, manifest: Digest },
-    LayerExists { layer: Digest },
-    LayerDownloaded { layer: Digest, size: u64 },
-    Done { image: String, id: Digest },
+    Resolved {
+        image: String,
+        manifest: Digest,
+    },
+    LayerExists {
+        layer: Digest,
+    },
+    /// Bytes of a layer received so far (sent every few hundred kilobytes).
+    LayerProgress {
+        layer: Digest,
+        done: u64,
+        total: u64,
+    },
+    LayerDownloaded {
+        layer: Digest,
+        size: u64,
+    },
+    Done {
+        image: String,
+        id: Digest,
+    },
 }
 
 /// Credentials for `registry` from Docker's config file (`$DOCKER_CONFIG/config.json`
@@ -191,13 +209,33 @@ pub async fn pull(
                 let tmp = store.tmp_file("pull");
                 let res = async {
                     client.store_auth_if_needed(r.registry(), auth).await;
-                    let file = tokio::fs::File::create(&tmp)
+                    let mut file = tokio::fs::File::create(&tmp)
                         .await
                         .map_err(|e| reg(format!("{}: {e}", tmp.display())))?;
-                    client
-                        .pull_blob(r.oci(), d.as_str(), file)
+                    let mut blob = client
+                        .pull_blob_stream(r.oci(), d.as_str())
                         .await
                         .map_err(|e| reg(format!("layer {d}: {e}")))?;
+                    let (mut done, mut reported) = (0u64, 0u64);
+                    while let Some(chunk) = blob.stream.next().await {
+                        let chunk = chunk.map_err(|e| reg(format!("layer {d}: {e}")))?;
+                        file.write_all(&chunk)
+                            .await
+                            .map_err(|e| reg(format!("{}: {e}", tmp.display())))?;
+                        done += chunk.len() as u64;
+                        if done - reported >= 256 * 1024 {
+                            reported = done;
+                            progress(Progress::LayerProgress {
+                                layer: d.clone(),
+                                done,
+                                total: size,
+                            });
+                        }
+                    }
+                    file.sync_all()
+                        .await
+                        .map_err(|e| reg(format!("{}: {e}", tmp.display())))?;
+                    drop(file);
                     let (store2, tmp2, d2) = (store.clone(), tmp.clone(), d.clone());
                     tokio::task::spawn_blocking(move || store2.adopt(&tmp2, &d2))
                         .await

@@ -105,10 +105,11 @@ pub fn unpack(src: impl Read, dest: &Path) -> Result<Unpacked, UnpackError> {
     let stream = HashReader::new(decompress(src)?);
     let mut archive = tar::Archive::new(stream);
     let mut dir_times: VecDeque<(PathBuf, i64)> = VecDeque::new();
+    let mut known = KnownDirs::default();
     let entries = archive.entries().map_err(|e| UnpackError::Corrupt(e.to_string()))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| UnpackError::Corrupt(e.to_string()))?;
-        apply(&mut entry, dest, &mut dir_times)?;
+        apply(&mut entry, dest, &mut dir_times, &mut known)?;
     }
     // Directory times last: creating their children changed them.
     for (path, mtime) in dir_times.into_iter().rev() {
@@ -121,13 +122,35 @@ pub fn unpack(src: impl Read, dest: &Path) -> Result<Unpacked, UnpackError> {
     Ok(Unpacked { diff_id, size })
 }
 
+/// Directories (relative to the layer) already checked to be real directories in this
+/// unpack, so that each entry does not `lstat` all its ancestors again. An entry that
+/// replaces one of them (or anything under it) drops it from the set.
+#[derive(Default)]
+struct KnownDirs(std::collections::HashSet<PathBuf>);
+
+impl KnownDirs {
+    fn forget(&mut self, rel: &Path) {
+        if self.0.remove(rel) {
+            self.0.retain(|d| !d.starts_with(rel));
+        }
+    }
+}
+
 /// Checks that every ancestor of `rel` inside `root` is a real directory (creating the
 /// missing ones), so nothing is ever written through a symlink.
-fn prepare_parents(root: &Path, rel: &Path, entry: &str) -> Result<(), UnpackError> {
-    let mut cur = root.to_path_buf();
+fn prepare_parents(root: &Path, rel: &Path, entry: &str, known: &mut KnownDirs) -> Result<(), UnpackError> {
     let Some(parent) = rel.parent() else { return Ok(()) };
+    if parent.as_os_str().is_empty() || known.0.contains(parent) {
+        return Ok(());
+    }
+    let mut cur = root.to_path_buf();
+    let mut cur_rel = PathBuf::new();
     for c in parent.components() {
         cur.push(c);
+        cur_rel.push(c);
+        if known.0.contains(&cur_rel) {
+            continue;
+        }
         match fs::symlink_metadata(&cur) {
             Ok(m) if m.file_type().is_symlink() => {
                 return Err(UnpackError::Refused {
@@ -145,6 +168,7 @@ fn prepare_parents(root: &Path, rel: &Path, entry: &str) -> Result<(), UnpackErr
             Err(e) if e.kind() == io::ErrorKind::NotFound => fs::create_dir(&cur).map_err(io_err(&cur))?,
             Err(e) => return Err(io_err(&cur)(e)),
         }
+        known.0.insert(cur_rel.clone());
     }
     Ok(())
 }
@@ -224,6 +248,7 @@ fn apply<R: Read>(
     entry: &mut tar::Entry<R>,
     root: &Path,
     dir_times: &mut VecDeque<(PathBuf, i64)>,
+    known: &mut KnownDirs,
 ) -> Result<(), UnpackError> {
     let raw = entry
         .path()
@@ -243,19 +268,20 @@ fn apply<R: Read>(
 
     // Whiteouts.
     if let Some(hidden) = base.strip_prefix(".wh.") {
-        prepare_parents(root, &rel, &name)?;
+        prepare_parents(root, &rel, &name, known)?;
         let parent = root.join(rel.parent().unwrap_or(Path::new("")));
         if hidden == ".wh..opq" {
             lsetxattr(&parent, "trusted.overlay.opaque", b"y")?;
         } else if !hidden.starts_with(".wh.") && !hidden.is_empty() && !hidden.contains('/') {
             let target = parent.join(hidden);
+            known.forget(&rel.parent().unwrap_or(Path::new("")).join(hidden));
             clear(&target, false)?;
             mknod(&target, libc::S_IFCHR, 0, 0, 0)?;
         }
         return Ok(());
     }
 
-    prepare_parents(root, &rel, &name)?;
+    prepare_parents(root, &rel, &name, known)?;
     let path = root.join(&rel);
     // Empty numeric fields read as zero, as Go's archive/tar (Docker's) reads them.
     let default_mode = if kind == tar::EntryType::Directory {
@@ -280,15 +306,52 @@ fn apply<R: Read>(
             }
         }
         tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
-            clear(&path, false)?;
-            let mut f = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&path)
-                .map_err(io_err(&path))?;
+            // Create first (the common case: nothing there); clear and retry only if
+            // something is in the way. O_EXCL|O_NOFOLLOW: never writes through a link.
+            let open = || {
+                fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(&path)
+            };
+            let mut f = match open() {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    clear(&path, false)?;
+                    open().map_err(io_err(&path))?
+                }
+                Err(e) => return Err(io_err(&path)(e)),
+            };
             io::copy(entry, &mut f).map_err(|e| UnpackError::Corrupt(format!("{name}: {e}")))?;
+            // Metadata through the open descriptor: no further path lookups.
+            use std::os::unix::io::AsRawFd;
+            let fd = f.as_raw_fd();
+            let (u, g) = (
+                u32::try_from(uid).unwrap_or(u32::MAX - 1),
+                u32::try_from(gid).unwrap_or(u32::MAX - 1),
+            );
+            let t = libc::timespec {
+                tv_sec: mtime as libc::time_t,
+                tv_nsec: 0,
+            };
+            // SAFETY: `fd` is open for the lifetime of `f`; `times` holds two timespecs.
+            let rc = unsafe {
+                let mut rc = libc::fchown(fd, u, g);
+                if rc == 0 {
+                    rc = libc::fchmod(fd, (mode & 0o7777) as libc::mode_t);
+                }
+                if rc == 0 {
+                    rc = libc::futimens(fd, [t, t].as_ptr());
+                }
+                rc
+            };
+            if rc != 0 {
+                return Err(io_err(&path)(io::Error::last_os_error()));
+            }
+            drop(f);
+            return set_xattrs(entry, &path, &name);
         }
         tar::EntryType::Symlink => {
             let target = entry
@@ -314,7 +377,7 @@ fn apply<R: Read>(
                 .map_err(|e| UnpackError::Corrupt(e.to_string()))?
                 .ok_or_else(|| refused("hard link without a target"))?;
             let src_rel = clean_inside(&target).ok_or_else(|| refused("hard link points outside the layer"))?;
-            prepare_parents(root, &src_rel, &name)?;
+            prepare_parents(root, &src_rel, &name, known)?;
             let src = root.join(&src_rel);
             match fs::symlink_metadata(&src) {
                 Ok(m) if m.is_file() || m.file_type().is_symlink() => {}
@@ -356,6 +419,17 @@ fn apply<R: Read>(
             return Err(io_err(&path)(io::Error::last_os_error()));
         }
     }
+    set_xattrs(entry, &path, &name)?;
+    if kind == tar::EntryType::Directory {
+        dir_times.push_back((path, mtime));
+    } else {
+        set_mtime(&path, mtime, false)?;
+    }
+    Ok(())
+}
+
+/// The archive's allowed xattrs (`user.*`, `security.capability`); overlay ones refused.
+fn set_xattrs<R: Read>(entry: &mut tar::Entry<R>, path: &Path, name: &str) -> Result<(), UnpackError> {
     if let Ok(Some(exts)) = entry.pax_extensions() {
         for ext in exts.flatten() {
             let Ok(key) = ext.key() else { continue };
@@ -363,19 +437,15 @@ fn apply<R: Read>(
                 continue;
             };
             if attr.starts_with("trusted.overlay.") {
-                return Err(refused(&format!(
-                    "xattr {attr} would change how overlayfs reads the layer"
-                )));
+                return Err(UnpackError::Refused {
+                    entry: name.to_string(),
+                    reason: format!("xattr {attr} would change how overlayfs reads the layer"),
+                });
             }
             if attr.starts_with("user.") || attr == "security.capability" {
-                lsetxattr(&path, attr, ext.value_bytes())?;
+                lsetxattr(path, attr, ext.value_bytes())?;
             }
         }
-    }
-    if kind == tar::EntryType::Directory {
-        dir_times.push_back((path, mtime));
-    } else {
-        set_mtime(&path, mtime, false)?;
     }
     Ok(())
 }
