@@ -178,6 +178,11 @@ struct Registry {
 
 impl Registry {
     fn start() -> Registry {
+        Registry::start_with("")
+    }
+
+    /// `extra` is appended to the registry's configuration (e.g. an auth section).
+    fn start_with(extra: &str) -> Registry {
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -185,7 +190,7 @@ impl Registry {
             .unwrap()
             .port();
         let cfg = dir.path().join("config.yml");
-        std::fs::write(&cfg, format!("version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n", dir.path().join("data").display())).unwrap();
+        std::fs::write(&cfg, format!("version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{extra}", dir.path().join("data").display())).unwrap();
         let child = Command::new("docker-registry")
             .arg("serve")
             .arg(&cfg)
@@ -204,8 +209,15 @@ impl Registry {
         panic!("registry did not start");
     }
     fn push(&self, layout: &Path, name: &str, all: bool) {
+        self.push_as(layout, name, all, None)
+    }
+
+    fn push_as(&self, layout: &Path, name: &str, all: bool, creds: Option<&str>) {
         let mut c = Command::new("skopeo");
         c.args(["copy", "--quiet", "--dest-tls-verify=false"]);
+        if let Some(cr) = creds {
+            c.arg(format!("--dest-creds={cr}"));
+        }
         if all {
             c.arg("--all");
         }
@@ -555,4 +567,55 @@ fn project_pull_follows_pull_policy_and_pulls_each_image_once() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("no/such:1"));
     let o = e.run(&[&files[..], &["pull", "--ignore-pull-failures", "broken"]].concat());
     assert!(o.status.success());
+}
+
+#[test]
+fn credentials_come_from_the_docker_config() {
+    if !root() || !have("docker-registry") || !have("skopeo") || !have("htpasswd") {
+        return;
+    }
+    let auth_dir = tempfile::tempdir().unwrap();
+    let o = Command::new("htpasswd")
+        .args(["-Bbn", "user", "s3cret"])
+        .output()
+        .unwrap();
+    std::fs::write(auth_dir.path().join("htpasswd"), o.stdout).unwrap();
+    let reg = Registry::start_with(&format!(
+        "auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
+        auth_dir.path().join("htpasswd").display()
+    ));
+    let src = tempfile::tempdir().unwrap();
+    oci_layout(
+        src.path(),
+        &[(
+            if cfg!(target_arch = "aarch64") {
+                "arm64"
+            } else {
+                "amd64"
+            },
+            "private",
+        )],
+        false,
+    );
+    reg.push_as(src.path(), "private/app:1", false, Some("user:s3cret"));
+    let name = format!("127.0.0.1:{}/private/app:1", reg.port);
+    let e = Env::new();
+    let err = e.err(&["image", "pull", &name]);
+    assert!(
+        err.contains("private/app:1") && err.to_lowercase().contains("authorized"),
+        "{err}"
+    );
+    // HOME is the test's state directory: ~/.docker/config.json is ours.
+    std::fs::create_dir_all(e.state.path().join(".docker")).unwrap();
+    let auth = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode("user:s3cret")
+    };
+    std::fs::write(
+        e.state.path().join(".docker/config.json"),
+        json!({"auths": {format!("127.0.0.1:{}", reg.port): {"auth": auth}}}).to_string(),
+    )
+    .unwrap();
+    e.ok(&["image", "pull", &name]);
+    assert!(e.ok(&["image", "ls"]).contains("private/app"));
 }
