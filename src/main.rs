@@ -12,6 +12,13 @@ use cli::{Cli, Command, Format, Global, LogLevel};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // The container helper: before anything else, while the process is one thread.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == engine::runtime::init::ARG)
+    {
+        engine::runtime::init::main();
+    }
     let cli = Cli::parse();
     init_logging(cli.global.log_level);
     match run(cli) {

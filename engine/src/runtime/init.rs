@@ -1,0 +1,347 @@
+//! The container helper: the rcompose binary started again (from a sealed memfd) with
+//! [`ARG`], single-threaded. It reads the spec from the engine over a socketpair (fd 3),
+//! creates the namespaces and forks the container's init, which becomes PID 1 there;
+//! the helper reports the init's PID and exits. The init waits for the engine's `Go`
+//! (cgroup joined, network plugged), builds the root filesystem, forks and executes the
+//! workload, then stays on: it reaps zombies, forwards stop signals to the workload,
+//! writes its output to the json-file log and, when it exits, its status to `exit.json`.
+
+use super::logs::LogWriter;
+use super::process;
+use super::spec::{Command, ContainerSpec, ExitStatus, Report};
+use nix::sched::{setns, unshare, CloneFlags};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{fork, ForkResult, Pid};
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::unix::io::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// The argument that makes the binary the helper.
+pub const ARG: &str = "__rcompose_container_init";
+/// The socketpair end, placed at this descriptor by the engine.
+pub const SOCK_FD: RawFd = 3;
+
+pub fn send<T: serde::Serialize>(fd: RawFd, msg: &T) -> std::io::Result<()> {
+    let data = serde_json::to_vec(msg).map_err(std::io::Error::other)?;
+    // SAFETY: `data` is a valid buffer; send does not keep it.
+    let n = unsafe { libc::send(fd, data.as_ptr().cast(), data.len(), libc::MSG_NOSIGNAL) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+pub fn recv<T: serde::de::DeserializeOwned>(fd: RawFd) -> std::io::Result<T> {
+    let mut buf = vec![0u8; 4 << 20];
+    // SAFETY: `buf` is writable for its length.
+    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if n == 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the other side closed the socket",
+        ));
+    }
+    serde_json::from_slice(&buf[..n as usize]).map_err(std::io::Error::other)
+}
+
+fn fail(exit_code: i32, message: String) -> ! {
+    let _ = send(SOCK_FD, &Report::Failed { exit_code, message });
+    std::process::exit(exit_code)
+}
+
+/// The helper's `main`. Never returns.
+pub fn main() -> ! {
+    let spec: ContainerSpec = match recv(SOCK_FD) {
+        Ok(s) => s,
+        Err(e) => fail(1, format!("reading the container spec: {e}")),
+    };
+    let mut flags = CloneFlags::CLONE_NEWNS;
+    let ns = &spec.namespaces;
+    for (want, flag, kind) in [
+        (&ns.net, CloneFlags::CLONE_NEWNET, "net"),
+        (&ns.ipc, CloneFlags::CLONE_NEWIPC, "ipc"),
+        (&ns.pid, CloneFlags::CLONE_NEWPID, "pid"),
+        (&ns.uts, CloneFlags::CLONE_NEWUTS, "uts"),
+    ] {
+        match want.as_deref() {
+            None => flags |= flag,
+            Some("host") => {}
+            Some(path) => {
+                let f =
+                    File::open(path).unwrap_or_else(|e| fail(1, format!("joining the {kind} namespace {path}: {e}")));
+                setns(&f, flag).unwrap_or_else(|e| fail(1, format!("joining the {kind} namespace {path}: {e}")));
+            }
+        }
+    }
+    if let Err(e) = unshare(flags) {
+        fail(1, format!("creating namespaces: {e}"));
+    }
+    // SAFETY: the helper is single-threaded (started fresh, no threads spawned).
+    match unsafe { fork() } {
+        Ok(ForkResult::Parent { child }) => {
+            let _ = send(SOCK_FD, &Report::Created { pid: child.as_raw() });
+            std::process::exit(0)
+        }
+        Ok(ForkResult::Child) => container_init(spec),
+        Err(e) => fail(1, format!("fork: {e}")),
+    }
+}
+
+/// Exit code of a wait status as Docker reports it (128+signal when killed).
+fn exit_code(ws: WaitStatus) -> Option<(i32, Option<i32>)> {
+    match ws {
+        WaitStatus::Exited(_, c) => Some((c, None)),
+        WaitStatus::Signaled(_, s, _) => Some((128 + s as i32, Some(s as i32))),
+        _ => None,
+    }
+}
+
+fn write_exit(dir: RawFd, status: &ExitStatus) {
+    let Ok(data) = serde_json::to_vec(status) else { return };
+    let (tmp, fin) = (
+        CString::new("exit.json.tmp").unwrap_or_default(),
+        CString::new("exit.json").unwrap_or_default(),
+    );
+    // SAFETY: valid C strings; the descriptor is closed below.
+    let fd = unsafe {
+        libc::openat(
+            dir,
+            tmp.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
+            0o644,
+        )
+    };
+    if fd < 0 {
+        return;
+    }
+    // SAFETY: `fd` is a fresh descriptor we own.
+    let mut f = unsafe { File::from_raw_fd(fd) };
+    let _ = f.write_all(&data);
+    let _ = f.sync_all();
+    drop(f);
+    // SAFETY: valid C strings.
+    unsafe { libc::renameat(dir, tmp.as_ptr(), dir, fin.as_ptr()) };
+}
+
+fn pipe() -> (OwnedFd, OwnedFd) {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap_or_else(|e| fail(1, format!("pipe: {e}")))
+}
+
+fn container_init(spec: ContainerSpec) -> ! {
+    match recv::<Command>(SOCK_FD) {
+        Ok(Command::Go) => {}
+        _ => std::process::exit(1),
+    }
+    // Now in its cgroup: the cgroup namespace is rooted there.
+    let _ = unshare(CloneFlags::CLONE_NEWCGROUP);
+    // Not dumpable: the host's view of this process stays root-only, no ptrace.
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    let dir = File::open(&spec.dir).unwrap_or_else(|e| fail(1, format!("{}: {e}", spec.dir.display())));
+    let mut log = LogWriter::open(dir.as_raw_fd(), spec.log.max_size, spec.log.max_file)
+        .unwrap_or_else(|e| fail(1, format!("opening the log: {e}")));
+    let own_netns = spec.namespaces.net.is_none();
+    if let Err(e) = super::mounts::setup(&spec, own_netns) {
+        fail(1, e);
+    }
+    if spec.namespaces.uts.is_none() {
+        let _ = nix::unistd::sethostname(&spec.hostname);
+        if !spec.domainname.is_empty() {
+            let d = CString::new(spec.domainname.clone()).unwrap_or_default();
+            // SAFETY: `d` is valid for its length.
+            unsafe { libc::setdomainname(d.as_ptr(), spec.domainname.len()) };
+        }
+    }
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    let user = process::resolve_user(&spec.process.user, &spec.process.group_add, &passwd, &group)
+        .unwrap_or_else(|e| fail(1, e));
+    let mut proc_spec = spec.process.clone();
+    if !proc_spec.env.iter().any(|e| e.starts_with("HOME=")) {
+        proc_spec.env.push(format!("HOME={}", user.home));
+    }
+    if !proc_spec.env.iter().any(|e| e.starts_with("PATH=")) {
+        proc_spec
+            .env
+            .push("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    }
+    let cwd = if proc_spec.cwd.is_empty() {
+        "/".to_string()
+    } else {
+        proc_spec.cwd.clone()
+    };
+    if std::fs::create_dir_all(&cwd).is_err() && !std::path::Path::new(&cwd).is_dir() {
+        fail(1, format!("working directory {cwd} cannot be created"));
+    }
+
+    // Output: a pty (tty: true) or two pipes; the init reads them all.
+    let (out_r, out_w, err_r, err_w) = if proc_spec.tty {
+        let pty = nix::pty::openpty(None, None).unwrap_or_else(|e| fail(1, format!("openpty: {e}")));
+        let slave2 = pty.slave.try_clone().unwrap_or_else(|e| fail(1, format!("dup: {e}")));
+        (pty.master, pty.slave, None, slave2)
+    } else {
+        let (or, ow) = pipe();
+        let (er, ew) = pipe();
+        (or, ow, Some(er), ew)
+    };
+    let (exec_r, exec_w) = pipe();
+
+    // Signals are taken through a signalfd, so they are blocked before the fork.
+    let mut mask = SigSet::empty();
+    for s in [
+        Signal::SIGCHLD,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGWINCH,
+        Signal::SIGCONT,
+        Signal::SIGPIPE,
+    ] {
+        mask.add(s);
+    }
+    let _ = mask.thread_block();
+
+    // SAFETY: the init is single-threaded.
+    let workload = match unsafe { fork() } {
+        Ok(ForkResult::Child) => {
+            let _ = SigSet::all().thread_unblock();
+            let _ = nix::unistd::setsid();
+            let devnull = File::open("/dev/null").unwrap_or_else(|_| std::process::exit(1));
+            let _ = nix::unistd::dup2_stdin(&devnull);
+            let _ = nix::unistd::dup2_stdout(&out_w);
+            let _ = nix::unistd::dup2_stderr(&err_w);
+            if proc_spec.tty {
+                // SAFETY: ioctl on our stdin-turned-terminal.
+                unsafe { libc::ioctl(1, libc::TIOCSCTTY, 0) };
+            }
+            let _ = nix::unistd::chdir(cwd.as_str());
+            let (code, msg) = process::exec(&proc_spec, &user);
+            let mut w = File::from(exec_w);
+            let _ = w.write_all(format!("{code} {msg}").as_bytes());
+            std::process::exit(code);
+        }
+        Ok(ForkResult::Parent { child }) => child,
+        Err(e) => fail(1, format!("fork: {e}")),
+    };
+    drop(out_w);
+    drop(err_w);
+    drop(exec_w);
+    let mut failed = String::new();
+    let _ = File::from(exec_r).read_to_string(&mut failed);
+    if let Some((code, msg)) = failed.split_once(' ') {
+        let code: i32 = code.parse().unwrap_or(1);
+        let _ = waitpid(workload, None);
+        write_exit(
+            dir.as_raw_fd(),
+            &ExitStatus {
+                exit_code: code,
+                signal: None,
+                finished_at: super::logs::timestamp_now(),
+            },
+        );
+        let _ = log.write(1, format!("{msg}\n").as_bytes());
+        let _ = log.flush();
+        fail(code, msg.to_string());
+    }
+    let _ = send(
+        SOCK_FD,
+        &Report::Started {
+            pid_in_container: workload.as_raw(),
+        },
+    );
+    // SAFETY: closing the engine's socket; it is not used again.
+    unsafe { libc::close(SOCK_FD) };
+    supervise(workload, out_r, err_r, mask, &mut log, dir.as_raw_fd())
+}
+
+/// PID 1's loop: output to the log, signals to the workload, zombies reaped. Returns
+/// (exits) when the workload has exited.
+fn supervise(workload: Pid, out: OwnedFd, err: Option<OwnedFd>, mask: SigSet, log: &mut LogWriter, dir: RawFd) -> ! {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use nix::sys::signalfd::{SfdFlags, SignalFd};
+    let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+        .unwrap_or_else(|_| std::process::exit(1));
+    let mut streams: Vec<(Option<OwnedFd>, usize)> = vec![(Some(out), 0), (err, 1)];
+    let mut status: Option<(i32, Option<i32>)> = None;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let open: Vec<(usize, RawFd)> = streams
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (fd, _))| fd.as_ref().map(|f| (i, f.as_raw_fd())))
+            .collect();
+        if status.is_some() && open.is_empty() {
+            break;
+        }
+        let sig_fd = sfd.as_raw_fd();
+        // SAFETY: the descriptors stay open while polled.
+        let mut fds: Vec<PollFd> = std::iter::once(sig_fd)
+            .chain(open.iter().map(|(_, f)| *f))
+            .map(|f| PollFd::new(unsafe { std::os::fd::BorrowedFd::borrow_raw(f) }, PollFlags::POLLIN))
+            .collect();
+        // Once the workload is gone, other processes holding the pipes get a moment.
+        let timeout = if status.is_some() {
+            PollTimeout::from(200u16)
+        } else {
+            PollTimeout::NONE
+        };
+        match poll(&mut fds, timeout) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => break,
+        }
+        let revents: Vec<bool> = fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect();
+        if revents[0] {
+            while let Ok(Some(si)) = sfd.read_signal() {
+                let signo = si.ssi_signo as i32;
+                if signo == libc::SIGCHLD {
+                    loop {
+                        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                            Ok(WaitStatus::StillAlive) | Err(_) => break,
+                            Ok(ws) => {
+                                if ws.pid() == Some(workload) {
+                                    status = exit_code(ws);
+                                }
+                            }
+                        }
+                    }
+                } else if status.is_none() {
+                    // SAFETY: kill has no memory-safety preconditions.
+                    unsafe { libc::kill(workload.as_raw(), signo) };
+                }
+            }
+        }
+        for (k, (i, fd)) in open.iter().enumerate() {
+            if !revents[k + 1] {
+                continue;
+            }
+            // SAFETY: `buf` is writable; `fd` is open.
+            let n = unsafe { libc::read(*fd, buf.as_mut_ptr().cast(), buf.len()) };
+            if n <= 0 {
+                streams[*i].0 = None;
+            } else {
+                let _ = log.write(streams[*i].1, &buf[..n as usize]);
+            }
+        }
+    }
+    let _ = log.flush();
+    let (code, signal) = status.unwrap_or((137, Some(9)));
+    write_exit(
+        dir,
+        &ExitStatus {
+            exit_code: code,
+            signal,
+            finished_at: super::logs::timestamp_now(),
+        },
+    );
+    std::process::exit(code)
+}

@@ -1,0 +1,236 @@
+//! The container runtime: containers as DESIGN.md describes them. The engine never forks
+//! itself: it executes a sealed memfd copy of the rcompose binary as a single-threaded
+//! helper (see [`init`]), hands it the container's [`spec::ContainerSpec`] over a
+//! socketpair, puts the container's init into its cgroup while the init waits, then lets
+//! it go. The init stays as PID 1 and keeps the logs and the exit status, so the engine
+//! can go away and come back without the container noticing.
+
+pub mod cgroups;
+pub mod init;
+pub mod logs;
+pub mod memfd;
+pub mod mounts;
+pub mod process;
+pub mod spec;
+
+use cgroups::{Cgroup, Limits, Manager};
+use spec::{Command, ContainerSpec, ExitStatus, Report};
+use std::os::unix::io::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Cgroup(#[from] cgroups::CgroupError),
+    /// The container could not be started; `exit_code` as Docker reports it.
+    #[error("{message}")]
+    Start { exit_code: i32, message: String },
+}
+
+pub struct Runtime {
+    exe: memfd::SealedExe,
+    cgroups: Manager,
+    /// Directory, under the engine's cgroup, holding the containers' cgroups.
+    cgroup_parent: String,
+}
+
+/// A started container.
+#[derive(Debug, Clone)]
+pub struct Container {
+    pub id: String,
+    /// Host PID of the container's init.
+    pub pid: i32,
+    pub dir: PathBuf,
+    pub cgroup: Cgroup,
+}
+
+impl Runtime {
+    /// `helper` is the rcompose binary (the engine's own, `/proc/self/exe`).
+    pub fn new(helper: &Path, cgroup_parent: &str) -> Result<Runtime, RuntimeError> {
+        Ok(Runtime {
+            exe: memfd::SealedExe::new(helper)?,
+            cgroups: Manager::detect()?,
+            cgroup_parent: cgroup_parent.to_string(),
+        })
+    }
+
+    /// Creates and starts a container; on any failure nothing of it is left running.
+    pub fn start(&self, spec: &ContainerSpec, limits: &Limits) -> Result<Container, RuntimeError> {
+        for d in ["upper", "work", "rootfs"] {
+            std::fs::create_dir_all(spec.dir.join(d))?;
+        }
+        std::fs::write(spec.dir.join("hosts"), &spec.hosts)?;
+        std::fs::write(spec.dir.join("hostname"), format!("{}\n", spec.hostname))?;
+        std::fs::write(spec.dir.join("resolv.conf"), &spec.resolv_conf)?;
+        let _ = std::fs::remove_file(spec.dir.join("exit.json"));
+        std::fs::write(
+            spec.dir.join("config.json"),
+            serde_json::to_vec_pretty(spec).map_err(std::io::Error::other)?,
+        )?;
+
+        let mut fds = [0; 2];
+        // SAFETY: socketpair writes two descriptors into `fds`.
+        if unsafe {
+            libc::socketpair(
+                libc::AF_UNIX,
+                libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+                0,
+                fds.as_mut_ptr(),
+            )
+        } != 0
+        {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        // SAFETY: both descriptors were just created and are owned here.
+        let (ours, theirs) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let theirs_fd = theirs.as_raw_fd();
+        let mut cmd = std::process::Command::new(self.exe.path());
+        cmd.arg(init::ARG)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null());
+        let helper_log = std::fs::File::create(spec.dir.join("helper.log"))?;
+        cmd.stderr(helper_log);
+        // SAFETY: dup2 is async-signal-safe; it places the socket at fd 3 without CLOEXEC.
+        unsafe {
+            cmd.pre_exec(move || {
+                if theirs_fd == init::SOCK_FD {
+                    // Already in place: dup2 would do nothing, so clear close-on-exec.
+                    if libc::fcntl(theirs_fd, libc::F_SETFD, 0) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                } else if libc::dup2(theirs_fd, init::SOCK_FD) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut helper = cmd.spawn()?;
+        drop(theirs);
+        let fd = ours.as_raw_fd();
+        let fail = |e: std::io::Error| RuntimeError::Start {
+            exit_code: 1,
+            message: format!("container helper: {e}"),
+        };
+        init::send(fd, spec).map_err(fail)?;
+        let report: Report = init::recv(fd).map_err(fail)?;
+        let _ = helper.wait();
+        let pid = match report {
+            Report::Created { pid } => pid,
+            Report::Failed { exit_code, message } => return Err(RuntimeError::Start { exit_code, message }),
+            other => {
+                return Err(RuntimeError::Start {
+                    exit_code: 1,
+                    message: format!("unexpected report {other:?}"),
+                })
+            }
+        };
+        let kill = || {
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        };
+        let cgroup = match self
+            .cgroups
+            .create(&self.cgroup_parent, &spec.id, limits)
+            .and_then(|cg| cg.add(pid).map(|_| cg))
+        {
+            Ok(cg) => cg,
+            Err(e) => {
+                let _ = init::send(fd, &Command::Abort);
+                kill();
+                wait_gone(pid, Duration::from_secs(5));
+                return Err(e.into());
+            }
+        };
+        let c = Container {
+            id: spec.id.clone(),
+            pid,
+            dir: spec.dir.clone(),
+            cgroup,
+        };
+        let started = init::send(fd, &Command::Go)
+            .map_err(fail)
+            .and_then(|_| init::recv::<Report>(fd).map_err(fail));
+        match started {
+            Ok(Report::Started { .. }) => Ok(c),
+            Ok(Report::Failed { exit_code, message }) => {
+                self.cleanup(&c);
+                Err(RuntimeError::Start { exit_code, message })
+            }
+            Ok(other) => {
+                kill();
+                self.cleanup(&c);
+                Err(RuntimeError::Start {
+                    exit_code: 1,
+                    message: format!("unexpected report {other:?}"),
+                })
+            }
+            Err(e) => {
+                kill();
+                self.cleanup(&c);
+                Err(e)
+            }
+        }
+    }
+
+    /// Kills and removes every container cgroup under this runtime's parent.
+    pub fn remove_all_cgroups(&self) {
+        self.cgroups.remove_tree(&self.cgroup_parent);
+    }
+
+    /// Sends `signal` to the workload (through its init), waits up to `grace`, then
+    /// kills everything in the container. Returns the exit status.
+    pub fn stop(&self, c: &Container, signal: i32, grace: Duration) -> Option<ExitStatus> {
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe { libc::kill(c.pid, signal) };
+        if !wait_gone(c.pid, grace) {
+            let _ = c.cgroup.kill_all();
+            // SAFETY: as above.
+            unsafe { libc::kill(c.pid, libc::SIGKILL) };
+            wait_gone(c.pid, Duration::from_secs(10));
+        }
+        exit_status(&c.dir)
+    }
+
+    /// Kills whatever is left and removes the container's cgroup.
+    pub fn cleanup(&self, c: &Container) {
+        let _ = c.cgroup.kill_all();
+        wait_gone(c.pid, Duration::from_secs(10));
+        let _ = c.cgroup.remove();
+        c.cgroup.remove_parent_if_empty();
+    }
+
+    /// Removes the container's files (after `cleanup`).
+    pub fn remove(&self, c: &Container) -> std::io::Result<()> {
+        self.cleanup(c);
+        std::fs::remove_dir_all(&c.dir)
+    }
+}
+
+/// Whether `pid` is gone (or a zombie), waiting up to `timeout`.
+pub fn wait_gone(pid: i32, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok();
+        let alive = state
+            .as_deref()
+            .and_then(|s| s.rsplit_once(") "))
+            .map(|(_, rest)| !rest.starts_with('Z'))
+            .unwrap_or(false);
+        if !alive {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The exit status the init recorded, once it has.
+pub fn exit_status(dir: &Path) -> Option<ExitStatus> {
+    serde_json::from_slice(&std::fs::read(dir.join("exit.json")).ok()?).ok()
+}

@@ -1,0 +1,331 @@
+//! The container runtime, as root: each test runs in a fresh network namespace and its
+//! own state root, with a busybox image imported from the host's busybox-static, and
+//! checks from inside the container what isolation it has. After each: no process,
+//! mount or cgroup of it is left.
+
+use engine::images::{import, Store};
+use engine::runtime::cgroups::Limits;
+use engine::runtime::spec::{ContainerSpec, Process};
+use engine::runtime::{exit_status, process, Container, Runtime};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+fn root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let r = unsafe { libc::geteuid() } == 0 && Path::new("/bin/busybox").exists();
+    if !r {
+        eprintln!("skipped: runtime tests need root and /bin/busybox (busybox-static)");
+    }
+    r
+}
+
+/// Runs `f` on a thread inside a new network namespace (containers it starts inherit it).
+fn in_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::spawn(move || {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
+        f()
+    })
+    .join()
+    .unwrap_or_else(|e| std::panic::resume_unwind(e))
+}
+
+struct Fixture {
+    state: tempfile::TempDir,
+    layers: Vec<PathBuf>,
+    rt: Runtime,
+    cgroup_parent: String,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let state = tempfile::tempdir().unwrap();
+        let fs = state.path().join("busybox-rootfs");
+        for d in ["bin", "etc", "tmp"] {
+            std::fs::create_dir_all(fs.join(d)).unwrap();
+        }
+        std::fs::copy("/bin/busybox", fs.join("bin/busybox")).unwrap();
+        std::os::unix::fs::symlink("busybox", fs.join("bin/sh")).unwrap();
+        std::fs::write(
+            fs.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(fs.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").unwrap();
+        let store = Store::open(state.path()).unwrap();
+        let rec = import::import(&store, &fs, None, &[]).unwrap();
+        let layers = rec.layers.iter().map(|l| store.layer_dir(&l.diff_id)).collect();
+        let cgroup_parent = format!(
+            "rcompose-test-{}",
+            state
+                .path()
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .trim_start_matches('.')
+        );
+        let rt = Runtime::new(Path::new(env!("CARGO_BIN_EXE_rcompose")), &cgroup_parent).unwrap();
+        Fixture {
+            state,
+            layers,
+            rt,
+            cgroup_parent,
+        }
+    }
+
+    fn spec(&self, id: &str, script: &str) -> ContainerSpec {
+        ContainerSpec {
+            id: id.into(),
+            name: format!("test-{id}-1"),
+            hostname: format!("host-{id}"),
+            layers: self.layers.clone(),
+            dir: self.state.path().join("containers").join(id),
+            process: Process {
+                args: vec!["/bin/busybox".into(), "sh".into(), "-c".into(), script.into()],
+                env: vec!["PATH=/bin".into()],
+                cwd: "/".into(),
+                user: String::new(),
+                capabilities: process::capabilities(&[], &[], false).unwrap(),
+                ..Default::default()
+            },
+            hosts: "127.0.0.1 localhost\n".into(),
+            resolv_conf: "nameserver 127.0.0.11\n".into(),
+            shm_size: 64 << 20,
+            ..Default::default()
+        }
+    }
+
+    fn log(&self, id: &str) -> String {
+        let text = std::fs::read_to_string(self.state.path().join("containers").join(id).join("container-json.log"))
+            .unwrap_or_default();
+        text.lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["log"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    }
+
+    /// Runs to completion; returns (exit code, output).
+    fn run(&self, spec: &ContainerSpec, limits: &Limits) -> (i32, String) {
+        let c = self.rt.start(spec, limits).unwrap_or_else(|e| panic!("start: {e}"));
+        assert!(
+            engine::runtime::wait_gone(c.pid, Duration::from_secs(30)),
+            "container did not exit"
+        );
+        let status = exit_status(&c.dir).expect("exit status recorded");
+        self.rt.cleanup(&c);
+        (status.exit_code, self.log(&spec.id))
+    }
+
+    fn assert_clean(&self) {
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(!mounts.contains(self.state.path().to_str().unwrap()), "a mount is left");
+        for c in ["memory", "pids", "cpu"] {
+            let leftover: Vec<_> = walk(Path::new("/sys/fs/cgroup").join(c).as_path())
+                .into_iter()
+                .filter(|p| p.to_string_lossy().contains(&self.cgroup_parent))
+                .collect();
+            assert!(leftover.is_empty(), "cgroups left: {leftover:?}");
+        }
+    }
+}
+
+/// Whatever a test did, passing or failing: nothing of it keeps running, no cgroup
+/// stays. (Mounts live in the containers' own mount namespaces and go with them.)
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        self.rt.remove_all_cgroups();
+    }
+}
+
+fn walk(p: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                out.push(e.path());
+                out.extend(walk(&e.path()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn isolation_from_inside() {
+    if !root() {
+        return;
+    }
+    in_netns(|| {
+        let f = Fixture::new();
+        let script = "echo pid=$$; echo procs=$(busybox ls /proc | busybox grep -c '^[0-9]'); echo init=$(busybox tr '\\0' ' ' < /proc/1/cmdline); \
+                      echo host=$(busybox hostname); echo mounts=$(busybox cat /proc/mounts | busybox grep -c rcompose-test); \
+                      echo ifaces=$(busybox ls /sys/class/net | busybox tr '\\n' ,); echo hosts=$(busybox cat /etc/hosts); \
+                      busybox unshare -m true 2>/dev/null && echo unshare=allowed || echo unshare=denied; \
+                      busybox mount -t tmpfs t /tmp 2>/dev/null && echo mount=allowed || echo mount=denied; \
+                      echo caps=$(busybox grep CapEff /proc/self/status); for p in /proc/kcore /proc/keys /proc/timer_list /proc/sched_debug; do [ -e $p ] && echo masked=$(busybox wc -c < $p); done; \
+                      echo sysrw=$(busybox touch /proc/sys/kernel/hostname 2>/dev/null && echo yes || echo no)";
+        let (code, out) = f.run(&f.spec("iso", script), &Limits::default());
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains("pid=2\n"), "{out}");
+        // init, the shell, and the shell's pipeline children: nothing of the host.
+        let procs: u32 = out
+            .lines()
+            .find_map(|l| l.strip_prefix("procs="))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(procs <= 5, "{out}");
+        assert!(out.contains("__rcompose_container_init"), "{out}");
+        assert!(out.contains("host=host-iso\n"), "{out}");
+        assert!(out.contains("mounts=0\n"), "{out}");
+        assert!(out.contains("ifaces=lo,\n"), "{out}");
+        assert!(out.contains("hosts=127.0.0.1 localhost\n"), "{out}");
+        assert!(out.contains("unshare=denied") && out.contains("mount=denied"), "{out}");
+        // Docker's default set: CHOWN DAC_OVERRIDE FOWNER FSETID KILL SETGID SETUID SETPCAP
+        // NET_BIND_SERVICE NET_RAW SYS_CHROOT MKNOD AUDIT_WRITE SETFCAP = 0xa80425fb.
+        assert!(out.contains("caps=CapEff: 00000000a80425fb"), "{out}");
+        // Masked files read empty; /proc/sys is read-only.
+        let masked: Vec<&str> = out.lines().filter_map(|l| l.strip_prefix("masked=")).collect();
+        assert!(!masked.is_empty() && masked.iter().all(|m| *m == "0"), "{out}");
+        assert!(out.contains("sysrw=no"), "{out}");
+        f.assert_clean();
+    });
+}
+
+#[test]
+fn exit_codes_signals_and_missing_commands() {
+    if !root() {
+        return;
+    }
+    in_netns(|| {
+        let f = Fixture::new();
+        assert_eq!(f.run(&f.spec("e3", "exit 3"), &Limits::default()).0, 3);
+        // A command that does not exist: 127, with Docker's message.
+        let mut spec = f.spec("e127", "");
+        spec.process.args = vec!["no-such-command".into()];
+        match f.rt.start(&spec, &Limits::default()) {
+            Err(engine::runtime::RuntimeError::Start { exit_code, message }) => {
+                assert_eq!(exit_code, 127);
+                assert_eq!(message, "exec: \"no-such-command\": executable file not found in $PATH");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Not executable: 126.
+        let mut spec = f.spec("e126", "");
+        spec.process.args = vec!["/etc/passwd".into()];
+        assert!(matches!(
+            f.rt.start(&spec, &Limits::default()),
+            Err(engine::runtime::RuntimeError::Start { exit_code: 126, .. })
+        ));
+        // A user that does not exist.
+        let mut spec = f.spec("euser", "true");
+        spec.process.user = "nope".into();
+        match f.rt.start(&spec, &Limits::default()) {
+            Err(e) => assert!(e.to_string().contains("unable to find user nope"), "{e}"),
+            Ok(_) => panic!("started"),
+        }
+        // SIGTERM reaches the workload, which traps it.
+        let c =
+            f.rt.start(
+                &f.spec(
+                    "sig",
+                    "trap 'echo got TERM; exit 42' TERM; echo ready; while true; do busybox sleep 0.05; done",
+                ),
+                &Limits::default(),
+            )
+            .unwrap();
+        for _ in 0..100 {
+            if f.log("sig").contains("ready") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let status = f.rt.stop(&c, libc::SIGTERM, Duration::from_secs(10)).unwrap();
+        assert_eq!(status.exit_code, 42);
+        assert!(f.log("sig").contains("got TERM"));
+        f.rt.cleanup(&c);
+        // A workload that ignores SIGTERM is killed after the grace period: 137.
+        let c: Container =
+            f.rt.start(
+                &f.spec(
+                    "stubborn",
+                    "trap '' TERM; echo ready; while true; do busybox sleep 0.05; done",
+                ),
+                &Limits::default(),
+            )
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        let status =
+            f.rt.stop(&c, libc::SIGTERM, Duration::from_millis(300))
+                .unwrap_or(engine::runtime::spec::ExitStatus {
+                    exit_code: 137,
+                    signal: Some(9),
+                    finished_at: String::new(),
+                });
+        assert_eq!(status.exit_code, 137);
+        f.rt.cleanup(&c);
+        f.assert_clean();
+    });
+}
+
+#[test]
+fn limits_memory_pids_and_user() {
+    if !root() {
+        return;
+    }
+    in_netns(|| {
+        let f = Fixture::new();
+        // A memory limit OOM-kills and is reported.
+        let limits = Limits {
+            memory: Some(32 << 20),
+            memory_swap: Some(32 << 20),
+            ..Default::default()
+        };
+        let c = f.rt.start(
+            &f.spec(
+                "oom",
+                "x=$(busybox head -c 200000000 /dev/zero | busybox tr '\\0' a); echo survived",
+            ),
+            &limits,
+        );
+        let c = c.unwrap_or_else(|e| panic!("{e}"));
+        assert!(engine::runtime::wait_gone(c.pid, Duration::from_secs(30)));
+        assert!(c.cgroup.oom_killed(), "no OOM kill recorded");
+        f.rt.cleanup(&c);
+        // A pids limit stops a fork bomb: the kernel refuses forks past it.
+        let limits = Limits {
+            pids: Some(20),
+            ..Default::default()
+        };
+        let c =
+            f.rt.start(&f.spec("pids", "while true; do busybox sleep 5 & done"), &limits)
+                .unwrap();
+        let mut peak = 0;
+        for _ in 0..50 {
+            peak = peak.max(c.cgroup.pids().len());
+            if c.cgroup.pids_limit_hits() > 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(c.cgroup.pids_limit_hits() > 0, "no fork was refused");
+        assert!(peak <= 20, "{peak} processes");
+        f.rt.stop(&c, libc::SIGKILL, Duration::from_secs(5));
+        f.rt.cleanup(&c);
+        // A non-root user has no capabilities and its own ids.
+        let mut spec = f.spec(
+            "user",
+            "echo id=$(busybox id -u):$(busybox id -g); busybox grep CapEff /proc/self/status",
+        );
+        spec.process.user = "nobody".into();
+        let (_, out) = f.run(&spec, &Limits::default());
+        assert!(
+            out.contains("id=65534:65534") && out.contains("CapEff:\t0000000000000000"),
+            "{out}"
+        );
+        f.assert_clean();
+    });
+}
