@@ -221,8 +221,8 @@ pub enum ImageCommand {
         /// Remove all images, not just dangling ones
         #[arg(short, long)]
         all: bool,
-        /// Do not prompt for confirmation
-        #[arg(short, long)]
+        /// Do not prompt for confirmation (no `-f`: it names the Compose file here)
+        #[arg(long)]
         force: bool,
     },
     /// Download an image from a registry
