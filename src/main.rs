@@ -13,11 +13,10 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     // The container helper: before anything else, while the process is one thread.
-    if std::env::args_os()
-        .nth(1)
-        .is_some_and(|a| a == engine::runtime::init::ARG)
-    {
-        engine::runtime::init::main();
+    match std::env::args_os().nth(1) {
+        Some(a) if a == engine::runtime::init::ARG => engine::runtime::init::main(),
+        Some(a) if a == engine::runtime::init::EXEC_ARG => engine::runtime::init::exec_main(),
+        _ => {}
     }
     let cli = Cli::parse();
     init_logging(cli.global.log_level);

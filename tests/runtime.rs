@@ -329,3 +329,205 @@ fn limits_memory_pids_and_user() {
         f.assert_clean();
     });
 }
+
+fn wait_for_log(f: &Fixture, id: &str, text: &str) {
+    for _ in 0..250 {
+        if f.log(id).contains(text) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("{text:?} never appeared in the log of {id}: {}", f.log(id));
+}
+
+#[test]
+fn exec_joins_the_container_with_and_without_a_tty() {
+    if !root() {
+        return;
+    }
+    in_netns(|| {
+        let f = Fixture::new();
+        let c =
+            f.rt.start(
+                &f.spec("ex", "echo ready; while true; do busybox sleep 0.05; done"),
+                &Limits::default(),
+            )
+            .unwrap();
+        wait_for_log(&f, "ex", "ready");
+        let out = tempfile::NamedTempFile::new().unwrap();
+        let stdio = |file: &tempfile::NamedTempFile| {
+            [
+                std::process::Stdio::null(),
+                std::process::Stdio::from(file.reopen().unwrap()),
+                std::process::Stdio::from(file.reopen().unwrap()),
+            ]
+        };
+        let mut p = f.spec("ex", "").process;
+        p.args = vec!["/bin/busybox".into(), "sh".into(), "-c".into(), "echo host=$(busybox hostname) cwd=$(pwd) uid=$(busybox id -u) procs=$(busybox ls /proc | busybox grep -c '^[0-9]') $(busybox grep CapEff /proc/self/status); exit 7".into()];
+        p.user = "nobody".into();
+        p.cwd = "/tmp".into();
+        let code = f.rt.exec(&c, &p, Some(stdio(&out))).unwrap();
+        let text = std::fs::read_to_string(out.path()).unwrap();
+        assert_eq!(code, 7, "{text}");
+        assert!(text.contains("host=host-ex cwd=/tmp uid=65534"), "{text}");
+        assert!(text.contains("CapEff: 0000000000000000"), "{text}");
+        // It sees the container's processes only.
+        let procs: u32 = text
+            .split("procs=")
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((3..=8).contains(&procs), "{text}");
+        // A command that does not exist: 127.
+        let mut missing = p.clone();
+        missing.args = vec!["nope".into()];
+        match f.rt.exec(&c, &missing, Some(stdio(&out))) {
+            Err(engine::runtime::RuntimeError::Start { exit_code, message }) => {
+                assert_eq!((exit_code, message.contains("executable file not found")), (127, true))
+            }
+            other => panic!("{other:?}"),
+        }
+        // With a terminal: the process has a tty of the size the caller set.
+        let pty = nix::pty::openpty(
+            Some(&nix::pty::Winsize {
+                ws_row: 33,
+                ws_col: 101,
+                ws_xpixel: 0,
+                ws_ypixel: 0,
+            }),
+            None,
+        )
+        .unwrap();
+        let mut tp = f.spec("ex", "").process;
+        tp.tty = true;
+        tp.args = vec![
+            "/bin/busybox".into(),
+            "sh".into(),
+            "-c".into(),
+            "[ -t 0 ] && echo is-a-tty; busybox stty size".into(),
+        ];
+        let slave = std::fs::File::from(pty.slave);
+        let ttyio = [
+            std::process::Stdio::from(slave.try_clone().unwrap()),
+            std::process::Stdio::from(slave.try_clone().unwrap()),
+            std::process::Stdio::from(slave),
+        ];
+        let code = f.rt.exec(&c, &tp, Some(ttyio)).unwrap();
+        assert_eq!(code, 0);
+        let mut master = std::fs::File::from(pty.master);
+        let mut buf = vec![0u8; 4096];
+        let n = std::io::Read::read(&mut master, &mut buf).unwrap_or(0);
+        let text = String::from_utf8_lossy(&buf[..n]).to_string();
+        assert!(text.contains("is-a-tty") && text.contains("33 101"), "{text:?}");
+        // Once the container is stopped, exec is refused.
+        f.rt.stop(&c, libc::SIGKILL, Duration::from_secs(5));
+        assert!(f.rt.exec(&c, &p, Some(stdio(&out))).is_err());
+        f.rt.cleanup(&c);
+        f.assert_clean();
+    });
+}
+
+#[test]
+fn cpu_quota_mounts_read_only_sysctls_ulimits_and_freeze() {
+    if !root() {
+        return;
+    }
+    in_netns(|| {
+        let f = Fixture::new();
+        // Half a CPU: a busy loop gets about half of the wall time.
+        let mut limits = Limits::default();
+        limits.set_cpus(0.5);
+        let c = f.rt.start(&f.spec("cpu", "while true; do :; done"), &limits).unwrap();
+        let t0 = std::time::Instant::now();
+        let u0 = c.cgroup.cpu_usage_ns().unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        let share = (c.cgroup.cpu_usage_ns().unwrap() - u0) as f64 / t0.elapsed().as_nanos() as f64;
+        assert!(share < 0.75, "the busy loop used {share:.2} of a CPU");
+        f.rt.stop(&c, libc::SIGKILL, Duration::from_secs(5));
+        f.rt.cleanup(&c);
+
+        let rw = tempfile::tempdir().unwrap();
+        let ro = tempfile::tempdir().unwrap();
+        std::fs::write(ro.path().join("data"), "from the host").unwrap();
+        let mut spec = f.spec(
+            "mnt",
+            "echo hi > /rw/written && echo rw=ok; echo x > /ro/x 2>/dev/null && echo ro=writable || echo ro=refused; cat /ro/data; echo; \
+             busybox touch /rootfile 2>/dev/null && echo root=writable || echo root=refused; echo s > /scratch/s && echo scratch=ok; \
+             echo fwd=$(cat /proc/sys/net/ipv4/ip_forward); echo nofile=$(ulimit -n)",
+        );
+        spec.read_only = true;
+        spec.sysctls = vec![("net.ipv4.ip_forward".into(), "1".into())];
+        spec.process.rlimits = vec![("nofile".into(), 512, 1024)];
+        spec.mounts = vec![
+            engine::runtime::spec::Mount {
+                kind: "bind".into(),
+                source: rw.path().into(),
+                target: "/rw".into(),
+                ..Default::default()
+            },
+            engine::runtime::spec::Mount {
+                kind: "bind".into(),
+                source: ro.path().into(),
+                target: "/ro".into(),
+                read_only: true,
+                ..Default::default()
+            },
+            engine::runtime::spec::Mount {
+                kind: "tmpfs".into(),
+                target: "/scratch".into(),
+                data: "size=1m".into(),
+                ..Default::default()
+            },
+        ];
+        let (code, out) = f.run(&spec, &Limits::default());
+        assert_eq!(code, 0, "{out}");
+        for want in [
+            "rw=ok",
+            "ro=refused",
+            "from the host",
+            "root=refused",
+            "scratch=ok",
+            "fwd=1",
+            "nofile=512",
+        ] {
+            assert!(out.contains(want), "{want}: {out}");
+        }
+        assert_eq!(std::fs::read_to_string(rw.path().join("written")).unwrap(), "hi\n");
+        // A ulimit above the host's hard limit is refused with a message.
+        let mut spec = f.spec("ulim", "true");
+        spec.process.rlimits = vec![("nofile".into(), 10, u64::MAX - 1)];
+        assert!(f
+            .rt
+            .start(&spec, &Limits::default())
+            .unwrap_err()
+            .to_string()
+            .contains("above the host's"));
+
+        // Freeze stops it, thaw resumes it.
+        let c =
+            f.rt.start(
+                &f.spec(
+                    "frz",
+                    "i=0; while true; do i=$((i+1)); echo tick $i; busybox sleep 0.02; done",
+                ),
+                &Limits::default(),
+            )
+            .unwrap();
+        wait_for_log(&f, "frz", "tick 3");
+        c.cgroup.freeze().unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let frozen = f.log("frz").len();
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(f.log("frz").len(), frozen, "output while frozen");
+        c.cgroup.thaw().unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(f.log("frz").len() > frozen, "no output after thaw");
+        f.rt.stop(&c, libc::SIGKILL, Duration::from_secs(5));
+        f.rt.cleanup(&c);
+        f.assert_clean();
+    });
+}

@@ -428,6 +428,18 @@ impl Cgroup {
             .unwrap_or(0)
     }
 
+    /// CPU time used, in nanoseconds.
+    pub fn cpu_usage_ns(&self) -> Option<u64> {
+        match self.version {
+            Version::V2 => self
+                .read("", "cpu.stat")?
+                .lines()
+                .find_map(|l| l.strip_prefix("usage_usec ")?.trim().parse::<u64>().ok())
+                .map(|u| u * 1000),
+            Version::V1 => self.read("cpuacct", "cpuacct.usage")?.trim().parse().ok(),
+        }
+    }
+
     /// Current memory use in bytes.
     pub fn memory_usage(&self) -> Option<u64> {
         let file = if self.version == Version::V2 {

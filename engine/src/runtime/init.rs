@@ -345,3 +345,122 @@ fn supervise(workload: Pid, out: OwnedFd, err: Option<OwnedFd>, mask: SigSet, lo
     );
     std::process::exit(code)
 }
+
+/// The argument that makes the binary an exec helper (a process joining a container).
+pub const EXEC_ARG: &str = "__rcompose_container_exec";
+
+/// What an exec helper needs: the container's init and the process to run.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ExecSpec {
+    /// Host PID of the container's init.
+    pub pid: i32,
+    pub process: super::spec::Process,
+}
+
+/// The exec helper's `main`: joins every namespace of the container (its cgroup was
+/// joined by the engine while this waited), forks the process inside, relays nothing
+/// (the process has this helper's stdio, a pty when asked), and exits with its code.
+pub fn exec_main() -> ! {
+    let spec: ExecSpec = match recv(SOCK_FD) {
+        Ok(s) => s,
+        Err(e) => fail(1, format!("reading the exec spec: {e}")),
+    };
+    let _ = send(
+        SOCK_FD,
+        &Report::Created {
+            pid: std::process::id() as i32,
+        },
+    );
+    match recv::<Command>(SOCK_FD) {
+        Ok(Command::Go) => {}
+        _ => std::process::exit(1),
+    }
+    // The mount namespace last: joining it moves the root, after which /proc/<pid> of
+    // the host is no longer reachable.
+    let mut files = Vec::new();
+    for (ns, flag) in [
+        ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+        ("ipc", CloneFlags::CLONE_NEWIPC),
+        ("uts", CloneFlags::CLONE_NEWUTS),
+        ("net", CloneFlags::CLONE_NEWNET),
+        ("pid", CloneFlags::CLONE_NEWPID),
+        ("mnt", CloneFlags::CLONE_NEWNS),
+    ] {
+        let path = format!("/proc/{}/ns/{ns}", spec.pid);
+        let f = File::open(&path).unwrap_or_else(|e| fail(126, format!("container is not running ({path}: {e})")));
+        files.push((f, flag, ns));
+    }
+    for (f, flag, ns) in &files {
+        // Joining our own namespace (shared with the host) fails harmlessly for some kinds.
+        if let Err(e) = setns(f, *flag) {
+            if *ns != "cgroup" {
+                fail(126, format!("joining the container's {ns} namespace: {e}"));
+            }
+        }
+    }
+    let _ = nix::unistd::chdir("/");
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    let user = process::resolve_user(&spec.process.user, &spec.process.group_add, &passwd, &group)
+        .unwrap_or_else(|e| fail(126, e));
+    let mut p = spec.process.clone();
+    if !p.env.iter().any(|e| e.starts_with("HOME=")) {
+        p.env.push(format!("HOME={}", user.home));
+    }
+    if !p.env.iter().any(|e| e.starts_with("PATH=")) {
+        p.env
+            .push("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    }
+    let (exec_r, exec_w) = pipe();
+    // SAFETY: the helper is single-threaded.
+    let child = match unsafe { fork() } {
+        Ok(ForkResult::Child) => {
+            if p.tty {
+                let _ = nix::unistd::setsid();
+                // SAFETY: ioctl on our stdin, a terminal when tty is asked.
+                unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) };
+            }
+            let cwd = if p.cwd.is_empty() {
+                "/".to_string()
+            } else {
+                p.cwd.clone()
+            };
+            if let Err(e) = nix::unistd::chdir(cwd.as_str()) {
+                let mut w = File::from(exec_w);
+                let _ = w.write_all(format!("126 chdir to {cwd}: {e}").as_bytes());
+                std::process::exit(126);
+            }
+            let (code, msg) = process::exec(&p, &user);
+            let mut w = File::from(exec_w);
+            let _ = w.write_all(format!("{code} {msg}").as_bytes());
+            std::process::exit(code);
+        }
+        Ok(ForkResult::Parent { child }) => child,
+        Err(e) => fail(1, format!("fork: {e}")),
+    };
+    drop(exec_w);
+    let mut failed = String::new();
+    let _ = File::from(exec_r).read_to_string(&mut failed);
+    if let Some((code, msg)) = failed.split_once(' ') {
+        let _ = waitpid(child, None);
+        fail(code.parse().unwrap_or(126), msg.to_string());
+    }
+    let _ = send(
+        SOCK_FD,
+        &Report::Started {
+            pid_in_container: child.as_raw(),
+        },
+    );
+    // Stop signals reach the process; the helper waits for its end.
+    loop {
+        match waitpid(child, None) {
+            Ok(ws) => {
+                if let Some((code, _)) = exit_code(ws) {
+                    std::process::exit(code);
+                }
+            }
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => std::process::exit(1),
+        }
+    }
+}

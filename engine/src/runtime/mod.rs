@@ -72,44 +72,7 @@ impl Runtime {
             serde_json::to_vec_pretty(spec).map_err(std::io::Error::other)?,
         )?;
 
-        let mut fds = [0; 2];
-        // SAFETY: socketpair writes two descriptors into `fds`.
-        if unsafe {
-            libc::socketpair(
-                libc::AF_UNIX,
-                libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
-                0,
-                fds.as_mut_ptr(),
-            )
-        } != 0
-        {
-            return Err(std::io::Error::last_os_error().into());
-        }
-        // SAFETY: both descriptors were just created and are owned here.
-        let (ours, theirs) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-        let theirs_fd = theirs.as_raw_fd();
-        let mut cmd = std::process::Command::new(self.exe.path());
-        cmd.arg(init::ARG)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null());
-        let helper_log = std::fs::File::create(spec.dir.join("helper.log"))?;
-        cmd.stderr(helper_log);
-        // SAFETY: dup2 is async-signal-safe; it places the socket at fd 3 without CLOEXEC.
-        unsafe {
-            cmd.pre_exec(move || {
-                if theirs_fd == init::SOCK_FD {
-                    // Already in place: dup2 would do nothing, so clear close-on-exec.
-                    if libc::fcntl(theirs_fd, libc::F_SETFD, 0) < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                } else if libc::dup2(theirs_fd, init::SOCK_FD) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let mut helper = cmd.spawn()?;
-        drop(theirs);
+        let (mut helper, ours) = self.spawn_helper(init::ARG, None, &spec.dir.join("helper.log"))?;
         let fd = ours.as_raw_fd();
         let fail = |e: std::io::Error| RuntimeError::Start {
             exit_code: 1,
@@ -174,6 +137,114 @@ impl Runtime {
                 Err(e)
             }
         }
+    }
+
+    /// Runs a process in a running container: its namespaces, cgroup, capabilities,
+    /// seccomp, user, environment and working directory. The process gets `stdio`
+    /// (`None`: none; a pty's slave end for a terminal). Returns its exit code.
+    pub fn exec(
+        &self,
+        c: &Container,
+        process: &spec::Process,
+        stdio: Option<[std::process::Stdio; 3]>,
+    ) -> Result<i32, RuntimeError> {
+        let (mut helper, sock) = self.spawn_helper(init::EXEC_ARG, stdio, &c.dir.join("exec-helper.log"))?;
+        let fd = sock.as_raw_fd();
+        let fail = |e: std::io::Error| RuntimeError::Start {
+            exit_code: 126,
+            message: format!("exec helper: {e}"),
+        };
+        init::send(
+            fd,
+            &init::ExecSpec {
+                pid: c.pid,
+                process: process.clone(),
+            },
+        )
+        .map_err(fail)?;
+        let helper_pid = match init::recv::<Report>(fd).map_err(fail)? {
+            Report::Created { pid } => pid,
+            Report::Failed { exit_code, message } => return Err(RuntimeError::Start { exit_code, message }),
+            other => {
+                return Err(RuntimeError::Start {
+                    exit_code: 126,
+                    message: format!("unexpected report {other:?}"),
+                })
+            }
+        };
+        // Into the container's cgroup before anything runs inside.
+        c.cgroup.add(helper_pid)?;
+        init::send(fd, &Command::Go).map_err(fail)?;
+        match init::recv::<Report>(fd).map_err(fail)? {
+            Report::Started { .. } => {}
+            Report::Failed { exit_code, message } => {
+                let _ = helper.wait();
+                return Err(RuntimeError::Start { exit_code, message });
+            }
+            other => {
+                return Err(RuntimeError::Start {
+                    exit_code: 126,
+                    message: format!("unexpected report {other:?}"),
+                })
+            }
+        }
+        let status = helper.wait()?;
+        use std::os::unix::process::ExitStatusExt;
+        Ok(status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(9)))
+    }
+
+    /// Starts the helper binary with `arg`, the socket at fd 3.
+    fn spawn_helper(
+        &self,
+        arg: &str,
+        stdio: Option<[std::process::Stdio; 3]>,
+        log: &Path,
+    ) -> Result<(std::process::Child, OwnedFd), RuntimeError> {
+        let mut fds = [0; 2];
+        // SAFETY: socketpair writes two descriptors into `fds`.
+        if unsafe {
+            libc::socketpair(
+                libc::AF_UNIX,
+                libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+                0,
+                fds.as_mut_ptr(),
+            )
+        } != 0
+        {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        // SAFETY: both descriptors were just created and are owned here.
+        let (ours, theirs) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let theirs_fd = theirs.as_raw_fd();
+        let mut cmd = std::process::Command::new(self.exe.path());
+        cmd.arg(arg);
+        match stdio {
+            Some([i, o, e]) => {
+                cmd.stdin(i).stdout(o).stderr(e);
+            }
+            None => {
+                cmd.stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::fs::File::create(log)?);
+            }
+        }
+        // SAFETY: only async-signal-safe calls (fcntl, dup2) between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if theirs_fd == init::SOCK_FD {
+                    // Already in place: dup2 would do nothing, so clear close-on-exec.
+                    if libc::fcntl(theirs_fd, libc::F_SETFD, 0) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                } else if libc::dup2(theirs_fd, init::SOCK_FD) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn()?;
+        drop(theirs);
+        Ok((child, ours))
     }
 
     /// Kills and removes every container cgroup under this runtime's parent.

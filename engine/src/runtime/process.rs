@@ -315,6 +315,10 @@ pub fn exec(p: &Process, user: &User) -> (i32, String) {
         Err(e) => return e,
     };
     // Seccomp goes on while all capabilities are still held (no no_new_privs needed).
+    match p.seccomp.as_str() {
+        "" | "default" | "unconfined" => {}
+        other => return fail(format!("security_opt seccomp={other}: custom seccomp profiles are not implemented yet (use the default or seccomp=unconfined)")),
+    }
     if p.seccomp != "unconfined" {
         let prog = match default_seccomp() {
             Ok(prog) => prog,
