@@ -166,7 +166,8 @@ fn isolation_from_inside() {
                       busybox unshare -m true 2>/dev/null && echo unshare=allowed || echo unshare=denied; \
                       busybox mount -t tmpfs t /tmp 2>/dev/null && echo mount=allowed || echo mount=denied; \
                       echo caps=$(busybox grep CapEff /proc/self/status); for p in /proc/kcore /proc/keys /proc/timer_list /proc/sched_debug; do [ -e $p ] && echo masked=$(busybox wc -c < $p); done; \
-                      echo sysrw=$(busybox touch /proc/sys/kernel/hostname 2>/dev/null && echo yes || echo no)";
+                      echo sysrw=$(busybox touch /proc/sys/kernel/hostname 2>/dev/null && echo yes || echo no); \
+                      busybox mknod /tmp/sda b 8 0 && (busybox head -c 1 /tmp/sda >/dev/null 2>&1 && echo blockdev=readable || echo blockdev=refused)";
         let (code, out) = f.run(&f.spec("iso", script), &Limits::default());
         assert_eq!(code, 0, "{out}");
         assert!(out.contains("pid=2\n"), "{out}");
@@ -191,6 +192,10 @@ fn isolation_from_inside() {
         let masked: Vec<&str> = out.lines().filter_map(|l| l.strip_prefix("masked=")).collect();
         assert!(!masked.is_empty() && masked.iter().all(|m| *m == "0"), "{out}");
         assert!(out.contains("sysrw=no"), "{out}");
+        // A block device node can be made (CAP_MKNOD) but not used (device rules).
+        if Path::new("/sys/fs/cgroup/devices").exists() {
+            assert!(out.contains("blockdev=refused"), "{out}");
+        }
         f.assert_clean();
     });
 }

@@ -41,7 +41,26 @@ pub struct Limits {
     pub cpuset_cpus: Option<String>,
     pub cpuset_mems: Option<String>,
     pub pids: Option<i64>,
+    /// Device access rules (`c 1:3 rwm`): `None` is Docker's default list; privileged
+    /// containers get `a *:* rwm`.
+    pub devices: Option<Vec<String>>,
 }
+
+/// Docker's default device rules: mknod of anything, access to the standard nodes.
+pub const DEFAULT_DEVICE_RULES: &[&str] = &[
+    "c *:* m",
+    "b *:* m",
+    "c 1:3 rwm",
+    "c 1:5 rwm",
+    "c 1:7 rwm",
+    "c 1:8 rwm",
+    "c 1:9 rwm",
+    "c 5:0 rwm",
+    "c 5:1 rwm",
+    "c 5:2 rwm",
+    "c 136:* rwm",
+    "c 10:200 rwm",
+];
 
 impl Limits {
     /// `cpus: 1.5` as a CFS quota over the default 100 ms period.
@@ -389,6 +408,9 @@ impl Cgroup {
     /// SIGKILL to every process in it (`cgroup.kill` on v2; frozen, killed, thawed on v1
     /// so that nothing forks away meanwhile).
     pub fn kill_all(&self) -> Result<(), CgroupError> {
+        if self.pids().is_empty() {
+            return Ok(());
+        }
         if self.version == Version::V2 && self.dir("").is_some_and(|d| d.join("cgroup.kill").exists()) {
             return self.write("", "cgroup.kill", "1");
         }

@@ -281,24 +281,40 @@ impl Runtime {
     }
 }
 
-/// Whether `pid` is gone (or a zombie), waiting up to `timeout`.
+/// Whether `pid` is gone (or a zombie), waiting up to `timeout`: woken by a pidfd the
+/// moment it exits, with a `/proc` check as the fallback.
 pub fn wait_gone(pid: i32, timeout: Duration) -> bool {
+    let alive = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')))
+            .unwrap_or(false)
+    };
+    // SAFETY: pidfd_open takes a pid and flags; the result is checked and closed.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
+    if pidfd >= 0 {
+        let mut pfd = libc::pollfd {
+            fd: pidfd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: one valid pollfd; then the descriptor is closed.
+        let ready = unsafe {
+            let n = libc::poll(&mut pfd, 1, ms);
+            libc::close(pidfd);
+            n
+        };
+        return ready > 0 || !alive();
+    }
     let deadline = Instant::now() + timeout;
-    loop {
-        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok();
-        let alive = state
-            .as_deref()
-            .and_then(|s| s.rsplit_once(") "))
-            .map(|(_, rest)| !rest.starts_with('Z'))
-            .unwrap_or(false);
-        if !alive {
-            return true;
-        }
+    while alive() {
         if Instant::now() >= deadline {
             return false;
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+    true
 }
 
 /// The exit status the init recorded, once it has.

@@ -1,0 +1,61 @@
+//! Runtime benchmark (run by scripts/bench-runtime.sh, not by CI): the time from asking
+//! for a container to its workload's `execve` (create-to-exec), and a whole
+//! create-start-wait-remove cycle of `busybox true`, over many runs.
+//!
+//!   bench_runtime <rcompose binary> <busybox rootfs dir> <runs>
+
+use engine::images::{import, Store};
+use engine::runtime::cgroups::Limits;
+use engine::runtime::spec::{ContainerSpec, Process};
+use engine::runtime::{process, wait_gone, Runtime};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let (exe, rootfs, runs) = (
+        Path::new(&args[1]),
+        Path::new(&args[2]),
+        args[3].parse::<usize>().unwrap_or(50),
+    );
+    let state = tempfile::tempdir().unwrap();
+    let store = Store::open(state.path()).unwrap();
+    let rec = import::import(&store, rootfs, None, &[]).unwrap();
+    let layers: Vec<_> = rec.layers.iter().map(|l| store.layer_dir(&l.diff_id)).collect();
+    let rt = Runtime::new(exe, "rcompose-bench").unwrap();
+    let (mut create_to_exec, mut cycle) = (Vec::new(), Vec::new());
+    for i in 0..runs {
+        let spec = ContainerSpec {
+            id: format!("b{i}"),
+            name: format!("bench-{i}"),
+            hostname: "bench".into(),
+            layers: layers.clone(),
+            dir: state.path().join("containers").join(format!("b{i}")),
+            process: Process {
+                args: vec!["/bin/busybox".into(), "true".into()],
+                env: vec!["PATH=/bin".into()],
+                cwd: "/".into(),
+                capabilities: process::capabilities(&[], &[], false).unwrap(),
+                ..Default::default()
+            },
+            hosts: "127.0.0.1 localhost\n".into(),
+            resolv_conf: String::new(),
+            shm_size: 64 << 20,
+            ..Default::default()
+        };
+        let t0 = Instant::now();
+        let c = rt.start(&spec, &Limits::default()).unwrap();
+        create_to_exec.push(t0.elapsed().as_secs_f64() * 1e3);
+        wait_gone(c.pid, Duration::from_secs(10));
+        rt.remove(&c).unwrap();
+        cycle.push(t0.elapsed().as_secs_f64() * 1e3);
+    }
+    rt.remove_all_cgroups();
+    println!("rcompose create-to-exec median {:.2} ms", median(create_to_exec));
+    println!("rcompose full cycle     median {:.2} ms", median(cycle));
+}
