@@ -30,16 +30,35 @@ fn in_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
 }
 
 struct Fixture {
-    state: tempfile::TempDir,
+    state: State,
     layers: Vec<PathBuf>,
     rt: Runtime,
     cgroup_parent: String,
 }
 
+/// The state root: a temporary directory, or one given by a parent test process.
+enum State {
+    Temp(tempfile::TempDir),
+    Given(PathBuf),
+}
+
+impl State {
+    fn path(&self) -> &Path {
+        match self {
+            State::Temp(t) => t.path(),
+            State::Given(p) => p,
+        }
+    }
+}
+
 impl Fixture {
     fn new() -> Fixture {
-        let state = tempfile::tempdir().unwrap();
+        Fixture::at(State::Temp(tempfile::tempdir().unwrap()))
+    }
+
+    fn at(state: State) -> Fixture {
         let fs = state.path().join("busybox-rootfs");
+        let _ = std::fs::remove_dir_all(&fs);
         for d in ["bin", "etc", "tmp"] {
             std::fs::create_dir_all(fs.join(d)).unwrap();
         }
@@ -532,6 +551,75 @@ fn cpu_quota_mounts_read_only_sysctls_ulimits_and_freeze() {
         std::thread::sleep(Duration::from_millis(300));
         assert!(f.log("frz").len() > frozen, "no output after thaw");
         f.rt.stop(&c, libc::SIGKILL, Duration::from_secs(5));
+        f.rt.cleanup(&c);
+        f.assert_clean();
+    });
+}
+
+/// The "engine" of `the_engine_can_die_and_the_container_lives_on`: run as a separate
+/// process by that test (ignored otherwise). Starts a container, says so, then waits to
+/// be killed.
+#[test]
+#[ignore]
+fn engine_process_for_adoption() {
+    let Some(dir) = std::env::var_os("RCOMPOSE_TEST_STATE") else {
+        return;
+    };
+    let f = Fixture::at(State::Given(PathBuf::from(dir)));
+    let c =
+        f.rt.start(
+            &f.spec(
+                "adopt",
+                "trap 'echo stopping; exit 0' TERM; echo running; while true; do busybox sleep 0.05; done",
+            ),
+            &Limits::default(),
+        )
+        .unwrap();
+    std::fs::write(f.state.path().join("started"), c.pid.to_string()).unwrap();
+    std::mem::forget(f);
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+#[test]
+fn the_engine_can_die_and_the_container_lives_on() {
+    if !root() {
+        return;
+    }
+    in_netns(|| {
+        let f = Fixture::new();
+        let mut engine = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "engine_process_for_adoption", "--ignored", "--nocapture"])
+            .env("RCOMPOSE_TEST_STATE", f.state.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let marker = f.state.path().join("started");
+        for _ in 0..500 {
+            if marker.exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let pid: i32 = std::fs::read_to_string(&marker)
+            .expect("the engine process started a container")
+            .parse()
+            .unwrap();
+        wait_for_log(&f, "adopt", "running");
+        // The engine dies without a word.
+        engine.kill().unwrap();
+        engine.wait().unwrap();
+        // A new engine finds the very same container, still running, logs whole.
+        let dir = f.state.path().join("containers/adopt");
+        let c = f.rt.adopt(&dir).expect("the container is still running");
+        assert_eq!(c.pid, pid);
+        let status = f.rt.stop(&c, libc::SIGTERM, Duration::from_secs(10)).unwrap();
+        assert_eq!(status.exit_code, 0);
+        let log = f.log("adopt");
+        assert!(log.starts_with("running\n") && log.ends_with("stopping\n"), "{log}");
+        assert!(f.rt.adopt(&dir).is_none());
         f.rt.cleanup(&c);
         f.assert_clean();
     });

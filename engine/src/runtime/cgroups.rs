@@ -71,7 +71,7 @@ impl Limits {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Version {
     /// One hierarchy per controller, each at `<root>/<controller>`.
     V1,
@@ -92,7 +92,7 @@ pub struct Manager {
 }
 
 /// A container's cgroup: one directory per controller (v1) or one (v2).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Cgroup {
     pub version: Version,
     /// (controller, directory); v2 has one entry with controller "".

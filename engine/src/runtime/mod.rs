@@ -39,13 +39,23 @@ pub struct Runtime {
 }
 
 /// A started container.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Container {
     pub id: String,
     /// Host PID of the container's init.
     pub pid: i32,
     pub dir: PathBuf,
     pub cgroup: Cgroup,
+    /// The init's start time (clock ticks since boot), which tells it from a later
+    /// process that reuses its PID.
+    pub start_time: u64,
+}
+
+/// Field 22 of /proc/<pid>/stat: when the process started.
+fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(") ")?;
+    rest.split_whitespace().nth(19)?.parse().ok()
 }
 
 impl Runtime {
@@ -113,7 +123,18 @@ impl Runtime {
             pid,
             dir: spec.dir.clone(),
             cgroup,
+            start_time: start_time(pid).unwrap_or(0),
         };
+        // Written before the workload starts: from here on the container outlives us.
+        let state = serde_json::to_vec(&c).map_err(std::io::Error::other)?;
+        if let Err(e) = crate::images::store::write_atomic(&spec.dir.join("state.json"), &state) {
+            kill();
+            self.cleanup(&c);
+            return Err(RuntimeError::Start {
+                exit_code: 1,
+                message: e.to_string(),
+            });
+        }
         let started = init::send(fd, &Command::Go)
             .map_err(fail)
             .and_then(|_| init::recv::<Report>(fd).map_err(fail));
@@ -245,6 +266,14 @@ impl Runtime {
         let child = cmd.spawn()?;
         drop(theirs);
         Ok((child, ours))
+    }
+
+    /// Finds a container started earlier (by this or a previous engine) from its
+    /// directory: `Some` while its init still runs, the very process that was started.
+    pub fn adopt(&self, dir: &Path) -> Option<Container> {
+        let c: Container = serde_json::from_slice(&std::fs::read(dir.join("state.json")).ok()?).ok()?;
+        let running = start_time(c.pid) == Some(c.start_time) && !wait_gone(c.pid, Duration::ZERO);
+        running.then_some(c)
     }
 
     /// Kills and removes every container cgroup under this runtime's parent.
