@@ -624,3 +624,47 @@ fn the_engine_can_die_and_the_container_lives_on() {
         f.assert_clean();
     });
 }
+
+#[test]
+fn namespace_joins_and_a_tty_workload() {
+    if !root() {
+        return;
+    }
+    in_netns(|| {
+        let f = Fixture::new();
+        let a = f.rt.start(&f.spec("nsa", "busybox ip link add dummy7 type dummy 2>/dev/null; echo ready; while true; do busybox sleep 0.05; done"), &Limits::default()).unwrap();
+        wait_for_log(&f, "nsa", "ready");
+        // B joins A's network, pid and ipc namespaces (`service:a`): it sees A's
+        // processes, and A's network (not the test's).
+        let mut spec = f.spec("nsb", "echo procs=$(busybox ls /proc | busybox grep -c '^[0-9]'); echo lo=$(busybox cat /sys/class/net/lo/ifindex)");
+        for (slot, ns) in [
+            (&mut spec.namespaces.net, "net"),
+            (&mut spec.namespaces.pid, "pid"),
+            (&mut spec.namespaces.ipc, "ipc"),
+        ] {
+            *slot = Some(format!("/proc/{}/ns/{ns}", a.pid));
+        }
+        let (code, out) = f.run(&spec, &Limits::default());
+        assert_eq!(code, 0, "{out}");
+        let procs: u32 = out
+            .lines()
+            .find_map(|l| l.strip_prefix("procs="))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(procs >= 4, "B should see A's init and shell too: {out}");
+        let a_net = std::fs::read_link(format!("/proc/{}/ns/net", a.pid)).unwrap();
+        let test_net = std::fs::read_link("/proc/thread-self/ns/net").unwrap();
+        assert_ne!(a_net, test_net);
+        f.rt.stop(&a, libc::SIGKILL, Duration::from_secs(5));
+        f.rt.cleanup(&a);
+
+        // A workload with a terminal: its output is a tty, logged as stdout.
+        let mut spec = f.spec("tty", "[ -t 1 ] && echo tty-yes; echo to-stderr >&2");
+        spec.process.tty = true;
+        let (code, out) = f.run(&spec, &Limits::default());
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains("tty-yes") && out.contains("to-stderr"), "{out}");
+        f.assert_clean();
+    });
+}
