@@ -659,12 +659,55 @@ fn namespace_joins_and_a_tty_workload() {
         f.rt.stop(&a, libc::SIGKILL, Duration::from_secs(5));
         f.rt.cleanup(&a);
 
+        // A host device made available: created inside and allowed by the device rules.
+        let mut spec = f.spec(
+            "dev",
+            "echo x > /dev/mynull && echo dev=writable; busybox head -c 3 /dev/mynull | busybox wc -c",
+        );
+        spec.devices = vec![engine::runtime::spec::Device {
+            host: "/dev/null".into(),
+            container: "/dev/mynull".into(),
+            permissions: "rw".into(),
+        }];
+        let (code, out) = f.run(&spec, &Limits::default());
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains("dev=writable"), "{out}");
+
         // A workload with a terminal: its output is a tty, logged as stdout.
         let mut spec = f.spec("tty", "[ -t 1 ] && echo tty-yes; echo to-stderr >&2");
         spec.process.tty = true;
         let (code, out) = f.run(&spec, &Limits::default());
         assert_eq!(code, 0, "{out}");
         assert!(out.contains("tty-yes") && out.contains("to-stderr"), "{out}");
+        f.assert_clean();
+    });
+}
+
+#[test]
+fn seccomp_default_unconfined_and_a_custom_profile() {
+    if !root() {
+        return;
+    }
+    in_netns(|| {
+        let f = Fixture::new();
+        let script = "busybox unshare -m true 2>/dev/null && echo unshare=allowed || echo unshare=denied; \
+                      busybox mkdir /tmp/d 2>/dev/null && echo mkdir=allowed || echo mkdir=denied; busybox touch /tmp/f && echo touch=ok";
+        let with_sys_admin = |id: &str, seccomp: &str| {
+            let mut s = f.spec(id, script);
+            s.process.capabilities = process::capabilities(&["SYS_ADMIN".into()], &[], false).unwrap();
+            s.process.seccomp = seccomp.into();
+            s
+        };
+        // Even with CAP_SYS_ADMIN, the default profile refuses unshare.
+        let (_, out) = f.run(&with_sys_admin("sdef", "default"), &Limits::default());
+        assert!(out.contains("unshare=denied") && out.contains("mkdir=allowed"), "{out}");
+        // Unconfined: only capabilities decide.
+        let (_, out) = f.run(&with_sys_admin("sunc", "unconfined"), &Limits::default());
+        assert!(out.contains("unshare=allowed"), "{out}");
+        // A custom profile in Docker's format.
+        let profile = r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO","errnoRet":1}]}"#;
+        let (_, out) = f.run(&with_sys_admin("scus", profile), &Limits::default());
+        assert!(out.contains("mkdir=denied") && out.contains("touch=ok"), "{out}");
         f.assert_clean();
     });
 }

@@ -70,6 +70,34 @@ impl Runtime {
 
     /// Creates and starts a container; on any failure nothing of it is left running.
     pub fn start(&self, spec: &ContainerSpec, limits: &Limits) -> Result<Container, RuntimeError> {
+        // Device access: Docker's defaults (everything when privileged), the service's
+        // devices and its extra rules.
+        let mut limits = limits.clone();
+        if limits.devices.is_none() {
+            let mut rules: Vec<String> = if spec.privileged {
+                vec!["a *:* rwm".into()]
+            } else {
+                cgroups::DEFAULT_DEVICE_RULES.iter().map(|s| s.to_string()).collect()
+            };
+            for d in &spec.devices {
+                let (kind, major, minor) =
+                    mounts::device_numbers(&d.host).map_err(|message| RuntimeError::Start { exit_code: 1, message })?;
+                let t = if kind == nix::sys::stat::SFlag::S_IFBLK {
+                    'b'
+                } else {
+                    'c'
+                };
+                let perms = if d.permissions.is_empty() {
+                    "rwm"
+                } else {
+                    d.permissions.as_str()
+                };
+                rules.push(format!("{t} {major}:{minor} {perms}"));
+            }
+            rules.extend(spec.device_cgroup_rules.iter().cloned());
+            limits.devices = Some(rules);
+        }
+        let limits = &limits;
         for d in ["upper", "work", "rootfs"] {
             std::fs::create_dir_all(spec.dir.join(d))?;
         }

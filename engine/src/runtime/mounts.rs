@@ -273,3 +273,18 @@ pub fn setup(spec: &ContainerSpec, own_netns: bool) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// The type and numbers of a host device node.
+pub fn device_numbers(path: &Path) -> Result<(nix::sys::stat::SFlag, u64, u64), String> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let m = fs::metadata(path).map_err(|e| err("device", path, e))?;
+    let kind = if m.file_type().is_char_device() {
+        nix::sys::stat::SFlag::S_IFCHR
+    } else if m.file_type().is_block_device() {
+        nix::sys::stat::SFlag::S_IFBLK
+    } else {
+        return Err(format!("device {}: not a device node", path.display()));
+    };
+    let rdev = m.rdev();
+    Ok((kind, nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev)))
+}

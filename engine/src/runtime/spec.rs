@@ -97,6 +97,20 @@ pub struct ContainerSpec {
     /// Everything Docker masks and makes read-only when not privileged.
     #[serde(default)]
     pub privileged: bool,
+    /// Host devices made available (`devices:`).
+    #[serde(default)]
+    pub devices: Vec<Device>,
+    /// Extra device cgroup rules (`device_cgroup_rules:`, `c 1:3 rwm`).
+    #[serde(default)]
+    pub device_cgroup_rules: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Device {
+    pub host: PathBuf,
+    pub container: PathBuf,
+    /// Some of `r`, `w`, `m`.
+    pub permissions: String,
 }
 
 /// Helper -> engine.
