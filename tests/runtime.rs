@@ -711,3 +711,57 @@ fn seccomp_default_unconfined_and_a_custom_profile() {
         f.assert_clean();
     });
 }
+
+#[test]
+fn a_compose_service_runs_as_docker_would_run_it() {
+    if !root() {
+        return;
+    }
+    in_netns(|| {
+        let f = Fixture::new();
+        // An image with its own command and environment, imported like the examples' are.
+        let store = Store::open(f.state.path()).unwrap();
+        let fs = f.state.path().join("busybox-rootfs");
+        let rec = import::import(
+            &store,
+            &fs,
+            None,
+            &[
+                "CMD [\"/bin/busybox\", \"echo\", \"from-image\"]".into(),
+                "ENV FROM_IMAGE=yes GREETING=image".into(),
+                "WORKDIR /tmp".into(),
+            ],
+        )
+        .unwrap();
+        let image = store.config(&rec).unwrap();
+        let host = tempfile::tempdir().unwrap();
+        std::fs::write(host.path().join("in.txt"), "host file").unwrap();
+        let yaml = format!(
+            "services:\n  app:\n    image: local\n    entrypoint: [/bin/busybox, sh, -c]\n    command: ['echo $GREETING $FROM_IMAGE $(pwd) $(cat /data/in.txt) $(busybox id -u); echo x > /scratch/y && echo tmpfs-ok']\n    environment: {{GREETING: service}}\n    user: nobody\n    volumes: ['{}:/data:ro']\n    tmpfs: ['/scratch']\n",
+            host.path().display()
+        );
+        // Decoded directly (no interpolation), so `$` is written as the shell sees it.
+        let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&yaml).unwrap();
+        let project = compose::decode(&doc).unwrap();
+        let none = |_: &str| None;
+        let ctx = engine::runtime::service::SpecContext {
+            service: "app",
+            container_id: "c0ffee00c0ffee00",
+            container_name: "proj-app-1",
+            layers: engine::runtime::service::layer_dirs(&store, &rec),
+            dir: f.state.path().join("containers/c0ffee00c0ffee00"),
+            volume_dir: &none,
+            namespace_of: &|_: &str, _: &str| None,
+            host_resolv_conf: "",
+        };
+        let (spec, limits, _) =
+            engine::runtime::service::container_spec(&ctx, &project.services["app"], &image).unwrap();
+        let (code, out) = f.run(&spec, &limits);
+        assert_eq!(code, 0, "{out}");
+        assert!(
+            out.contains("service yes /tmp host file 65534\n") && out.contains("tmpfs-ok"),
+            "{out}"
+        );
+        f.assert_clean();
+    });
+}

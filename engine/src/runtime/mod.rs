@@ -11,6 +11,7 @@ pub mod logs;
 pub mod memfd;
 pub mod mounts;
 pub mod process;
+pub mod service;
 pub mod spec;
 
 use cgroups::{Cgroup, Limits, Manager};
