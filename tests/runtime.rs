@@ -765,3 +765,20 @@ fn a_compose_service_runs_as_docker_would_run_it() {
         f.assert_clean();
     });
 }
+
+#[test]
+fn a_host_wide_sysctl_is_refused() {
+    if !root() {
+        return;
+    }
+    in_netns(|| {
+        let f = Fixture::new();
+        let before = std::fs::read_to_string("/proc/sys/kernel/panic").unwrap();
+        let mut spec = f.spec("sysctl", "true");
+        spec.sysctls = vec![("kernel.panic".into(), "77".into())];
+        let e = f.rt.start(&spec, &Limits::default()).unwrap_err().to_string();
+        assert!(e.contains("sysctl kernel.panic is not namespaced"), "{e}");
+        assert_eq!(std::fs::read_to_string("/proc/sys/kernel/panic").unwrap(), before);
+        f.assert_clean();
+    });
+}

@@ -7,6 +7,7 @@
 
 pub mod cgroups;
 pub mod init;
+pub mod limits;
 pub mod logs;
 pub mod memfd;
 pub mod mounts;

@@ -140,6 +140,13 @@ pub fn setup(spec: &ContainerSpec, own_netns: bool) -> Result<(), String> {
     let proc_dir = target_in(&root, Path::new("/proc"), false)?;
     do_mount(Some("proc"), &proc_dir, Some("proc"), nosuid_noexec, None)?;
     for (key, value) in &spec.sysctls {
+        // Only namespaced sysctls: anything else would change the host.
+        if !namespaced_sysctl(key, own_netns) {
+            return Err(format!("sysctl {key} is not namespaced (or the network namespace is shared) and would change the host: refused"));
+        }
+        if key.contains("..") || key.contains('/') {
+            return Err(format!("invalid sysctl name {key:?}"));
+        }
         let p = proc_dir.join("sys").join(key.replace('.', "/"));
         fs::write(&p, value).map_err(|e| format!("sysctl {key}={value}: {e}"))?;
     }
@@ -274,6 +281,21 @@ pub fn setup(spec: &ContainerSpec, own_netns: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether a sysctl belongs to the container's own namespaces (as Docker's allow-list).
+pub fn namespaced_sysctl(key: &str, own_netns: bool) -> bool {
+    const IPC: &[&str] = &[
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    IPC.contains(&key) || key.starts_with("fs.mqueue.") || (own_netns && key.starts_with("net."))
+}
+
 /// The type and numbers of a host device node.
 pub fn device_numbers(path: &Path) -> Result<(nix::sys::stat::SFlag, u64, u64), String> {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -287,4 +309,20 @@ pub fn device_numbers(path: &Path) -> Result<(nix::sys::stat::SFlag, u64, u64), 
     };
     let rdev = m.rdev();
     Ok((kind, nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_namespaced_sysctls() {
+        assert!(namespaced_sysctl("net.ipv4.ip_forward", true));
+        assert!(!namespaced_sysctl("net.ipv4.ip_forward", false));
+        assert!(namespaced_sysctl("kernel.shmmax", false));
+        assert!(namespaced_sysctl("fs.mqueue.msg_max", false));
+        for host_wide in ["kernel.panic", "vm.overcommit_memory", "kernel.hostname", "fs.file-max"] {
+            assert!(!namespaced_sysctl(host_wide, true), "{host_wide}");
+        }
+    }
 }
