@@ -167,28 +167,7 @@ fn load_docker(store: &Store, dir: &Path) -> Result<Vec<String>, LoadError> {
             .iter()
             .map(|t| ImageRef::parse(t).map_err(|err| LoadError::Invalid(err.to_string())))
             .collect::<Result<_, _>>()?;
-        let m = Manifest {
-            schema_version: 2,
-            media_type: Some(media::OCI_MANIFEST.into()),
-            config: Descriptor {
-                media_type: media::OCI_CONFIG.into(),
-                digest: config.to_string(),
-                size: cfg_bytes.len() as u64,
-                platform: None,
-                annotations: None,
-            },
-            layers: layers
-                .iter()
-                .map(|(d, mt, s)| Descriptor {
-                    media_type: mt.clone(),
-                    digest: d.to_string(),
-                    size: *s,
-                    platform: None,
-                    annotations: None,
-                })
-                .collect(),
-            annotations: None,
-        };
+        let m = Manifest::oci(&config, cfg_bytes.len() as u64, &layers);
         let mbytes = serde_json::to_vec(&m).map_err(|e| LoadError::Invalid(e.to_string()))?;
         let mdigest = store.put_blob(&mbytes, None)?;
         let rec = store.commit(&mdigest, &config, &layers, &tags)?;

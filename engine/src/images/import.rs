@@ -4,7 +4,7 @@
 
 use super::config::{host_platform, ContainerConfig, ImageConfigFile, RootFs};
 use super::digest::HashWriter;
-use super::manifest::{Descriptor, Manifest};
+use super::manifest::Manifest;
 use super::media;
 use super::reference::ImageRef;
 use super::store::{ImageRecord, Store, StoreError};
@@ -141,29 +141,9 @@ pub fn apply_changes(cfg: &mut ContainerConfig, changes: &[String]) -> Result<()
     Ok(())
 }
 
-/// RFC 3339 UTC time of now, as image configs carry it.
+/// RFC 3339 UTC time of now (seconds), as image configs carry it.
 pub fn rfc3339_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0) as i64;
-    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    crate::timefmt::rfc3339(false)
 }
 
 /// Writes `dir` as an uncompressed tar, entries sorted so the same tree gives the same
@@ -253,25 +233,8 @@ pub fn import(
         };
         let cbytes = serde_json::to_vec(&image_cfg).map_err(|e| StoreError::Invalid(e.to_string()))?;
         let config = store.put_blob(&cbytes, None)?;
-        let m = Manifest {
-            schema_version: 2,
-            media_type: Some(media::OCI_MANIFEST.into()),
-            config: Descriptor {
-                media_type: media::OCI_CONFIG.into(),
-                digest: config.to_string(),
-                size: cbytes.len() as u64,
-                platform: None,
-                annotations: None,
-            },
-            layers: vec![Descriptor {
-                media_type: media::OCI_LAYER.into(),
-                digest: blob.to_string(),
-                size,
-                platform: None,
-                annotations: None,
-            }],
-            annotations: None,
-        };
+        let layers = [(blob.clone(), media::OCI_LAYER.to_string(), size)];
+        let m = Manifest::oci(&config, cbytes.len() as u64, &layers);
         let mbytes = serde_json::to_vec(&m).map_err(|e| StoreError::Invalid(e.to_string()))?;
         let manifest = store.put_blob(&mbytes, None)?;
         Ok(store.commit(

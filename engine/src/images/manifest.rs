@@ -38,6 +38,26 @@ pub struct Manifest {
     pub annotations: Option<BTreeMap<String, String>>,
 }
 
+impl Manifest {
+    /// An OCI manifest for a stored config and layers (blob digest, media type, size).
+    pub fn oci(config: &super::Digest, config_size: u64, layers: &[(super::Digest, String, u64)]) -> Manifest {
+        let desc = |digest: &super::Digest, media_type: &str, size: u64| Descriptor {
+            media_type: media_type.to_string(),
+            digest: digest.to_string(),
+            size,
+            platform: None,
+            annotations: None,
+        };
+        Manifest {
+            schema_version: 2,
+            media_type: Some(media::OCI_MANIFEST.into()),
+            config: desc(config, media::OCI_CONFIG, config_size),
+            layers: layers.iter().map(|(d, mt, s)| desc(d, mt, *s)).collect(),
+            annotations: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Index {

@@ -128,6 +128,17 @@ fn write_exit(dir: RawFd, status: &ExitStatus) {
     unsafe { libc::renameat(dir, tmp.as_ptr(), dir, fin.as_ptr()) };
 }
 
+/// `HOME` from the user's passwd entry and a standard `PATH`, unless already set.
+fn default_env(p: &mut super::spec::Process, user: &process::User) {
+    if !p.env.iter().any(|e| e.starts_with("HOME=")) {
+        p.env.push(format!("HOME={}", user.home));
+    }
+    if !p.env.iter().any(|e| e.starts_with("PATH=")) {
+        p.env
+            .push("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    }
+}
+
 fn pipe() -> (OwnedFd, OwnedFd) {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap_or_else(|e| fail(1, format!("pipe: {e}")))
 }
@@ -162,14 +173,7 @@ fn container_init(spec: ContainerSpec) -> ! {
     let user = process::resolve_user(&spec.process.user, &spec.process.group_add, &passwd, &group)
         .unwrap_or_else(|e| fail(1, e));
     let mut proc_spec = spec.process.clone();
-    if !proc_spec.env.iter().any(|e| e.starts_with("HOME=")) {
-        proc_spec.env.push(format!("HOME={}", user.home));
-    }
-    if !proc_spec.env.iter().any(|e| e.starts_with("PATH=")) {
-        proc_spec
-            .env
-            .push("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
-    }
+    default_env(&mut proc_spec, &user);
     let cwd = if proc_spec.cwd.is_empty() {
         "/".to_string()
     } else {
@@ -404,13 +408,7 @@ pub fn exec_main() -> ! {
     let user = process::resolve_user(&spec.process.user, &spec.process.group_add, &passwd, &group)
         .unwrap_or_else(|e| fail(126, e));
     let mut p = spec.process.clone();
-    if !p.env.iter().any(|e| e.starts_with("HOME=")) {
-        p.env.push(format!("HOME={}", user.home));
-    }
-    if !p.env.iter().any(|e| e.starts_with("PATH=")) {
-        p.env
-            .push("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
-    }
+    default_env(&mut p, &user);
     let (exec_r, exec_w) = pipe();
     // SAFETY: the helper is single-threaded.
     let child = match unsafe { fork() } {
