@@ -118,6 +118,19 @@ impl Cgroup {
                 &if p <= 0 { "max".to_string() } else { p.to_string() },
             )?;
         }
+        // Device access: v1 writes devices.deny/allow; v2 attaches a BPF program.
+        if let Some(rules) = &l.devices {
+            if v2 {
+                if let Some(dir) = self.dir("") {
+                    super::devices_bpf::attach(dir, rules).map_err(|e| CgroupError::Unsupported(e.to_string()))?;
+                }
+            } else if self.dir("devices").is_some() {
+                self.write("devices", "devices.deny", "a")?;
+                for r in rules {
+                    self.write("devices", "devices.allow", r)?;
+                }
+            }
+        }
         Ok(())
     }
 }

@@ -6,6 +6,7 @@
 //! can go away and come back without the container noticing.
 
 pub mod cgroups;
+pub mod devices_bpf;
 pub mod init;
 pub mod limits;
 pub mod logs;
