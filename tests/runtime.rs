@@ -327,6 +327,8 @@ fn limits_memory_pids_and_user() {
         let c = c.unwrap_or_else(|e| panic!("{e}"));
         assert!(engine::runtime::wait_gone(c.pid, Duration::from_secs(30)));
         assert!(c.cgroup.oom_killed(), "no OOM kill recorded");
+        let status = f.rt.status(&c).expect("exit status");
+        assert!(status.oom_killed, "{status:?}");
         f.rt.cleanup(&c);
         // A pids limit stops a fork bomb: the kernel refuses forks past it.
         let limits = Limits {

@@ -249,6 +249,7 @@ fn container_init(spec: ContainerSpec) -> ! {
                 exit_code: code,
                 signal: None,
                 finished_at: super::logs::timestamp_now(),
+                oom_killed: false,
             },
         );
         let _ = log.write(1, format!("{msg}\n").as_bytes());
@@ -345,6 +346,7 @@ fn supervise(workload: Pid, out: OwnedFd, err: Option<OwnedFd>, mask: SigSet, lo
             exit_code: code,
             signal,
             finished_at: super::logs::timestamp_now(),
+            oom_killed: false,
         },
     );
     std::process::exit(code)

@@ -323,7 +323,7 @@ impl Runtime {
             unsafe { libc::kill(c.pid, libc::SIGKILL) };
             wait_gone(c.pid, Duration::from_secs(10));
         }
-        exit_status(&c.dir)
+        self.status(c)
     }
 
     /// Kills whatever is left and removes the container's cgroup.
@@ -375,6 +375,16 @@ pub fn wait_gone(pid: i32, timeout: Duration) -> bool {
         std::thread::sleep(Duration::from_millis(5));
     }
     true
+}
+
+impl Runtime {
+    /// The exit status of a container that has exited, with the OOM kill (if any) taken
+    /// from its cgroup; `None` while it runs.
+    pub fn status(&self, c: &Container) -> Option<ExitStatus> {
+        let mut s = exit_status(&c.dir)?;
+        s.oom_killed = c.cgroup.oom_killed();
+        Some(s)
+    }
 }
 
 /// The exit status the init recorded, once it has.

@@ -138,4 +138,8 @@ pub struct ExitStatus {
     /// Set when the workload died of a signal.
     pub signal: Option<i32>,
     pub finished_at: String,
+    /// The kernel killed a process of the container for want of memory (from its
+    /// cgroup; the init cannot see this itself).
+    #[serde(default)]
+    pub oom_killed: bool,
 }
