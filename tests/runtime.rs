@@ -297,6 +297,7 @@ fn exit_codes_signals_and_missing_commands() {
                     exit_code: 137,
                     signal: Some(9),
                     finished_at: String::new(),
+                    oom_killed: false,
                 });
         assert_eq!(status.exit_code, 137);
         f.rt.cleanup(&c);
