@@ -1,2 +1,6 @@
-//! Networks for rcompose: bridges and veths over netlink, IPAM, embedded DNS and
-//! published ports (see DESIGN.md). Nothing is built here yet.
+//! Networks for rcompose: IPAM and the embedded DNS answers are built (pure, tested
+//! without root); bridges and veths over netlink, the DNS server and published ports come
+//! next (see DESIGN.md). netd knows nothing of Compose files.
+
+pub mod dns;
+pub mod ipam;
