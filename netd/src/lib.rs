@@ -1,6 +1,8 @@
-//! Networks for rcompose: IPAM and the embedded DNS answers are built (pure, tested
-//! without root); bridges and veths over netlink, the DNS server and published ports come
-//! next (see DESIGN.md). netd knows nothing of Compose files.
+//! Networks for rcompose. Built: IPAM, the embedded DNS server (answers and socket) and
+//! the published-port proxy, all tested without root on loopback. Next: bridges and
+//! veths over netlink, kernel NAT (see DESIGN.md). netd knows nothing of Compose files.
 
 pub mod dns;
+pub mod dns_server;
 pub mod ipam;
+pub mod ports;

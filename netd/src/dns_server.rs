@@ -1,0 +1,170 @@
+//! The embedded DNS server of a network: a UDP socket (on the network's gateway address)
+//! answering from the network's [`Zone`] and forwarding everything else to the host's
+//! resolvers, taken from the host's resolv.conf without its loopback entries (a
+//! container cannot reach the host's 127.0.0.53).
+
+use crate::dns::{Reply, Zone};
+use hickory_proto::op::{Message, MessageType, ResponseCode};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::net::UdpSocket;
+
+/// The resolvers of a resolv.conf that a container can reach.
+pub fn upstreams(resolv_conf: &str) -> Vec<SocketAddr> {
+    resolv_conf
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .filter_map(|a| a.trim().parse::<IpAddr>().ok())
+        .filter(|ip| !ip.is_loopback())
+        .map(|ip| SocketAddr::new(ip, 53))
+        .collect()
+}
+
+/// A SERVFAIL for a query we could not get answered.
+fn servfail(query: &[u8]) -> Option<Vec<u8>> {
+    let q = Message::from_vec(query).ok()?;
+    let mut r = Message::new(q.metadata.id, MessageType::Response, q.metadata.op_code);
+    r.metadata.recursion_desired = q.metadata.recursion_desired;
+    r.metadata.recursion_available = true;
+    r.metadata.response_code = ResponseCode::ServFail;
+    for query in q.queries {
+        r.add_query(query);
+    }
+    r.to_vec().ok()
+}
+
+async fn forward(query: &[u8], upstreams: &[SocketAddr], timeout: Duration) -> Option<Vec<u8>> {
+    for up in upstreams {
+        let bind: SocketAddr = if up.is_ipv4() {
+            "0.0.0.0:0".parse().ok()?
+        } else {
+            "[::]:0".parse().ok()?
+        };
+        let Ok(sock) = UdpSocket::bind(bind).await else {
+            continue;
+        };
+        if sock.connect(up).await.is_err() || sock.send(query).await.is_err() {
+            continue;
+        }
+        let mut buf = vec![0u8; 4096];
+        if let Ok(Ok(n)) = tokio::time::timeout(timeout, sock.recv(&mut buf)).await {
+            buf.truncate(n);
+            return Some(buf);
+        }
+    }
+    None
+}
+
+/// Serves queries on `socket` until the task is dropped.
+pub async fn serve(socket: UdpSocket, zone: Arc<RwLock<Zone>>, upstreams: Vec<SocketAddr>) -> std::io::Result<()> {
+    let socket = Arc::new(socket);
+    let upstreams = Arc::new(upstreams);
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let (n, from) = socket.recv_from(&mut buf).await?;
+        let query = buf[..n].to_vec();
+        let reply = match zone.read() {
+            Ok(z) => z.answer(&query),
+            Err(_) => Reply::Forward,
+        };
+        match reply {
+            Reply::Answer(b) => {
+                let _ = socket.send_to(&b, from).await;
+            }
+            Reply::Forward => {
+                let (socket, upstreams) = (socket.clone(), upstreams.clone());
+                tokio::spawn(async move {
+                    let answer = match forward(&query, &upstreams, Duration::from_secs(2)).await {
+                        Some(a) => Some(a),
+                        None => servfail(&query),
+                    };
+                    if let Some(a) = answer {
+                        let _ = socket.send_to(&a, from).await;
+                    }
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::op::{OpCode, Query};
+    use hickory_proto::rr::rdata::A;
+    use hickory_proto::rr::{Name, RData, Record, RecordType};
+
+    fn query(name: &str) -> Vec<u8> {
+        let mut m = Message::new(7, MessageType::Query, OpCode::Query);
+        m.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+        m.to_vec().unwrap()
+    }
+
+    async fn ask(server: SocketAddr, name: &str) -> Message {
+        let c = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        c.send_to(&query(name), server).await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), c.recv(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        Message::from_vec(&buf[..n]).unwrap()
+    }
+
+    #[test]
+    fn resolvers_without_loopback() {
+        let conf = "# c\nnameserver 127.0.0.53\nnameserver 10.0.0.2\nnameserver ::1\nnameserver fd00::1\nsearch x\n";
+        assert_eq!(
+            upstreams(conf),
+            vec!["10.0.0.2:53".parse().unwrap(), "[fd00::1]:53".parse().unwrap()]
+        );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn answers_from_the_zone_and_forwards_the_rest() {
+        // An upstream resolver of our own, on loopback, that knows example.com.
+        let upstream = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let up_addr = upstream.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            while let Ok((n, from)) = upstream.recv_from(&mut buf).await {
+                let q = Message::from_vec(&buf[..n]).unwrap();
+                let mut r = Message::new(q.metadata.id, MessageType::Response, OpCode::Query);
+                r.add_query(q.queries[0].clone());
+                r.add_answer(Record::from_rdata(
+                    q.queries[0].name().clone(),
+                    60,
+                    RData::A(A("203.0.113.7".parse().unwrap())),
+                ));
+                upstream.send_to(&r.to_vec().unwrap(), from).await.unwrap();
+            }
+        });
+        let mut zone = Zone::default();
+        zone.add(&["p-web-1", "web"], "172.18.0.2".parse().unwrap());
+        let zone = Arc::new(RwLock::new(zone));
+        let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let server = sock.local_addr().unwrap();
+        let task = tokio::spawn(serve(sock, zone.clone(), vec![up_addr]));
+
+        let m = ask(server, "web").await;
+        assert_eq!(m.answers.len(), 1);
+        let m = ask(server, "example.com").await;
+        assert!(matches!(&m.answers[0].data, RData::A(a) if a.0.to_string() == "203.0.113.7"));
+        // Updated at once when a container goes.
+        zone.write().unwrap().remove("172.18.0.2".parse().unwrap());
+        let m = ask(server, "web").await;
+        assert_eq!(m.answers.len(), 1, "now forwarded, and the upstream answers everything");
+        task.abort();
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn no_upstream_is_a_servfail() {
+        let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let server = sock.local_addr().unwrap();
+        let task = tokio::spawn(serve(sock, Arc::new(RwLock::new(Zone::default())), vec![]));
+        let m = ask(server, "example.com").await;
+        assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+        task.abort();
+    }
+}
