@@ -5,4 +5,5 @@
 pub mod dns;
 pub mod dns_server;
 pub mod ipam;
+pub mod links;
 pub mod ports;

@@ -1,0 +1,289 @@
+//! Bridges and veths. The netlink operations netd needs are the [`Netlink`] trait; the
+//! real one is rtnetlink's. A container is attached by a veth pair: the host end joins
+//! the network's bridge, the other end moves into the container's network namespace,
+//! where it is renamed, addressed and given its routes from inside (a thread that joins
+//! that namespace, so the engine's own namespace is never changed).
+
+use futures_util::TryStreamExt;
+use ipnet::Ipv4Net;
+use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::unix::io::AsRawFd;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("{what}: {message}")]
+    Netlink { what: String, message: String },
+    #[error("interface name {0:?} is longer than 15 bytes")]
+    NameTooLong(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn nl(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> LinkError {
+    let what = what.into();
+    move |e| LinkError::Netlink {
+        what,
+        message: e.to_string(),
+    }
+}
+
+/// The link operations netd performs; a fake implements them for tests without root.
+#[allow(async_fn_in_trait)]
+pub trait Netlink {
+    async fn index_of(&self, name: &str) -> Result<Option<u32>, LinkError>;
+    async fn create_bridge(&self, name: &str, mtu: Option<u32>) -> Result<u32, LinkError>;
+    async fn create_veth(&self, host: &str, peer: &str) -> Result<(u32, u32), LinkError>;
+    async fn set_controller(&self, link: u32, bridge: u32) -> Result<(), LinkError>;
+    async fn set_up(&self, link: u32) -> Result<(), LinkError>;
+    async fn add_address(&self, link: u32, addr: IpAddr, prefix: u8) -> Result<(), LinkError>;
+    async fn move_to_netns(&self, link: u32, netns: &std::fs::File) -> Result<(), LinkError>;
+    async fn rename(&self, link: u32, name: &str) -> Result<(), LinkError>;
+    async fn default_route(&self, gateway: Ipv4Addr) -> Result<(), LinkError>;
+    async fn delete(&self, link: u32) -> Result<(), LinkError>;
+}
+
+/// rtnetlink over a connection of the calling thread's network namespace.
+pub struct Rtnl {
+    handle: Handle,
+}
+
+impl Rtnl {
+    /// Opens a connection; its driver runs on the current tokio runtime.
+    pub fn connect() -> Result<Rtnl, LinkError> {
+        let (conn, handle, _) = rtnetlink::new_connection()?;
+        tokio::spawn(conn);
+        Ok(Rtnl { handle })
+    }
+}
+
+fn check_name(name: &str) -> Result<(), LinkError> {
+    if name.len() > 15 || name.is_empty() {
+        return Err(LinkError::NameTooLong(name.into()));
+    }
+    Ok(())
+}
+
+impl Netlink for Rtnl {
+    async fn index_of(&self, name: &str) -> Result<Option<u32>, LinkError> {
+        let mut links = self.handle.link().get().match_name(name.to_string()).execute();
+        match links.try_next().await {
+            Ok(Some(m)) => Ok(Some(m.header.index)),
+            Ok(None) => Ok(None),
+            // No such device.
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
+            Err(e) => Err(nl(format!("looking up {name}"))(e)),
+        }
+    }
+
+    async fn create_bridge(&self, name: &str, mtu: Option<u32>) -> Result<u32, LinkError> {
+        check_name(name)?;
+        let mut b = LinkBridge::new(name);
+        if let Some(m) = mtu {
+            b = b.mtu(m);
+        }
+        self.handle
+            .link()
+            .add(b.build())
+            .execute()
+            .await
+            .map_err(nl(format!("creating bridge {name}")))?;
+        self.index_of(name).await?.ok_or_else(|| LinkError::Netlink {
+            what: format!("bridge {name}"),
+            message: "missing after creation".into(),
+        })
+    }
+
+    async fn create_veth(&self, host: &str, peer: &str) -> Result<(u32, u32), LinkError> {
+        check_name(host)?;
+        check_name(peer)?;
+        self.handle
+            .link()
+            .add(LinkVeth::new(host, peer).build())
+            .execute()
+            .await
+            .map_err(nl(format!("creating veth {host}")))?;
+        let missing = || LinkError::Netlink {
+            what: format!("veth {host}"),
+            message: "missing after creation".into(),
+        };
+        Ok((
+            self.index_of(host).await?.ok_or_else(missing)?,
+            self.index_of(peer).await?.ok_or_else(missing)?,
+        ))
+    }
+
+    async fn set_controller(&self, link: u32, bridge: u32) -> Result<(), LinkError> {
+        let m = LinkUnspec::new_with_index(link).controller(bridge).build();
+        self.handle
+            .link()
+            .set(m)
+            .execute()
+            .await
+            .map_err(nl("attaching to the bridge"))
+    }
+
+    async fn set_up(&self, link: u32) -> Result<(), LinkError> {
+        self.handle
+            .link()
+            .set(LinkUnspec::new_with_index(link).up().build())
+            .execute()
+            .await
+            .map_err(nl("setting a link up"))
+    }
+
+    async fn add_address(&self, link: u32, addr: IpAddr, prefix: u8) -> Result<(), LinkError> {
+        self.handle
+            .address()
+            .add(link, addr, prefix)
+            .execute()
+            .await
+            .map_err(nl(format!("adding {addr}/{prefix}")))
+    }
+
+    async fn move_to_netns(&self, link: u32, netns: &std::fs::File) -> Result<(), LinkError> {
+        let m = LinkUnspec::new_with_index(link).setns_by_fd(netns.as_raw_fd()).build();
+        self.handle
+            .link()
+            .set(m)
+            .execute()
+            .await
+            .map_err(nl("moving a link into the container"))
+    }
+
+    async fn rename(&self, link: u32, name: &str) -> Result<(), LinkError> {
+        check_name(name)?;
+        self.handle
+            .link()
+            .set(LinkUnspec::new_with_index(link).name(name.to_string()).build())
+            .execute()
+            .await
+            .map_err(nl(format!("renaming to {name}")))
+    }
+
+    async fn default_route(&self, gateway: Ipv4Addr) -> Result<(), LinkError> {
+        let r = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gateway).build();
+        self.handle
+            .route()
+            .add(r)
+            .execute()
+            .await
+            .map_err(nl(format!("default route via {gateway}")))
+    }
+
+    async fn delete(&self, link: u32) -> Result<(), LinkError> {
+        self.handle
+            .link()
+            .del(link)
+            .execute()
+            .await
+            .map_err(nl("deleting a link"))
+    }
+}
+
+/// A bridge name for a network that fits in 15 bytes: `rc-` and a hash of its name.
+pub fn bridge_name(network: &str) -> String {
+    // FNV-1a: stable across versions and platforms, which std's hasher is not.
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in network.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x100000001b3);
+    }
+    format!("rc-{:012x}", h & 0xffff_ffff_ffff)
+}
+
+/// Creates the network's bridge with its gateway address (or finds it), up.
+pub async fn ensure_bridge(
+    nl: &impl Netlink,
+    name: &str,
+    subnet: Ipv4Net,
+    gateway: Ipv4Addr,
+    mtu: Option<u32>,
+) -> Result<u32, LinkError> {
+    if let Some(i) = nl.index_of(name).await? {
+        return Ok(i);
+    }
+    let idx = nl.create_bridge(name, mtu).await?;
+    nl.add_address(idx, IpAddr::V4(gateway), subnet.prefix_len()).await?;
+    nl.set_up(idx).await?;
+    Ok(idx)
+}
+
+/// How a container joins a network.
+pub struct Attachment<'a> {
+    pub bridge: u32,
+    /// `/proc/<init pid>/ns/net`.
+    pub netns: &'a std::path::Path,
+    /// The host end's name (15 bytes at most); the container end is `ifname`.
+    pub host_name: &'a str,
+    pub ifname: &'a str,
+    pub address: Ipv4Addr,
+    pub prefix: u8,
+    /// Only for the first non-internal network.
+    pub gateway: Option<Ipv4Addr>,
+}
+
+/// Plugs a container into a bridge. On any failure the veth is removed again.
+pub async fn attach(host: &impl Netlink, a: &Attachment<'_>) -> Result<(), LinkError> {
+    let tmp_peer = format!("{}p", &a.host_name[..a.host_name.len().min(14)]);
+    let (hidx, pidx) = host.create_veth(a.host_name, &tmp_peer).await?;
+    let res = async {
+        host.set_controller(hidx, a.bridge).await?;
+        host.set_up(hidx).await?;
+        let ns = std::fs::File::open(a.netns)?;
+        host.move_to_netns(pidx, &ns).await?;
+        configure_inside(a, tmp_peer.clone()).await
+    }
+    .await;
+    if res.is_err() {
+        let _ = host.delete(hidx).await;
+    }
+    res
+}
+
+/// Renames, addresses and routes the container end, from a thread inside the namespace.
+async fn configure_inside(a: &Attachment<'_>, peer: String) -> Result<(), LinkError> {
+    let netns = a.netns.to_path_buf();
+    let (ifname, address, prefix, gateway) = (a.ifname.to_string(), a.address, a.prefix, a.gateway);
+    let job = std::thread::spawn(move || -> Result<(), LinkError> {
+        let f = std::fs::File::open(&netns)?;
+        // SAFETY: setns on this thread only; the thread ends after this work.
+        if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        rt.block_on(async {
+            let nl = Rtnl::connect()?;
+            if let Some(lo) = nl.index_of("lo").await? {
+                nl.set_up(lo).await?;
+            }
+            let idx = nl.index_of(&peer).await?.ok_or_else(|| LinkError::Netlink {
+                what: peer.clone(),
+                message: "not in the container".into(),
+            })?;
+            nl.rename(idx, &ifname).await?;
+            nl.add_address(idx, IpAddr::V4(address), prefix).await?;
+            nl.set_up(idx).await?;
+            if let Some(gw) = gateway {
+                nl.default_route(gw).await?;
+            }
+            Ok(())
+        })
+    });
+    tokio::task::spawn_blocking(move || job.join())
+        .await
+        .map_err(|e| LinkError::Io(std::io::Error::other(e.to_string())))?
+        .map_err(|_| LinkError::Io(std::io::Error::other("the namespace thread panicked")))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bridge_names_fit_and_are_stable() {
+        let a = bridge_name("myproject_default");
+        assert_eq!(a.len(), 15);
+        assert_eq!(a, bridge_name("myproject_default"));
+        assert_ne!(a, bridge_name("myproject_back"));
+    }
+}
