@@ -208,6 +208,15 @@ pub async fn ensure_bridge(
     Ok(idx)
 }
 
+/// Removes a network's bridge if it exists (its veths' host ends go with their
+/// containers' namespaces, or are detached from it by the kernel).
+pub async fn remove_bridge(nl: &impl Netlink, name: &str) -> Result<(), LinkError> {
+    if let Some(i) = nl.index_of(name).await? {
+        nl.delete(i).await?;
+    }
+    Ok(())
+}
+
 /// How a container joins a network.
 pub struct Attachment<'a> {
     pub bridge: u32,

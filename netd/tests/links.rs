@@ -1,7 +1,7 @@
 //! Bridges and veths for real, as root: everything happens in network namespaces this
 //! test makes (one standing for the host, one for a container), and goes with them.
 
-use netd::links::{attach, ensure_bridge, Attachment, Netlink, Rtnl};
+use netd::links::{attach, ensure_bridge, remove_bridge, Attachment, Netlink, Rtnl};
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::os::unix::io::AsRawFd;
@@ -97,8 +97,17 @@ fn a_container_namespace_joins_a_bridge_and_is_reachable() {
         })();
         let _ = container.kill();
         let _ = container.wait();
-        // The bridge and the host end go with this thread's namespace.
+        // `down`: the bridge goes, and with the container gone its veth went too.
+        let gone = rt.block_on(async {
+            let nl = Rtnl::connect().unwrap();
+            remove_bridge(&nl, "rc-test0").await.unwrap();
+            (
+                nl.index_of("rc-test0").await.unwrap(),
+                nl.index_of("vethrctest0").await.unwrap(),
+            )
+        });
         checks.unwrap();
+        assert_eq!(gone, (None, None));
     })
     .join()
     .unwrap();
