@@ -86,7 +86,8 @@ pub fn run(g: &Global, a: ConfigArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     match &a.output {
-        Some(path) => write_atomic(path, out.as_bytes()).with_context(|| format!("writing {}", path.display()))?,
+        Some(path) => engine::images::store::write_atomic(path, out.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?,
         None => std::io::stdout().write_all(out.as_bytes())?,
     }
     Ok(ExitCode::SUCCESS)
@@ -102,27 +103,4 @@ fn select(l: &mut compose::Loaded, names: &[String]) -> Result<()> {
     let keep = compose::Graph::new(&l.project)?.with_dependencies(names);
     l.project.services.retain(|k, _| keep.contains(k));
     Ok(())
-}
-
-/// Write to a temporary file beside the target, fsync, rename: never a half-written file.
-fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("out"),
-        std::process::id()
-    ));
-    let res = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if res.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    res
 }

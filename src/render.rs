@@ -78,10 +78,6 @@ fn is_yaml11_bool(s: &str) -> bool {
     )
 }
 
-fn is_collection(v: &Value) -> bool {
-    matches!(v, Value::Object(m) if !m.is_empty()) || matches!(v, Value::Array(a) if !a.is_empty())
-}
-
 fn inline(v: &Value, indent: usize) -> String {
     match v {
         Value::Object(_) => "{}".into(),
@@ -135,7 +131,6 @@ fn sequence(items: &[Value], indent: usize, out: &mut String) {
             }
         }
     }
-    let _ = is_collection;
 }
 
 #[cfg(test)]

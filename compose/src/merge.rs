@@ -368,7 +368,7 @@ pub fn merge(base: Value, over: Value, path: &mut Vec<String>) -> Option<Value> 
                     // A null in an override (e.g. `networks: {front: }`) keeps what was there.
                     Some(old) if v.is_null() && matches!(old, Value::Mapping(_)) => Some(old),
                     Some(old) => merge(old, v, path),
-                    None => merge_new(v),
+                    None => strip_tags(v),
                 };
                 path.pop();
                 if let Some(m) = merged {
@@ -383,10 +383,6 @@ pub fn merge(base: Value, over: Value, path: &mut Vec<String>) -> Option<Value> 
         }
         (_, o) => strip_tags(o),
     }
-}
-
-fn merge_new(v: Value) -> Option<Value> {
-    strip_tags(v)
 }
 
 #[cfg(test)]

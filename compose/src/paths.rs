@@ -4,7 +4,6 @@
 //! model against its own file's directory before it is merged into another.
 
 use crate::discovery::{absolute, expand_home};
-use crate::merge::key_str;
 use crate::model::is_path;
 use serde_yaml_ng::{Mapping, Value};
 use std::path::Path;
@@ -145,5 +144,4 @@ pub fn resolve_tree(root: &mut Mapping, base: &Path, home: Option<&str>) {
             }
         }
     }
-    let _ = key_str;
 }

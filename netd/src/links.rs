@@ -233,7 +233,8 @@ pub struct Attachment<'a> {
 
 /// Plugs a container into a bridge. On any failure the veth is removed again.
 pub async fn attach(host: &impl Netlink, a: &Attachment<'_>) -> Result<(), LinkError> {
-    let tmp_peer = format!("{}p", &a.host_name[..a.host_name.len().min(14)]);
+    // By characters, not bytes: a name is user input and may not be ASCII.
+    let tmp_peer: String = a.host_name.chars().take(14).chain(std::iter::once('p')).collect();
     let (hidx, pidx) = host.create_veth(a.host_name, &tmp_peer).await?;
     let res = async {
         host.set_controller(hidx, a.bridge).await?;

@@ -59,6 +59,14 @@ fn a_container_namespace_joins_a_bridge_and_is_reachable() {
             };
             let e = attach(&nl, &bad).await.unwrap_err();
             assert!(e.to_string().contains("longer than 15 bytes"), "{e}");
+            // 13 ASCII bytes and a two-byte character: once a panic (a byte slice through
+            // the character), now a refusal by name.
+            let odd = Attachment {
+                host_name: "abcdefghijklmé",
+                ..a
+            };
+            let e = attach(&nl, &odd).await.unwrap_err();
+            assert!(e.to_string().contains("longer than 15 bytes"), "{e}");
             assert!(nl.index_of("vethrctest0").await?.is_some());
             Ok::<_, netd::links::LinkError>(())
         });

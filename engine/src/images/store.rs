@@ -116,7 +116,11 @@ impl Drop for Lock {
 
 /// Writes `data` to `path` atomically: temporary file, fsync, rename, fsync the directory.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    // `out.yaml` has the parent "", which names no directory to sync.
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
         ".{}.{}.tmp",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("f"),

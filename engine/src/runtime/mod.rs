@@ -119,9 +119,13 @@ impl Runtime {
             exit_code: 1,
             message: format!("container helper: {e}"),
         };
-        init::send(fd, spec).map_err(fail)?;
-        let report: Report = init::recv(fd).map_err(fail)?;
+        // The helper exits once it has reported; reap it on every path.
+        let report = init::send(fd, spec).and_then(|_| init::recv::<Report>(fd));
+        if report.is_err() {
+            let _ = helper.kill();
+        }
         let _ = helper.wait();
+        let report = report.map_err(fail)?;
         let pid = match report {
             Report::Created { pid } => pid,
             Report::Failed { exit_code, message } => return Err(RuntimeError::Start { exit_code, message }),
@@ -201,44 +205,53 @@ impl Runtime {
         stdio: Option<[std::process::Stdio; 3]>,
     ) -> Result<i32, RuntimeError> {
         let (mut helper, sock) = self.spawn_helper(init::EXEC_ARG, stdio, &c.dir.join("exec-helper.log"))?;
-        let fd = sock.as_raw_fd();
-        let fail = |e: std::io::Error| RuntimeError::Start {
-            exit_code: 126,
-            message: format!("exec helper: {e}"),
-        };
-        init::send(
-            fd,
-            &init::ExecSpec {
-                pid: c.pid,
-                process: process.clone(),
-            },
-        )
-        .map_err(fail)?;
-        let helper_pid = match init::recv::<Report>(fd).map_err(fail)? {
-            Report::Created { pid } => pid,
-            Report::Failed { exit_code, message } => return Err(RuntimeError::Start { exit_code, message }),
-            other => {
-                return Err(RuntimeError::Start {
-                    exit_code: 126,
-                    message: format!("unexpected report {other:?}"),
-                })
+        let session = (|| -> Result<(), RuntimeError> {
+            let fd = sock.as_raw_fd();
+            let fail = |e: std::io::Error| RuntimeError::Start {
+                exit_code: 126,
+                message: format!("exec helper: {e}"),
+            };
+            init::send(
+                fd,
+                &init::ExecSpec {
+                    pid: c.pid,
+                    process: process.clone(),
+                },
+            )
+            .map_err(fail)?;
+            let helper_pid = match init::recv::<Report>(fd).map_err(fail)? {
+                Report::Created { pid } => pid,
+                Report::Failed { exit_code, message } => return Err(RuntimeError::Start { exit_code, message }),
+                other => {
+                    return Err(RuntimeError::Start {
+                        exit_code: 126,
+                        message: format!("unexpected report {other:?}"),
+                    })
+                }
+            };
+            // Into the container's cgroup before anything runs inside.
+            c.cgroup.add(helper_pid)?;
+            init::send(fd, &Command::Go).map_err(fail)?;
+            match init::recv::<Report>(fd).map_err(fail)? {
+                Report::Started { .. } => {}
+                Report::Failed { exit_code, message } => {
+                    return Err(RuntimeError::Start { exit_code, message });
+                }
+                other => {
+                    return Err(RuntimeError::Start {
+                        exit_code: 126,
+                        message: format!("unexpected report {other:?}"),
+                    })
+                }
             }
-        };
-        // Into the container's cgroup before anything runs inside.
-        c.cgroup.add(helper_pid)?;
-        init::send(fd, &Command::Go).map_err(fail)?;
-        match init::recv::<Report>(fd).map_err(fail)? {
-            Report::Started { .. } => {}
-            Report::Failed { exit_code, message } => {
-                let _ = helper.wait();
-                return Err(RuntimeError::Start { exit_code, message });
-            }
-            other => {
-                return Err(RuntimeError::Start {
-                    exit_code: 126,
-                    message: format!("unexpected report {other:?}"),
-                })
-            }
+            Ok(())
+        })();
+        if let Err(e) = session {
+            // Nothing of it may linger: close its socket, end it, reap it.
+            drop(sock);
+            let _ = helper.kill();
+            let _ = helper.wait();
+            return Err(e);
         }
         let status = helper.wait()?;
         use std::os::unix::process::ExitStatusExt;
