@@ -20,7 +20,7 @@ pub struct Cli {
 #[derive(Debug, Args, Clone)]
 pub struct Global {
     /// Compose configuration files (`-` for standard input)
-    #[arg(short = 'f', long = "file", global = true, value_name = "FILE")]
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub files: Vec<PathBuf>,
     /// Project name
     #[arg(short = 'p', long = "project-name", global = true, value_name = "NAME")]
@@ -281,9 +281,9 @@ pub enum Command {
     /// Copy files/folders between a service container and the local filesystem
     Cp(Pending),
     /// Creates containers for a service
-    Create(Pending),
+    Create(CreateArgs),
     /// Stop and remove containers, networks
-    Down(Pending),
+    Down(DownArgs),
     /// Receive real time events from containers
     Events(Pending),
     /// Execute a command in a running container
@@ -295,17 +295,17 @@ pub enum Command {
     /// Manage images
     Image(ImageArgs),
     /// Force stop service containers
-    Kill(Pending),
+    Kill(KillArgs),
     /// View output from containers
-    Logs(Pending),
+    Logs(LogsArgs),
     /// List running compose projects
-    Ls(Pending),
+    Ls(LsArgs),
     /// Pause services
-    Pause(Pending),
+    Pause(ServicesArgs),
     /// Print the public port for a port binding
     Port(Pending),
     /// List containers
-    Ps(Pending),
+    Ps(PsArgs),
     /// Publish compose application
     Publish(Pending),
     /// Pull service images
@@ -313,25 +313,25 @@ pub enum Command {
     /// Push service images
     Push(Pending),
     /// Restart service containers
-    Restart(Pending),
+    Restart(StopArgs),
     /// Removes stopped service containers
-    Rm(Pending),
+    Rm(RmArgs),
     /// Run a one-off command on a service
     Run(Pending),
     /// Scale services
     Scale(Pending),
     /// Start services
-    Start(Pending),
+    Start(ServicesArgs),
     /// Display a live stream of container(s) resource usage statistics
     Stats(Pending),
     /// Stop services
-    Stop(Pending),
+    Stop(StopArgs),
     /// Display the running processes
     Top(Pending),
     /// Unpause services
-    Unpause(Pending),
+    Unpause(ServicesArgs),
     /// Create and start containers
-    Up(Pending),
+    Up(UpArgs),
     /// List volumes
     Volumes(Pending),
     /// Block until containers of all (or specified) services stop
@@ -339,7 +339,8 @@ pub enum Command {
     /// Watch the build context for services and rebuild/refresh containers when files are updated
     Watch(Pending),
     /// Run the engine (started on demand by the other commands)
-    Daemon(Pending),
+    /// Runs the engine (started on demand by the other commands).
+    Daemon,
 }
 
 impl Command {
@@ -360,4 +361,228 @@ mod tests {
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
     }
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct UpArgs {
+    /// Detached mode: run containers in the background
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Wait for services to be running|healthy. Implies detached mode.
+    #[arg(long)]
+    pub wait: bool,
+    /// Maximum duration in seconds to wait for the project to be running|healthy
+    #[arg(long, value_name = "SECONDS")]
+    pub wait_timeout: Option<u64>,
+    /// Don't start linked services
+    #[arg(long)]
+    pub no_deps: bool,
+    /// Recreate containers even if their configuration and image haven't changed
+    #[arg(long)]
+    pub force_recreate: bool,
+    /// If containers already exist, don't recreate them
+    #[arg(long, conflicts_with = "force_recreate")]
+    pub no_recreate: bool,
+    /// Recreate dependent containers
+    #[arg(long)]
+    pub always_recreate_deps: bool,
+    /// Remove containers for services not defined in the Compose file
+    #[arg(long)]
+    pub remove_orphans: bool,
+    /// Scale SERVICE to NUM instances (SERVICE=NUM)
+    #[arg(long, value_name = "SERVICE=NUM")]
+    pub scale: Vec<String>,
+    /// Don't start the services after creating them
+    #[arg(long)]
+    pub no_start: bool,
+    /// Stops all containers if any container was stopped
+    #[arg(long)]
+    pub abort_on_container_exit: bool,
+    /// Stops all containers if any container exited with failure
+    #[arg(long)]
+    pub abort_on_container_failure: bool,
+    /// Return the exit code of the selected service container. Implies --abort-on-container-exit
+    #[arg(long, value_name = "SERVICE")]
+    pub exit_code_from: Option<String>,
+    /// Use this timeout in seconds for container shutdown
+    #[arg(short = 't', long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+    /// Recreate anonymous volumes instead of retrieving data from the previous containers
+    #[arg(short = 'V', long)]
+    pub renew_anon_volumes: bool,
+    /// Restrict attaching to the specified services
+    #[arg(long, value_name = "SERVICE")]
+    pub attach: Vec<String>,
+    /// Do not attach (stream logs) to the specified services
+    #[arg(long, value_name = "SERVICE")]
+    pub no_attach: Vec<String>,
+    /// Produce monochrome output
+    #[arg(long)]
+    pub no_color: bool,
+    /// Don't print prefix in logs
+    #[arg(long)]
+    pub no_log_prefix: bool,
+    /// Show timestamps
+    #[arg(long)]
+    pub timestamps: bool,
+    /// Pull image before running ("always"|"missing"|"never")
+    #[arg(long, value_name = "POLICY")]
+    pub pull: Option<String>,
+    /// Pull without printing progress information
+    #[arg(long)]
+    pub quiet_pull: bool,
+    /// Build images before starting containers
+    #[arg(long)]
+    pub build: bool,
+    /// Don't build an image, even if it's policy
+    #[arg(long)]
+    pub no_build: bool,
+    /// Watch source code and rebuild/refresh containers when files are updated
+    #[arg(short = 'w', long)]
+    pub watch: bool,
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    #[arg(long)]
+    pub force_recreate: bool,
+    #[arg(long, conflicts_with = "force_recreate")]
+    pub no_recreate: bool,
+    #[arg(long)]
+    pub remove_orphans: bool,
+    #[arg(long, value_name = "SERVICE=NUM")]
+    pub scale: Vec<String>,
+    #[arg(long, value_name = "POLICY")]
+    pub pull: Option<String>,
+    #[arg(long)]
+    pub quiet_pull: bool,
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DownArgs {
+    /// Remove named volumes declared in the "volumes" section of the Compose file and anonymous volumes attached to containers
+    #[arg(short, long)]
+    pub volumes: bool,
+    /// Remove containers for services not defined in the Compose file
+    #[arg(long)]
+    pub remove_orphans: bool,
+    /// Remove images used by services ("local"|"all")
+    #[arg(long, value_name = "TYPE")]
+    pub rmi: Option<String>,
+    /// Specify a shutdown timeout in seconds
+    #[arg(short = 't', long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// Show all stopped containers (including those created by the run command)
+    #[arg(short, long)]
+    pub all: bool,
+    /// Only display IDs
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Display services
+    #[arg(long)]
+    pub services: bool,
+    /// Format output using a custom template: table, json
+    #[arg(long, value_enum, default_value_t = TableFormat::Table)]
+    pub format: TableFormat,
+    /// Filter services by a property (supported filters: status)
+    #[arg(long, value_name = "FILTER")]
+    pub filter: Option<String>,
+    /// Filter services by status
+    #[arg(long, value_name = "STATUS")]
+    pub status: Vec<String>,
+    /// Don't truncate output
+    #[arg(long)]
+    pub no_trunc: bool,
+    #[arg(value_name = "SERVICE")]
+    pub service: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Follow log output
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Number of lines to show from the end of the logs for each container
+    #[arg(short = 'n', long, value_name = "LINES")]
+    pub tail: Option<String>,
+    /// Show timestamps
+    #[arg(short, long)]
+    pub timestamps: bool,
+    /// Show logs since timestamp (e.g. 2013-01-02T13:23:37Z) or relative (e.g. 42m for 42 minutes)
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Show logs before a timestamp (e.g. 2013-01-02T13:23:37Z) or relative (e.g. 42m for 42 minutes)
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Produce monochrome output
+    #[arg(long)]
+    pub no_color: bool,
+    /// Don't print prefix in logs
+    #[arg(long)]
+    pub no_log_prefix: bool,
+    /// index of the container if service has multiple replicas
+    #[arg(long)]
+    pub index: Option<u32>,
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServicesArgs {
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// Specify a shutdown timeout in seconds
+    #[arg(short = 't', long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct KillArgs {
+    /// SIGNAL to send to the container
+    #[arg(short, long, default_value = "SIGKILL")]
+    pub signal: String,
+    /// Remove containers for services not defined in the Compose file
+    #[arg(long)]
+    pub remove_orphans: bool,
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Don't ask to confirm removal
+    #[arg(short, long)]
+    pub force: bool,
+    /// Stop the containers, if required, before removing
+    #[arg(short, long)]
+    pub stop: bool,
+    /// Remove any anonymous volumes attached to containers
+    #[arg(short, long)]
+    pub volumes: bool,
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Show all stopped Compose projects
+    #[arg(short, long)]
+    pub all: bool,
+    /// Only display project names
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Format the output: table, json
+    #[arg(long, value_enum, default_value_t = TableFormat::Table)]
+    pub format: TableFormat,
+    /// Filter output based on conditions provided (name=)
+    #[arg(long)]
+    pub filter: Option<String>,
 }

@@ -23,7 +23,7 @@ fn open_store() -> Result<Store> {
     Store::open(&root).with_context(|| format!("opening the image store in {}", root.display()))
 }
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -70,7 +70,7 @@ fn parse_rfc3339(s: &str) -> Option<u64> {
     u64::try_from(days * 86400 + hms.first()? * 3600 + hms.get(1)? * 60 + hms.get(2)?).ok()
 }
 
-fn ago(then: u64) -> String {
+pub(crate) fn ago(then: u64) -> String {
     let d = now().saturating_sub(then);
     let (n, unit) = match d {
         0..=59 => return "Less than a minute ago".into(),
@@ -88,7 +88,7 @@ fn ago(then: u64) -> String {
     }
 }
 
-fn table(rows: &[Vec<String>]) -> String {
+pub(crate) fn table(rows: &[Vec<String>]) -> String {
     let widths: Vec<usize> = (0..rows[0].len())
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
         .collect();
@@ -209,12 +209,12 @@ impl Printer {
     }
 }
 
-fn progress_printer(quiet: bool) -> impl Fn(Progress) + Sync {
+pub(crate) fn progress_printer(quiet: bool) -> impl Fn(Progress) + Sync {
     let p = Printer::new(quiet);
     move |e| p.event(e)
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -447,4 +447,48 @@ mod tests {
         assert_eq!(parse_rfc3339("1970-01-02T00:00:01Z"), Some(86_401));
         assert_eq!(parse_rfc3339("2024-02-29T12:00:00.5Z"), Some(1_709_208_000));
     }
+}
+
+/// Before `up`/`create`: pulls what the services need under `--pull` or each service's
+/// `pull_policy` (`missing` by default). A missing image with `never` is an error.
+pub fn pull_for_up(p: &compose::Project, names: &[String], flag: Option<&str>, quiet: bool) -> Result<()> {
+    let forced = flag.map(PullPolicy::parse).transpose().map_err(anyhow::Error::msg)?;
+    let store = open_store()?;
+    let mut wanted: Vec<ImageRef> = Vec::new();
+    for n in names {
+        let s = &p.services[n];
+        let Some(image) = &s.image else { continue };
+        let policy = match forced {
+            Some(f) => f,
+            None => PullPolicy::parse(s.pull_policy.as_deref().unwrap_or("missing")).map_err(anyhow::Error::msg)?,
+        };
+        let r = ImageRef::parse(image).with_context(|| format!("service {n:?}"))?;
+        let present = store.resolve(&r.full()).ok().map(|rec| rec.stored_at);
+        if matches!(policy, PullPolicy::Never | PullPolicy::Build) {
+            if present.is_none() {
+                bail!("service {n:?}: image {image} not found locally and pull_policy is never");
+            }
+            continue;
+        }
+        if policy.needs_pull(present, now()) && !wanted.contains(&r) {
+            wanted.push(r);
+        }
+    }
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let _lock = store.lock()?;
+    let store = Arc::new(store);
+    let print = progress_printer(quiet);
+    let results = runtime()?.block_on(async {
+        let jobs = wanted.iter().map(|r| {
+            let auth = registry::docker_auth(r.registry(), None);
+            registry::pull(store.clone(), r, auth, &print)
+        });
+        futures_util::future::join_all(jobs).await
+    });
+    for res in results {
+        res?;
+    }
+    Ok(())
 }

@@ -2,8 +2,11 @@
 //! lifecycle commands, will talk to the engine over its socket.
 
 mod cli;
+mod client;
 mod config_cmd;
 mod image_cmd;
+mod lifecycle;
+mod logs_cmd;
 mod render;
 
 use anyhow::Result;
@@ -77,6 +80,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
             clap_complete::generate(shell, &mut Cli::command(), "rcompose", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Up(a) => lifecycle::up(&cli.global, a),
+        Command::Create(a) => lifecycle::create(&cli.global, a),
+        Command::Down(a) => lifecycle::down(&cli.global, a),
+        Command::Start(a) => lifecycle::start(&cli.global, a),
+        Command::Stop(a) => lifecycle::stop(&cli.global, a, "stop"),
+        Command::Restart(a) => lifecycle::stop(&cli.global, a, "restart"),
+        Command::Kill(a) => lifecycle::kill(&cli.global, a),
+        Command::Rm(a) => lifecycle::rm(&cli.global, a),
+        Command::Pause(a) => lifecycle::pause(&cli.global, a, true),
+        Command::Unpause(a) => lifecycle::pause(&cli.global, a, false),
+        Command::Ps(a) => logs_cmd::ps(&cli.global, a),
+        Command::Logs(a) => logs_cmd::logs(&cli.global, a),
+        Command::Ls(a) => logs_cmd::ls(a),
+        Command::Daemon => daemon(),
         other => anyhow::bail!("rcompose {}: not implemented yet", other.name()),
     }
 }
@@ -98,4 +115,19 @@ pub fn load_options(g: &Global) -> Result<compose::Options> {
         os_env: std::env::vars().collect(),
         ..Default::default()
     })
+}
+
+/// `rcompose daemon`: the engine, logging to stderr (the CLI points that at
+/// `<root>/engine.log` when it starts one).
+fn daemon() -> Result<ExitCode> {
+    let (root, run) = engine::daemon::paths();
+    let helper = std::env::current_exe()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(engine::daemon::run(root, run, helper))?;
+    // Blocking threads (log followers) must not hold the exit up.
+    rt.shutdown_timeout(std::time::Duration::from_millis(100));
+    Ok(ExitCode::SUCCESS)
 }

@@ -283,11 +283,8 @@ fn warnings_go_to_stderr() {
 fn unbuilt_commands_say_so_and_fail() {
     let t = project(&[("compose.yaml", "services:\n  a:\n    image: a\n")]);
     for cmd in [
-        vec!["up", "-d"],
-        vec!["down"],
-        vec!["ps"],
-        vec!["logs", "-f", "a"],
         vec!["exec", "a", "sh"],
+        vec!["run", "a"],
         vec!["watch"],
     ] {
         let o = rcompose(t.path(), &cmd, &[]);

@@ -1,6 +1,8 @@
 //! The rcompose engine: API server, supervisor, container runtime, images, volumes and
-//! logs (see DESIGN.md). Built so far: the image store and the container runtime.
+//! logs (see DESIGN.md).
 
 pub mod images;
 pub mod runtime;
-mod timefmt;
+pub mod timefmt;
+pub mod api;
+pub mod daemon;

@@ -1,12 +1,17 @@
-//! RFC 3339 timestamps in UTC, written by hand: two call sites need only "now" as text,
-//! which does not justify a date-time crate.
+//! RFC 3339 timestamps in UTC, written by hand: the engine only ever formats Unix times
+//! as text, which does not justify a date-time crate.
 
 /// Now as `2026-11-22T05:00:00Z`, or with nanoseconds (`...:00.123456789Z`).
 pub fn rfc3339(nanos: bool) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    let secs = now.as_secs() as i64;
+    at(now.as_secs() as i64, nanos.then_some(now.subsec_nanos()))
+}
+
+/// A Unix time as RFC 3339 (nanoseconds, when given, always nine digits, so that such
+/// stamps compare as strings).
+pub fn at(secs: i64, nanos: Option<u32>) -> String {
     let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
     let z = days + 719_468;
@@ -18,10 +23,9 @@ pub fn rfc3339(nanos: bool) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    let frac = if nanos {
-        format!(".{:09}", now.subsec_nanos())
-    } else {
-        String::new()
+    let frac = match nanos {
+        Some(n) => format!(".{n:09}"),
+        None => String::new(),
     };
     format!(
         "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}{frac}Z",
@@ -29,4 +33,13 @@ pub fn rfc3339(nanos: bool) -> String {
         rem / 60 % 60,
         rem % 60
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn formats_unix_times() {
+        assert_eq!(super::at(0, None), "1970-01-01T00:00:00Z");
+        assert_eq!(super::at(1_795_305_600, Some(5)), "2026-11-22T00:00:00.000000005Z");
+    }
 }

@@ -56,17 +56,31 @@ async fn forward(query: &[u8], upstreams: &[SocketAddr], timeout: Duration) -> O
     None
 }
 
-/// Serves queries on `socket` until the task is dropped.
+/// Serves queries on `socket` from one zone until the task is dropped.
 pub async fn serve(socket: UdpSocket, zone: Arc<RwLock<Zone>>, upstreams: Vec<SocketAddr>) -> std::io::Result<()> {
+    let answer = move |_: IpAddr, q: &[u8]| {
+        Some(match zone.read() {
+            Ok(z) => z.answer(q),
+            Err(_) => Reply::Forward,
+        })
+    };
+    serve_with(socket, Arc::new(answer), upstreams).await
+}
+
+/// Decides for one query from one asker: `None` drops it (an asker that is not on the
+/// network gets no answer at all, as from Docker's resolver).
+pub type Answerer = Arc<dyn Fn(IpAddr, &[u8]) -> Option<Reply> + Send + Sync>;
+
+/// Serves queries on `socket`, answered by `answer`, until the task is dropped.
+pub async fn serve_with(socket: UdpSocket, answer: Answerer, upstreams: Vec<SocketAddr>) -> std::io::Result<()> {
     let socket = Arc::new(socket);
     let upstreams = Arc::new(upstreams);
     let mut buf = vec![0u8; 4096];
     loop {
         let (n, from) = socket.recv_from(&mut buf).await?;
         let query = buf[..n].to_vec();
-        let reply = match zone.read() {
-            Ok(z) => z.answer(&query),
-            Err(_) => Reply::Forward,
+        let Some(reply) = answer(from.ip(), &query) else {
+            continue;
         };
         match reply {
             Reply::Answer(b) => {

@@ -73,6 +73,18 @@ impl Runtime {
 
     /// Creates and starts a container; on any failure nothing of it is left running.
     pub fn start(&self, spec: &ContainerSpec, limits: &Limits) -> Result<Container, RuntimeError> {
+        self.start_with(spec, limits, &mut |_| Ok(()))
+    }
+
+    /// As [`Runtime::start`], with `plug` called (with the init's host PID) once the
+    /// namespaces and cgroup exist and before the workload runs: where the network is
+    /// attached. An error from it aborts the start.
+    pub fn start_with(
+        &self,
+        spec: &ContainerSpec,
+        limits: &Limits,
+        plug: &mut dyn FnMut(i32) -> Result<(), String>,
+    ) -> Result<Container, RuntimeError> {
         // Device access: Docker's defaults (everything when privileged), the service's
         // devices and its extra rules.
         let mut limits = limits.clone();
@@ -170,6 +182,13 @@ impl Runtime {
                 message: e.to_string(),
             });
         }
+        if let Err(message) = plug(pid) {
+            let _ = init::send(fd, &Command::Abort);
+            kill();
+            self.cleanup(&c);
+            let _ = std::fs::remove_file(spec.dir.join("state.json"));
+            return Err(RuntimeError::Start { exit_code: 1, message });
+        }
         let started = init::send(fd, &Command::Go)
             .map_err(fail)
             .and_then(|_| init::recv::<Report>(fd).map_err(fail));
@@ -203,6 +222,18 @@ impl Runtime {
         c: &Container,
         process: &spec::Process,
         stdio: Option<[std::process::Stdio; 3]>,
+    ) -> Result<i32, RuntimeError> {
+        self.exec_with(c, process, stdio, None)
+    }
+
+    /// As [`Runtime::exec`]; past `timeout` the process is killed and the result is an
+    /// error saying so (health probes).
+    pub fn exec_with(
+        &self,
+        c: &Container,
+        process: &spec::Process,
+        stdio: Option<[std::process::Stdio; 3]>,
+        timeout: Option<Duration>,
     ) -> Result<i32, RuntimeError> {
         let (mut helper, sock) = self.spawn_helper(init::EXEC_ARG, stdio, &c.dir.join("exec-helper.log"))?;
         let session = (|| -> Result<(), RuntimeError> {
@@ -252,6 +283,16 @@ impl Runtime {
             let _ = helper.kill();
             let _ = helper.wait();
             return Err(e);
+        }
+        if let Some(t) = timeout {
+            if !wait_gone(helper.id() as i32, t) {
+                let _ = helper.kill();
+                let _ = helper.wait();
+                return Err(RuntimeError::Start {
+                    exit_code: 124,
+                    message: format!("command timed out after {t:?}"),
+                });
+            }
         }
         let status = helper.wait()?;
         use std::os::unix::process::ExitStatusExt;

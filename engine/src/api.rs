@@ -1,0 +1,157 @@
+//! The engine's API types, shared by the server (`daemon::server`) and the CLI's client.
+//! HTTP/1.1 with JSON bodies over a Unix socket, versioned under `/v1`; streams are
+//! newline-delimited JSON. `docs/api.md` documents every route.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+pub const API_VERSION: &str = "v1";
+
+/// `POST /v1/projects/{name}/up`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UpRequest {
+    /// The loaded, normalized Compose model (as `rcompose config --format json`).
+    pub project: serde_json::Value,
+    pub working_dir: String,
+    pub config_files: Vec<String>,
+    /// Services named on the command line (empty: all).
+    pub services: Vec<String>,
+    pub no_deps: bool,
+    pub force_recreate: bool,
+    pub no_recreate: bool,
+    pub always_recreate_deps: bool,
+    pub remove_orphans: bool,
+    pub no_start: bool,
+    pub renew_anon_volumes: bool,
+    /// `--scale SERVICE=N`.
+    pub scale: BTreeMap<String, u32>,
+    /// Seconds to wait for a container to stop when recreating it.
+    pub timeout: Option<u64>,
+    /// Wait for running (and healthy, where a health check exists).
+    pub wait: bool,
+    pub wait_timeout: Option<u64>,
+}
+
+/// `POST /v1/projects/{name}/down`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DownRequest {
+    /// The model, when the CLI found one: its networks and volumes are removed too.
+    pub project: Option<serde_json::Value>,
+    pub volumes: bool,
+    pub remove_orphans: bool,
+    pub timeout: Option<u64>,
+}
+
+/// `POST /v1/projects/{name}/{start|stop|restart|kill|rm|pause|unpause}`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ActionRequest {
+    pub services: Vec<String>,
+    pub timeout: Option<u64>,
+    /// `kill -s`.
+    pub signal: Option<String>,
+    /// `rm -v`: anonymous volumes too.
+    pub volumes: bool,
+    /// `rm -s`: stop first.
+    pub stop: bool,
+    /// The model, for `start`/`restart` ordering; optional.
+    pub project: Option<serde_json::Value>,
+}
+
+/// One line of a progress stream: `{"kind":"Container","name":"p-web-1","status":"Started"}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    pub kind: String,
+    pub name: String,
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// A message of an operation's stream: progress lines, then `done` or `error`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamMsg {
+    Progress(Progress),
+    Warning(String),
+    Error { message: String, exit_code: i32 },
+    Done { exit_code: i32 },
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PortSummary {
+    #[serde(rename = "URL")]
+    pub url: String,
+    #[serde(rename = "TargetPort")]
+    pub target_port: u16,
+    #[serde(rename = "PublishedPort")]
+    pub published_port: u16,
+    #[serde(rename = "Protocol")]
+    pub protocol: String,
+}
+
+/// `GET /v1/containers`: fields named as `docker compose ps --format json` names them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ContainerSummary {
+    #[serde(rename = "ID")]
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    pub command: String,
+    pub project: String,
+    pub service: String,
+    /// Unix seconds.
+    pub created: i64,
+    /// `created`, `running`, `paused`, `restarting`, `exited`.
+    pub state: String,
+    /// `Up 3 seconds (healthy)`, `Exited (0) 2 seconds ago`.
+    pub status: String,
+    /// `starting`, `healthy`, `unhealthy`, or empty.
+    pub health: String,
+    pub exit_code: i32,
+    pub publishers: Vec<PortSummary>,
+    pub labels: BTreeMap<String, String>,
+    pub networks: Vec<String>,
+    #[serde(default)]
+    pub number: u32,
+    #[serde(default)]
+    pub restart_count: u32,
+}
+
+/// `GET /v1/projects`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ProjectSummary {
+    pub name: String,
+    /// `running(2), exited(1)`.
+    pub status: String,
+    pub config_files: String,
+}
+
+/// One line of `GET /v1/containers/{id}/logs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogLine {
+    pub container: String,
+    pub service: String,
+    pub number: u32,
+    pub stream: String,
+    pub time: String,
+    pub log: String,
+}
+
+/// One line of `GET /v1/events`, as `docker compose events --json` prints it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub time: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub action: String,
+    pub id: String,
+    pub service: String,
+    pub project: String,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+}

@@ -1,0 +1,524 @@
+//! One container's life in the engine: create (a record on disk, nothing running),
+//! start (addresses, volumes, ports, the runtime, DNS names, supervisor and health
+//! probe), stop (the stop signal, the grace period, then everything killed), remove.
+//! Every step is taken with the container's `op` lock held by the caller.
+
+use super::network::Proxies;
+use super::state::{self, NetAttach, PortBinding, Record};
+use super::{lock, volumes, Ctr, Engine};
+use crate::runtime::service::{self, SpecContext};
+use compose::model::Service;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What a new container is made from.
+pub struct NewContainer<'a> {
+    pub project: &'a compose::Project,
+    pub project_name: &'a str,
+    pub service_name: &'a str,
+    pub service: &'a Service,
+    pub number: u32,
+    pub image_id: String,
+    pub working_dir: &'a str,
+    pub config_files: &'a [String],
+}
+
+/// Keys the engine does not implement yet: refused by name rather than ignored.
+pub fn unsupported(svc: &Service) -> Option<&'static str> {
+    [
+        (svc.secrets.is_some(), "secrets"),
+        (svc.configs.is_some(), "configs"),
+        (svc.post_start.is_some(), "post_start"),
+        (svc.pre_stop.is_some(), "pre_stop"),
+        (svc.volumes_from.is_some(), "volumes_from"),
+        (svc.stdin_open == Some(true), "stdin_open"),
+        (svc.links.is_some(), "links"),
+        (svc.mac_address.is_some(), "mac_address"),
+    ]
+    .into_iter()
+    .find(|(set, _)| *set)
+    .map(|(_, k)| k)
+}
+
+pub fn container_name(project: &str, service: &str, svc: &Service, number: u32) -> String {
+    svc.container_name
+        .clone()
+        .unwrap_or_else(|| format!("{project}-{service}-{number}"))
+}
+
+impl Engine {
+    /// Creates a container: its record and directory, nothing running.
+    pub fn create(&self, n: &NewContainer) -> Result<Arc<Ctr>, String> {
+        let svc = n.service;
+        let name = container_name(n.project_name, n.service_name, svc, n.number);
+        if self.container(&name).is_some() {
+            return Err(format!(
+                "Error response from daemon: Conflict. The container name \"/{name}\" is already in use"
+            ));
+        }
+        let id = super::random_hex(32);
+        let mut labels = svc.labels.clone().unwrap_or_default();
+        labels.insert(state::LABEL_PROJECT.into(), n.project_name.into());
+        labels.insert(state::LABEL_SERVICE.into(), n.service_name.into());
+        labels.insert(state::LABEL_NUMBER.into(), n.number.to_string());
+        labels.insert(state::LABEL_HASH.into(), compose::service_hash(svc));
+        labels.insert(state::LABEL_ONEOFF.into(), "False".into());
+        labels.insert(state::LABEL_WORKDIR.into(), n.working_dir.into());
+        labels.insert(state::LABEL_FILES.into(), n.config_files.join(","));
+        let mode = svc.network_mode.clone().unwrap_or_default();
+        let networks = if mode.is_empty() || mode == "bridge" || mode == "default" {
+            let mut v: Vec<(i64, NetAttach)> = Vec::new();
+            for (key, opts) in svc.networks.iter().flatten() {
+                let top = n.project.networks.get(key);
+                let full = top
+                    .and_then(|t| t.name.clone())
+                    .unwrap_or_else(|| format!("{}_{key}", n.project_name));
+                let o = opts.clone().unwrap_or_default();
+                let prio = o.priority.unwrap_or(0);
+                v.push((
+                    prio,
+                    NetAttach {
+                        key: key.clone(),
+                        network: full,
+                        aliases: o.aliases.clone().unwrap_or_default(),
+                        ipv4_address: o.ipv4_address.clone(),
+                        ip: None,
+                        internal: top.and_then(|t| t.internal) == Some(true),
+                    },
+                ));
+            }
+            // Higher priority first, as Docker orders them (stable for equal ones).
+            v.sort_by(|a, b| b.0.cmp(&a.0));
+            v.into_iter().map(|(_, a)| a).collect()
+        } else {
+            Vec::new()
+        };
+        let mut vols = BTreeMap::new();
+        for v in svc.volumes.iter().flatten() {
+            if v.r#type.as_deref().unwrap_or("volume") == "volume" {
+                if let Some(key) = v.source.clone().filter(|k| !k.is_empty()) {
+                    let full = n
+                        .project
+                        .volumes
+                        .get(&key)
+                        .and_then(|t| t.name.clone())
+                        .unwrap_or_else(|| format!("{}_{key}", n.project_name));
+                    vols.insert(key, full);
+                }
+            }
+        }
+        let rec = Record {
+            id: id.clone(),
+            name,
+            project: n.project_name.into(),
+            service: n.service_name.into(),
+            number: n.number,
+            image: svc.image.clone().unwrap_or_default(),
+            image_id: n.image_id.clone(),
+            config_hash: compose::service_hash(svc),
+            labels,
+            created: state::now(),
+            service_json: serde_json::to_value(svc).map_err(|e| e.to_string())?,
+            networks,
+            network_mode: mode,
+            volumes: vols,
+            ..Default::default()
+        };
+        let dir = self.root.join("containers").join(&id);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        if let Err(e) = rec.save(&dir) {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(format!("saving container {}: {e}", rec.name));
+        }
+        let ctr = Arc::new(Ctr::new(dir, rec.clone()));
+        self.insert(ctr.clone());
+        self.emit(&rec, "create", &[]);
+        Ok(ctr)
+    }
+
+    /// `/proc/<pid>/ns/<kind>` of a running container of `project` named by service or
+    /// container name.
+    fn namespace_of(&self, project: &str, target: &str, kind: &str) -> Option<String> {
+        self.containers().into_iter().find_map(|c| {
+            let r = c.rec();
+            let hit = r.name == target || (r.project == project && r.service == target);
+            let live = c.live()?;
+            hit.then(|| format!("/proc/{}/ns/{kind}", live.pid))
+        })
+    }
+
+    /// Starts a created or exited container.
+    pub async fn start(self: &Arc<Self>, ctr: &Arc<Ctr>) -> Result<(), String> {
+        if ctr.live().is_some() {
+            return Ok(());
+        }
+        let rec = ctr.rec();
+        let svc = rec.service()?;
+        let image = self
+            .store
+            .resolve(&rec.image)
+            .map_err(|_| format!("Error response from daemon: No such image: {}", rec.image))?;
+        let config = self.store.config(&image).map_err(|e| e.to_string())?;
+        let layers = service::layer_dirs(&self.store, &image);
+
+        // Addresses, kept for the container's life.
+        let mut nets = rec.networks.clone();
+        for n in &mut nets {
+            let ip = self.net.allocate(&n.network, &rec.id, n.ipv4_address.as_deref())?;
+            n.ip = Some(ip.to_string());
+        }
+        ctr.update(|r| r.networks = nets.clone())?;
+
+        // Named volumes: exist (made by `up`), and are filled from the image when new.
+        for v in svc.volumes.iter().flatten() {
+            if let (Some(key), Some(target)) = (v.source.as_ref(), v.target.as_ref()) {
+                if let Some(full) = rec.volumes.get(key) {
+                    let data = volumes::data_dir(&self.root, full);
+                    let nocopy = v.volume.as_ref().and_then(|o| o.nocopy) == Some(true);
+                    if !nocopy {
+                        volumes::fill_from_image(&self.root.join("tmp"), &layers, target, &data)?;
+                    }
+                }
+            }
+        }
+
+        // In a block of its own: the context's closures are not `Sync`, so they must be
+        // gone before the next await.
+        let (mut spec, limits, _stop) = {
+            let root = self.root.clone();
+            let vmap = rec.volumes.clone();
+            let volume_dir = move |key: &str| vmap.get(key).map(|full| volumes::data_dir(&root, full));
+            let project = rec.project.clone();
+            let ns_of = |target: &str, kind: &str| self.namespace_of(&project, target, kind);
+            let ctx = SpecContext {
+                service: &rec.service,
+                container_id: &rec.id,
+                container_name: &rec.name,
+                layers,
+                dir: ctr.dir.clone(),
+                volume_dir: &volume_dir,
+                namespace_of: &ns_of,
+                host_resolv_conf: &self.host_resolv,
+            };
+            service::container_spec(&ctx, &svc, &config).map_err(|e| e.to_string())?
+        };
+        // The network's side of /etc/hosts and /etc/resolv.conf.
+        if let Some(ip) = nets.first().and_then(|n| n.ip.clone()) {
+            spec.hosts.push_str(&format!("{ip}\t{}\n", spec.hostname));
+        }
+        if svc.dns.is_none() {
+            if let Some((_, gw)) = nets.first().and_then(|n| self.net.network(&n.network)) {
+                let rest: String = spec
+                    .resolv_conf
+                    .lines()
+                    .filter(|l| !l.starts_with("nameserver"))
+                    .map(|l| format!("{l}\n"))
+                    .collect();
+                spec.resolv_conf = format!("nameserver {gw}\n{rest}");
+            }
+        }
+
+        // Published ports are bound before anything runs: a port in use fails the start
+        // with nothing left behind.
+        let target_ip = nets
+            .iter()
+            .find_map(|n| n.ip.as_deref()?.parse::<Ipv4Addr>().ok())
+            .map(IpAddr::V4);
+        let (proxies, bindings) = if rec.network_mode == "host" {
+            (Proxies::default(), Vec::new())
+        } else {
+            bind_ports(&svc, target_ip, &rec.name).await?
+        };
+
+        let me = self.clone();
+        let attach: Vec<(String, String, Ipv4Addr, bool)> = {
+            let mut first_external = true;
+            nets.iter()
+                .enumerate()
+                .filter_map(|(i, n)| {
+                    let ip = n.ip.as_deref()?.parse().ok()?;
+                    let route = !n.internal && first_external;
+                    if route {
+                        first_external = false;
+                    }
+                    let svc_net = svc.networks.as_ref().and_then(|m| m.get(&n.key)).cloned().flatten();
+                    let ifname = svc_net
+                        .and_then(|o| o.interface_name)
+                        .unwrap_or_else(|| format!("eth{i}"));
+                    Some((n.network.clone(), ifname, ip, route))
+                })
+                .collect()
+        };
+        let id = rec.id.clone();
+        let rt = tokio::runtime::Handle::current();
+        let started = tokio::task::spawn_blocking(move || {
+            let mut plug = |pid: i32| -> Result<(), String> {
+                for (net, ifname, ip, route) in &attach {
+                    me.net.attach_blocking(&rt, pid, &id, net, ifname, *ip, *route)?;
+                }
+                Ok(())
+            };
+            me.runtime.start_with(&spec, &limits, &mut plug)
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        let c = match started {
+            Ok(c) => c,
+            Err(e) => {
+                let nets: Vec<String> = rec.networks.iter().map(|n| n.network.clone()).collect();
+                self.net.detach(&rec.id, &nets).await;
+                let msg = format!(
+                    "Error response from daemon: failed to create task for container: {e}"
+                );
+                let _ = ctr.update(|r| {
+                    r.exit_code = Some(match &e {
+                        crate::runtime::RuntimeError::Start { exit_code, .. } => *exit_code,
+                        _ => 128,
+                    });
+                    r.finished_at = Some(state::now());
+                });
+                return Err(msg);
+            }
+        };
+        *lock(&ctr.proxies) = proxies;
+        ctr.update(|r| {
+            r.ports = bindings;
+            r.desired_running = true;
+            r.ever_started = true;
+            r.started_at = Some(state::now());
+            r.finished_at = None;
+            r.exit_code = None;
+            r.oom_killed = false;
+        })?;
+        self.resume(ctr, c).await
+    }
+
+    /// Takes a running container under supervision: DNS names, health probe, exit
+    /// watcher. Used after `start` and when adopting after an engine restart.
+    pub async fn resume(self: &Arc<Self>, ctr: &Arc<Ctr>, c: crate::runtime::Container) -> Result<(), String> {
+        let rec = ctr.rec();
+        let (pid, start_time) = (c.pid, c.start_time);
+        *lock(&ctr.live) = Some(c);
+        ctr.paused.store(false, Ordering::SeqCst);
+        ctr.restarting.store(false, Ordering::SeqCst);
+        self.net.register(&dns_entries(&rec));
+        if lock(&ctr.proxies).0.is_empty() && !rec.ports.is_empty() {
+            // Adopted: bind the ports it had again.
+            let mut p = Proxies::default();
+            for b in &rec.ports {
+                if let Some(t) = rec.networks.iter().find_map(|n| n.ip.as_deref()?.parse::<IpAddr>().ok()) {
+                    if let Ok(h) = spawn_proxy(b, t).await {
+                        p.0.push(h);
+                    }
+                }
+            }
+            *lock(&ctr.proxies) = p;
+        }
+        let svc = rec.service()?;
+        let image_hc = self
+            .store
+            .resolve(&rec.image)
+            .ok()
+            .and_then(|i| self.store.config(&i).ok())
+            .and_then(|c| c.config.healthcheck);
+        if let Some(hc) = super::health::effective(&svc, image_hc.as_ref()) {
+            *lock(&ctr.health) = "starting".into();
+            let me = self.clone();
+            let c2 = ctr.clone();
+            let task = tokio::spawn(async move { me.probe_loop(c2, hc).await });
+            if let Some(old) = lock(&ctr.health_task).replace(task) {
+                old.abort();
+            }
+        } else {
+            lock(&ctr.health).clear();
+        }
+        self.emit(&rec, "start", &[]);
+        let me = self.clone();
+        let c2 = ctr.clone();
+        tokio::spawn(async move { me.supervise(c2, pid, start_time).await });
+        Ok(())
+    }
+
+    /// Stops a running container: the stop signal, `grace`, then everything killed.
+    /// `keep_wanted` leaves it wanted (a restart); otherwise restart policies leave it.
+    pub async fn stop(self: &Arc<Self>, ctr: &Arc<Ctr>, grace: Option<Duration>, keep_wanted: bool) -> Result<(), String> {
+        if !keep_wanted {
+            ctr.update(|r| r.desired_running = false)?;
+        }
+        ctr.restarting.store(false, Ordering::SeqCst);
+        let Some(c) = ctr.live() else {
+            return Ok(());
+        };
+        let rec = ctr.rec();
+        let svc = rec.service().unwrap_or_default();
+        let signal = svc
+            .stop_signal
+            .as_deref()
+            .and_then(service::signal_number)
+            .unwrap_or(libc::SIGTERM);
+        let grace = grace
+            .or_else(|| svc.stop_grace_period.map(|d| d.as_std()))
+            .unwrap_or(Duration::from_secs(10));
+        if ctr.paused.swap(false, Ordering::SeqCst) {
+            let _ = c.cgroup.thaw();
+        }
+        self.emit(&rec, "kill", &[("signal", signal.to_string())]);
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || me.runtime.stop(&c, signal, grace))
+            .await
+            .map_err(|e| e.to_string())?;
+        self.finish_exit(ctr).await;
+        self.emit(&rec, "stop", &[]);
+        Ok(())
+    }
+
+    /// Sends a signal to a running container's workload.
+    pub fn kill(&self, ctr: &Arc<Ctr>, signal: i32) -> Result<(), String> {
+        let c = ctr.live().ok_or_else(|| format!("container {} is not running", ctr.rec().name))?;
+        ctr.update(|r| r.desired_running = false)?;
+        // SAFETY: kill has no memory-safety preconditions.
+        if unsafe { libc::kill(c.pid, signal) } != 0 {
+            return Err(std::io::Error::last_os_error().to_string());
+        }
+        self.emit(&ctr.rec(), "kill", &[("signal", signal.to_string())]);
+        Ok(())
+    }
+
+    pub fn pause(&self, ctr: &Arc<Ctr>, pause: bool) -> Result<(), String> {
+        let c = ctr.live().ok_or_else(|| format!("container {} is not running", ctr.rec().name))?;
+        if pause {
+            c.cgroup.freeze().map_err(|e| e.to_string())?;
+        } else {
+            c.cgroup.thaw().map_err(|e| e.to_string())?;
+        }
+        ctr.paused.store(pause, Ordering::SeqCst);
+        self.emit(&ctr.rec(), if pause { "pause" } else { "unpause" }, &[]);
+        Ok(())
+    }
+
+    /// Removes a stopped container: its addresses, files and record.
+    pub async fn remove(self: &Arc<Self>, ctr: &Arc<Ctr>) -> Result<(), String> {
+        if ctr.live().is_some() {
+            self.stop(ctr, None, false).await?;
+        }
+        let rec = ctr.rec();
+        let nets: Vec<String> = rec.networks.iter().map(|n| n.network.clone()).collect();
+        self.net.detach(&rec.id, &nets).await;
+        for n in &nets {
+            self.net.release(n, &rec.id);
+        }
+        // The record goes first: a crash midway leaves a directory that the next start
+        // recognizes as unfinished and removes.
+        let _ = std::fs::remove_file(Record::path(&ctr.dir));
+        std::fs::remove_dir_all(&ctr.dir).map_err(|e| format!("removing container {}: {e}", rec.name))?;
+        self.forget(&ctr.id);
+        self.emit(&rec, "destroy", &[]);
+        Ok(())
+    }
+}
+
+fn dns_entries(rec: &Record) -> Vec<(String, IpAddr, Vec<String>)> {
+    rec.networks
+        .iter()
+        .filter_map(|n| {
+            let ip: IpAddr = n.ip.as_deref()?.parse().ok()?;
+            let mut names = vec![rec.name.clone(), rec.service.clone(), rec.id[..12.min(rec.id.len())].to_string()];
+            names.extend(n.aliases.iter().cloned());
+            Some((n.network.clone(), ip, names))
+        })
+        .collect()
+}
+
+pub(super) fn dns_addresses(rec: &Record) -> Vec<(String, IpAddr)> {
+    dns_entries(rec).into_iter().map(|(n, ip, _)| (n, ip)).collect()
+}
+
+async fn spawn_proxy(b: &PortBinding, target: IpAddr) -> Result<tokio::task::JoinHandle<()>, String> {
+    let addr = SocketAddr::new(b.host_ip.parse().map_err(|_| format!("invalid host_ip {}", b.host_ip))?, b.host_port);
+    let to = SocketAddr::new(target, b.container_port);
+    Ok(if b.protocol == "udp" {
+        let s = netd::ports::bind_udp(addr).await.map_err(|e| e.to_string())?;
+        tokio::spawn(netd::ports::proxy_udp(s, to, Duration::from_secs(60)))
+    } else {
+        let l = netd::ports::bind_tcp(addr).await.map_err(|e| e.to_string())?;
+        tokio::spawn(netd::ports::proxy_tcp(l, to))
+    })
+}
+
+/// Binds every published port of the service (ranges, random ports, `host_ip`).
+async fn bind_ports(svc: &Service, target: Option<IpAddr>, name: &str) -> Result<(Proxies, Vec<PortBinding>), String> {
+    let mut proxies = Proxies::default();
+    let mut out = Vec::new();
+    let ports = svc.ports.clone().unwrap_or_default();
+    if ports.is_empty() {
+        return Ok((proxies, out));
+    }
+    let target = target.ok_or_else(|| format!("container {name}: published ports need a network"))?;
+    for p in ports {
+        let Some(container_port) = p.target.and_then(|t| u16::try_from(t).ok()) else {
+            continue;
+        };
+        let protocol = p.protocol.clone().unwrap_or_else(|| "tcp".into());
+        if protocol != "tcp" && protocol != "udp" {
+            return Err(format!("ports: protocol {protocol:?} is not implemented yet"));
+        }
+        let host_ip = p.host_ip.clone().filter(|h| !h.is_empty()).unwrap_or_else(|| "0.0.0.0".into());
+        let published = p.published.clone().unwrap_or_default();
+        let candidates: Vec<u16> = if published.is_empty() {
+            vec![0]
+        } else if let Some((a, b)) = published.split_once('-') {
+            let (a, b) = (a.parse::<u16>(), b.parse::<u16>());
+            match (a, b) {
+                (Ok(a), Ok(b)) if a <= b => (a..=b).collect(),
+                _ => return Err(format!("invalid published port range {published:?}")),
+            }
+        } else {
+            vec![published.parse::<u16>().map_err(|_| format!("invalid published port {published:?}"))?]
+        };
+        let mut last_err = String::new();
+        let mut bound = None;
+        for port in &candidates {
+            let b = PortBinding {
+                host_ip: host_ip.clone(),
+                host_port: *port,
+                container_port,
+                protocol: protocol.clone(),
+            };
+            match bind_one(&b, target).await {
+                Ok(x) => {
+                    bound = Some(x);
+                    break;
+                }
+                Err(e) => last_err = e,
+            }
+        }
+        let Some((handle, binding)) = bound else {
+            return Err(format!(
+                "Error response from daemon: failed to set up container networking: driver failed programming external connectivity on endpoint {name}: {last_err}"
+            ));
+        };
+        proxies.0.push(handle);
+        out.push(binding);
+    }
+    Ok((proxies, out))
+}
+
+async fn bind_one(b: &PortBinding, target: IpAddr) -> Result<(tokio::task::JoinHandle<()>, PortBinding), String> {
+    let ip: IpAddr = b.host_ip.parse().map_err(|_| format!("invalid host_ip {:?}", b.host_ip))?;
+    let addr = SocketAddr::new(ip, b.host_port);
+    let to = SocketAddr::new(target, b.container_port);
+    let mut bound = b.clone();
+    let handle = if b.protocol == "udp" {
+        let s = netd::ports::bind_udp(addr).await.map_err(|e| e.to_string())?;
+        bound.host_port = s.local_addr().map(|a| a.port()).unwrap_or(b.host_port);
+        tokio::spawn(netd::ports::proxy_udp(s, to, Duration::from_secs(60)))
+    } else {
+        let l = netd::ports::bind_tcp(addr).await.map_err(|e| e.to_string())?;
+        bound.host_port = l.local_addr().map(|a| a.port()).unwrap_or(b.host_port);
+        tokio::spawn(netd::ports::proxy_tcp(l, to))
+    };
+    Ok((handle, bound))
+}

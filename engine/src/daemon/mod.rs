@@ -1,0 +1,381 @@
+//! The engine daemon (`rcompose daemon`): one per state root. It owns the containers,
+//! networks, volumes, DNS servers, port proxies, health probes and restart policies of
+//! every project, and serves the API (`server`) on a Unix socket.
+//!
+//! State is written to disk before it is acted on (`state::Record`, the runtime's own
+//! `state.json`, netd's IPAM), so a restarted engine adopts the containers that kept
+//! running while it was away (their init holds their logs and exit status) and applies
+//! restart policies to those that ended meanwhile.
+//!
+//! The runtime directory (socket, pid file) is `RCOMPOSE_RUN`; when unset it is
+//! `/run/rcompose` for the default state root and `<root>/run` for any other, so that
+//! engines of different roots (tests run many) never share a socket.
+
+pub mod container;
+pub mod health;
+pub mod logs;
+pub mod network;
+pub mod project;
+pub mod server;
+pub mod state;
+pub mod supervise;
+pub mod volumes;
+
+use crate::api::Event;
+use crate::images::Store;
+use crate::runtime::Runtime;
+use state::{Record, State};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+
+pub const DEFAULT_ROOT: &str = "/var/lib/rcompose";
+pub const DEFAULT_RUN: &str = "/run/rcompose";
+pub const SOCKET: &str = "rcompose.sock";
+
+/// The state root and runtime directory from the environment.
+pub fn paths() -> (PathBuf, PathBuf) {
+    let root = std::env::var_os("RCOMPOSE_ROOT")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT));
+    let run = std::env::var_os("RCOMPOSE_RUN")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            if root == Path::new(DEFAULT_ROOT) {
+                PathBuf::from(DEFAULT_RUN)
+            } else {
+                root.join("run")
+            }
+        });
+    (root, run)
+}
+
+/// The cgroup directory (under the engine's own) holding this root's containers.
+pub fn cgroup_parent(root: &Path) -> String {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in root.as_os_str().as_encoded_bytes() {
+        h = (h ^ u64::from(*b)).wrapping_mul(0x100000001b3);
+    }
+    format!("rcompose-{:08x}", h & 0xffff_ffff)
+}
+
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// `n` random bytes as hex.
+pub fn random_hex(n: usize) -> String {
+    let mut buf = vec![0u8; n];
+    // SAFETY: getrandom writes at most buf.len() bytes into buf.
+    let got = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if got < n as isize {
+        // Never expected; fall back to time and pid, still unique enough for names.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let seed = t ^ (u128::from(std::process::id()) << 64);
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = (seed >> ((i % 16) * 8)) as u8 ^ i as u8;
+        }
+    }
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// One container as the engine holds it.
+pub struct Ctr {
+    pub id: String,
+    pub dir: PathBuf,
+    rec: Mutex<Record>,
+    live: Mutex<Option<crate::runtime::Container>>,
+    health: Mutex<String>,
+    restarting: AtomicBool,
+    paused: AtomicBool,
+    /// Milliseconds before the next automatic restart (Docker's doubling back-off).
+    backoff_ms: AtomicU64,
+    /// Held by whatever starts, stops or removes the container.
+    op: tokio::sync::Mutex<()>,
+    health_task: Mutex<Option<JoinHandle<()>>>,
+    proxies: Mutex<network::Proxies>,
+}
+
+impl Ctr {
+    fn new(dir: PathBuf, rec: Record) -> Ctr {
+        Ctr {
+            id: rec.id.clone(),
+            dir,
+            rec: Mutex::new(rec),
+            live: Mutex::new(None),
+            health: Mutex::new(String::new()),
+            restarting: AtomicBool::new(false),
+            paused: AtomicBool::new(false),
+            backoff_ms: AtomicU64::new(0),
+            op: tokio::sync::Mutex::new(()),
+            health_task: Mutex::new(None),
+            proxies: Mutex::new(network::Proxies::default()),
+        }
+    }
+
+    pub fn rec(&self) -> Record {
+        lock(&self.rec).clone()
+    }
+
+    /// Changes the record and writes it to disk.
+    pub fn update(&self, f: impl FnOnce(&mut Record)) -> Result<(), String> {
+        let mut r = lock(&self.rec);
+        f(&mut r);
+        r.save(&self.dir).map_err(|e| format!("saving container {}: {e}", r.name))
+    }
+
+    pub fn live(&self) -> Option<crate::runtime::Container> {
+        lock(&self.live).clone()
+    }
+
+    pub fn health(&self) -> String {
+        lock(&self.health).clone()
+    }
+
+    pub fn state(&self) -> State {
+        if lock(&self.live).is_some() {
+            if self.paused.load(Ordering::SeqCst) {
+                State::Paused
+            } else {
+                State::Running
+            }
+        } else if self.restarting.load(Ordering::SeqCst) {
+            State::Restarting
+        } else if lock(&self.rec).ever_started {
+            State::Exited
+        } else {
+            State::Created
+        }
+    }
+}
+
+pub struct Engine {
+    pub root: PathBuf,
+    pub store: Store,
+    pub runtime: Runtime,
+    pub net: network::Net,
+    ctrs: Mutex<BTreeMap<String, Arc<Ctr>>>,
+    project_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    events: broadcast::Sender<Event>,
+    /// Bumped on every change of any container's state or health.
+    changed: watch::Sender<u64>,
+    pub host_resolv: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("{0}")]
+    Setup(String),
+    #[error("another engine is already running for {0}")]
+    AlreadyRunning(PathBuf),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Engine {
+    /// Opens the state root; must run inside the tokio runtime.
+    pub fn open(root: &Path, helper: &Path) -> Result<Arc<Engine>, DaemonError> {
+        let setup = |what: &str, e: String| DaemonError::Setup(format!("{what}: {e}"));
+        let store = Store::open(root).map_err(|e| setup("image store", e.to_string()))?;
+        let runtime = Runtime::new(helper, &cgroup_parent(root)).map_err(|e| setup("runtime", e.to_string()))?;
+        let net = network::Net::open(root).map_err(|e| setup("networks", e))?;
+        std::fs::create_dir_all(root.join("containers"))?;
+        std::fs::create_dir_all(root.join("volumes"))?;
+        std::fs::create_dir_all(root.join("tmp"))?;
+        Ok(Arc::new(Engine {
+            root: root.to_path_buf(),
+            store,
+            runtime,
+            net,
+            ctrs: Mutex::default(),
+            project_locks: Mutex::default(),
+            events: broadcast::channel(1024).0,
+            changed: watch::channel(0).0,
+            host_resolv: std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        }))
+    }
+
+    pub fn containers(&self) -> Vec<Arc<Ctr>> {
+        lock(&self.ctrs).values().cloned().collect()
+    }
+
+    pub fn container(&self, id_or_name: &str) -> Option<Arc<Ctr>> {
+        let map = lock(&self.ctrs);
+        map.get(id_or_name).cloned().or_else(|| {
+            map.values()
+                .find(|c| {
+                    let r = lock(&c.rec);
+                    r.name == id_or_name || (id_or_name.len() >= 12 && r.id.starts_with(id_or_name))
+                })
+                .cloned()
+        })
+    }
+
+    /// The project's containers (one-off ones too), by service then number.
+    pub fn project_containers(&self, project: &str) -> Vec<Arc<Ctr>> {
+        let mut v: Vec<Arc<Ctr>> = self
+            .containers()
+            .into_iter()
+            .filter(|c| lock(&c.rec).project == project)
+            .collect();
+        v.sort_by_key(|c| {
+            let r = lock(&c.rec);
+            (r.service.clone(), r.number)
+        });
+        v
+    }
+
+    pub fn project_lock(&self, project: &str) -> Arc<tokio::sync::Mutex<()>> {
+        lock(&self.project_locks).entry(project.to_string()).or_default().clone()
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    pub fn watch_changes(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    fn bump(&self) {
+        self.changed.send_modify(|v| *v += 1);
+    }
+
+    pub fn emit(&self, rec: &Record, action: &str, attrs: &[(&str, String)]) {
+        let mut attributes: BTreeMap<String, String> = attrs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        attributes.insert("name".into(), rec.name.clone());
+        attributes.insert("image".into(), rec.image.clone());
+        let _ = self.events.send(Event {
+            time: crate::timefmt::rfc3339(true),
+            kind: "container".into(),
+            action: action.into(),
+            id: rec.id.clone(),
+            service: rec.service.clone(),
+            project: rec.project.clone(),
+            attributes,
+        });
+        self.bump();
+    }
+
+    fn insert(&self, ctr: Arc<Ctr>) {
+        lock(&self.ctrs).insert(ctr.id.clone(), ctr);
+    }
+
+    fn forget(&self, id: &str) {
+        lock(&self.ctrs).remove(id);
+    }
+
+    /// Reads every container record back: running ones are adopted (their supervisor,
+    /// DNS names, port proxies and health probes come back), ended ones get their
+    /// restart policy, and half-created ones (no record) are removed.
+    pub async fn adopt_all(self: &Arc<Self>) {
+        let dirs: Vec<PathBuf> = std::fs::read_dir(self.root.join("containers"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        for dir in dirs {
+            let Some(rec) = Record::load(&dir) else {
+                tracing::warn!("removing {}: no record (a create that never finished)", dir.display());
+                if let Some(c) = self.runtime.adopt(&dir) {
+                    self.runtime.cleanup(&c);
+                }
+                let _ = std::fs::remove_dir_all(&dir);
+                continue;
+            };
+            let ctr = Arc::new(Ctr::new(dir.clone(), rec));
+            self.insert(ctr.clone());
+            // Networks used by anything we know of need their DNS servers back.
+            for n in ctr.rec().networks {
+                if let Some(nr) = self.net.record(&n.network) {
+                    let spec = network::NetSpec {
+                        project: nr.project.clone(),
+                        key: nr.key.clone(),
+                        internal: nr.internal,
+                        ipam: netd::ipam::Request {
+                            subnet: Some(nr.subnet.clone()),
+                            ..Default::default()
+                        },
+                        ..Default::default()
+                    };
+                    if let Err(e) = self.net.ensure(&n.network, &spec).await {
+                        tracing::warn!("{e}");
+                    }
+                }
+            }
+            match self.runtime.adopt(&dir) {
+                Some(c) => {
+                    if let Err(e) = self.resume(&ctr, c).await {
+                        tracing::warn!("adopting {}: {e}", ctr.rec().name);
+                    }
+                }
+                None => {
+                    let rec = ctr.rec();
+                    if rec.ever_started && rec.finished_at.is_none() {
+                        // It ended while we were away: record how, then apply its policy.
+                        if let Ok(Some(old)) = serde_json::from_slice::<crate::runtime::Container>(
+                            &std::fs::read(dir.join("state.json")).unwrap_or_default(),
+                        )
+                        .map(Some)
+                        {
+                            let status = self.runtime.status(&old);
+                            self.runtime.cleanup(&old);
+                            let _ = ctr.update(|r| {
+                                r.finished_at = Some(state::now());
+                                r.exit_code = Some(status.as_ref().map(|s| s.exit_code).unwrap_or(137));
+                                r.oom_killed = status.is_some_and(|s| s.oom_killed);
+                            });
+                        }
+                        let me = self.clone();
+                        tokio::spawn(async move { me.after_exit(ctr).await });
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The daemon's main: takes the root's lock, adopts, serves until SIGTERM/SIGINT.
+/// Containers keep running when it ends.
+pub async fn run(root: PathBuf, run_dir: PathBuf, helper: PathBuf) -> Result<(), DaemonError> {
+    std::fs::create_dir_all(&root)?;
+    std::fs::create_dir_all(&run_dir)?;
+    let lock_file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(root.join("engine.lock"))?;
+    // Held until this function returns.
+    let _guard = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|_| DaemonError::AlreadyRunning(root.clone()))?;
+    let engine = Engine::open(&root, &helper)?;
+    engine.adopt_all().await;
+    let sock = run_dir.join(SOCKET);
+    let _ = std::fs::remove_file(&sock);
+    let listener = tokio::net::UnixListener::bind(&sock)?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600))?;
+    }
+    std::fs::write(run_dir.join("rcompose.pid"), format!("{}\n", std::process::id()))?;
+    tracing::info!("engine ready on {}", sock.display());
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    tokio::select! {
+        r = server::serve(listener, engine.clone()) => r?,
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down, containers keep running"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down, containers keep running"),
+    }
+    let _ = std::fs::remove_file(&sock);
+    let _ = std::fs::remove_file(run_dir.join("rcompose.pid"));
+    Ok(())
+}

@@ -1,0 +1,344 @@
+//! The engine's side of networking: Compose networks made real with `netd` (a bridge per
+//! network, persistent IPAM, a veth per container per network), the embedded DNS server
+//! of each network, and the published-port proxies.
+//!
+//! DNS scoping: each network's server (on its gateway address) answers only askers that
+//! are on that network, and answers them from the zones of every network the asker is
+//! on, as Docker's resolver does for a container on several networks.
+
+use ipnet::Ipv4Net;
+use netd::dns::{Reply, Zone};
+use netd::ipam::{Ipam, Request};
+use netd::links::{self, Attachment, Rtnl};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use tokio::task::JoinHandle;
+
+/// What the engine keeps of a network it created (`<root>/networks/<name>.json`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NetworkRecord {
+    pub name: String,
+    pub project: String,
+    pub key: String,
+    pub internal: bool,
+    pub subnet: String,
+    pub gateway: String,
+    pub bridge: String,
+}
+
+/// What a Compose network asks for.
+#[derive(Debug, Clone, Default)]
+pub struct NetSpec {
+    pub project: String,
+    pub key: String,
+    pub internal: bool,
+    pub external: bool,
+    pub ipam: Request,
+    pub mtu: Option<u32>,
+}
+
+#[derive(Default)]
+struct Resolver {
+    zones: HashMap<String, Zone>,
+    /// Every address of every container -> the networks that container is on.
+    members: HashMap<IpAddr, Vec<String>>,
+}
+
+pub struct Net {
+    dir: PathBuf,
+    nl: Rtnl,
+    ipam: Mutex<Ipam>,
+    resolver: Arc<RwLock<Resolver>>,
+    dns: Mutex<HashMap<String, JoinHandle<()>>>,
+    upstreams: Vec<SocketAddr>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A veth host-end name that fits in 15 bytes, stable for a container and network.
+pub fn veth_name(container_id: &str, network: &str) -> String {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in container_id.bytes().chain([0]).chain(network.bytes()) {
+        h = (h ^ u64::from(b)).wrapping_mul(0x100000001b3);
+    }
+    format!("rv{:013x}", h & 0xf_ffff_ffff_ffff)
+}
+
+impl Net {
+    /// Opens the state under `<root>/networks` (the tokio runtime must be running).
+    pub fn open(root: &Path) -> Result<Net, String> {
+        let dir = root.join("networks");
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let ipam = Ipam::load(&dir.join("ipam.json"), netd::ipam::default_pools()).map_err(|e| e.to_string())?;
+        let nl = Rtnl::connect().map_err(|e| format!("netlink: {e}"))?;
+        let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        Ok(Net {
+            dir,
+            nl,
+            ipam: Mutex::new(ipam),
+            resolver: Arc::default(),
+            dns: Mutex::default(),
+            upstreams: netd::dns_server::upstreams(&resolv),
+        })
+    }
+
+    fn record_path(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.json"))
+    }
+
+    pub fn record(&self, name: &str) -> Option<NetworkRecord> {
+        serde_json::from_slice(&std::fs::read(self.record_path(name)).ok()?).ok()
+    }
+
+    /// Every network this engine created.
+    pub fn records(&self) -> Vec<NetworkRecord> {
+        let mut v: Vec<NetworkRecord> = std::fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".json") && e.file_name() != "ipam.json")
+            .filter_map(|e| serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok())
+            .collect();
+        v.sort_by(|a: &NetworkRecord, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// Creates the network (bridge, addresses, DNS server) or finds it. Returns whether
+    /// it was created now.
+    pub async fn ensure(&self, name: &str, spec: &NetSpec) -> Result<bool, String> {
+        let existing = self.record(name);
+        if spec.external && existing.is_none() {
+            return Err(format!(
+                "network {name} declared as external, but could not be found"
+            ));
+        }
+        let created = existing.is_none();
+        let host_routes = netd::ipam::parse_routes(&std::fs::read_to_string("/proc/net/route").unwrap_or_default());
+        let alloc = lock(&self.ipam)
+            .create_network(name, &spec.ipam, &host_routes)
+            .map_err(|e| format!("network {name}: {e}"))?;
+        let bridge = links::bridge_name(name);
+        let rec = NetworkRecord {
+            name: name.into(),
+            project: spec.project.clone(),
+            key: spec.key.clone(),
+            internal: spec.internal,
+            subnet: alloc.subnet.to_string(),
+            gateway: alloc.gateway.to_string(),
+            bridge: bridge.clone(),
+        };
+        if created {
+            // On disk first: a crash from here on is cleaned up by `down` or the next start.
+            let data = serde_json::to_vec_pretty(&rec).map_err(|e| e.to_string())?;
+            crate::images::store::write_atomic(&self.record_path(name), &data).map_err(|e| e.to_string())?;
+        }
+        links::ensure_bridge(&self.nl, &bridge, alloc.subnet, alloc.gateway, spec.mtu)
+            .await
+            .map_err(|e| format!("network {name}: {e}"))?;
+        self.ensure_dns(name, alloc.gateway)?;
+        Ok(created)
+    }
+
+    fn ensure_dns(&self, name: &str, gateway: Ipv4Addr) -> Result<(), String> {
+        let mut dns = lock(&self.dns);
+        if dns.get(name).is_some_and(|t| !t.is_finished()) {
+            return Ok(());
+        }
+        self.resolver.write().unwrap_or_else(|p| p.into_inner()).zones.entry(name.to_string()).or_default();
+        let sock = std::net::UdpSocket::bind(SocketAddr::new(IpAddr::V4(gateway), 53))
+            .and_then(|s| s.set_nonblocking(true).map(|_| s))
+            .and_then(tokio::net::UdpSocket::from_std)
+            .map_err(|e| format!("network {name}: DNS server on {gateway}:53: {e}"))?;
+        let resolver = self.resolver.clone();
+        let me = name.to_string();
+        let answer: netd::dns_server::Answerer = Arc::new(move |from: IpAddr, q: &[u8]| {
+            let r = resolver.read().unwrap_or_else(|p| p.into_inner());
+            let nets = r.members.get(&from)?;
+            if !nets.contains(&me) {
+                return None;
+            }
+            let order = std::iter::once(&me).chain(nets.iter().filter(|n| **n != me));
+            for n in order {
+                if let Some(Reply::Answer(b)) = r.zones.get(n).map(|z| z.answer(q)) {
+                    return Some(Reply::Answer(b));
+                }
+            }
+            Some(Reply::Forward)
+        });
+        let upstreams = self.upstreams.clone();
+        let task = tokio::spawn(async move {
+            if let Err(e) = netd::dns_server::serve_with(sock, answer, upstreams).await {
+                tracing::warn!("DNS server stopped: {e}");
+            }
+        });
+        dns.insert(name.to_string(), task);
+        Ok(())
+    }
+
+    /// Removes a network this engine created: DNS server, bridge, addresses, record.
+    pub async fn remove(&self, name: &str) -> Result<(), String> {
+        if let Some(t) = lock(&self.dns).remove(name) {
+            t.abort();
+        }
+        self.resolver.write().unwrap_or_else(|p| p.into_inner()).zones.remove(name);
+        links::remove_bridge(&self.nl, &links::bridge_name(name))
+            .await
+            .map_err(|e| format!("network {name}: {e}"))?;
+        lock(&self.ipam).remove_network(name).map_err(|e| e.to_string())?;
+        match std::fs::remove_file(self.record_path(name)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.to_string()),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn allocate(&self, network: &str, owner: &str, wanted: Option<&str>) -> Result<Ipv4Addr, String> {
+        lock(&self.ipam)
+            .allocate(network, owner, wanted)
+            .map_err(|e| e.to_string())
+    }
+
+    pub fn release(&self, network: &str, owner: &str) {
+        let _ = lock(&self.ipam).release(network, owner);
+    }
+
+    pub fn network(&self, name: &str) -> Option<(Ipv4Net, Ipv4Addr)> {
+        lock(&self.ipam).network(name).map(|n| (n.subnet, n.gateway))
+    }
+
+    /// Plugs a container (its init is `pid`) into `network`; blocking, for the runtime's
+    /// start hook (which runs on a blocking thread of the engine's runtime).
+    pub fn attach_blocking(
+        &self,
+        rt: &tokio::runtime::Handle,
+        pid: i32,
+        container_id: &str,
+        network: &str,
+        ifname: &str,
+        ip: Ipv4Addr,
+        default_route: bool,
+    ) -> Result<(), String> {
+        let (subnet, gateway) = self
+            .network(network)
+            .ok_or_else(|| format!("network {network} not found"))?;
+        let netns = PathBuf::from(format!("/proc/{pid}/ns/net"));
+        let host_name = veth_name(container_id, network);
+        rt.block_on(async {
+            let bridge = self
+                .nl_index(&links::bridge_name(network))
+                .await?
+                .ok_or_else(|| format!("network {network}: its bridge is gone"))?;
+            // A leftover host end (a container that died with the engine away) goes first.
+            if let Some(old) = self.nl_index(&host_name).await? {
+                let _ = netd::links::Netlink::delete(&self.nl, old).await;
+            }
+            links::attach(
+                &self.nl,
+                &Attachment {
+                    bridge,
+                    netns: &netns,
+                    host_name: &host_name,
+                    ifname,
+                    address: ip,
+                    prefix: subnet.prefix_len(),
+                    gateway: default_route.then_some(gateway),
+                },
+            )
+            .await
+            .map_err(|e| format!("attaching to network {network}: {e}"))
+        })
+    }
+
+    async fn nl_index(&self, name: &str) -> Result<Option<u32>, String> {
+        netd::links::Netlink::index_of(&self.nl, name).await.map_err(|e| e.to_string())
+    }
+
+    /// Removes a container's host-side veth ends (they usually go with its namespace).
+    pub async fn detach(&self, container_id: &str, networks: &[String]) {
+        for n in networks {
+            if let Ok(Some(i)) = self.nl_index(&veth_name(container_id, n)).await {
+                let _ = netd::links::Netlink::delete(&self.nl, i).await;
+            }
+        }
+    }
+
+    /// Makes a container's names resolvable: `entries` are (network, address, names).
+    pub fn register(&self, entries: &[(String, IpAddr, Vec<String>)]) {
+        let mut r = self.resolver.write().unwrap_or_else(|p| p.into_inner());
+        let nets: Vec<String> = entries.iter().map(|e| e.0.clone()).collect();
+        for (net, ip, names) in entries {
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            r.zones.entry(net.clone()).or_default().add(&names, *ip);
+            r.members.insert(*ip, nets.clone());
+        }
+    }
+
+    pub fn unregister(&self, entries: &[(String, IpAddr)]) {
+        let mut r = self.resolver.write().unwrap_or_else(|p| p.into_inner());
+        for (net, ip) in entries {
+            if let Some(z) = r.zones.get_mut(net) {
+                z.remove(*ip);
+            }
+            r.members.remove(ip);
+        }
+    }
+}
+
+/// The Compose network's request as netd's.
+pub fn net_spec(project: &str, key: &str, n: &compose::model::Network) -> NetSpec {
+    let pool = n
+        .ipam
+        .as_ref()
+        .and_then(|i| i.config.as_ref())
+        .and_then(|c| c.first());
+    let aux: Vec<String> = pool
+        .and_then(|p| p.aux_addresses.as_ref())
+        .map(|m: &BTreeMap<String, String>| m.values().cloned().collect())
+        .unwrap_or_default();
+    NetSpec {
+        project: project.into(),
+        key: key.into(),
+        internal: n.internal == Some(true),
+        external: n.external.as_ref().is_some_and(|e| e.is_external()),
+        ipam: Request {
+            subnet: pool.and_then(|p| p.subnet.clone()),
+            ip_range: pool.and_then(|p| p.ip_range.clone()),
+            gateway: pool.and_then(|p| p.gateway.clone()),
+            aux_addresses: aux,
+        },
+        mtu: n
+            .driver_opts
+            .as_ref()
+            .and_then(|o| o.get("com.docker.network.driver.mtu"))
+            .and_then(|m| m.parse().ok()),
+    }
+}
+
+/// Port proxies of one container; dropped (aborted) when it stops.
+#[derive(Default)]
+pub struct Proxies(pub Vec<JoinHandle<()>>);
+
+impl Drop for Proxies {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn veth_names_fit_and_differ() {
+        let a = veth_name("abc", "p_default");
+        assert_eq!(a.len(), 15);
+        assert_ne!(a, veth_name("abc", "p_back"));
+        assert_ne!(a, veth_name("abd", "p_default"));
+    }
+}

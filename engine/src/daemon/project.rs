@@ -1,0 +1,719 @@
+//! Projects: `up` as convergence (keep what is unchanged, recreate what changed by config
+//! hash or image, scale up and down, remove orphans when asked), services started in
+//! parallel as soon as their `depends_on` conditions hold; `down` and the other project
+//! actions walking the same graph backwards. Messages and their wording are Compose's.
+
+use super::container::{self, NewContainer};
+use super::state::{self, State};
+use super::{network, volumes, Ctr, Engine};
+use crate::api::{ActionRequest, DownRequest, Progress, StreamMsg, UpRequest};
+use compose::model::Service;
+use compose::Project;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// Where an operation reports.
+#[derive(Clone)]
+pub struct Out(pub mpsc::UnboundedSender<StreamMsg>);
+
+impl Out {
+    pub fn progress(&self, kind: &str, name: &str, status: &str) {
+        let _ = self.0.send(StreamMsg::Progress(Progress {
+            kind: kind.into(),
+            name: name.into(),
+            status: status.into(),
+            detail: None,
+        }));
+    }
+    pub fn warn(&self, m: impl Into<String>) {
+        let _ = self.0.send(StreamMsg::Warning(m.into()));
+    }
+}
+
+/// An operation's failure: Compose's message and exit code.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpError {
+    pub message: String,
+    pub exit_code: i32,
+}
+
+impl From<String> for OpError {
+    fn from(message: String) -> Self {
+        OpError { message, exit_code: 1 }
+    }
+}
+
+type OpResult = Result<(), OpError>;
+
+fn full_volume_name(p: &Project, name: &str, key: &str) -> String {
+    p.volumes
+        .get(key)
+        .and_then(|v| v.name.clone())
+        .unwrap_or_else(|| format!("{name}_{key}"))
+}
+
+fn full_network_name(p: &Project, name: &str, key: &str) -> String {
+    p.networks
+        .get(key)
+        .and_then(|v| v.name.clone())
+        .unwrap_or_else(|| format!("{name}_{key}"))
+}
+
+/// What a service needs of a dependency before it starts.
+#[derive(Debug, Clone, PartialEq)]
+enum Condition {
+    Started,
+    Healthy,
+    Completed,
+}
+
+impl Engine {
+    fn service_containers(&self, project: &str, service: &str) -> Vec<Arc<Ctr>> {
+        self.project_containers(project)
+            .into_iter()
+            .filter(|c| c.rec().service == service)
+            .collect()
+    }
+
+    pub async fn up(self: &Arc<Self>, req: UpRequest, out: Out) -> OpResult {
+        let project = state::project_from_json(&req.project)?;
+        let name = project.name.clone().unwrap_or_default();
+        if name.is_empty() {
+            return Err("project name missing".to_string().into());
+        }
+        let lock = self.project_lock(&name);
+        let _guard = lock.lock().await;
+        let graph = compose::Graph::new(&project).map_err(|e| e.to_string())?;
+        for s in &req.services {
+            if !project.services.contains_key(s) {
+                return Err(format!("no such service: {s}").into());
+            }
+        }
+        let selected: Vec<String> = if req.services.is_empty() {
+            project.services.keys().cloned().collect()
+        } else if req.no_deps {
+            req.services.clone()
+        } else {
+            graph.with_dependencies(&req.services)
+        };
+        for s in &selected {
+            let svc = &project.services[s];
+            if let Some(key) = container::unsupported(svc) {
+                return Err(format!("service {s:?}: {key} is not implemented yet").into());
+            }
+            if svc.image.is_none() {
+                return Err(format!("service {s:?} has neither an image nor a build context specified: building images is not implemented yet").into());
+            }
+            if svc.container_name.is_some() && self.replicas(&req, s, svc) > 1 {
+                return Err(format!("services.{s}: can't set container_name and {s} as container name must be unique").into());
+            }
+            super::supervise::policy(svc).map_err(|e| format!("service {s:?}: {e}"))?;
+        }
+
+        // Networks and volumes the selected services use.
+        let mut nets: BTreeSet<String> = BTreeSet::new();
+        let mut vols: BTreeSet<String> = BTreeSet::new();
+        for s in &selected {
+            let svc = &project.services[s];
+            let mode = svc.network_mode.as_deref().unwrap_or("");
+            if mode.is_empty() || mode == "bridge" {
+                nets.extend(svc.networks.iter().flatten().map(|(k, _)| k.clone()));
+            }
+            for v in svc.volumes.iter().flatten() {
+                if v.r#type.as_deref().unwrap_or("volume") == "volume" {
+                    if let Some(k) = v.source.clone().filter(|k| !k.is_empty()) {
+                        vols.insert(k);
+                    }
+                }
+            }
+        }
+        for key in &nets {
+            let full = full_network_name(&project, &name, key);
+            let n = project.networks.get(key).cloned().unwrap_or_default();
+            if n.driver.as_deref().is_some_and(|d| d != "bridge") {
+                return Err(format!("network {full}: driver {:?} is not implemented yet (bridge is)", n.driver.unwrap_or_default()).into());
+            }
+            let spec = network::net_spec(&name, key, &n);
+            let exists = self.net.record(&full).is_some();
+            if !exists && !spec.external {
+                out.progress("Network", &full, "Creating");
+            }
+            self.net.ensure(&full, &spec).await?;
+            if !exists && !spec.external {
+                out.progress("Network", &full, "Created");
+            }
+        }
+        for key in &vols {
+            let full = full_volume_name(&project, &name, key);
+            let external = project
+                .volumes
+                .get(key)
+                .and_then(|v| v.external.as_ref())
+                .is_some_and(|e| e.is_external());
+            if !volumes::exists(&self.root, &full) && !external {
+                out.progress("Volume", &format!("\"{full}\""), "Creating");
+            }
+            if volumes::ensure(&self.root, &full, &name, key, external)? {
+                out.progress("Volume", &format!("\"{full}\""), "Created");
+            }
+        }
+
+        // Orphans: containers of services the file no longer has.
+        let orphans: Vec<Arc<Ctr>> = self
+            .project_containers(&name)
+            .into_iter()
+            .filter(|c| !project.services.contains_key(&c.rec().service))
+            .collect();
+        if !orphans.is_empty() {
+            if req.remove_orphans {
+                for c in orphans {
+                    self.stop_and_remove(&c, req.timeout, &out).await?;
+                }
+            } else {
+                let names: Vec<String> = orphans.iter().map(|c| c.rec().name).collect();
+                out.warn(format!("Found orphan containers ([{}]) for this project. If you removed or renamed this service in your compose file, you can run this command with the --remove-orphans flag to clean it up.", names.join(" ")));
+            }
+        }
+
+        // One task per service, each waiting for what it depends on.
+        let mut done: HashMap<String, watch::Sender<Option<Result<bool, String>>>> = HashMap::new();
+        for s in &selected {
+            done.insert(s.clone(), watch::channel(None).0);
+        }
+        let receivers: HashMap<String, watch::Receiver<Option<Result<bool, String>>>> =
+            done.iter().map(|(k, v)| (k.clone(), v.subscribe())).collect();
+        let project = Arc::new(project);
+        let req = Arc::new(req);
+        let mut tasks = Vec::new();
+        for s in &selected {
+            let me = self.clone();
+            let (project, req, out, name) = (project.clone(), req.clone(), out.clone(), name.clone());
+            let tx = done.remove(s).unwrap_or_else(|| watch::channel(None).0);
+            let deps: Vec<(String, Condition, bool, watch::Receiver<Option<Result<bool, String>>>)> = project.services[s]
+                .depends_on
+                .iter()
+                .flatten()
+                .filter_map(|(d, opts)| {
+                    let o = opts.clone().unwrap_or_default();
+                    let cond = match o.condition.as_deref() {
+                        Some("service_healthy") => Condition::Healthy,
+                        Some("service_completed_successfully") => Condition::Completed,
+                        _ => Condition::Started,
+                    };
+                    let rx = receivers.get(d)?.clone();
+                    Some((d.clone(), cond, o.required.unwrap_or(true), rx))
+                })
+                .collect();
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                let r = me.up_service(&project, &name, &s, &req, deps, &out).await;
+                let _ = tx.send(Some(r.clone()));
+                r.map(|_| ())
+            }));
+        }
+        let mut first_err: Option<String> = None;
+        for t in tasks {
+            match t.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    first_err.get_or_insert(e);
+                }
+                Err(e) => {
+                    first_err.get_or_insert(e.to_string());
+                }
+            }
+        }
+        if let Some(e) = first_err {
+            return Err(e.into());
+        }
+        if req.wait && !req.no_start {
+            self.wait_ready(&project, &name, &selected, req.wait_timeout, &out).await?;
+        }
+        Ok(())
+    }
+
+    fn replicas(&self, req: &UpRequest, s: &str, svc: &Service) -> u32 {
+        req.scale
+            .get(s)
+            .copied()
+            .unwrap_or_else(|| svc.replicas().max(0) as u32)
+    }
+
+    /// Converges one service once its dependencies allow. `Ok(recreated)`.
+    async fn up_service(
+        self: &Arc<Self>,
+        project: &Project,
+        name: &str,
+        s: &str,
+        req: &UpRequest,
+        deps: Vec<(String, Condition, bool, watch::Receiver<Option<Result<bool, String>>>)>,
+        out: &Out,
+    ) -> Result<bool, String> {
+        let svc = &project.services[s];
+        let mut dep_recreated = false;
+        for (d, cond, required, mut rx) in deps {
+            let r = match rx.wait_for(|v| v.is_some()).await {
+                Ok(v) => v.clone().unwrap_or(Ok(false)),
+                Err(_) => Ok(false),
+            };
+            match r {
+                Ok(recreated) => dep_recreated |= recreated,
+                Err(e) if required => return Err(e),
+                Err(_) => continue,
+            }
+            if req.no_start {
+                continue;
+            }
+            if let Err(e) = self.wait_condition(name, &d, &cond, out).await {
+                if required {
+                    return Err(e);
+                }
+                out.warn(e);
+            }
+        }
+
+        let image = svc.image.clone().unwrap_or_default();
+        let image_id = self
+            .store
+            .resolve(&image)
+            .map_err(|_| format!("Error response from daemon: No such image: {image}"))?
+            .id()
+            .to_string();
+        let hash = compose::service_hash(svc);
+        let want = self.replicas(req, s, svc);
+        let existing = self.service_containers(name, s);
+        let mut recreated = false;
+        // Scale down: highest numbers first.
+        let mut keep: BTreeMap<u32, Arc<Ctr>> = BTreeMap::new();
+        for c in existing {
+            let n = c.rec().number;
+            if n > want || keep.contains_key(&n) {
+                self.stop_and_remove(&c, req.timeout, out).await?;
+            } else {
+                keep.insert(n, c);
+            }
+        }
+        let mut to_start = Vec::new();
+        for number in 1..=want {
+            let new = NewContainer {
+                project,
+                project_name: name,
+                service_name: s,
+                service: svc,
+                number,
+                image_id: image_id.clone(),
+                working_dir: &req.working_dir,
+                config_files: &req.config_files,
+            };
+            match keep.remove(&number) {
+                Some(c) => {
+                    let rec = c.rec();
+                    let diverged = req.force_recreate
+                        || (!req.no_recreate
+                            && (rec.config_hash != hash
+                                || rec.image_id != image_id
+                                || (req.always_recreate_deps && dep_recreated)));
+                    if diverged {
+                        out.progress("Container", &rec.name, "Recreate");
+                        {
+                            let _op = c.op.lock().await;
+                            self.stop(&c, req.timeout.map(Duration::from_secs), false).await?;
+                            self.remove(&c).await?;
+                        }
+                        let c = self.create(&new)?;
+                        out.progress("Container", &rec.name, "Recreated");
+                        recreated = true;
+                        to_start.push(c);
+                    } else {
+                        to_start.push(c);
+                    }
+                }
+                None => {
+                    let cname = container::container_name(name, s, svc, number);
+                    out.progress("Container", &cname, "Creating");
+                    let c = self.create(&new)?;
+                    out.progress("Container", &cname, "Created");
+                    recreated = true;
+                    to_start.push(c);
+                }
+            }
+        }
+        if req.no_start {
+            return Ok(recreated);
+        }
+        let mut starts = Vec::new();
+        for c in to_start {
+            let me = self.clone();
+            let out = out.clone();
+            starts.push(tokio::spawn(async move {
+                let _op = c.op.lock().await;
+                let rec = c.rec();
+                if c.live().is_some() {
+                    out.progress("Container", &rec.name, "Running");
+                    return Ok(());
+                }
+                out.progress("Container", &rec.name, "Starting");
+                me.start(&c).await?;
+                out.progress("Container", &rec.name, "Started");
+                Ok::<(), String>(())
+            }));
+        }
+        for t in starts {
+            t.await.map_err(|e| e.to_string())??;
+        }
+        Ok(recreated)
+    }
+
+    /// Waits until `service`'s containers satisfy `cond`, with Compose's messages.
+    async fn wait_condition(&self, project: &str, service: &str, cond: &Condition, out: &Out) -> Result<(), String> {
+        if *cond == Condition::Started {
+            return Ok(());
+        }
+        let mut changes = self.watch_changes();
+        let ctrs = self.service_containers(project, service);
+        for c in &ctrs {
+            out.progress("Container", &c.rec().name, "Waiting");
+        }
+        loop {
+            let mut all = true;
+            for c in &ctrs {
+                let rec = c.rec();
+                match cond {
+                    Condition::Healthy => {
+                        let st = c.state();
+                        let h = c.health();
+                        if st == State::Exited || st == State::Created {
+                            return Err(format!(
+                                "dependency failed to start: container {} exited ({})",
+                                rec.name,
+                                rec.exit_code.unwrap_or(0)
+                            ));
+                        }
+                        if h.is_empty() && st == State::Running {
+                            return Err(format!(
+                                "dependency failed to start: container {} has no healthcheck configured",
+                                rec.name
+                            ));
+                        }
+                        if h == "unhealthy" {
+                            return Err(format!("dependency failed to start: container {} is unhealthy", rec.name));
+                        }
+                        all &= h == "healthy";
+                    }
+                    Condition::Completed => {
+                        let st = c.state();
+                        if st == State::Exited {
+                            let code = rec.exit_code.unwrap_or(0);
+                            if code != 0 {
+                                return Err(format!(
+                                    "service \"{service}\" didn't complete successfully: exit {code}"
+                                ));
+                            }
+                        } else {
+                            all = false;
+                        }
+                    }
+                    Condition::Started => {}
+                }
+            }
+            if all {
+                for c in &ctrs {
+                    let what = if *cond == Condition::Healthy { "Healthy" } else { "Exited" };
+                    out.progress("Container", &c.rec().name, what);
+                }
+                return Ok(());
+            }
+            if changes.changed().await.is_err() {
+                return Err("engine shutting down".into());
+            }
+        }
+    }
+
+    /// `up --wait`: every selected container running (and healthy where it has a check).
+    async fn wait_ready(
+        &self,
+        project: &Project,
+        name: &str,
+        selected: &[String],
+        timeout: Option<u64>,
+        out: &Out,
+    ) -> OpResult {
+        let work = async {
+            for s in selected {
+                let svc = &project.services[s];
+                let cond = if svc.healthcheck.as_ref().is_some_and(|h| h.test.is_some() && h.disable != Some(true)) {
+                    Condition::Healthy
+                } else {
+                    Condition::Started
+                };
+                for c in self.service_containers(name, s) {
+                    out.progress("Container", &c.rec().name, "Waiting");
+                }
+                if cond == Condition::Healthy {
+                    self.wait_condition(name, s, &cond, &Out(mpsc::unbounded_channel().0)).await?;
+                }
+                for c in self.service_containers(name, s) {
+                    let st = c.state();
+                    if st != State::Running {
+                        return Err(format!("container {} exited ({})", c.rec().name, c.rec().exit_code.unwrap_or(0)));
+                    }
+                    out.progress(
+                        "Container",
+                        &c.rec().name,
+                        if cond == Condition::Healthy { "Healthy" } else { "Started" },
+                    );
+                }
+            }
+            Ok::<(), String>(())
+        };
+        match timeout {
+            Some(t) => tokio::time::timeout(Duration::from_secs(t), work)
+                .await
+                .map_err(|_| OpError {
+                    message: format!("timeout waiting for the project to be running and healthy ({t}s)"),
+                    exit_code: 1,
+                })?
+                .map_err(Into::into),
+            None => work.await.map_err(Into::into),
+        }
+    }
+
+    async fn stop_and_remove(self: &Arc<Self>, c: &Arc<Ctr>, timeout: Option<u64>, out: &Out) -> Result<(), String> {
+        let _op = c.op.lock().await;
+        let name = c.rec().name;
+        if c.live().is_some() || c.state() == State::Restarting {
+            out.progress("Container", &name, "Stopping");
+            self.stop(c, timeout.map(Duration::from_secs), false).await?;
+            out.progress("Container", &name, "Stopped");
+        }
+        out.progress("Container", &name, "Removing");
+        self.remove(c).await?;
+        out.progress("Container", &name, "Removed");
+        Ok(())
+    }
+
+    /// Containers in stop order (dependents first), grouped into levels that may go in
+    /// parallel; without a model, everything at once.
+    fn stop_levels(&self, name: &str, project: Option<&Project>, services: &[String]) -> Vec<Vec<Arc<Ctr>>> {
+        let all: Vec<Arc<Ctr>> = self
+            .project_containers(name)
+            .into_iter()
+            .filter(|c| services.is_empty() || services.contains(&c.rec().service))
+            .collect();
+        let Some(levels) = project.and_then(|p| compose::Graph::new(p).ok()).map(|g| g.stop_levels()) else {
+            return vec![all];
+        };
+        let mut out: Vec<Vec<Arc<Ctr>>> = Vec::new();
+        let mut placed: BTreeSet<String> = BTreeSet::new();
+        // Orphans (not in the model) go first.
+        let known: BTreeSet<&String> = levels.iter().flatten().collect();
+        out.push(all.iter().filter(|c| !known.contains(&c.rec().service)).cloned().collect());
+        for level in &levels {
+            out.push(
+                all.iter()
+                    .filter(|c| level.contains(&c.rec().service) && placed.insert(c.id.clone()))
+                    .cloned()
+                    .collect(),
+            );
+        }
+        out.retain(|l| !l.is_empty());
+        out
+    }
+
+    pub async fn down(self: &Arc<Self>, name: &str, req: DownRequest, out: Out) -> OpResult {
+        let lock = self.project_lock(name);
+        let _guard = lock.lock().await;
+        let project = match &req.project {
+            Some(p) => Some(state::project_from_json(p)?),
+            None => None,
+        };
+        for level in self.stop_levels(name, project.as_ref(), &[]) {
+            let mut tasks = Vec::new();
+            for c in level {
+                let orphan = project.as_ref().is_some_and(|p| !p.services.contains_key(&c.rec().service));
+                if orphan && !req.remove_orphans {
+                    continue;
+                }
+                let (me, out) = (self.clone(), out.clone());
+                let t = req.timeout;
+                tasks.push(tokio::spawn(async move { me.stop_and_remove(&c, t, &out).await }));
+            }
+            for t in tasks {
+                t.await.map_err(|e| e.to_string())??;
+            }
+        }
+        // Networks of the project that nothing uses any more.
+        let in_use: BTreeSet<String> = self
+            .containers()
+            .iter()
+            .flat_map(|c| c.rec().networks.into_iter().map(|n| n.network))
+            .collect();
+        for n in self.net.records() {
+            let external = project.as_ref().is_some_and(|p| {
+                p.networks
+                    .get(&n.key)
+                    .and_then(|x| x.external.as_ref())
+                    .is_some_and(|e| e.is_external())
+            });
+            if n.project != name || external || in_use.contains(&n.name) {
+                continue;
+            }
+            out.progress("Network", &n.name, "Removing");
+            self.net.remove(&n.name).await?;
+            out.progress("Network", &n.name, "Removed");
+        }
+        if req.volumes {
+            for v in volumes::list(&self.root) {
+                let external = project.as_ref().is_some_and(|p| {
+                    p.volumes
+                        .get(&v.key)
+                        .and_then(|x| x.external.as_ref())
+                        .is_some_and(|e| e.is_external())
+                });
+                if v.project != name || external {
+                    continue;
+                }
+                out.progress("Volume", &v.name, "Removing");
+                volumes::remove(&self.root, &v.name)?;
+                out.progress("Volume", &v.name, "Removed");
+            }
+        }
+        Ok(())
+    }
+
+    /// `start`, `stop`, `restart`, `kill`, `rm`, `pause`, `unpause`.
+    pub async fn action(self: &Arc<Self>, name: &str, verb: &str, req: ActionRequest, out: Out) -> OpResult {
+        let project = match &req.project {
+            Some(p) => Some(state::project_from_json(p)?),
+            None => None,
+        };
+        if let Some(p) = &project {
+            for s in &req.services {
+                if !p.services.contains_key(s) {
+                    return Err(format!("no such service: {s}").into());
+                }
+            }
+        }
+        let lock = self.project_lock(name);
+        let _guard = lock.lock().await;
+        let grace = req.timeout.map(Duration::from_secs);
+        let mut levels = self.stop_levels(name, project.as_ref(), &req.services);
+        if matches!(verb, "start" | "unpause") {
+            levels.reverse();
+        }
+        if levels.iter().all(|l| l.is_empty()) {
+            return match verb {
+                "rm" => {
+                    out.warn("No stopped containers");
+                    Ok(())
+                }
+                "start" | "restart" | "stop" | "kill" | "pause" | "unpause" if !req.services.is_empty() => {
+                    Err(format!("service {:?} has no container to {verb}", req.services[0]).into())
+                }
+                _ => Ok(()),
+            };
+        }
+        let signal = match &req.signal {
+            Some(s) => crate::runtime::service::signal_number(s).ok_or_else(|| format!("invalid signal {s:?}"))?,
+            None => libc::SIGKILL,
+        };
+        for level in levels {
+            let mut tasks = Vec::new();
+            for c in level {
+                let (me, out, verb) = (self.clone(), out.clone(), verb.to_string());
+                let req = req.clone();
+                tasks.push(tokio::spawn(async move {
+                    let _op = c.op.lock().await;
+                    let n = c.rec().name;
+                    let running = c.live().is_some();
+                    match verb.as_str() {
+                        "stop" => {
+                            if running || c.state() == State::Restarting {
+                                out.progress("Container", &n, "Stopping");
+                                me.stop(&c, grace, false).await?;
+                                out.progress("Container", &n, "Stopped");
+                            }
+                        }
+                        "start" => {
+                            if !running {
+                                out.progress("Container", &n, "Starting");
+                                me.start(&c).await?;
+                                out.progress("Container", &n, "Started");
+                            }
+                        }
+                        "restart" => {
+                            out.progress("Container", &n, "Restarting");
+                            me.stop(&c, grace, true).await?;
+                            me.start(&c).await?;
+                            out.progress("Container", &n, "Started");
+                        }
+                        "kill" => {
+                            if running {
+                                out.progress("Container", &n, "Killing");
+                                me.kill(&c, signal)?;
+                                out.progress("Container", &n, "Killed");
+                            }
+                        }
+                        "pause" | "unpause" => {
+                            let p = verb == "pause";
+                            out.progress("Container", &n, if p { "Pausing" } else { "Unpausing" });
+                            me.pause(&c, p)?;
+                            out.progress("Container", &n, if p { "Paused" } else { "Unpaused" });
+                        }
+                        "rm" => {
+                            if running && !req.stop {
+                                return Ok(());
+                            }
+                            if running {
+                                out.progress("Container", &n, "Stopping");
+                                me.stop(&c, grace, false).await?;
+                                out.progress("Container", &n, "Stopped");
+                            }
+                            out.progress("Container", &n, "Removing");
+                            me.remove(&c).await?;
+                            out.progress("Container", &n, "Removed");
+                        }
+                        other => return Err(format!("unknown action {other}")),
+                    }
+                    Ok::<(), String>(())
+                }));
+            }
+            for t in tasks {
+                t.await.map_err(|e| e.to_string())??;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn summaries(&self, project: Option<&str>, all: bool) -> Vec<crate::api::ContainerSummary> {
+        self.containers()
+            .into_iter()
+            .filter(|c| project.is_none_or(|p| c.rec().project == p))
+            .map(|c| state::summary(&c.rec(), c.state(), &c.health()))
+            .filter(|s| all || s.state == "running" || s.state == "restarting" || s.state == "paused")
+            .collect()
+    }
+
+    pub fn projects(&self) -> Vec<crate::api::ProjectSummary> {
+        let mut by: BTreeMap<String, (BTreeMap<String, usize>, String)> = BTreeMap::new();
+        for c in self.containers() {
+            let r = c.rec();
+            let e = by.entry(r.project.clone()).or_default();
+            *e.0.entry(c.state().as_str().to_string()).or_default() += 1;
+            e.1 = r.labels.get(state::LABEL_FILES).cloned().unwrap_or_default();
+        }
+        by.into_iter()
+            .map(|(name, (states, files))| crate::api::ProjectSummary {
+                name,
+                status: states
+                    .iter()
+                    .map(|(s, n)| format!("{s}({n})"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                config_files: files,
+            })
+            .collect()
+    }
+}

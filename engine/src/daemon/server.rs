@@ -1,0 +1,243 @@
+//! The API server: HTTP/1.1 (hyper) on the engine's Unix socket, JSON bodies, streams
+//! as newline-delimited JSON. Routes are listed in `docs/api.md`. An operation runs as
+//! its own task, so a client that goes away mid-`up` does not leave it half done.
+
+use super::project::{OpError, Out};
+use super::Engine;
+use crate::api::{self, StreamMsg};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+
+type Body = BoxBody<Bytes, Infallible>;
+
+pub async fn serve(listener: tokio::net::UnixListener, engine: Arc<Engine>) -> std::io::Result<()> {
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| handle(engine.clone(), req));
+            let io = hyper_util::rt::TokioIo::new(stream);
+            if let Err(e) = hyper::server::conn::http1::Builder::new().serve_connection(io, svc).await {
+                tracing::debug!("API connection: {e}");
+            }
+        });
+    }
+}
+
+fn json<T: serde::Serialize>(status: StatusCode, v: &T) -> Response<Body> {
+    let body = serde_json::to_vec(v).unwrap_or_default();
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)).boxed())
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed()))
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response<Body> {
+    json(status, &serde_json::json!({ "message": message.into() }))
+}
+
+/// A newline-delimited JSON stream from a channel.
+fn ndjson<T: serde::Serialize + Send + 'static>(rx: tokio::sync::mpsc::Receiver<T>) -> Response<Body> {
+    let s = tokio_stream(rx).map(|m| {
+        let mut line = serde_json::to_vec(&m).unwrap_or_default();
+        line.push(b'\n');
+        Ok::<_, Infallible>(Frame::data(Bytes::from(line)))
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/x-ndjson")
+        .body(BodyExt::boxed(StreamBody::new(s)))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed()))
+}
+
+fn tokio_stream<T: Send + 'static>(rx: tokio::sync::mpsc::Receiver<T>) -> impl futures_util::Stream<Item = T> + Send {
+    futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) })
+}
+
+/// Runs an operation as its own task and streams its progress, then `done`/`error`.
+fn operation<F, Fut>(engine: Arc<Engine>, op: F) -> Response<Body>
+where
+    F: FnOnce(Arc<Engine>, Out) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(), OpError>> + Send + 'static,
+{
+    let (utx, mut urx) = tokio::sync::mpsc::unbounded_channel::<StreamMsg>();
+    let (tx, rx) = tokio::sync::mpsc::channel::<StreamMsg>(64);
+    tokio::spawn(async move {
+        let out = Out(utx.clone());
+        let end = match op(engine, out).await {
+            Ok(()) => StreamMsg::Done { exit_code: 0 },
+            Err(e) => StreamMsg::Error {
+                message: e.message,
+                exit_code: e.exit_code,
+            },
+        };
+        let _ = utx.send(end);
+    });
+    tokio::spawn(async move {
+        while let Some(m) = urx.recv().await {
+            let last = matches!(m, StreamMsg::Done { .. } | StreamMsg::Error { .. });
+            if tx.send(m).await.is_err() || last {
+                break;
+            }
+        }
+    });
+    ndjson(rx)
+}
+
+fn query(q: Option<&str>) -> HashMap<String, String> {
+    q.unwrap_or_default()
+        .split('&')
+        .filter(|s| !s.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                    Ok(v) => {
+                        out.push(v);
+                        i += 3;
+                        continue;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn truthy(q: &HashMap<String, String>, k: &str) -> bool {
+    q.get(k).is_some_and(|v| v == "1" || v == "true")
+}
+
+fn parse<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, Response<Body>> {
+    if body.is_empty() {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid request body: {e}")))
+}
+
+async fn handle(engine: Arc<Engine>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let q = query(req.uri().query());
+    let body = match req.into_body().collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => return Ok(error(StatusCode::BAD_REQUEST, e.to_string())),
+    };
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let resp = match (&method, segs.as_slice()) {
+        (&Method::GET, ["v1", "version"]) => json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "version": env!("CARGO_PKG_VERSION"),
+                "api": api::API_VERSION,
+                "pid": std::process::id(),
+                "root": engine.root,
+            }),
+        ),
+        (&Method::GET, ["v1", "projects"]) => json(StatusCode::OK, &engine.projects()),
+        (&Method::GET, ["v1", "containers"]) => json(
+            StatusCode::OK,
+            &engine.summaries(q.get("project").map(String::as_str), truthy(&q, "all")),
+        ),
+        (&Method::GET, ["v1", "containers", id, "logs"]) => match engine.container(id) {
+            None => error(StatusCode::NOT_FOUND, format!("No such container: {id}")),
+            Some(ctr) => {
+                let lq = super::logs::Query {
+                    follow: truthy(&q, "follow"),
+                    tail: q.get("tail").and_then(|t| t.parse().ok()),
+                    since: q.get("since").cloned().filter(|s| !s.is_empty()),
+                    until: q.get("until").cloned().filter(|s| !s.is_empty()),
+                };
+                let (tx, rx) = tokio::sync::mpsc::channel(256);
+                tokio::task::spawn_blocking(move || super::logs::stream(ctr, lq, tx));
+                ndjson(rx)
+            }
+        },
+        (&Method::GET, ["v1", "events"]) => {
+            let project = q.get("project").cloned();
+            let mut sub = engine.subscribe();
+            let (tx, rx) = tokio::sync::mpsc::channel(256);
+            tokio::spawn(async move {
+                loop {
+                    match sub.recv().await {
+                        Ok(ev) => {
+                            if project.as_ref().is_some_and(|p| *p != ev.project) {
+                                continue;
+                            }
+                            if tx.send(ev).await.is_err() {
+                                break;
+                            }
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(_) => break,
+                    }
+                }
+            });
+            ndjson(rx)
+        }
+        (&Method::POST, ["v1", "projects", _name, "up"]) => match parse::<api::UpRequest>(&body) {
+            Ok(r) => operation(engine, move |e, out| async move { e.up(r, out).await }),
+            Err(resp) => resp,
+        },
+        (&Method::POST, ["v1", "projects", name, "down"]) => match parse::<api::DownRequest>(&body) {
+            Ok(r) => {
+                let name = name.to_string();
+                operation(engine, move |e, out| async move { e.down(&name, r, out).await })
+            }
+            Err(resp) => resp,
+        },
+        (&Method::POST, ["v1", "projects", name, verb])
+            if matches!(*verb, "start" | "stop" | "restart" | "kill" | "rm" | "pause" | "unpause") =>
+        {
+            match parse::<api::ActionRequest>(&body) {
+                Ok(r) => {
+                    let (name, verb) = (name.to_string(), verb.to_string());
+                    operation(engine, move |e, out| async move { e.action(&name, &verb, r, out).await })
+                }
+                Err(resp) => resp,
+            }
+        }
+        _ => error(StatusCode::NOT_FOUND, format!("no route for {method} {path}")),
+    };
+    Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_strings() {
+        let q = query(Some("project=my%20app&all=1&tail=&x+y=a+b&bad=%zz&end=%4"));
+        assert_eq!(q["project"], "my app");
+        assert!(truthy(&q, "all"));
+        assert_eq!(q["tail"], "");
+        assert_eq!(q["x y"], "a b");
+        assert_eq!(q["bad"], "%zz");
+        assert_eq!(q["end"], "%4");
+    }
+}

@@ -1,0 +1,303 @@
+//! What the engine knows of each container, kept on disk before it is acted on: a
+//! `record.json` beside the runtime's own files in `<root>/containers/<id>/`. A restarted
+//! engine reads these back and adopts what still runs.
+
+use crate::api::{ContainerSummary, PortSummary};
+use compose::model::Service;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub const LABEL_PROJECT: &str = "com.docker.compose.project";
+pub const LABEL_SERVICE: &str = "com.docker.compose.service";
+pub const LABEL_NUMBER: &str = "com.docker.compose.container-number";
+pub const LABEL_HASH: &str = "com.docker.compose.config-hash";
+pub const LABEL_ONEOFF: &str = "com.docker.compose.oneoff";
+pub const LABEL_WORKDIR: &str = "com.docker.compose.project.working_dir";
+pub const LABEL_FILES: &str = "com.docker.compose.project.config_files";
+
+/// A container's network attachment.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NetAttach {
+    /// The Compose key (`default`, `back`).
+    pub key: String,
+    /// The network's full name (`p_default`).
+    pub network: String,
+    pub aliases: Vec<String>,
+    pub ipv4_address: Option<String>,
+    /// Assigned when the container first starts; kept until it is removed.
+    #[serde(default)]
+    pub ip: Option<String>,
+    #[serde(default)]
+    pub internal: bool,
+}
+
+/// A published port as bound.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PortBinding {
+    pub host_ip: String,
+    pub host_port: u16,
+    pub container_port: u16,
+    pub protocol: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub id: String,
+    pub name: String,
+    pub project: String,
+    pub service: String,
+    pub number: u32,
+    pub image: String,
+    /// The image ID the container was created from.
+    pub image_id: String,
+    pub config_hash: String,
+    pub labels: BTreeMap<String, String>,
+    /// Unix seconds.
+    pub created: i64,
+    /// The service as it was when the container was created (JSON of the model).
+    pub service_json: serde_json::Value,
+    pub networks: Vec<NetAttach>,
+    /// `none`, `host`, or empty for bridge networks.
+    #[serde(default)]
+    pub network_mode: String,
+    #[serde(default)]
+    pub ports: Vec<PortBinding>,
+    /// Compose volume key -> the volume's full name.
+    #[serde(default)]
+    pub volumes: BTreeMap<String, String>,
+    /// Whether the user wants it running: `stop` clears it, so restart policies and
+    /// `unless-stopped` leave it alone.
+    pub desired_running: bool,
+    #[serde(default)]
+    pub started_at: Option<i64>,
+    #[serde(default)]
+    pub finished_at: Option<i64>,
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    #[serde(default)]
+    pub oom_killed: bool,
+    #[serde(default)]
+    pub restart_count: u32,
+    #[serde(default)]
+    pub ever_started: bool,
+}
+
+impl Record {
+    pub fn path(dir: &Path) -> PathBuf {
+        dir.join("record.json")
+    }
+
+    pub fn save(&self, dir: &Path) -> std::io::Result<()> {
+        let data = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
+        crate::images::store::write_atomic(&Self::path(dir), &data).map_err(|e| std::io::Error::other(e.to_string()))
+    }
+
+    pub fn load(dir: &Path) -> Option<Record> {
+        serde_json::from_slice(&std::fs::read(Self::path(dir)).ok()?).ok()
+    }
+
+    /// The service model this container was made from.
+    pub fn service(&self) -> Result<Service, String> {
+        service_from_json(&self.service_json)
+    }
+
+    pub fn command_line(&self) -> String {
+        let svc = self.service().unwrap_or_default();
+        let args: Vec<String> = svc
+            .entrypoint
+            .unwrap_or_default()
+            .into_iter()
+            .chain(svc.command.unwrap_or_default())
+            .collect();
+        shell_words_join(&args)
+    }
+}
+
+fn shell_words_join(args: &[String]) -> String {
+    args.iter()
+        .map(|a| {
+            if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c)) {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Decodes one service of the model from its JSON (as the CLI sent it).
+pub fn service_from_json(v: &serde_json::Value) -> Result<Service, String> {
+    let doc = serde_json::json!({ "services": { "s": v } });
+    let yaml: serde_yaml_ng::Value = serde_yaml_ng::to_value(&doc).map_err(|e| e.to_string())?;
+    let mut p = compose::decode(&yaml).map_err(|(path, m)| format!("{path}: {m}"))?;
+    p.services.shift_remove("s").ok_or_else(|| "no service".to_string())
+}
+
+/// Decodes a whole project from its JSON.
+pub fn project_from_json(v: &serde_json::Value) -> Result<compose::Project, String> {
+    let yaml: serde_yaml_ng::Value = serde_yaml_ng::to_value(v).map_err(|e| e.to_string())?;
+    compose::decode(&yaml).map_err(|(path, m)| {
+        if path.is_empty() {
+            m
+        } else {
+            format!("{path}: {m}")
+        }
+    })
+}
+
+/// Docker's "3 seconds", "About a minute", "2 hours" for a duration in seconds.
+pub fn human_duration(secs: i64) -> String {
+    let s = secs.max(0);
+    match s {
+        0 => "Less than a second".into(),
+        1 => "1 second".into(),
+        2..=59 => format!("{s} seconds"),
+        60..=119 => "About a minute".into(),
+        120..=3599 => format!("{} minutes", s / 60),
+        3600..=7199 => "About an hour".into(),
+        7200..=172_799 => format!("{} hours", s / 3600),
+        172_800..=1_209_599 => format!("{} days", s / 86_400),
+        1_209_600..=5_183_999 => format!("{} weeks", s / 604_800),
+        5_184_000..=63_071_999 => format!("{} months", s / 2_592_000),
+        _ => format!("{} years", s / 31_536_000),
+    }
+}
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// The state a container is in, as Docker names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Created,
+    Running,
+    Paused,
+    Restarting,
+    Exited,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Created => "created",
+            State::Running => "running",
+            State::Paused => "paused",
+            State::Restarting => "restarting",
+            State::Exited => "exited",
+        }
+    }
+}
+
+/// `ps`'s STATUS column.
+pub fn status_text(rec: &Record, state: State, health: &str, now: i64) -> String {
+    let h = if health.is_empty() {
+        String::new()
+    } else if health == "starting" {
+        " (health: starting)".into()
+    } else {
+        format!(" ({health})")
+    };
+    match state {
+        State::Running => format!(
+            "Up {}{h}",
+            human_duration(now - rec.started_at.unwrap_or(now))
+        ),
+        State::Paused => format!(
+            "Up {} (Paused)",
+            human_duration(now - rec.started_at.unwrap_or(now))
+        ),
+        State::Restarting => format!(
+            "Restarting ({}) {} ago",
+            rec.exit_code.unwrap_or(0),
+            human_duration(now - rec.finished_at.unwrap_or(now))
+        ),
+        State::Exited => format!(
+            "Exited ({}) {} ago",
+            rec.exit_code.unwrap_or(0),
+            human_duration(now - rec.finished_at.unwrap_or(now))
+        ),
+        State::Created => "Created".into(),
+    }
+}
+
+pub fn summary(rec: &Record, state: State, health: &str) -> ContainerSummary {
+    ContainerSummary {
+        id: rec.id.clone(),
+        name: rec.name.clone(),
+        image: rec.image.clone(),
+        command: rec.command_line(),
+        project: rec.project.clone(),
+        service: rec.service.clone(),
+        created: rec.created,
+        state: state.as_str().into(),
+        status: status_text(rec, state, health, now()),
+        health: health.into(),
+        exit_code: rec.exit_code.unwrap_or(0),
+        publishers: rec
+            .ports
+            .iter()
+            .map(|p| PortSummary {
+                url: p.host_ip.clone(),
+                target_port: p.container_port,
+                published_port: p.host_port,
+                protocol: p.protocol.clone(),
+            })
+            .collect(),
+        labels: rec.labels.clone(),
+        networks: rec.networks.iter().map(|n| n.network.clone()).collect(),
+        number: rec.number,
+        restart_count: rec.restart_count,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_as_docker_prints_them() {
+        assert_eq!(human_duration(0), "Less than a second");
+        assert_eq!(human_duration(3), "3 seconds");
+        assert_eq!(human_duration(90), "About a minute");
+        assert_eq!(human_duration(600), "10 minutes");
+        assert_eq!(human_duration(3 * 3600), "3 hours");
+    }
+
+    #[test]
+    fn status_column() {
+        let rec = Record {
+            started_at: Some(100),
+            finished_at: Some(200),
+            exit_code: Some(3),
+            ..Default::default()
+        };
+        assert_eq!(status_text(&rec, State::Running, "healthy", 105), "Up 5 seconds (healthy)");
+        assert_eq!(
+            status_text(&rec, State::Running, "starting", 105),
+            "Up 5 seconds (health: starting)"
+        );
+        assert_eq!(status_text(&rec, State::Exited, "", 230), "Exited (3) 30 seconds ago");
+        assert_eq!(status_text(&rec, State::Created, "", 230), "Created");
+    }
+
+    #[test]
+    fn a_service_round_trips_through_json() {
+        let doc: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str("services:\n  s:\n    image: x\n    command: [sh, -c, 'echo hi']\n    healthcheck: {test: [CMD, true], interval: 2s}\n    ports: ['8080:80/udp']\n    depends_on: {db: {condition: service_healthy}}\n").unwrap();
+        let p = compose::decode(&doc).unwrap();
+        let s = &p.services["s"];
+        let back = service_from_json(&serde_json::to_value(s).unwrap()).unwrap();
+        assert_eq!(&back, s);
+        let rec = Record {
+            service_json: serde_json::to_value(s).unwrap(),
+            ..Default::default()
+        };
+        assert_eq!(rec.command_line(), "sh -c 'echo hi'");
+    }
+}

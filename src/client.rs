@@ -1,0 +1,158 @@
+//! The CLI's side of the engine API: HTTP/1.1 over the engine's Unix socket (hyper's
+//! client), and starting the engine on demand when no engine answers.
+
+use anyhow::{anyhow, bail, Context, Result};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub struct Client {
+    socket: PathBuf,
+}
+
+/// A streamed response, read line by line.
+pub struct Lines {
+    body: Incoming,
+    buf: Vec<u8>,
+    done: bool,
+}
+
+impl Lines {
+    /// The next line of newline-delimited JSON, decoded; `None` at the end.
+    pub async fn next<T: serde::de::DeserializeOwned>(&mut self) -> Result<Option<T>> {
+        loop {
+            if let Some(i) = self.buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=i).collect();
+                if line.iter().all(|b| b.is_ascii_whitespace()) {
+                    continue;
+                }
+                return Ok(Some(
+                    serde_json::from_slice(&line).context("the engine sent a line that is not JSON")?,
+                ));
+            }
+            if self.done {
+                return Ok(None);
+            }
+            match self.body.frame().await {
+                Some(Ok(f)) => {
+                    if let Ok(d) = f.into_data() {
+                        self.buf.extend_from_slice(&d);
+                    }
+                }
+                Some(Err(e)) => bail!("reading from the engine: {e}"),
+                None => {
+                    self.done = true;
+                    if !self.buf.is_empty() {
+                        self.buf.push(b'\n');
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Client {
+    async fn send(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<Response<Incoming>> {
+        let stream = tokio::net::UnixStream::connect(&self.socket)
+            .await
+            .with_context(|| format!("connecting to the engine at {}", self.socket.display()))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .context("talking to the engine")?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let req = Request::builder()
+            .method(method)
+            .uri(format!("http://rcompose{path}"))
+            .header("host", "rcompose")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))?;
+        let resp = sender.send_request(req).await.context("talking to the engine")?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            let body = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            let msg = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_string))
+                .unwrap_or_else(|| format!("the engine answered {status}"));
+            bail!("{msg}");
+        }
+        Ok(resp)
+    }
+
+    pub async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
+        let resp = self.send(Method::GET, path, None).await?;
+        let body = resp.into_body().collect().await?.to_bytes();
+        serde_json::from_slice(&body).context("the engine's answer is not what was expected")
+    }
+
+    pub async fn stream(&self, method: Method, path: &str, body: Option<&impl serde::Serialize>) -> Result<Lines> {
+        let body = body.map(serde_json::to_vec).transpose()?;
+        let resp = self.send(method, path, body).await?;
+        Ok(Lines {
+            body: resp.into_body(),
+            buf: Vec::new(),
+            done: false,
+        })
+    }
+
+    async fn ping(&self) -> bool {
+        self.get::<serde_json::Value>("/v1/version").await.is_ok()
+    }
+}
+
+/// Connects to the engine of the state root, starting it if none answers.
+pub async fn connect() -> Result<Client> {
+    let (root, run) = engine::daemon::paths();
+    let client = Client {
+        socket: run.join(engine::daemon::SOCKET),
+    };
+    if client.ping().await {
+        return Ok(client);
+    }
+    start_engine(&root, &run)?;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if client.ping().await {
+            return Ok(client);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let log = std::fs::read_to_string(root.join("engine.log")).unwrap_or_default();
+    let last = log.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no log written");
+    Err(anyhow!(
+        "the engine did not start (see {}): {last}",
+        root.join("engine.log").display()
+    ))
+}
+
+/// Starts `rcompose daemon` detached: its own session, output to `<root>/engine.log`.
+fn start_engine(root: &Path, run: &Path) -> Result<()> {
+    std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
+    std::fs::create_dir_all(run).with_context(|| format!("creating {}", run.display()))?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(root.join("engine.log"))
+        .with_context(|| format!("opening {}", root.join("engine.log").display()))?;
+    let exe = std::env::current_exe().context("finding the rcompose binary")?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("daemon")
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setsid is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    cmd.spawn().context("starting the engine")?;
+    Ok(())
+}

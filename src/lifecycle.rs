@@ -1,0 +1,372 @@
+//! `up`, `create`, `down`, `start`, `stop`, `restart`, `kill`, `rm`, `pause`, `unpause`:
+//! the project is loaded here and sent to the engine, whose progress is printed as
+//! Docker Compose prints it in plain mode (` Container p-web-1  Started`, on stderr).
+
+use crate::cli::{CreateArgs, DownArgs, Global, KillArgs, RmArgs, ServicesArgs, StopArgs, UpArgs};
+use crate::client::{connect, Client};
+use crate::logs_cmd::{self, Printer};
+use anyhow::{bail, Context, Result};
+use engine::api::{ActionRequest, DownRequest, StreamMsg, UpRequest};
+use hyper::Method;
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+/// The loaded project, for commands that need a model.
+pub struct Loaded {
+    pub name: String,
+    pub json: serde_json::Value,
+    pub loaded: compose::Loaded,
+}
+
+pub fn load(g: &Global, services: &[String]) -> Result<Loaded> {
+    let mut opts = crate::load_options(g)?;
+    opts.services = services.to_vec();
+    let loaded = compose::load(&opts)?;
+    for w in &loaded.warnings {
+        eprintln!("WARN[0000] {w}");
+    }
+    for s in services {
+        if !loaded.project.services.contains_key(s) {
+            bail!("no such service: {s}");
+        }
+    }
+    let mut json = serde_json::to_value(&loaded.project)?;
+    if let Some(o) = json.as_object_mut() {
+        o.insert("name".into(), serde_json::Value::String(loaded.name.clone()));
+    }
+    Ok(Loaded {
+        name: loaded.name.clone(),
+        json,
+        loaded,
+    })
+}
+
+/// The project's name (and model when a file is found): `-p` alone is enough for the
+/// commands that act on what runs, as with Compose.
+pub fn load_or_name(g: &Global, services: &[String]) -> Result<(String, Option<Loaded>)> {
+    match load(g, services) {
+        Ok(l) => Ok((l.name.clone(), Some(l))),
+        Err(e) => match &g.project_name {
+            Some(p) if g.files.is_empty() && e.to_string().contains("no configuration file provided") => {
+                Ok((p.clone(), None))
+            }
+            _ => Err(e),
+        },
+    }
+}
+
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    crate::image_cmd::runtime()
+}
+
+/// Prints an operation's stream; returns its exit code.
+pub async fn follow_operation(mut lines: crate::client::Lines) -> Result<i32> {
+    while let Some(m) = lines.next::<StreamMsg>().await? {
+        match m {
+            StreamMsg::Progress(p) => eprintln!(" {} {}  {}", p.kind, p.name, p.status),
+            StreamMsg::Warning(w) => eprintln!("WARN[0000] {w}"),
+            StreamMsg::Error { message, exit_code } => {
+                eprintln!("{message}");
+                return Ok(exit_code);
+            }
+            StreamMsg::Done { exit_code } => return Ok(exit_code),
+        }
+    }
+    bail!("the engine closed the connection before the operation ended (see its log)")
+}
+
+fn code(c: i32) -> ExitCode {
+    ExitCode::from(c.clamp(0, 255) as u8)
+}
+
+fn parse_scale(v: &[String]) -> Result<BTreeMap<String, u32>> {
+    v.iter()
+        .map(|s| {
+            let (k, n) = s
+                .split_once('=')
+                .with_context(|| format!("invalid --scale {s:?}: expected SERVICE=NUM"))?;
+            let n: u32 = n.parse().with_context(|| format!("invalid --scale {s:?}: NUM must be a number"))?;
+            Ok((k.to_string(), n))
+        })
+        .collect()
+}
+
+pub fn up(g: &Global, a: UpArgs) -> Result<ExitCode> {
+    if a.build {
+        bail!("up --build: building images is not implemented yet");
+    }
+    if a.watch {
+        bail!("up --watch: watch mode is not implemented yet");
+    }
+    if a.renew_anon_volumes {
+        bail!("up -V/--renew-anon-volumes is not implemented yet");
+    }
+    if a.detach && (a.abort_on_container_exit || a.abort_on_container_failure || a.exit_code_from.is_some()) {
+        bail!("--abort-on-container-exit, --abort-on-container-failure and --exit-code-from cannot be combined with --detach");
+    }
+    let l = load(g, &a.services)?;
+    let scale = parse_scale(&a.scale)?;
+    for s in scale.keys() {
+        if !l.loaded.project.services.contains_key(s) {
+            bail!("no such service: {s}");
+        }
+    }
+    let selected = selected_services(&l, &a.services, a.no_deps)?;
+    crate::image_cmd::pull_for_up(&l.loaded.project, &selected, a.pull.as_deref(), a.quiet_pull)?;
+    let req = UpRequest {
+        project: l.json.clone(),
+        working_dir: l.loaded.project_dir.display().to_string(),
+        config_files: l.loaded.files.iter().map(|f| f.display().to_string()).collect(),
+        services: a.services.clone(),
+        no_deps: a.no_deps,
+        force_recreate: a.force_recreate,
+        no_recreate: a.no_recreate,
+        always_recreate_deps: a.always_recreate_deps,
+        remove_orphans: a.remove_orphans,
+        no_start: a.no_start,
+        renew_anon_volumes: a.renew_anon_volumes,
+        scale,
+        timeout: a.timeout,
+        wait: a.wait,
+        wait_timeout: a.wait_timeout,
+    };
+    let detached = a.detach || a.wait || a.no_start;
+    runtime()?.block_on(async {
+        let c = connect().await?;
+        let lines = c
+            .stream(Method::POST, &format!("/v1/projects/{}/up", l.name), Some(&req))
+            .await?;
+        let rc = follow_operation(lines).await?;
+        if rc != 0 || detached {
+            return Ok(code(rc));
+        }
+        attached(&c, &l, &selected, &a).await
+    })
+}
+
+fn selected_services(l: &Loaded, services: &[String], no_deps: bool) -> Result<Vec<String>> {
+    let p = &l.loaded.project;
+    Ok(if services.is_empty() {
+        p.services.keys().cloned().collect()
+    } else if no_deps {
+        services.to_vec()
+    } else {
+        compose::Graph::new(p)?.with_dependencies(services)
+    })
+}
+
+/// `up` without `-d`: the services' logs with prefixes until they have all exited or
+/// the user presses Ctrl-C (then they are stopped, as Compose does).
+async fn attached(c: &Client, l: &Loaded, selected: &[String], a: &UpArgs) -> Result<ExitCode> {
+    let mut attach: Vec<String> = if a.attach.is_empty() {
+        selected.to_vec()
+    } else {
+        a.attach.clone()
+    };
+    attach.retain(|s| !a.no_attach.contains(s));
+    let printer = Printer::new(!a.no_color, !a.no_log_prefix, a.timestamps);
+    let abort = a.abort_on_container_exit || a.abort_on_container_failure || a.exit_code_from.is_some();
+    let mut events = c
+        .stream(Method::GET, &format!("/v1/events?project={}", l.name), None::<&()>)
+        .await?;
+    let containers: Vec<engine::api::ContainerSummary> =
+        c.get(&format!("/v1/containers?project={}&all=1", l.name)).await?;
+    let followed: Vec<engine::api::ContainerSummary> = containers
+        .into_iter()
+        .filter(|s| attach.contains(&s.service))
+        .collect();
+    printer.set_width(&followed);
+    let mut tasks = Vec::new();
+    for s in &followed {
+        tasks.push(tokio::spawn(logs_cmd::follow_one(
+            s.name.clone(),
+            printer.clone(),
+            logs_cmd::LogOpts {
+                follow: true,
+                ..Default::default()
+            },
+        )));
+    }
+    let mut running: std::collections::BTreeSet<String> = followed
+        .iter()
+        .filter(|s| s.state == "running" || s.state == "restarting")
+        .map(|s| s.name.clone())
+        .collect();
+    let mut exit_code = 0;
+    let stop_all = |reason: Option<&str>| {
+        if let Some(r) = reason {
+            eprintln!("{r}");
+        }
+        eprintln!("Gracefully stopping... (press Ctrl+C again to force)");
+    };
+    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    loop {
+        if running.is_empty() && !followed.is_empty() && !abort {
+            break;
+        }
+        tokio::select! {
+            _ = sigint.recv() => {
+                stop_all(None);
+                break;
+            }
+            ev = events.next::<engine::api::Event>() => {
+                let Some(ev) = ev? else { break };
+                let name = ev.attributes.get("name").cloned().unwrap_or_default();
+                match ev.action.as_str() {
+                    "start" => { running.insert(name); }
+                    "die" => {
+                        let code: i32 = ev.attributes.get("exitCode").and_then(|c| c.parse().ok()).unwrap_or(0);
+                        // Let the last lines arrive before the exit line.
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        printer.line_raw(&format!("{name} exited with code {code}"));
+                        running.remove(&name);
+                        if a.exit_code_from.as_deref() == Some(ev.service.as_str()) {
+                            exit_code = code;
+                        }
+                        let trigger = match (&a.exit_code_from, a.abort_on_container_exit, a.abort_on_container_failure) {
+                            (Some(s), _, _) => *s == ev.service,
+                            (None, true, _) => true,
+                            (None, false, true) => code != 0,
+                            _ => false,
+                        };
+                        if trigger {
+                            if a.abort_on_container_failure && code != 0 {
+                                exit_code = code;
+                            }
+                            eprintln!("Aborting on container exit...");
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    for t in tasks {
+        t.abort();
+    }
+    // Stop what runs (Compose does on Ctrl-C and on abort).
+    let req = ActionRequest {
+        project: Some(l.json.clone()),
+        timeout: a.timeout,
+        ..Default::default()
+    };
+    if !running.is_empty() || abort {
+        let lines = c
+            .stream(Method::POST, &format!("/v1/projects/{}/stop", l.name), Some(&req))
+            .await?;
+        let rc = follow_operation(lines).await?;
+        if rc != 0 {
+            return Ok(code(rc));
+        }
+    }
+    Ok(code(exit_code))
+}
+
+pub fn create(g: &Global, a: CreateArgs) -> Result<ExitCode> {
+    up(
+        g,
+        UpArgs {
+            force_recreate: a.force_recreate,
+            no_recreate: a.no_recreate,
+            remove_orphans: a.remove_orphans,
+            scale: a.scale,
+            pull: a.pull,
+            quiet_pull: a.quiet_pull,
+            no_start: true,
+            services: a.services,
+            ..Default::default()
+        },
+    )
+}
+
+pub fn down(g: &Global, a: DownArgs) -> Result<ExitCode> {
+    if a.rmi.is_some() {
+        bail!("down --rmi is not implemented yet");
+    }
+    if !a.services.is_empty() {
+        bail!("down SERVICE... is not implemented yet");
+    }
+    let (name, l) = load_or_name(g, &[])?;
+    let req = DownRequest {
+        project: l.map(|l| l.json),
+        volumes: a.volumes,
+        remove_orphans: a.remove_orphans,
+        timeout: a.timeout,
+    };
+    runtime()?.block_on(async {
+        let c = connect().await?;
+        let lines = c
+            .stream(Method::POST, &format!("/v1/projects/{name}/down"), Some(&req))
+            .await?;
+        Ok(code(follow_operation(lines).await?))
+    })
+}
+
+/// `start`, `stop`, `restart`, `kill`, `rm`, `pause`, `unpause`.
+pub fn action(g: &Global, verb: &str, services: Vec<String>, mut req: ActionRequest) -> Result<ExitCode> {
+    let (name, l) = load_or_name(g, &services)?;
+    req.services = services;
+    req.project = l.map(|l| l.json);
+    runtime()?.block_on(async {
+        let c = connect().await?;
+        let lines = c
+            .stream(Method::POST, &format!("/v1/projects/{name}/{verb}"), Some(&req))
+            .await?;
+        Ok(code(follow_operation(lines).await?))
+    })
+}
+
+pub fn start(g: &Global, a: ServicesArgs) -> Result<ExitCode> {
+    action(g, "start", a.services, ActionRequest::default())
+}
+
+pub fn pause(g: &Global, a: ServicesArgs, pause: bool) -> Result<ExitCode> {
+    action(g, if pause { "pause" } else { "unpause" }, a.services, ActionRequest::default())
+}
+
+pub fn stop(g: &Global, a: StopArgs, verb: &str) -> Result<ExitCode> {
+    action(
+        g,
+        verb,
+        a.services,
+        ActionRequest {
+            timeout: a.timeout,
+            ..Default::default()
+        },
+    )
+}
+
+pub fn kill(g: &Global, a: KillArgs) -> Result<ExitCode> {
+    if engine::runtime::service::signal_number(&a.signal).is_none() {
+        bail!("invalid signal: {}", a.signal);
+    }
+    if a.remove_orphans {
+        bail!("kill --remove-orphans is not implemented yet");
+    }
+    action(
+        g,
+        "kill",
+        a.services,
+        ActionRequest {
+            signal: Some(a.signal),
+            ..Default::default()
+        },
+    )
+}
+
+pub fn rm(g: &Global, a: RmArgs) -> Result<ExitCode> {
+    if !a.force && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        bail!("rm: interactive confirmation is not implemented yet; pass -f");
+    }
+    action(
+        g,
+        "rm",
+        a.services,
+        ActionRequest {
+            stop: a.stop,
+            volumes: a.volumes,
+            ..Default::default()
+        },
+    )
+}
