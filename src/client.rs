@@ -74,7 +74,12 @@ impl Client {
         let resp = sender.send_request(req).await.context("talking to the engine")?;
         if !resp.status().is_success() {
             let status = resp.status();
-            let body = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
             let msg = serde_json::from_slice::<serde_json::Value>(&body)
                 .ok()
                 .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_string))
@@ -123,7 +128,11 @@ pub async fn connect() -> Result<Client> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let log = std::fs::read_to_string(root.join("engine.log")).unwrap_or_default();
-    let last = log.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no log written");
+    let last = log
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("no log written");
     Err(anyhow!(
         "the engine did not start (see {}): {last}",
         root.join("engine.log").display()

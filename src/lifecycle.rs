@@ -85,7 +85,9 @@ fn parse_scale(v: &[String]) -> Result<BTreeMap<String, u32>> {
             let (k, n) = s
                 .split_once('=')
                 .with_context(|| format!("invalid --scale {s:?}: expected SERVICE=NUM"))?;
-            let n: u32 = n.parse().with_context(|| format!("invalid --scale {s:?}: NUM must be a number"))?;
+            let n: u32 = n
+                .parse()
+                .with_context(|| format!("invalid --scale {s:?}: NUM must be a number"))?;
             Ok((k.to_string(), n))
         })
         .collect()
@@ -171,10 +173,8 @@ async fn attached(c: &Client, l: &Loaded, selected: &[String], a: &UpArgs) -> Re
         .await?;
     let containers: Vec<engine::api::ContainerSummary> =
         c.get(&format!("/v1/containers?project={}&all=1", l.name)).await?;
-    let followed: Vec<engine::api::ContainerSummary> = containers
-        .into_iter()
-        .filter(|s| attach.contains(&s.service))
-        .collect();
+    let followed: Vec<engine::api::ContainerSummary> =
+        containers.into_iter().filter(|s| attach.contains(&s.service)).collect();
     printer.set_width(&followed);
     let mut tasks = Vec::new();
     for s in &followed {
@@ -322,7 +322,12 @@ pub fn start(g: &Global, a: ServicesArgs) -> Result<ExitCode> {
 }
 
 pub fn pause(g: &Global, a: ServicesArgs, pause: bool) -> Result<ExitCode> {
-    action(g, if pause { "pause" } else { "unpause" }, a.services, ActionRequest::default())
+    action(
+        g,
+        if pause { "pause" } else { "unpause" },
+        a.services,
+        ActionRequest::default(),
+    )
 }
 
 pub fn stop(g: &Global, a: StopArgs, verb: &str) -> Result<ExitCode> {

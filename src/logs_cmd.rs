@@ -12,9 +12,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
 /// Compose's colours for log prefixes, in the order it hands them out.
-const COLORS: [&str; 12] = [
-    "36", "33", "32", "35", "34", "96", "93", "92", "95", "94", "31", "91",
-];
+const COLORS: [&str; 12] = ["36", "33", "32", "35", "34", "96", "93", "92", "95", "94", "31", "91"];
 
 #[derive(Clone)]
 pub struct Printer {
@@ -43,12 +41,13 @@ impl Printer {
         }
     }
 
-    /// The prefix column fits the longest `service-N` of these containers.
+    /// The prefix column fits the longest `service-N` of these containers, plus one.
     pub fn set_width(&self, cs: &[ContainerSummary]) {
         let mut st = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         for c in cs {
             let n = prefix_name(&c.name, &c.service, c.number);
-            st.width = st.width.max(n.chars().count());
+            // Compose pads to the longest name plus one: `web-1  | `.
+            st.width = st.width.max(n.chars().count() + 1);
             let next = COLORS[st.colors.len() % COLORS.len()];
             st.colors.entry(c.name.clone()).or_insert(next);
         }
@@ -212,7 +211,14 @@ pub fn ps(g: &Global, a: PsArgs) -> Result<ExitCode> {
         }
     }
     const STATES: [&str; 8] = [
-        "paused", "restarting", "removing", "running", "dead", "created", "exited", "",
+        "paused",
+        "restarting",
+        "removing",
+        "running",
+        "dead",
+        "created",
+        "exited",
+        "",
     ];
     for s in &statuses {
         if !STATES.contains(&s.as_str()) || s.is_empty() {

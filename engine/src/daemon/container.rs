@@ -270,9 +270,7 @@ impl Engine {
             Err(e) => {
                 let nets: Vec<String> = rec.networks.iter().map(|n| n.network.clone()).collect();
                 self.net.detach(&rec.id, &nets).await;
-                let msg = format!(
-                    "Error response from daemon: failed to create task for container: {e}"
-                );
+                let msg = format!("Error response from daemon: failed to create task for container: {e}");
                 let _ = ctr.update(|r| {
                     r.exit_code = Some(match &e {
                         crate::runtime::RuntimeError::Start { exit_code, .. } => *exit_code,
@@ -309,7 +307,11 @@ impl Engine {
             // Adopted: bind the ports it had again.
             let mut p = Proxies::default();
             for b in &rec.ports {
-                if let Some(t) = rec.networks.iter().find_map(|n| n.ip.as_deref()?.parse::<IpAddr>().ok()) {
+                if let Some(t) = rec
+                    .networks
+                    .iter()
+                    .find_map(|n| n.ip.as_deref()?.parse::<IpAddr>().ok())
+                {
                     if let Ok(h) = spawn_proxy(b, t).await {
                         p.0.push(h);
                     }
@@ -344,7 +346,12 @@ impl Engine {
 
     /// Stops a running container: the stop signal, `grace`, then everything killed.
     /// `keep_wanted` leaves it wanted (a restart); otherwise restart policies leave it.
-    pub async fn stop(self: &Arc<Self>, ctr: &Arc<Ctr>, grace: Option<Duration>, keep_wanted: bool) -> Result<(), String> {
+    pub async fn stop(
+        self: &Arc<Self>,
+        ctr: &Arc<Ctr>,
+        grace: Option<Duration>,
+        keep_wanted: bool,
+    ) -> Result<(), String> {
         if !keep_wanted {
             ctr.update(|r| r.desired_running = false)?;
         }
@@ -377,7 +384,9 @@ impl Engine {
 
     /// Sends a signal to a running container's workload.
     pub fn kill(&self, ctr: &Arc<Ctr>, signal: i32) -> Result<(), String> {
-        let c = ctr.live().ok_or_else(|| format!("container {} is not running", ctr.rec().name))?;
+        let c = ctr
+            .live()
+            .ok_or_else(|| format!("container {} is not running", ctr.rec().name))?;
         ctr.update(|r| r.desired_running = false)?;
         // SAFETY: kill has no memory-safety preconditions.
         if unsafe { libc::kill(c.pid, signal) } != 0 {
@@ -388,7 +397,9 @@ impl Engine {
     }
 
     pub fn pause(&self, ctr: &Arc<Ctr>, pause: bool) -> Result<(), String> {
-        let c = ctr.live().ok_or_else(|| format!("container {} is not running", ctr.rec().name))?;
+        let c = ctr
+            .live()
+            .ok_or_else(|| format!("container {} is not running", ctr.rec().name))?;
         if pause {
             c.cgroup.freeze().map_err(|e| e.to_string())?;
         } else {
@@ -425,7 +436,11 @@ fn dns_entries(rec: &Record) -> Vec<(String, IpAddr, Vec<String>)> {
         .iter()
         .filter_map(|n| {
             let ip: IpAddr = n.ip.as_deref()?.parse().ok()?;
-            let mut names = vec![rec.name.clone(), rec.service.clone(), rec.id[..12.min(rec.id.len())].to_string()];
+            let mut names = vec![
+                rec.name.clone(),
+                rec.service.clone(),
+                rec.id[..12.min(rec.id.len())].to_string(),
+            ];
             names.extend(n.aliases.iter().cloned());
             Some((n.network.clone(), ip, names))
         })
@@ -437,7 +452,12 @@ pub(super) fn dns_addresses(rec: &Record) -> Vec<(String, IpAddr)> {
 }
 
 async fn spawn_proxy(b: &PortBinding, target: IpAddr) -> Result<tokio::task::JoinHandle<()>, String> {
-    let addr = SocketAddr::new(b.host_ip.parse().map_err(|_| format!("invalid host_ip {}", b.host_ip))?, b.host_port);
+    let addr = SocketAddr::new(
+        b.host_ip
+            .parse()
+            .map_err(|_| format!("invalid host_ip {}", b.host_ip))?,
+        b.host_port,
+    );
     let to = SocketAddr::new(target, b.container_port);
     Ok(if b.protocol == "udp" {
         let s = netd::ports::bind_udp(addr).await.map_err(|e| e.to_string())?;
@@ -465,7 +485,11 @@ async fn bind_ports(svc: &Service, target: Option<IpAddr>, name: &str) -> Result
         if protocol != "tcp" && protocol != "udp" {
             return Err(format!("ports: protocol {protocol:?} is not implemented yet"));
         }
-        let host_ip = p.host_ip.clone().filter(|h| !h.is_empty()).unwrap_or_else(|| "0.0.0.0".into());
+        let host_ip = p
+            .host_ip
+            .clone()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "0.0.0.0".into());
         let published = p.published.clone().unwrap_or_default();
         let candidates: Vec<u16> = if published.is_empty() {
             vec![0]
@@ -476,7 +500,9 @@ async fn bind_ports(svc: &Service, target: Option<IpAddr>, name: &str) -> Result
                 _ => return Err(format!("invalid published port range {published:?}")),
             }
         } else {
-            vec![published.parse::<u16>().map_err(|_| format!("invalid published port {published:?}"))?]
+            vec![published
+                .parse::<u16>()
+                .map_err(|_| format!("invalid published port {published:?}"))?]
         };
         let mut last_err = String::new();
         let mut bound = None;
@@ -507,7 +533,10 @@ async fn bind_ports(svc: &Service, target: Option<IpAddr>, name: &str) -> Result
 }
 
 async fn bind_one(b: &PortBinding, target: IpAddr) -> Result<(tokio::task::JoinHandle<()>, PortBinding), String> {
-    let ip: IpAddr = b.host_ip.parse().map_err(|_| format!("invalid host_ip {:?}", b.host_ip))?;
+    let ip: IpAddr = b
+        .host_ip
+        .parse()
+        .map_err(|_| format!("invalid host_ip {:?}", b.host_ip))?;
     let addr = SocketAddr::new(ip, b.host_port);
     let to = SocketAddr::new(target, b.container_port);
     let mut bound = b.clone();

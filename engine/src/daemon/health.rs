@@ -41,13 +41,20 @@ pub fn effective(svc: &compose::model::Service, image: Option<&HealthConfig>) ->
     }
     let ns = |n: Option<u64>| n.filter(|v| *v > 0).map(Duration::from_nanos);
     let pick = |svc: Option<compose::model::units::Duration>, img: Option<u64>, dflt: Duration| {
-        svc.map(|d| d.as_std()).filter(|d| !d.is_zero()).or_else(|| ns(img)).unwrap_or(dflt)
+        svc.map(|d| d.as_std())
+            .filter(|d| !d.is_zero())
+            .or_else(|| ns(img))
+            .unwrap_or(dflt)
     };
     Some(Check {
         args,
         interval: pick(hc.interval, image.and_then(|i| i.interval), DEFAULT),
         timeout: pick(hc.timeout, image.and_then(|i| i.timeout), DEFAULT),
-        retries: hc.retries.or_else(|| image.and_then(|i| i.retries)).filter(|r| *r > 0).unwrap_or(3),
+        retries: hc
+            .retries
+            .or_else(|| image.and_then(|i| i.retries))
+            .filter(|r| *r > 0)
+            .unwrap_or(3),
         start_period: pick(hc.start_period, image.and_then(|i| i.start_period), Duration::ZERO),
         start_interval: pick(
             hc.start_interval,
@@ -119,7 +126,8 @@ mod tests {
     use super::*;
 
     fn svc(y: &str) -> compose::model::Service {
-        let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&format!("services:\n  s:\n    image: x\n{y}")).unwrap();
+        let doc: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(&format!("services:\n  s:\n    image: x\n{y}")).unwrap();
         compose::decode(&doc).unwrap().services.shift_remove("s").unwrap()
     }
 
@@ -134,7 +142,11 @@ mod tests {
         let c = effective(&svc(""), Some(&img)).unwrap();
         assert_eq!(c.args, vec!["/bin/sh", "-c", "curl -f localhost"]);
         assert_eq!((c.interval, c.timeout, c.retries), (Duration::from_secs(5), DEFAULT, 7));
-        let c = effective(&svc("    healthcheck: {test: [CMD, nc, -z, localhost, '80'], interval: 2s}\n"), Some(&img)).unwrap();
+        let c = effective(
+            &svc("    healthcheck: {test: [CMD, nc, -z, localhost, '80'], interval: 2s}\n"),
+            Some(&img),
+        )
+        .unwrap();
         assert_eq!(c.args, vec!["nc", "-z", "localhost", "80"]);
         assert_eq!((c.interval, c.retries), (Duration::from_secs(2), 7));
         assert_eq!(effective(&svc("    healthcheck: {disable: true}\n"), Some(&img)), None);

@@ -129,7 +129,8 @@ impl Ctr {
     pub fn update(&self, f: impl FnOnce(&mut Record)) -> Result<(), String> {
         let mut r = lock(&self.rec);
         f(&mut r);
-        r.save(&self.dir).map_err(|e| format!("saving container {}: {e}", r.name))
+        r.save(&self.dir)
+            .map_err(|e| format!("saving container {}: {e}", r.name))
     }
 
     pub fn live(&self) -> Option<crate::runtime::Container> {
@@ -234,7 +235,10 @@ impl Engine {
     }
 
     pub fn project_lock(&self, project: &str) -> Arc<tokio::sync::Mutex<()>> {
-        lock(&self.project_locks).entry(project.to_string()).or_default().clone()
+        lock(&self.project_locks)
+            .entry(project.to_string())
+            .or_default()
+            .clone()
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {

@@ -113,9 +113,7 @@ impl Net {
     pub async fn ensure(&self, name: &str, spec: &NetSpec) -> Result<bool, String> {
         let existing = self.record(name);
         if spec.external && existing.is_none() {
-            return Err(format!(
-                "network {name} declared as external, but could not be found"
-            ));
+            return Err(format!("network {name} declared as external, but could not be found"));
         }
         let created = existing.is_none();
         let host_routes = netd::ipam::parse_routes(&std::fs::read_to_string("/proc/net/route").unwrap_or_default());
@@ -149,7 +147,12 @@ impl Net {
         if dns.get(name).is_some_and(|t| !t.is_finished()) {
             return Ok(());
         }
-        self.resolver.write().unwrap_or_else(|p| p.into_inner()).zones.entry(name.to_string()).or_default();
+        self.resolver
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .zones
+            .entry(name.to_string())
+            .or_default();
         let sock = std::net::UdpSocket::bind(SocketAddr::new(IpAddr::V4(gateway), 53))
             .and_then(|s| s.set_nonblocking(true).map(|_| s))
             .and_then(tokio::net::UdpSocket::from_std)
@@ -185,7 +188,11 @@ impl Net {
         if let Some(t) = lock(&self.dns).remove(name) {
             t.abort();
         }
-        self.resolver.write().unwrap_or_else(|p| p.into_inner()).zones.remove(name);
+        self.resolver
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .zones
+            .remove(name);
         links::remove_bridge(&self.nl, &links::bridge_name(name))
             .await
             .map_err(|e| format!("network {name}: {e}"))?;
@@ -254,7 +261,9 @@ impl Net {
     }
 
     async fn nl_index(&self, name: &str) -> Result<Option<u32>, String> {
-        netd::links::Netlink::index_of(&self.nl, name).await.map_err(|e| e.to_string())
+        netd::links::Netlink::index_of(&self.nl, name)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     /// Removes a container's host-side veth ends (they usually go with its namespace).
@@ -290,11 +299,7 @@ impl Net {
 
 /// The Compose network's request as netd's.
 pub fn net_spec(project: &str, key: &str, n: &compose::model::Network) -> NetSpec {
-    let pool = n
-        .ipam
-        .as_ref()
-        .and_then(|i| i.config.as_ref())
-        .and_then(|c| c.first());
+    let pool = n.ipam.as_ref().and_then(|i| i.config.as_ref()).and_then(|c| c.first());
     let aux: Vec<String> = pool
         .and_then(|p| p.aux_addresses.as_ref())
         .map(|m: &BTreeMap<String, String>| m.values().cloned().collect())

@@ -107,7 +107,9 @@ impl Engine {
                 return Err(format!("service {s:?} has neither an image nor a build context specified: building images is not implemented yet").into());
             }
             if svc.container_name.is_some() && self.replicas(&req, s, svc) > 1 {
-                return Err(format!("services.{s}: can't set container_name and {s} as container name must be unique").into());
+                return Err(
+                    format!("services.{s}: can't set container_name and {s} as container name must be unique").into(),
+                );
             }
             super::supervise::policy(svc).map_err(|e| format!("service {s:?}: {e}"))?;
         }
@@ -133,7 +135,11 @@ impl Engine {
             let full = full_network_name(&project, &name, key);
             let n = project.networks.get(key).cloned().unwrap_or_default();
             if n.driver.as_deref().is_some_and(|d| d != "bridge") {
-                return Err(format!("network {full}: driver {:?} is not implemented yet (bridge is)", n.driver.unwrap_or_default()).into());
+                return Err(format!(
+                    "network {full}: driver {:?} is not implemented yet (bridge is)",
+                    n.driver.unwrap_or_default()
+                )
+                .into());
             }
             let spec = network::net_spec(&name, key, &n);
             let exists = self.net.record(&full).is_some();
@@ -191,7 +197,8 @@ impl Engine {
             let me = self.clone();
             let (project, req, out, name) = (project.clone(), req.clone(), out.clone(), name.clone());
             let tx = done.remove(s).unwrap_or_else(|| watch::channel(None).0);
-            let deps: Vec<(String, Condition, bool, watch::Receiver<Option<Result<bool, String>>>)> = project.services[s]
+            let deps: Vec<(String, Condition, bool, watch::Receiver<Option<Result<bool, String>>>)> = project.services
+                [s]
                 .depends_on
                 .iter()
                 .flatten()
@@ -229,7 +236,8 @@ impl Engine {
             return Err(e.into());
         }
         if req.wait && !req.no_start {
-            self.wait_ready(&project, &name, &selected, req.wait_timeout, &out).await?;
+            self.wait_ready(&project, &name, &selected, req.wait_timeout, &out)
+                .await?;
         }
         Ok(())
     }
@@ -398,7 +406,10 @@ impl Engine {
                             ));
                         }
                         if h == "unhealthy" {
-                            return Err(format!("dependency failed to start: container {} is unhealthy", rec.name));
+                            return Err(format!(
+                                "dependency failed to start: container {} is unhealthy",
+                                rec.name
+                            ));
                         }
                         all &= h == "healthy";
                     }
@@ -420,7 +431,11 @@ impl Engine {
             }
             if all {
                 for c in &ctrs {
-                    let what = if *cond == Condition::Healthy { "Healthy" } else { "Exited" };
+                    let what = if *cond == Condition::Healthy {
+                        "Healthy"
+                    } else {
+                        "Exited"
+                    };
                     out.progress("Container", &c.rec().name, what);
                 }
                 return Ok(());
@@ -443,7 +458,11 @@ impl Engine {
         let work = async {
             for s in selected {
                 let svc = &project.services[s];
-                let cond = if svc.healthcheck.as_ref().is_some_and(|h| h.test.is_some() && h.disable != Some(true)) {
+                let cond = if svc
+                    .healthcheck
+                    .as_ref()
+                    .is_some_and(|h| h.test.is_some() && h.disable != Some(true))
+                {
                     Condition::Healthy
                 } else {
                     Condition::Started
@@ -452,17 +471,26 @@ impl Engine {
                     out.progress("Container", &c.rec().name, "Waiting");
                 }
                 if cond == Condition::Healthy {
-                    self.wait_condition(name, s, &cond, &Out(mpsc::unbounded_channel().0)).await?;
+                    self.wait_condition(name, s, &cond, &Out(mpsc::unbounded_channel().0))
+                        .await?;
                 }
                 for c in self.service_containers(name, s) {
                     let st = c.state();
                     if st != State::Running {
-                        return Err(format!("container {} exited ({})", c.rec().name, c.rec().exit_code.unwrap_or(0)));
+                        return Err(format!(
+                            "container {} exited ({})",
+                            c.rec().name,
+                            c.rec().exit_code.unwrap_or(0)
+                        ));
                     }
                     out.progress(
                         "Container",
                         &c.rec().name,
-                        if cond == Condition::Healthy { "Healthy" } else { "Started" },
+                        if cond == Condition::Healthy {
+                            "Healthy"
+                        } else {
+                            "Started"
+                        },
                     );
                 }
             }
@@ -502,14 +530,22 @@ impl Engine {
             .into_iter()
             .filter(|c| services.is_empty() || services.contains(&c.rec().service))
             .collect();
-        let Some(levels) = project.and_then(|p| compose::Graph::new(p).ok()).map(|g| g.stop_levels()) else {
+        let Some(levels) = project
+            .and_then(|p| compose::Graph::new(p).ok())
+            .map(|g| g.stop_levels())
+        else {
             return vec![all];
         };
         let mut out: Vec<Vec<Arc<Ctr>>> = Vec::new();
         let mut placed: BTreeSet<String> = BTreeSet::new();
         // Orphans (not in the model) go first.
         let known: BTreeSet<&String> = levels.iter().flatten().collect();
-        out.push(all.iter().filter(|c| !known.contains(&c.rec().service)).cloned().collect());
+        out.push(
+            all.iter()
+                .filter(|c| !known.contains(&c.rec().service))
+                .cloned()
+                .collect(),
+        );
         for level in &levels {
             out.push(
                 all.iter()
@@ -532,7 +568,9 @@ impl Engine {
         for level in self.stop_levels(name, project.as_ref(), &[]) {
             let mut tasks = Vec::new();
             for c in level {
-                let orphan = project.as_ref().is_some_and(|p| !p.services.contains_key(&c.rec().service));
+                let orphan = project
+                    .as_ref()
+                    .is_some_and(|p| !p.services.contains_key(&c.rec().service));
                 if orphan && !req.remove_orphans {
                     continue;
                 }

@@ -25,7 +25,10 @@ pub async fn serve(listener: tokio::net::UnixListener, engine: Arc<Engine>) -> s
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| handle(engine.clone(), req));
             let io = hyper_util::rt::TokioIo::new(stream);
-            if let Err(e) = hyper::server::conn::http1::Builder::new().serve_connection(io, svc).await {
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, svc)
+                .await
+            {
                 tracing::debug!("API connection: {e}");
             }
         });
@@ -211,12 +214,18 @@ async fn handle(engine: Arc<Engine>, req: Request<Incoming>) -> Result<Response<
             Err(resp) => resp,
         },
         (&Method::POST, ["v1", "projects", name, verb])
-            if matches!(*verb, "start" | "stop" | "restart" | "kill" | "rm" | "pause" | "unpause") =>
+            if matches!(
+                *verb,
+                "start" | "stop" | "restart" | "kill" | "rm" | "pause" | "unpause"
+            ) =>
         {
             match parse::<api::ActionRequest>(&body) {
                 Ok(r) => {
                     let (name, verb) = (name.to_string(), verb.to_string());
-                    operation(engine, move |e, out| async move { e.action(&name, &verb, r, out).await })
+                    operation(
+                        engine,
+                        move |e, out| async move { e.action(&name, &verb, r, out).await },
+                    )
                 }
                 Err(resp) => resp,
             }

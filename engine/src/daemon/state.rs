@@ -138,13 +138,7 @@ pub fn service_from_json(v: &serde_json::Value) -> Result<Service, String> {
 /// Decodes a whole project from its JSON.
 pub fn project_from_json(v: &serde_json::Value) -> Result<compose::Project, String> {
     let yaml: serde_yaml_ng::Value = serde_yaml_ng::to_value(v).map_err(|e| e.to_string())?;
-    compose::decode(&yaml).map_err(|(path, m)| {
-        if path.is_empty() {
-            m
-        } else {
-            format!("{path}: {m}")
-        }
-    })
+    compose::decode(&yaml).map_err(|(path, m)| if path.is_empty() { m } else { format!("{path}: {m}") })
 }
 
 /// Docker's "3 seconds", "About a minute", "2 hours" for a duration in seconds.
@@ -204,14 +198,8 @@ pub fn status_text(rec: &Record, state: State, health: &str, now: i64) -> String
         format!(" ({health})")
     };
     match state {
-        State::Running => format!(
-            "Up {}{h}",
-            human_duration(now - rec.started_at.unwrap_or(now))
-        ),
-        State::Paused => format!(
-            "Up {} (Paused)",
-            human_duration(now - rec.started_at.unwrap_or(now))
-        ),
+        State::Running => format!("Up {}{h}", human_duration(now - rec.started_at.unwrap_or(now))),
+        State::Paused => format!("Up {} (Paused)", human_duration(now - rec.started_at.unwrap_or(now))),
         State::Restarting => format!(
             "Restarting ({}) {} ago",
             rec.exit_code.unwrap_or(0),
@@ -277,7 +265,10 @@ mod tests {
             exit_code: Some(3),
             ..Default::default()
         };
-        assert_eq!(status_text(&rec, State::Running, "healthy", 105), "Up 5 seconds (healthy)");
+        assert_eq!(
+            status_text(&rec, State::Running, "healthy", 105),
+            "Up 5 seconds (healthy)"
+        );
         assert_eq!(
             status_text(&rec, State::Running, "starting", 105),
             "Up 5 seconds (health: starting)"

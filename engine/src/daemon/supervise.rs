@@ -164,7 +164,11 @@ impl Engine {
         let ran = state::now() - rec.started_at.unwrap_or(0);
         // Docker's back-off: doubles while the container keeps dying young.
         let prev = ctr.backoff_ms.load(Ordering::SeqCst);
-        let next = if ran >= 10 || prev == 0 { 100 } else { (prev * 2).min(60_000) };
+        let next = if ran >= 10 || prev == 0 {
+            100
+        } else {
+            (prev * 2).min(60_000)
+        };
         ctr.backoff_ms.store(next, Ordering::SeqCst);
         let _ = ctr.update(|r| {
             r.exit_code = Some(exit_code);
@@ -211,7 +215,8 @@ mod tests {
     use super::*;
 
     fn svc(y: &str) -> compose::model::Service {
-        let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&format!("services:\n  s:\n    image: x\n{y}")).unwrap();
+        let doc: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(&format!("services:\n  s:\n    image: x\n{y}")).unwrap();
         compose::decode(&doc).unwrap().services.shift_remove("s").unwrap()
     }
 
@@ -238,9 +243,17 @@ mod tests {
         assert!(should_restart(&p, &ended(3, 0, true)));
         let p = policy(&svc("")).unwrap();
         assert!(!should_restart(&p, &ended(1, 0, true)));
-        let p = policy(&svc("    deploy:\n      restart_policy: {condition: on-failure, max_attempts: 1, delay: 2s}\n")).unwrap();
-        assert_eq!((p.mode.as_str(), p.max_attempts, p.delay), ("on-failure", 1, Some(Duration::from_secs(2))));
-        assert!(policy(&svc("    restart: sometimes\n")).unwrap_err().contains("invalid restart policy"));
+        let p = policy(&svc(
+            "    deploy:\n      restart_policy: {condition: on-failure, max_attempts: 1, delay: 2s}\n",
+        ))
+        .unwrap();
+        assert_eq!(
+            (p.mode.as_str(), p.max_attempts, p.delay),
+            ("on-failure", 1, Some(Duration::from_secs(2)))
+        );
+        assert!(policy(&svc("    restart: sometimes\n"))
+            .unwrap_err()
+            .contains("invalid restart policy"));
         assert!(policy(&svc("    restart: on-failure:x\n")).is_err());
     }
 }

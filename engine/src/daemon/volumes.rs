@@ -168,7 +168,9 @@ mod tests {
         assert_eq!(list(t.path()).len(), 1);
         let e = ensure(t.path(), "shared", "p", "shared", true).unwrap_err();
         assert_eq!(e, "external volume \"shared\" not found");
-        assert!(ensure(t.path(), "../x", "p", "x", false).unwrap_err().contains("invalid"));
+        assert!(ensure(t.path(), "../x", "p", "x", false)
+            .unwrap_err()
+            .contains("invalid"));
         remove(t.path(), "p_data").unwrap();
         assert!(!exists(t.path(), "p_data"));
     }
@@ -185,10 +187,7 @@ mod tests {
         std::fs::create_dir(&dest).unwrap();
         fill_from_image(t.path(), std::slice::from_ref(&layer), "/data", &dest).unwrap();
         assert_eq!(std::fs::read_to_string(dest.join("sub/f")).unwrap(), "hi");
-        assert_eq!(
-            std::fs::metadata(dest.join("sub/f")).unwrap().mode() & 0o777,
-            0o600
-        );
+        assert_eq!(std::fs::metadata(dest.join("sub/f")).unwrap().mode() & 0o777, 0o600);
         assert_eq!(std::fs::read_link(dest.join("link")).unwrap(), Path::new("sub/f"));
         // Not empty any more: never filled twice.
         std::fs::write(layer.join("data/new"), "x").unwrap();

@@ -1,0 +1,404 @@
+//! The Compose lifecycle end to end, as root: the built `rcompose` binary against
+//! busybox stacks, with an engine of the test's own (own state root, own network
+//! namespace). After each test nothing is left: the engine and every container process
+//! are killed, their cgroups removed, and the namespace (with its bridges and veths)
+//! goes with its last process.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_rcompose");
+
+fn root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let r = unsafe { libc::geteuid() } == 0 && Path::new("/bin/busybox").exists();
+    if !r {
+        eprintln!("skipped: lifecycle tests need root and /bin/busybox (busybox-static)");
+    }
+    r
+}
+
+struct Env {
+    state: tempfile::TempDir,
+    project: tempfile::TempDir,
+    daemon: Child,
+}
+
+impl Env {
+    /// A state root with the busybox image, and an engine in a new network namespace.
+    fn new() -> Env {
+        let state = tempfile::tempdir().unwrap();
+        let project = tempfile::tempdir().unwrap();
+        let fs = state.path().join("busybox-rootfs");
+        for d in ["bin", "etc", "tmp", "data"] {
+            std::fs::create_dir_all(fs.join(d)).unwrap();
+        }
+        std::fs::copy("/bin/busybox", fs.join("bin/busybox")).unwrap();
+        let list = Command::new("/bin/busybox").arg("--list").output().unwrap();
+        for applet in String::from_utf8_lossy(&list.stdout).lines() {
+            if applet != "busybox" {
+                let _ = std::os::unix::fs::symlink("busybox", fs.join("bin").join(applet));
+            }
+        }
+        std::fs::write(fs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+        std::fs::write(fs.join("etc/group"), "root:x:0:\n").unwrap();
+        // Image content at a volume's mount point is copied into a new volume.
+        std::fs::write(fs.join("data/from-image"), "seed\n").unwrap();
+        let o = Command::new(BIN)
+            .args(["image", "import", fs.to_str().unwrap(), "rcompose/busybox:latest"])
+            .env("RCOMPOSE_ROOT", state.path())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let root = state.path().to_path_buf();
+        let daemon = std::thread::spawn(move || {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
+            let lo = Command::new("ip").args(["link", "set", "lo", "up"]).status().unwrap();
+            assert!(lo.success());
+            let log = std::fs::File::create(root.join("engine.log")).unwrap();
+            Command::new(BIN)
+                .arg("daemon")
+                .env("RCOMPOSE_ROOT", &root)
+                .stdin(std::process::Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .unwrap()
+        })
+        .join()
+        .unwrap();
+        let env = Env { state, project, daemon };
+        let sock = env.state.path().join("run/rcompose.sock");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !sock.exists() {
+            assert!(Instant::now() < deadline, "engine did not start: {}", env.engine_log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        env
+    }
+
+    fn engine_log(&self) -> String {
+        std::fs::read_to_string(self.state.path().join("engine.log")).unwrap_or_default()
+    }
+
+    fn write(&self, name: &str, text: &str) {
+        std::fs::write(self.project.path().join(name), text).unwrap();
+    }
+
+    fn rc(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .current_dir(self.project.path())
+            .env("RCOMPOSE_ROOT", self.state.path())
+            .env_remove("RCOMPOSE_RUN")
+            .output()
+            .unwrap()
+    }
+
+    /// Runs a command that must succeed; returns its stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.rc(args);
+        assert!(
+            o.status.success(),
+            "rcompose {args:?} failed ({:?}):\n{}\n{}\nengine log:\n{}",
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr),
+            self.engine_log()
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// `ps -a --format json`, one object per container.
+    fn ps(&self) -> Vec<serde_json::Value> {
+        self.ok(&["ps", "-a", "--format", "json"])
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    fn container(&self, name: &str) -> serde_json::Value {
+        self.ps()
+            .into_iter()
+            .find(|c| c["Name"] == name)
+            .unwrap_or_else(|| panic!("no container {name}: {:?}", self.ps()))
+    }
+
+    /// Runs `f` inside the engine's network namespace.
+    fn in_netns<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let ns = format!("/proc/{}/ns/net", self.daemon.id());
+        std::thread::spawn(move || {
+            let f_ns = std::fs::File::open(ns).unwrap();
+            nix::sched::setns(&f_ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            f()
+        })
+        .join()
+        .unwrap()
+    }
+
+    fn http_get(&self, port: u16) -> String {
+        self.in_netns(move || {
+            use std::io::{Read, Write};
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let attempt = (|| -> std::io::Result<String> {
+                    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+                    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+                    s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")?;
+                    let mut out = String::new();
+                    s.read_to_string(&mut out)?;
+                    Ok(out)
+                })();
+                match attempt {
+                    Ok(s) if s.contains("200 OK") => return s,
+                    other if Instant::now() > deadline => panic!("GET :{port}: {other:?}"),
+                    _ => std::thread::sleep(Duration::from_millis(100)),
+                }
+            }
+        })
+    }
+
+    fn links(&self) -> String {
+        self.in_netns(|| {
+            let o = Command::new("ip").args(["-o", "link"]).output().unwrap();
+            String::from_utf8_lossy(&o.stdout).into_owned()
+        })
+    }
+
+    fn wait_for(&self, what: &str, mut f: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !f() {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}\n{}",
+                self.engine_log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// What `down` must leave: no container, network or cgroup of this root.
+    fn assert_nothing_left(&self) {
+        let containers: Vec<_> = std::fs::read_dir(self.state.path().join("containers"))
+            .unwrap()
+            .collect();
+        assert!(containers.is_empty(), "container directories left: {containers:?}");
+        let links = self.links();
+        assert!(!links.contains("rc-") && !links.contains("rv"), "links left:\n{links}");
+        let nets: Vec<_> = std::fs::read_dir(self.state.path().join("networks"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name() != "ipam.json")
+            .collect();
+        assert!(nets.is_empty(), "network records left: {nets:?}");
+        let parent = engine::daemon::cgroup_parent(self.state.path());
+        let mut left = Vec::new();
+        for base in [
+            "/sys/fs/cgroup/pids",
+            "/sys/fs/cgroup/memory",
+            "/sys/fs/cgroup/unified",
+            "/sys/fs/cgroup",
+        ] {
+            let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+            for line in own.lines() {
+                let path = line.splitn(3, ':').nth(2).unwrap_or("/");
+                let dir = PathBuf::from(format!("{base}{path}")).join(&parent);
+                if let Ok(rd) = std::fs::read_dir(&dir) {
+                    left.extend(rd.flatten().filter(|e| e.path().is_dir()).map(|e| e.path()));
+                }
+            }
+        }
+        assert!(left.is_empty(), "container cgroups left: {left:?}");
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = self.rc(&["down", "-v", "-t", "0"]);
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+        // Whatever a failed test left running: kill it and remove its cgroups.
+        if let Ok(m) = engine::runtime::cgroups::Manager::detect() {
+            m.remove_tree(&engine::daemon::cgroup_parent(self.state.path()));
+        }
+    }
+}
+
+const STACK: &str = r#"
+name: shop
+services:
+  migrate:
+    image: rcompose/busybox:latest
+    command: ["sh", "-c", "echo migrating; echo schema-v1 > /data/schema"]
+    volumes: [data:/data]
+  db:
+    image: rcompose/busybox:latest
+    command: ["sh", "-c", "echo boot >> /data/boots; touch /tmp/ready; while true; do cat /data/schema | nc -l -p 7000; done"]
+    healthcheck:
+      test: ["CMD-SHELL", "test -f /tmp/ready"]
+      interval: 300ms
+    volumes: [data:/data]
+    depends_on:
+      migrate: {condition: service_completed_successfully}
+  web:
+    image: rcompose/busybox:latest
+    command: ["sh", "-c", "mkdir -p /www; nc db 7000 > /www/index.html; httpd -f -p 8080 -h /www"]
+    environment: {GREETING: hello}
+    ports: ["127.0.0.1::8080"]
+    depends_on:
+      db: {condition: service_healthy}
+  crashy:
+    image: rcompose/busybox:latest
+    command: ["sh", "-c", "echo crash; exit 3"]
+    restart: on-failure:2
+volumes:
+  data:
+"#;
+
+#[test]
+fn a_stack_comes_up_converges_and_goes_down() {
+    if !root() {
+        return;
+    }
+    let env = Env::new();
+    env.write("compose.yaml", STACK);
+    let o = env.rc(&["up", "-d"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}\n{}", env.engine_log());
+    for line in [
+        " Network shop_default  Created",
+        " Volume \"shop_data\"  Created",
+        " Container shop-migrate-1  Started",
+        " Container shop-db-1  Healthy",
+        " Container shop-web-1  Started",
+    ] {
+        assert!(err.contains(line), "missing {line:?} in:\n{err}");
+    }
+    // The migration ran first and ended; the request through the front end's published
+    // port reaches the data store by its service name.
+    let migrate = env.container("shop-migrate-1");
+    assert_eq!(
+        (migrate["State"].as_str(), migrate["ExitCode"].as_i64()),
+        (Some("exited"), Some(0))
+    );
+    let web = env.container("shop-web-1");
+    let port = web["Publishers"][0]["PublishedPort"].as_u64().unwrap() as u16;
+    assert!(port > 0);
+    assert!(env.http_get(port).contains("schema-v1"));
+    let table = env.ok(&["ps"]);
+    assert!(table.starts_with("NAME "), "{table}");
+    assert!(table.contains(&format!("127.0.0.1:{port}->8080/tcp")), "{table}");
+    assert!(table.contains("(healthy)"), "{table}");
+    // A new volume got the image's content at its mount point.
+    let vol = env.state.path().join("volumes/shop_data/_data");
+    assert_eq!(std::fs::read_to_string(vol.join("from-image")).unwrap(), "seed\n");
+
+    // The crashing service is restarted by its policy, twice, then left exited.
+    env.wait_for("crashy to give up", || {
+        let c = env.container("shop-crashy-1");
+        c["State"] == "exited" && c["RestartCount"] == 2
+    });
+    let logs = env.ok(&["logs", "crashy"]);
+    assert_eq!(logs.matches("| crash\n").count(), 3, "{logs}");
+    assert!(logs.starts_with("crashy-1  | crash"), "{logs}");
+
+    // An edited service is recreated; the others keep their containers.
+    let before: Vec<(String, String)> = env
+        .ps()
+        .iter()
+        .map(|c| {
+            (
+                c["Name"].as_str().unwrap().to_string(),
+                c["ID"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    env.write("compose.yaml", &STACK.replace("GREETING: hello", "GREETING: bonjour"));
+    let o = env.rc(&["up", "-d", "web", "--no-deps"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains(" Container shop-web-1  Recreated"), "{err}");
+    for (name, id) in &before {
+        let now = env.container(name)["ID"].as_str().unwrap().to_string();
+        assert_eq!(name == "shop-web-1", &now != id, "{name}");
+    }
+
+    // Scale up and down without touching the rest.
+    let db_id = env.container("shop-db-1")["ID"].clone();
+    env.ok(&["up", "-d", "--no-deps", "--scale", "web=3", "web"]);
+    let webs = |env: &Env| env.ps().into_iter().filter(|c| c["Service"] == "web").count();
+    assert_eq!(webs(&env), 3);
+    env.ok(&["up", "-d", "--no-deps", "--scale", "web=1", "web"]);
+    assert_eq!(webs(&env), 1);
+    assert_eq!(env.container("shop-db-1")["ID"], db_id);
+
+    // stop / start / restart keep the containers.
+    env.ok(&["stop", "db"]);
+    assert_eq!(env.container("shop-db-1")["State"], "exited");
+    env.ok(&["start", "db"]);
+    assert_eq!(env.container("shop-db-1")["State"], "running");
+    assert_eq!(env.container("shop-db-1")["ID"], db_id);
+    assert!(env.ok(&["ls"]).contains("shop"));
+
+    // The volume's data survives down and up, and goes with down -v.
+    env.ok(&["down"]);
+    assert!(env.ps().is_empty());
+    assert_eq!(std::fs::read_to_string(vol.join("boots")).unwrap(), "boot\nboot\n");
+    env.ok(&["up", "-d"]);
+    assert_eq!(
+        std::fs::read_to_string(vol.join("boots")).unwrap(),
+        "boot\nboot\nboot\n"
+    );
+    let o = env.rc(&["down", "-v"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(" Volume shop_data  Removed"), "{err}");
+    assert!(!vol.exists());
+    env.assert_nothing_left();
+}
+
+#[test]
+fn exit_code_from_and_failed_dependencies() {
+    if !root() {
+        return;
+    }
+    let env = Env::new();
+    env.write(
+        "compose.yaml",
+        "name: codes\nservices:\n  long:\n    image: rcompose/busybox:latest\n    command: [sleep, '30']\n  job:\n    image: rcompose/busybox:latest\n    command: [sh, -c, 'echo working; sleep 0.3; exit 7']\n",
+    );
+    let o = env.rc(&["up", "--exit-code-from", "job"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        o.status.code(),
+        Some(7),
+        "{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // Prefixes padded to the longest name plus one, as Compose pads them.
+    assert!(out.lines().any(|l| l == "job-1   | working"), "{out}");
+    assert!(out.contains("codes-job-1 exited with code 7"), "{out}");
+    // The others were stopped on the way out.
+    assert_eq!(env.container("codes-long-1")["State"], "exited");
+    env.ok(&["down"]);
+
+    // A dependency that never becomes healthy stops the dependent with Compose's words.
+    env.write(
+        "compose.yaml",
+        "name: codes\nservices:\n  db:\n    image: rcompose/busybox:latest\n    command: [sleep, '30']\n    healthcheck: {test: [CMD, 'false'], interval: 200ms, retries: 2}\n  app:\n    image: rcompose/busybox:latest\n    command: [sleep, '30']\n    depends_on: {db: {condition: service_healthy}}\n",
+    );
+    let o = env.rc(&["up", "-d"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("dependency failed to start: container codes-db-1 is unhealthy"),
+        "{err}"
+    );
+    assert!(env.ps().iter().all(|c| c["Name"] != "codes-app-1"));
+    // An unknown service.
+    let o = env.rc(&["up", "-d", "nosuch"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no such service: nosuch"));
+    env.ok(&["down", "-t", "0"]);
+    env.assert_nothing_left();
+}
