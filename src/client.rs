@@ -119,6 +119,12 @@ pub async fn connect() -> Result<Client> {
     if client.ping().await {
         return Ok(client);
     }
+    if std::env::var_os("RCOMPOSE_NO_AUTOSTART").is_some_and(|v| !v.is_empty() && v != "0") {
+        bail!(
+            "no engine answers at {} (RCOMPOSE_NO_AUTOSTART is set; start one with `rcompose daemon`)",
+            client.socket.display()
+        );
+    }
     start_engine(&root, &run)?;
     let deadline = Instant::now() + Duration::from_secs(15);
     while Instant::now() < deadline {

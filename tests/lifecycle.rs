@@ -92,6 +92,8 @@ impl Env {
             .current_dir(self.project.path())
             .env("RCOMPOSE_ROOT", self.state.path())
             .env_remove("RCOMPOSE_RUN")
+            // Never an engine of the CLI's making: it would run outside the namespace.
+            .env("RCOMPOSE_NO_AUTOSTART", "1")
             .output()
             .unwrap()
     }
@@ -215,7 +217,6 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
-        let _ = self.rc(&["down", "-v", "-t", "0"]);
         let _ = self.daemon.kill();
         let _ = self.daemon.wait();
         // Whatever a failed test left running: kill it and remove its cgroups.
@@ -401,4 +402,103 @@ fn exit_code_from_and_failed_dependencies() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("no such service: nosuch"));
     env.ok(&["down", "-t", "0"]);
     env.assert_nothing_left();
+}
+
+#[test]
+fn containers_outlive_the_engine_and_are_adopted() {
+    if !root() {
+        return;
+    }
+    let mut env = Env::new();
+    env.write(
+        "compose.yaml",
+        "name: keep\nservices:\n  web:\n    image: rcompose/busybox:latest\n    command: [sh, -c, 'mkdir -p /www; echo kept > /www/index.html; httpd -f -p 80 -h /www']\n    ports: ['127.0.0.1::80']\n    healthcheck: {test: [CMD, 'true'], interval: 200ms}\n    restart: always\n",
+    );
+    env.ok(&["up", "-d", "--wait"]);
+    let before = env.container("keep-web-1");
+    let port = before["Publishers"][0]["PublishedPort"].as_u64().unwrap() as u16;
+    // A clean shutdown leaves the containers running.
+    let ns = std::fs::File::open(format!("/proc/{}/ns/net", env.daemon.id())).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(env.daemon.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = env.daemon.wait().unwrap();
+    assert!(status.success(), "{status:?}\n{}", env.engine_log());
+    // A new engine in the same namespace adopts them: same container, its port and
+    // health come back.
+    let root = env.state.path().to_path_buf();
+    env.daemon = std::thread::spawn(move || {
+        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(root.join("engine.log"))
+            .unwrap();
+        Command::new(BIN)
+            .arg("daemon")
+            .env("RCOMPOSE_ROOT", &root)
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    })
+    .join()
+    .unwrap();
+    // Waiting on the socket, not on a command: a command would start an engine itself.
+    let sock = env.state.path().join("run/rcompose.sock");
+    env.wait_for("the new engine", || sock.exists());
+    let after = env.container("keep-web-1");
+    assert_eq!(
+        (after["ID"].clone(), after["State"].as_str()),
+        (before["ID"].clone(), Some("running"))
+    );
+    assert!(env.http_get(port).contains("kept"));
+    env.wait_for("health to come back", || {
+        env.container("keep-web-1")["Health"] == "healthy"
+    });
+    env.ok(&["down"]);
+    env.assert_nothing_left();
+}
+
+#[test]
+fn the_cli_starts_an_engine_on_demand() {
+    if !root() {
+        return;
+    }
+    let state = tempfile::tempdir().unwrap();
+    let root = state.path().to_path_buf();
+    // From a namespace of its own, so that the engine it starts lives there.
+    let out = std::thread::spawn(move || {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        Command::new(BIN)
+            .arg("ls")
+            .env("RCOMPOSE_ROOT", &root)
+            .output()
+            .unwrap()
+    })
+    .join()
+    .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "NAME   STATUS   CONFIG FILES\n");
+    let pid: i32 = std::fs::read_to_string(state.path().join("run/rcompose.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // One engine per root: a second one refuses.
+    let second = Command::new(BIN)
+        .arg("daemon")
+        .env("RCOMPOSE_ROOT", state.path())
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&second.stderr).contains("another engine is already running"));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!state.path().join("run/rcompose.sock").exists());
 }
