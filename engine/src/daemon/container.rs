@@ -155,6 +155,7 @@ impl Engine {
         if ctr.live().is_some() {
             return Ok(());
         }
+        let t0 = std::time::Instant::now();
         let rec = ctr.rec();
         let svc = rec.service()?;
         let image = self
@@ -233,6 +234,7 @@ impl Engine {
             bind_ports(&svc, target_ip, &rec.name).await?
         };
 
+        let t_prep = t0.elapsed();
         let me = self.clone();
         let attach: Vec<(String, String, Ipv4Addr, bool)> = {
             let mut first_external = true;
@@ -281,6 +283,7 @@ impl Engine {
                 return Err(msg);
             }
         };
+        let t_run = t0.elapsed();
         *lock(&ctr.proxies) = proxies;
         ctr.update(|r| {
             r.ports = bindings;
@@ -291,7 +294,15 @@ impl Engine {
             r.exit_code = None;
             r.oom_killed = false;
         })?;
-        self.resume(ctr, c).await
+        let r = self.resume(ctr, c).await;
+        tracing::debug!(
+            "started {} in {:?} (prepared {:?}, running {:?})",
+            rec.name,
+            t0.elapsed(),
+            t_prep,
+            t_run
+        );
+        r
     }
 
     /// Takes a running container under supervision: DNS names, health probe, exit
