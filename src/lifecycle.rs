@@ -100,9 +100,6 @@ pub fn up(g: &Global, a: UpArgs) -> Result<ExitCode> {
     if a.watch {
         bail!("up --watch: watch mode is not implemented yet");
     }
-    if a.renew_anon_volumes {
-        bail!("up -V/--renew-anon-volumes is not implemented yet");
-    }
     if a.detach && (a.abort_on_container_exit || a.abort_on_container_failure || a.exit_code_from.is_some()) {
         bail!("--abort-on-container-exit, --abort-on-container-failure and --exit-code-from cannot be combined with --detach");
     }
@@ -131,6 +128,7 @@ pub fn up(g: &Global, a: UpArgs) -> Result<ExitCode> {
         timeout: a.timeout,
         wait: a.wait,
         wait_timeout: a.wait_timeout,
+        file_values: file_values(&l.loaded)?,
     };
     let detached = a.detach || a.wait || a.no_start;
     runtime()?.block_on(async {
@@ -144,6 +142,28 @@ pub fn up(g: &Global, a: UpArgs) -> Result<ExitCode> {
         }
         attached(&c, &l, &selected, &a).await
     })
+}
+
+/// Secrets and configs taken from environment variables: the engine does not see the
+/// CLI's environment, so their values travel with the request.
+fn file_values(l: &compose::Loaded) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    let p = &l.project;
+    let sources = p
+        .secrets
+        .iter()
+        .map(|(k, v)| ("secret", k, v.environment.as_ref()))
+        .chain(p.configs.iter().map(|(k, v)| ("config", k, v.environment.as_ref())));
+    for (kind, key, env) in sources {
+        if let Some(var) = env {
+            let value = l
+                .environment
+                .get(var)
+                .with_context(|| format!("{kind}s.{key}: environment variable {var} is not set"))?;
+            out.insert(format!("{kind}:{key}"), value.clone());
+        }
+    }
+    Ok(out)
 }
 
 fn selected_services(l: &Loaded, services: &[String], no_deps: bool) -> Result<Vec<String>> {

@@ -87,7 +87,12 @@ impl Env {
     }
 
     fn rc(&self, args: &[&str]) -> Output {
+        self.rc_env(args, &[])
+    }
+
+    fn rc_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         Command::new(BIN)
+            .envs(env.iter().copied())
             .args(args)
             .current_dir(self.project.path())
             .env("RCOMPOSE_ROOT", self.state.path())
@@ -501,4 +506,62 @@ fn the_cli_starts_an_engine_on_demand() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(!state.path().join("run/rcompose.sock").exists());
+}
+
+#[test]
+fn secrets_configs_hooks_volumes_from_and_links() {
+    if !root() {
+        return;
+    }
+    let env = Env::new();
+    std::fs::create_dir(env.project.path().join("shared")).unwrap();
+    env.write("shared/data", "from-host\n");
+    env.write("token.txt", "s3cret\n");
+    env.write(
+        "compose.yaml",
+        r#"
+name: files
+services:
+  app:
+    image: rcompose/busybox:latest
+    command: [sh, -c, 'while [ ! -f /tmp/post ]; do sleep 0.05; done; cat /run/secrets/token /run/secrets/apikey /etc/app.conf; echo; stat -c "mode=%a uid=%u" /etc/app.conf; cat /shared/data; grep -c database /etc/hosts; echo done; sleep 30']
+    secrets: [token, apikey]
+    configs: [{source: appconf, target: /etc/app.conf, mode: 0400, uid: "1"}]
+    post_start: [{command: [touch, /tmp/post]}]
+    pre_stop: [{command: [sh, -c, 'echo stopping > /shared/bye']}]
+    volumes_from: [store]
+    links: ["store:database"]
+    depends_on: [store]
+  store:
+    image: rcompose/busybox:latest
+    command: [sleep, '30']
+    volumes: [./shared:/shared]
+secrets:
+  token: {file: ./token.txt}
+  apikey: {environment: API_KEY}
+configs:
+  appconf: {content: "setting=1"}
+"#,
+    );
+    let o = env.rc_env(&["up", "-d"], &[("API_KEY", "k-123")]);
+    assert!(
+        o.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        env.engine_log()
+    );
+    env.wait_for("the app's report", || env.ok(&["logs", "app"]).contains("done"));
+    let logs = env.ok(&["logs", "--no-log-prefix", "app"]);
+    assert_eq!(logs, "s3cret\nk-123setting=1\nmode=400 uid=1\nfrom-host\n1\ndone\n");
+    env.ok(&["stop", "-t", "1", "app"]);
+    assert_eq!(
+        std::fs::read_to_string(env.project.path().join("shared/bye")).unwrap(),
+        "stopping\n"
+    );
+    // A missing variable is named before anything is created.
+    env.ok(&["down", "-t", "0"]);
+    let o = env.rc(&["up", "-d"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("secrets.apikey: environment variable API_KEY is not set"));
+    env.assert_nothing_left();
 }

@@ -31,6 +31,9 @@ pub struct UpRequest {
     /// Wait for running (and healthy, where a health check exists).
     pub wait: bool,
     pub wait_timeout: Option<u64>,
+    /// Contents of secrets and configs whose source is an environment variable
+    /// (`secret:NAME`, `config:NAME`), taken from the CLI's project environment.
+    pub file_values: BTreeMap<String, String>,
 }
 
 /// `POST /v1/projects/{name}/down`.

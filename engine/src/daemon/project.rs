@@ -112,6 +112,7 @@ impl Engine {
                 );
             }
             super::supervise::policy(svc).map_err(|e| format!("service {s:?}: {e}"))?;
+            container::file_mounts(&project, svc, &req.file_values).map_err(|e| format!("service {s:?}: {e}"))?;
         }
 
         // Networks and volumes the selected services use.
@@ -303,6 +304,7 @@ impl Engine {
                 keep.insert(n, c);
             }
         }
+        let files = container::file_mounts(project, svc, &req.file_values)?;
         let mut to_start = Vec::new();
         for number in 1..=want {
             let new = NewContainer {
@@ -314,6 +316,7 @@ impl Engine {
                 image_id: image_id.clone(),
                 working_dir: &req.working_dir,
                 config_files: &req.config_files,
+                files: files.clone(),
             };
             match keep.remove(&number) {
                 Some(c) => {
@@ -325,12 +328,23 @@ impl Engine {
                                 || (req.always_recreate_deps && dep_recreated)));
                     if diverged {
                         out.progress("Container", &rec.name, "Recreate");
+                        // Anonymous volumes go to the new container, as Compose carries
+                        // them over, unless -V asks for new ones.
+                        let anon = self.root.join("tmp").join(format!("anon-{}", rec.id));
                         {
                             let _op = c.op.lock().await;
                             self.stop(&c, req.timeout.map(Duration::from_secs), false).await?;
+                            let old = c.dir.join("anonymous");
+                            if !req.renew_anon_volumes && old.exists() {
+                                std::fs::rename(&old, &anon).map_err(|e| format!("keeping anonymous volumes: {e}"))?;
+                            }
                             self.remove(&c).await?;
                         }
                         let c = self.create(&new)?;
+                        if anon.exists() {
+                            std::fs::rename(&anon, c.dir.join("anonymous"))
+                                .map_err(|e| format!("keeping anonymous volumes: {e}"))?;
+                        }
                         out.progress("Container", &rec.name, "Recreated");
                         recreated = true;
                         to_start.push(c);

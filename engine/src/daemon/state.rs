@@ -63,6 +63,9 @@ pub struct Record {
     pub network_mode: String,
     #[serde(default)]
     pub ports: Vec<PortBinding>,
+    /// Secrets and configs: (file in the container's directory, target in the container).
+    #[serde(default)]
+    pub files: Vec<(PathBuf, String)>,
     /// Compose volume key -> the volume's full name.
     #[serde(default)]
     pub volumes: BTreeMap<String, String>,
