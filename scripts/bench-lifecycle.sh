@@ -40,12 +40,15 @@ mk "$work/wide" wide 50 rcompose/busybox:latest
 
 ms() { local s=$(date +%s%N); "$@" >/dev/null 2>&1; echo $(( ($(date +%s%N) - s) / 1000000 )); }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-rss_kib() { # total RSS of the engine and all container inits
-  local pid total=0
+# Memory of the engine and all container inits: PSS (shared pages, such as the binary's
+# text that every init maps from the same memfd, counted once overall) and RSS.
+mem_kib() {
+  local pid pss=0 rss=0
   for pid in $(cat "$RCOMPOSE_ROOT/run/rcompose.pid") $(cat "$RCOMPOSE_ROOT"/containers/*/state.json 2>/dev/null | sed -n 's/.*"pid":\([0-9]*\).*/\1/p'); do
-    total=$(( total + $(awk '/VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0) ))
+    pss=$(( pss + $(awk '/^Pss:/ {print $2}' "/proc/$pid/smaps_rollup" 2>/dev/null || echo 0) ))
+    rss=$(( rss + $(awk '/VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0) ))
   done
-  echo "$total"
+  echo "PSS $pss KiB (RSS $rss KiB)"
 }
 
 run_rcompose() {
@@ -56,14 +59,14 @@ run_rcompose() {
     for _ in $(seq "$runs"); do
       cd "$work/$stack"
       ups+=("$(ms "$bin" up -d)")
-      mem=$(rss_kib)
+      mem=$(mem_kib)
       downs+=("$(ms "$bin" down -t 0)")
     done
-    printf '%-16s %-6s up -d %5s ms   down %5s ms   engine+inits RSS %6s KiB\n' rcompose "$stack" \
+    printf '%-16s %-6s up -d %5s ms   down %5s ms   engine+inits %s\n' rcompose "$stack" \
       "$(printf '%s\n' "${ups[@]}" | median)" "$(printf '%s\n' "${downs[@]}" | median)" "$mem"
   done
 }
-export -f run_rcompose ms median rss_kib
+export -f run_rcompose ms median mem_kib
 export bin work runs
 unshare -n bash -c run_rcompose
 

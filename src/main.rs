@@ -122,6 +122,10 @@ pub fn load_options(g: &Global) -> Result<compose::Options> {
 fn daemon() -> Result<ExitCode> {
     let (root, run) = engine::daemon::paths();
     let helper = std::env::current_exe()?;
+    // Few malloc arenas: every blocking thread would otherwise get one of its own, and
+    // the engine's footprint grows with the number of containers started at once.
+    // SAFETY: mallopt only changes allocator parameters.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -254,35 +254,39 @@ pub async fn attach(host: &impl Netlink, a: &Attachment<'_>) -> Result<(), LinkE
 async fn configure_inside(a: &Attachment<'_>, peer: String) -> Result<(), LinkError> {
     let netns = a.netns.to_path_buf();
     let (ifname, address, prefix, gateway) = (a.ifname.to_string(), a.address, a.prefix, a.gateway);
-    let job = std::thread::spawn(move || -> Result<(), LinkError> {
-        let f = std::fs::File::open(&netns)?;
-        // SAFETY: setns on this thread only; the thread ends after this work.
-        if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            return Err(std::io::Error::last_os_error().into());
-        }
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        rt.block_on(async {
-            let nl = Rtnl::connect()?;
-            if let Some(lo) = nl.index_of("lo").await? {
-                nl.set_up(lo).await?;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    // A plain thread (never a blocking task waiting on another, which can starve the
+    // runtime's blocking pool), reporting back through a channel.
+    std::thread::spawn(move || {
+        let r = (move || -> Result<(), LinkError> {
+            let f = std::fs::File::open(&netns)?;
+            // SAFETY: setns on this thread only; the thread ends after this work.
+            if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(std::io::Error::last_os_error().into());
             }
-            let idx = nl.index_of(&peer).await?.ok_or_else(|| LinkError::Netlink {
-                what: peer.clone(),
-                message: "not in the container".into(),
-            })?;
-            nl.rename(idx, &ifname).await?;
-            nl.add_address(idx, IpAddr::V4(address), prefix).await?;
-            nl.set_up(idx).await?;
-            if let Some(gw) = gateway {
-                nl.default_route(gw).await?;
-            }
-            Ok(())
-        })
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(async {
+                let nl = Rtnl::connect()?;
+                if let Some(lo) = nl.index_of("lo").await? {
+                    nl.set_up(lo).await?;
+                }
+                let idx = nl.index_of(&peer).await?.ok_or_else(|| LinkError::Netlink {
+                    what: peer.clone(),
+                    message: "not in the container".into(),
+                })?;
+                nl.rename(idx, &ifname).await?;
+                nl.add_address(idx, IpAddr::V4(address), prefix).await?;
+                nl.set_up(idx).await?;
+                if let Some(gw) = gateway {
+                    nl.default_route(gw).await?;
+                }
+                Ok(())
+            })
+        })();
+        let _ = tx.send(r);
     });
-    tokio::task::spawn_blocking(move || job.join())
-        .await
-        .map_err(|e| LinkError::Io(std::io::Error::other(e.to_string())))?
-        .map_err(|_| LinkError::Io(std::io::Error::other("the namespace thread panicked")))?
+    rx.await
+        .map_err(|_| LinkError::Io(std::io::Error::other("the namespace thread ended early")))?
 }
 
 #[cfg(test)]
