@@ -335,7 +335,7 @@ pub enum Command {
     /// List volumes
     Volumes(Pending),
     /// Block until containers of all (or specified) services stop
-    Wait(Pending),
+    Wait(WaitArgs),
     /// Watch the build context for services and rebuild/refresh containers when files are updated
     Watch(Pending),
     /// Run the engine (started on demand by the other commands)
@@ -585,4 +585,13 @@ pub struct LsArgs {
     /// Filter output based on conditions provided (name=)
     #[arg(long)]
     pub filter: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// Drops project when the first container stops
+    #[arg(long)]
+    pub down_project: bool,
+    #[arg(required = true)]
+    pub services: Vec<String>,
 }

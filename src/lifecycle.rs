@@ -2,7 +2,7 @@
 //! the project is loaded here and sent to the engine, whose progress is printed as
 //! Docker Compose prints it in plain mode (` Container p-web-1  Started`, on stderr).
 
-use crate::cli::{CreateArgs, DownArgs, Global, KillArgs, RmArgs, ServicesArgs, StopArgs, UpArgs};
+use crate::cli::{CreateArgs, DownArgs, Global, KillArgs, RmArgs, ServicesArgs, StopArgs, UpArgs, WaitArgs};
 use crate::client::{connect, Client};
 use crate::logs_cmd::{self, Printer};
 use anyhow::{bail, Context, Result};
@@ -301,26 +301,102 @@ pub fn create(g: &Global, a: CreateArgs) -> Result<ExitCode> {
 }
 
 pub fn down(g: &Global, a: DownArgs) -> Result<ExitCode> {
-    if a.rmi.is_some() {
-        bail!("down --rmi is not implemented yet");
-    }
+    let rmi = match a.rmi.as_deref() {
+        None => None,
+        Some(m @ ("all" | "local")) => Some(m.to_string()),
+        Some(other) => bail!("invalid --rmi {other:?}: all or local"),
+    };
     if !a.services.is_empty() {
         bail!("down SERVICE... is not implemented yet");
     }
     let (name, l) = load_or_name(g, &[])?;
+    let images: Vec<String> = match (&rmi, &l) {
+        (Some(_), None) => bail!("down --rmi needs the Compose file"),
+        // `local`: images without a custom tag, which only builds make: none yet.
+        (Some(m), Some(l)) if m == "all" => {
+            let mut v: Vec<String> = l
+                .loaded
+                .project
+                .services
+                .values()
+                .filter_map(|s| s.image.clone())
+                .collect();
+            v.sort();
+            v.dedup();
+            v
+        }
+        _ => Vec::new(),
+    };
     let req = DownRequest {
         project: l.map(|l| l.json),
         volumes: a.volumes,
         remove_orphans: a.remove_orphans,
         timeout: a.timeout,
     };
-    runtime()?.block_on(async {
+    let rc = runtime()?.block_on(async {
         let c = connect().await?;
         let lines = c
             .stream(Method::POST, &format!("/v1/projects/{name}/down"), Some(&req))
             .await?;
-        Ok(code(follow_operation(lines).await?))
-    })
+        follow_operation(lines).await
+    })?;
+    if rc != 0 {
+        return Ok(code(rc));
+    }
+    if !images.is_empty() {
+        let store = engine::images::Store::open(&engine::daemon::paths().0)?;
+        let _lock = store.lock()?;
+        for i in images {
+            eprintln!(" Image {i}  Removing");
+            match store.remove(&i) {
+                Ok(_) => eprintln!(" Image {i}  Removed"),
+                Err(e) => eprintln!("WARN[0000] removing image {i}: {e}"),
+            }
+        }
+    }
+    Ok(code(0))
+}
+
+/// `wait SERVICE...`: until their containers have stopped; the exit code of the first
+/// to stop. `--down-project` then takes the project down.
+pub fn wait(g: &Global, a: WaitArgs) -> Result<ExitCode> {
+    let (name, l) = load_or_name(g, &a.services)?;
+    let first = runtime()?.block_on(async {
+        let c = connect().await?;
+        let mut first: Option<i32> = None;
+        loop {
+            let all: Vec<engine::api::ContainerSummary> =
+                c.get(&format!("/v1/containers?project={name}&all=1")).await?;
+            let mine: Vec<_> = all.iter().filter(|s| a.services.contains(&s.service)).collect();
+            if mine.is_empty() {
+                bail!("no containers for services {:?} of project {name}", a.services);
+            }
+            if first.is_none() {
+                first = mine.iter().find(|s| s.state == "exited").map(|s| s.exit_code);
+            }
+            if first.is_some() && (a.down_project || mine.iter().all(|s| s.state == "exited" || s.state == "created")) {
+                return Ok(first.unwrap_or(0));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    })?;
+    if a.down_project {
+        let req = DownRequest {
+            project: l.map(|l| l.json),
+            ..Default::default()
+        };
+        let rc = runtime()?.block_on(async {
+            let c = connect().await?;
+            let lines = c
+                .stream(Method::POST, &format!("/v1/projects/{name}/down"), Some(&req))
+                .await?;
+            follow_operation(lines).await
+        })?;
+        if rc != 0 {
+            return Ok(code(rc));
+        }
+    }
+    Ok(code(first))
 }
 
 /// `start`, `stop`, `restart`, `kill`, `rm`, `pause`, `unpause`.
@@ -351,10 +427,34 @@ pub fn pause(g: &Global, a: ServicesArgs, pause: bool) -> Result<ExitCode> {
 }
 
 pub fn stop(g: &Global, a: StopArgs, verb: &str) -> Result<ExitCode> {
+    let mut services = a.services;
+    if verb == "restart" && !services.is_empty() {
+        // Dependents that asked for it (`depends_on: {x: {restart: true}}`) go too.
+        if let Ok(l) = load(g, &services) {
+            let p = &l.loaded.project;
+            let mut i = 0;
+            while i < services.len() {
+                let dep = services[i].clone();
+                for (name, s) in &p.services {
+                    let wants = s
+                        .depends_on
+                        .as_ref()
+                        .and_then(|d| d.get(&dep))
+                        .and_then(|o| o.as_ref())
+                        .and_then(|o| o.restart)
+                        == Some(true);
+                    if wants && !services.contains(name) {
+                        services.push(name.clone());
+                    }
+                }
+                i += 1;
+            }
+        }
+    }
     action(
         g,
         verb,
-        a.services,
+        services,
         ActionRequest {
             timeout: a.timeout,
             ..Default::default()
@@ -366,10 +466,7 @@ pub fn kill(g: &Global, a: KillArgs) -> Result<ExitCode> {
     if engine::runtime::service::signal_number(&a.signal).is_none() {
         bail!("invalid signal: {}", a.signal);
     }
-    if a.remove_orphans {
-        bail!("kill --remove-orphans is not implemented yet");
-    }
-    action(
+    let rc = action(
         g,
         "kill",
         a.services,
@@ -377,7 +474,38 @@ pub fn kill(g: &Global, a: KillArgs) -> Result<ExitCode> {
             signal: Some(a.signal),
             ..Default::default()
         },
-    )
+    )?;
+    if a.remove_orphans {
+        let (name, l) = load_or_name(g, &[])?;
+        let Some(l) = l else {
+            bail!("kill --remove-orphans needs the Compose file");
+        };
+        runtime()?.block_on(async {
+            let c = connect().await?;
+            let all: Vec<engine::api::ContainerSummary> =
+                c.get(&format!("/v1/containers?project={name}&all=1")).await?;
+            let mut orphans: Vec<String> = all
+                .into_iter()
+                .map(|s| s.service)
+                .filter(|s| !l.loaded.project.services.contains_key(s))
+                .collect();
+            orphans.dedup();
+            if orphans.is_empty() {
+                return Ok::<_, anyhow::Error>(());
+            }
+            let req = ActionRequest {
+                services: orphans,
+                stop: true,
+                ..Default::default()
+            };
+            let lines = c
+                .stream(Method::POST, &format!("/v1/projects/{name}/rm"), Some(&req))
+                .await?;
+            follow_operation(lines).await?;
+            Ok(())
+        })?;
+    }
+    Ok(rc)
 }
 
 pub fn rm(g: &Global, a: RmArgs) -> Result<ExitCode> {

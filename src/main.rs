@@ -93,6 +93,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Ps(a) => logs_cmd::ps(&cli.global, a),
         Command::Logs(a) => logs_cmd::logs(&cli.global, a),
         Command::Ls(a) => logs_cmd::ls(a),
+        Command::Wait(a) => lifecycle::wait(&cli.global, a),
         Command::Daemon => daemon(),
         other => anyhow::bail!("rcompose {}: not implemented yet", other.name()),
     }

@@ -565,3 +565,29 @@ configs:
     assert!(String::from_utf8_lossy(&o.stderr).contains("secrets.apikey: environment variable API_KEY is not set"));
     env.assert_nothing_left();
 }
+
+#[test]
+fn wait_restart_dependents_and_rmi() {
+    if !root() {
+        return;
+    }
+    let env = Env::new();
+    env.write(
+        "compose.yaml",
+        "name: w\nservices:\n  db:\n    image: rcompose/busybox:latest\n    command: [sleep, '30']\n    stop_signal: SIGKILL\n  app:\n    image: rcompose/busybox:latest\n    command: [sh, -c, 'echo start; sleep 30']\n    stop_signal: SIGKILL\n    depends_on: {db: {condition: service_started, restart: true}}\n  job:\n    image: rcompose/busybox:latest\n    command: [sh, -c, 'sleep 0.3; exit 5']\n",
+    );
+    env.ok(&["up", "-d"]);
+    let o = env.rc(&["wait", "job"]);
+    assert_eq!(o.status.code(), Some(5), "{}", String::from_utf8_lossy(&o.stderr));
+    // Restarting db restarts app, which asked for it.
+    let o = env.rc(&["restart", "db"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(" Container w-app-1  Restarting"), "{err}");
+    env.wait_for("app's second start", || {
+        env.ok(&["logs", "app"]).matches("start").count() == 2
+    });
+    let o = env.rc(&["down", "--rmi", "all"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains(" Image rcompose/busybox:latest  Removed"));
+    assert!(!env.ok(&["image", "ls"]).contains("rcompose/busybox"));
+    env.assert_nothing_left();
+}
