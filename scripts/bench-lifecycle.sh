@@ -59,7 +59,7 @@ run_rcompose() {
     for _ in $(seq "$runs"); do
       cd "$work/$stack"
       ups+=("$(ms "$bin" up -d)")
-      mem=$(mem_kib)
+      sleep 2; mem=$(mem_kib)
       downs+=("$(ms "$bin" down -t 0)")
     done
     printf '%-16s %-6s up -d %5s ms   down %5s ms   engine+inits %s\n' rcompose "$stack" \

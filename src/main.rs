@@ -129,6 +129,8 @@ fn daemon() -> Result<ExitCode> {
     unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        // Idle blocking threads (each container start uses one) go soon, stacks and all.
+        .thread_keep_alive(std::time::Duration::from_millis(500))
         .enable_all()
         .build()?;
     rt.block_on(engine::daemon::run(root, run, helper))?;

@@ -1,8 +1,9 @@
 //! Bridges and veths. The netlink operations netd needs are the [`Netlink`] trait; the
 //! real one is rtnetlink's. A container is attached by a veth pair: the host end joins
-//! the network's bridge, the other end moves into the container's network namespace,
-//! where it is renamed, addressed and given its routes from inside (a thread that joins
-//! that namespace, so the engine's own namespace is never changed).
+//! the network's bridge, the other end is created straight inside the container's
+//! network namespace under its final name, and is addressed and given its routes from
+//! inside (a thread that joins that namespace, so the engine's own namespace is never
+//! changed).
 
 use futures_util::TryStreamExt;
 use ipnet::Ipv4Net;
@@ -34,6 +35,9 @@ pub trait Netlink {
     async fn index_of(&self, name: &str) -> Result<Option<u32>, LinkError>;
     async fn create_bridge(&self, name: &str, mtu: Option<u32>) -> Result<u32, LinkError>;
     async fn create_veth(&self, host: &str, peer: &str) -> Result<(u32, u32), LinkError>;
+    /// A veth pair whose peer is created straight inside `netns` (no move afterwards,
+    /// which costs the kernel a network-wide synchronization); returns the host end.
+    async fn create_veth_in(&self, host: &str, peer: &str, netns: &std::fs::File) -> Result<u32, LinkError>;
     async fn set_controller(&self, link: u32, bridge: u32) -> Result<(), LinkError>;
     async fn set_up(&self, link: u32) -> Result<(), LinkError>;
     async fn add_address(&self, link: u32, addr: IpAddr, prefix: u8) -> Result<(), LinkError>;
@@ -111,6 +115,32 @@ impl Netlink for Rtnl {
             self.index_of(host).await?.ok_or_else(missing)?,
             self.index_of(peer).await?.ok_or_else(missing)?,
         ))
+    }
+
+    async fn create_veth_in(&self, host: &str, peer: &str, netns: &std::fs::File) -> Result<u32, LinkError> {
+        use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkInfo};
+        check_name(host)?;
+        check_name(peer)?;
+        let mut msg = LinkVeth::new(host, peer).build();
+        for a in msg.attributes.iter_mut() {
+            if let LinkAttribute::LinkInfo(infos) = a {
+                for i in infos.iter_mut() {
+                    if let LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(p))) = i {
+                        p.attributes.push(LinkAttribute::NetNsFd(netns.as_raw_fd()));
+                    }
+                }
+            }
+        }
+        self.handle
+            .link()
+            .add(msg)
+            .execute()
+            .await
+            .map_err(nl(format!("creating veth {host}")))?;
+        self.index_of(host).await?.ok_or_else(|| LinkError::Netlink {
+            what: format!("veth {host}"),
+            message: "missing after creation".into(),
+        })
     }
 
     async fn set_controller(&self, link: u32, bridge: u32) -> Result<(), LinkError> {
@@ -233,15 +263,13 @@ pub struct Attachment<'a> {
 
 /// Plugs a container into a bridge. On any failure the veth is removed again.
 pub async fn attach(host: &impl Netlink, a: &Attachment<'_>) -> Result<(), LinkError> {
-    // By characters, not bytes: a name is user input and may not be ASCII.
-    let tmp_peer: String = a.host_name.chars().take(14).chain(std::iter::once('p')).collect();
-    let (hidx, pidx) = host.create_veth(a.host_name, &tmp_peer).await?;
+    let ns = std::fs::File::open(a.netns)?;
+    // The container end is made inside the container's namespace under its final name.
+    let hidx = host.create_veth_in(a.host_name, a.ifname, &ns).await?;
     let res = async {
         host.set_controller(hidx, a.bridge).await?;
         host.set_up(hidx).await?;
-        let ns = std::fs::File::open(a.netns)?;
-        host.move_to_netns(pidx, &ns).await?;
-        configure_inside(a, tmp_peer.clone()).await
+        configure_inside(a, a.ifname.to_string()).await
     }
     .await;
     if res.is_err() {
@@ -274,7 +302,9 @@ async fn configure_inside(a: &Attachment<'_>, peer: String) -> Result<(), LinkEr
                     what: peer.clone(),
                     message: "not in the container".into(),
                 })?;
-                nl.rename(idx, &ifname).await?;
+                if peer != ifname {
+                    nl.rename(idx, &ifname).await?;
+                }
                 nl.add_address(idx, IpAddr::V4(address), prefix).await?;
                 nl.set_up(idx).await?;
                 if let Some(gw) = gateway {

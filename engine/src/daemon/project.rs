@@ -523,6 +523,11 @@ impl Engine {
     }
 
     async fn stop_and_remove(self: &Arc<Self>, c: &Arc<Ctr>, timeout: Option<u64>, out: &Out) -> Result<(), String> {
+        self.stop_reporting(c, timeout, out).await?;
+        self.remove_reporting(c, out).await
+    }
+
+    async fn stop_reporting(self: &Arc<Self>, c: &Arc<Ctr>, timeout: Option<u64>, out: &Out) -> Result<(), String> {
         let _op = c.op.lock().await;
         let name = c.rec().name;
         if c.live().is_some() || c.state() == State::Restarting {
@@ -530,6 +535,12 @@ impl Engine {
             self.stop(c, timeout.map(Duration::from_secs), false).await?;
             out.progress("Container", &name, "Stopped");
         }
+        Ok(())
+    }
+
+    async fn remove_reporting(self: &Arc<Self>, c: &Arc<Ctr>, out: &Out) -> Result<(), String> {
+        let _op = c.op.lock().await;
+        let name = c.rec().name;
         out.progress("Container", &name, "Removing");
         self.remove(c).await?;
         out.progress("Container", &name, "Removed");
@@ -579,8 +590,11 @@ impl Engine {
             Some(p) => Some(state::project_from_json(p)?),
             None => None,
         };
+        // Stops go level by level (dependents first); a stopped container's removal runs
+        // alongside the next level's stops, since nothing waits on it.
+        let mut removals = Vec::new();
         for level in self.stop_levels(name, project.as_ref(), &[]) {
-            let mut tasks = Vec::new();
+            let mut stops = Vec::new();
             for c in level {
                 let orphan = project
                     .as_ref()
@@ -590,11 +604,18 @@ impl Engine {
                 }
                 let (me, out) = (self.clone(), out.clone());
                 let t = req.timeout;
-                tasks.push(tokio::spawn(async move { me.stop_and_remove(&c, t, &out).await }));
+                stops.push(tokio::spawn(
+                    async move { me.stop_reporting(&c, t, &out).await.map(|_| c) },
+                ));
             }
-            for t in tasks {
-                t.await.map_err(|e| e.to_string())??;
+            for t in stops {
+                let c = t.await.map_err(|e| e.to_string())??;
+                let (me, out) = (self.clone(), out.clone());
+                removals.push(tokio::spawn(async move { me.remove_reporting(&c, &out).await }));
             }
+        }
+        for r in removals {
+            r.await.map_err(|e| e.to_string())??;
         }
         // Networks of the project that nothing uses any more.
         let in_use: BTreeSet<String> = self

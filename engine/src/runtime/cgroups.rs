@@ -362,7 +362,16 @@ impl Cgroup {
     pub fn remove(&self) -> Result<(), CgroupError> {
         for (_, d) in &self.dirs {
             let mut last = None;
-            for _ in 0..100 {
+            // The last processes leave the cgroup a moment after they are killed: retry
+            // quickly at first, then every 10 ms, for about a second in all.
+            for attempt in 0..110u32 {
+                if attempt > 0 {
+                    std::thread::sleep(std::time::Duration::from_micros(if attempt <= 10 {
+                        500
+                    } else {
+                        10_000
+                    }));
+                }
                 match fs::remove_dir(d) {
                     Ok(()) => {
                         last = None;
@@ -374,7 +383,6 @@ impl Cgroup {
                     }
                     Err(e) => last = Some(e),
                 }
-                std::thread::sleep(std::time::Duration::from_millis(10));
             }
             if let Some(e) = last {
                 return Err(io_err(d)(e));
