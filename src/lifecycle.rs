@@ -333,13 +333,7 @@ pub fn down(g: &Global, a: DownArgs) -> Result<ExitCode> {
         remove_orphans: a.remove_orphans,
         timeout: a.timeout,
     };
-    let rc = runtime()?.block_on(async {
-        let c = connect().await?;
-        let lines = c
-            .stream(Method::POST, &format!("/v1/projects/{name}/down"), Some(&req))
-            .await?;
-        follow_operation(lines).await
-    })?;
+    let rc = send_down(&name, &req)?;
     if rc != 0 {
         return Ok(code(rc));
     }
@@ -355,6 +349,16 @@ pub fn down(g: &Global, a: DownArgs) -> Result<ExitCode> {
         }
     }
     Ok(code(0))
+}
+
+fn send_down(name: &str, req: &DownRequest) -> Result<i32> {
+    runtime()?.block_on(async {
+        let c = connect().await?;
+        let lines = c
+            .stream(Method::POST, &format!("/v1/projects/{name}/down"), Some(req))
+            .await?;
+        follow_operation(lines).await
+    })
 }
 
 /// `wait SERVICE...`: until their containers have stopped; the exit code of the first
@@ -385,13 +389,7 @@ pub fn wait(g: &Global, a: WaitArgs) -> Result<ExitCode> {
             project: l.map(|l| l.json),
             ..Default::default()
         };
-        let rc = runtime()?.block_on(async {
-            let c = connect().await?;
-            let lines = c
-                .stream(Method::POST, &format!("/v1/projects/{name}/down"), Some(&req))
-                .await?;
-            follow_operation(lines).await
-        })?;
+        let rc = send_down(&name, &req)?;
         if rc != 0 {
             return Ok(code(rc));
         }

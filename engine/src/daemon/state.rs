@@ -247,6 +247,18 @@ pub fn summary(rec: &Record, state: State, health: &str) -> ContainerSummary {
     }
 }
 
+/// A service from the YAML of its keys (tests).
+#[cfg(test)]
+pub(crate) fn test_service(keys: &str) -> compose::model::Service {
+    let doc: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&format!("services:\n  s:\n    image: x\n{keys}")).expect("test YAML");
+    compose::decode(&doc)
+        .expect("test service")
+        .services
+        .shift_remove("s")
+        .expect("service s")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

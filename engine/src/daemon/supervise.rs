@@ -215,9 +215,7 @@ mod tests {
     use super::*;
 
     fn svc(y: &str) -> compose::model::Service {
-        let doc: serde_yaml_ng::Value =
-            serde_yaml_ng::from_str(&format!("services:\n  s:\n    image: x\n{y}")).unwrap();
-        compose::decode(&doc).unwrap().services.shift_remove("s").unwrap()
+        crate::daemon::state::test_service(y)
     }
 
     fn ended(code: i32, count: u32, wanted: bool) -> Record {
