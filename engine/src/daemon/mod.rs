@@ -11,10 +11,13 @@
 //! `/run/rcompose` for the default state root and `<root>/run` for any other, so that
 //! engines of different roots (tests run many) never share a socket.
 
+pub mod actions;
 pub mod container;
+pub mod files;
 pub mod health;
 pub mod logs;
 pub mod network;
+pub mod ports;
 pub mod project;
 pub mod server;
 pub mod state;

@@ -1,0 +1,113 @@
+//! Published ports: each bound by the engine (ranges, random host ports, `host_ip`,
+//! tcp and udp) before the container runs, and served by netd's proxy.
+
+use super::network::Proxies;
+use super::state::PortBinding;
+use compose::model::Service;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+pub(super) async fn spawn_proxy(b: &PortBinding, target: IpAddr) -> Result<tokio::task::JoinHandle<()>, String> {
+    let addr = SocketAddr::new(
+        b.host_ip
+            .parse()
+            .map_err(|_| format!("invalid host_ip {}", b.host_ip))?,
+        b.host_port,
+    );
+    let to = SocketAddr::new(target, b.container_port);
+    Ok(if b.protocol == "udp" {
+        let s = netd::ports::bind_udp(addr).await.map_err(|e| e.to_string())?;
+        tokio::spawn(netd::ports::proxy_udp(s, to, Duration::from_secs(60)))
+    } else {
+        let l = netd::ports::bind_tcp(addr).await.map_err(|e| e.to_string())?;
+        tokio::spawn(netd::ports::proxy_tcp(l, to))
+    })
+}
+
+/// Binds every published port of the service (ranges, random ports, `host_ip`).
+pub(super) async fn bind_ports(
+    svc: &Service,
+    target: Option<IpAddr>,
+    name: &str,
+) -> Result<(Proxies, Vec<PortBinding>), String> {
+    let mut proxies = Proxies::default();
+    let mut out = Vec::new();
+    let ports = svc.ports.clone().unwrap_or_default();
+    if ports.is_empty() {
+        return Ok((proxies, out));
+    }
+    let target = target.ok_or_else(|| format!("container {name}: published ports need a network"))?;
+    for p in ports {
+        let Some(container_port) = p.target.and_then(|t| u16::try_from(t).ok()) else {
+            continue;
+        };
+        let protocol = p.protocol.clone().unwrap_or_else(|| "tcp".into());
+        if protocol != "tcp" && protocol != "udp" {
+            return Err(format!("ports: protocol {protocol:?} is not implemented yet"));
+        }
+        let host_ip = p
+            .host_ip
+            .clone()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "0.0.0.0".into());
+        let published = p.published.clone().unwrap_or_default();
+        let candidates: Vec<u16> = if published.is_empty() {
+            vec![0]
+        } else if let Some((a, b)) = published.split_once('-') {
+            let (a, b) = (a.parse::<u16>(), b.parse::<u16>());
+            match (a, b) {
+                (Ok(a), Ok(b)) if a <= b => (a..=b).collect(),
+                _ => return Err(format!("invalid published port range {published:?}")),
+            }
+        } else {
+            vec![published
+                .parse::<u16>()
+                .map_err(|_| format!("invalid published port {published:?}"))?]
+        };
+        let mut last_err = String::new();
+        let mut bound = None;
+        for port in &candidates {
+            let b = PortBinding {
+                host_ip: host_ip.clone(),
+                host_port: *port,
+                container_port,
+                protocol: protocol.clone(),
+            };
+            match bind_one(&b, target).await {
+                Ok(x) => {
+                    bound = Some(x);
+                    break;
+                }
+                Err(e) => last_err = e,
+            }
+        }
+        let Some((handle, binding)) = bound else {
+            return Err(format!(
+                "Error response from daemon: failed to set up container networking: driver failed programming external connectivity on endpoint {name}: {last_err}"
+            ));
+        };
+        proxies.0.push(handle);
+        out.push(binding);
+    }
+    Ok((proxies, out))
+}
+
+async fn bind_one(b: &PortBinding, target: IpAddr) -> Result<(tokio::task::JoinHandle<()>, PortBinding), String> {
+    let ip: IpAddr = b
+        .host_ip
+        .parse()
+        .map_err(|_| format!("invalid host_ip {:?}", b.host_ip))?;
+    let addr = SocketAddr::new(ip, b.host_port);
+    let to = SocketAddr::new(target, b.container_port);
+    let mut bound = b.clone();
+    let handle = if b.protocol == "udp" {
+        let s = netd::ports::bind_udp(addr).await.map_err(|e| e.to_string())?;
+        bound.host_port = s.local_addr().map(|a| a.port()).unwrap_or(b.host_port);
+        tokio::spawn(netd::ports::proxy_udp(s, to, Duration::from_secs(60)))
+    } else {
+        let l = netd::ports::bind_tcp(addr).await.map_err(|e| e.to_string())?;
+        bound.host_port = l.local_addr().map(|a| a.port()).unwrap_or(b.host_port);
+        tokio::spawn(netd::ports::proxy_tcp(l, to))
+    };
+    Ok((handle, bound))
+}
