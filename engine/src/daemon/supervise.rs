@@ -157,8 +157,9 @@ impl Engine {
         .await
         .ok()
         .flatten();
-        let nets: Vec<String> = rec.networks.iter().map(|n| n.network.clone()).collect();
-        self.net.detach(&rec.id, &nets).await;
+        // The veths go with the container's network namespace; a netlink call here would
+        // only wait for the kernel's teardown of that namespace. A leftover host end is
+        // removed when the container starts again or is removed.
         let exit_code = status.as_ref().map(|s| s.exit_code).unwrap_or(137);
         let oom = status.as_ref().is_some_and(|s| s.oom_killed);
         let ran = state::now() - rec.started_at.unwrap_or(0);
