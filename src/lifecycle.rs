@@ -220,6 +220,7 @@ async fn attached(c: &Client, l: &Loaded, selected: &[String], a: &UpArgs) -> Re
         eprintln!("Gracefully stopping... (press Ctrl+C again to force)");
     };
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let mut interrupted = false;
     loop {
         if running.is_empty() && !followed.is_empty() && !abort {
             break;
@@ -227,6 +228,8 @@ async fn attached(c: &Client, l: &Loaded, selected: &[String], a: &UpArgs) -> Re
         tokio::select! {
             _ = sigint.recv() => {
                 stop_all(None);
+                // Compose's code for an interrupted `up`.
+                interrupted = true;
                 break;
             }
             ev = events.next::<engine::api::Event>() => {
@@ -271,7 +274,7 @@ async fn attached(c: &Client, l: &Loaded, selected: &[String], a: &UpArgs) -> Re
         timeout: a.timeout,
         ..Default::default()
     };
-    if !running.is_empty() || abort {
+    if !running.is_empty() || abort || interrupted {
         let lines = c
             .stream(Method::POST, &format!("/v1/projects/{}/stop", l.name), Some(&req))
             .await?;
@@ -280,7 +283,7 @@ async fn attached(c: &Client, l: &Loaded, selected: &[String], a: &UpArgs) -> Re
             return Ok(code(rc));
         }
     }
-    Ok(code(exit_code))
+    Ok(code(if interrupted { 130 } else { exit_code }))
 }
 
 pub fn create(g: &Global, a: CreateArgs) -> Result<ExitCode> {

@@ -187,8 +187,10 @@ impl Env {
 
     /// What `down` must leave: no container, network or cgroup of this root.
     fn assert_nothing_left(&self) {
-        let containers: Vec<_> = std::fs::read_dir(self.state.path().join("containers"))
+        let containers: Vec<String> = std::fs::read_dir(self.state.path().join("containers"))
             .unwrap()
+            .flatten()
+            .map(|e| std::fs::read_to_string(e.path().join("record.json")).unwrap_or_default())
             .collect();
         assert!(containers.is_empty(), "container directories left: {containers:?}");
         let links = self.links();
@@ -401,11 +403,63 @@ fn exit_code_from_and_failed_dependencies() {
         "{err}"
     );
     assert!(env.ps().iter().all(|c| c["Name"] != "codes-app-1"));
+    // A published port that is taken: Docker's words, exit 1.
+    env.ok(&["down", "-t", "0"]);
+    let taken = env.in_netns(|| std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+    let port = taken.local_addr().unwrap().port();
+    env.write(
+        "compose.yaml",
+        &format!("name: codes\nservices:\n  web:\n    image: rcompose/busybox:latest\n    command: [sleep, '30']\n    ports: ['127.0.0.1:{port}:80']\n"),
+    );
+    let o = env.rc(&["up", "-d"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!("Bind for 127.0.0.1:{port} failed: port is already allocated")),
+        "{err}"
+    );
+    drop(taken);
+    // Ctrl-C in attached mode stops the services and exits 130.
+    env.write(
+        "compose.yaml",
+        "name: codes\nservices:\n  talk:\n    image: rcompose/busybox:latest\n    command: [sh, -c, 'echo ready; sleep 30']\n",
+    );
+    let mut up = Command::new(BIN)
+        .arg("up")
+        .current_dir(env.project.path())
+        .env("RCOMPOSE_ROOT", env.state.path())
+        .env("RCOMPOSE_NO_AUTOSTART", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(up.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    assert!(line.ends_with("| ready\n"), "{line}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(up.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let o = up.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("Gracefully stopping... (press Ctrl+C again to force)"),
+        "{err}"
+    );
+    assert!(err.contains(" Container codes-talk-1  Stopped"), "{err}");
+    assert_eq!(env.container("codes-talk-1")["State"], "exited");
     // An unknown service.
     let o = env.rc(&["up", "-d", "nosuch"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no such service: nosuch"));
+    // The container whose port was taken is an orphan of the last file: kept without
+    // --remove-orphans, as Compose keeps it.
     env.ok(&["down", "-t", "0"]);
+    assert_eq!(env.ps().len(), 1);
+    env.ok(&["down", "--remove-orphans", "-t", "0"]);
     env.assert_nothing_left();
 }
 
@@ -423,18 +477,60 @@ fn containers_outlive_the_engine_and_are_adopted() {
     let before = env.container("keep-web-1");
     let port = before["Publishers"][0]["PublishedPort"].as_u64().unwrap() as u16;
     // A clean shutdown leaves the containers running.
-    let ns = std::fs::File::open(format!("/proc/{}/ns/net", env.daemon.id())).unwrap();
+    let ns = format!("/proc/{}/ns/net", env.daemon.id());
+    let ns = std::fs::File::open(ns).unwrap();
+    stop_engine(&mut env.daemon);
+    // A new engine in the same namespace adopts them: same container, its port and
+    // health come back.
+    env.daemon = spawn_engine(env.state.path(), &ns);
+    // Waiting on the socket, not on a command: a command would start an engine itself.
+    let sock = env.state.path().join("run/rcompose.sock");
+    env.wait_for("the new engine", || sock.exists());
+    let after = env.container("keep-web-1");
+    assert_eq!(
+        (after["ID"].clone(), after["State"].as_str()),
+        (before["ID"].clone(), Some("running"))
+    );
+    assert!(env.http_get(port).contains("kept"));
+    env.wait_for("health to come back", || {
+        env.container("keep-web-1")["Health"] == "healthy"
+    });
+
+    // A container that dies while no engine runs gets its restart policy from the next.
+    stop_engine(&mut env.daemon);
+    let dir = env.state.path().join("containers").join(before["ID"].as_str().unwrap());
+    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("state.json")).unwrap()).unwrap();
+    let init = state["pid"].as_i64().unwrap() as i32;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(init), nix::sys::signal::Signal::SIGKILL).unwrap();
+    env.wait_for("the init to go", || !Path::new(&format!("/proc/{init}")).exists());
+    env.daemon = spawn_engine(env.state.path(), &ns);
+    env.wait_for("the third engine", || sock.exists());
+    env.wait_for("the restart", || {
+        let c = env.container("keep-web-1");
+        c["State"] == "running" && c["RestartCount"] == 1
+    });
+    assert_eq!(env.container("keep-web-1")["ID"], before["ID"]);
+    assert!(env.http_get(port).contains("kept"));
+    env.ok(&["down"]);
+    env.assert_nothing_left();
+}
+
+/// SIGTERM, as a service manager stops the engine; it must exit cleanly.
+fn stop_engine(daemon: &mut Child) {
     nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(env.daemon.id() as i32),
+        nix::unistd::Pid::from_raw(daemon.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
-    let status = env.daemon.wait().unwrap();
-    assert!(status.success(), "{status:?}\n{}", env.engine_log());
-    // A new engine in the same namespace adopts them: same container, its port and
-    // health come back.
-    let root = env.state.path().to_path_buf();
-    env.daemon = std::thread::spawn(move || {
+    let status = daemon.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+/// An engine for `root` in the network namespace `ns`.
+fn spawn_engine(root: &Path, ns: &std::fs::File) -> Child {
+    let root = root.to_path_buf();
+    let ns = ns.try_clone().unwrap();
+    std::thread::spawn(move || {
         nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
         let log = std::fs::OpenOptions::new()
             .append(true)
@@ -450,21 +546,7 @@ fn containers_outlive_the_engine_and_are_adopted() {
             .unwrap()
     })
     .join()
-    .unwrap();
-    // Waiting on the socket, not on a command: a command would start an engine itself.
-    let sock = env.state.path().join("run/rcompose.sock");
-    env.wait_for("the new engine", || sock.exists());
-    let after = env.container("keep-web-1");
-    assert_eq!(
-        (after["ID"].clone(), after["State"].as_str()),
-        (before["ID"].clone(), Some("running"))
-    );
-    assert!(env.http_get(port).contains("kept"));
-    env.wait_for("health to come back", || {
-        env.container("keep-web-1")["Health"] == "healthy"
-    });
-    env.ok(&["down"]);
-    env.assert_nothing_left();
+    .unwrap()
 }
 
 #[test]
@@ -574,9 +656,13 @@ fn wait_restart_dependents_and_rmi() {
     let env = Env::new();
     env.write(
         "compose.yaml",
-        "name: w\nservices:\n  db:\n    image: rcompose/busybox:latest\n    command: [sleep, '30']\n    stop_signal: SIGKILL\n  app:\n    image: rcompose/busybox:latest\n    command: [sh, -c, 'echo start; sleep 30']\n    stop_signal: SIGKILL\n    depends_on: {db: {condition: service_started, restart: true}}\n  job:\n    image: rcompose/busybox:latest\n    command: [sh, -c, 'sleep 0.3; exit 5']\n",
+        "name: w\nservices:\n  db:\n    image: rcompose/busybox:latest\n    command: [sleep, '30']\n    stop_signal: SIGKILL\n  app:\n    image: rcompose/busybox:latest\n    command: [sh, -c, 'echo start; sleep 30']\n    stop_signal: SIGKILL\n    depends_on: {db: {condition: service_started, restart: true}}\n  job:\n    image: rcompose/busybox:latest\n    command: [sh, -c, 'sleep 0.3; exit 5']\n  flaky:\n    image: rcompose/busybox:latest\n    command: [sh, -c, 'sleep 1.1; exit 1']\n    deploy: {restart_policy: {condition: on-failure, max_attempts: 1, window: 1s}}\n",
     );
     env.ok(&["up", "-d"]);
+    // Runs longer than the policy's window are not counted against max_attempts.
+    env.wait_for("flaky past its one attempt", || {
+        env.container("w-flaky-1")["RestartCount"].as_u64() >= Some(2)
+    });
     let o = env.rc(&["wait", "job"]);
     assert_eq!(o.status.code(), Some(5), "{}", String::from_utf8_lossy(&o.stderr));
     // Restarting db restarts app, which asked for it.

@@ -261,7 +261,7 @@ impl Engine {
         let (proxies, bindings) = if rec.network_mode == "host" {
             (Proxies::default(), Vec::new())
         } else {
-            bind_ports(&svc, target_ip, &rec.name).await?
+            bind_ports(&svc, target_ip, &rec.name, &rec.ports).await?
         };
 
         let t_prep = t0.elapsed();

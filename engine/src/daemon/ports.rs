@@ -29,6 +29,7 @@ pub(super) async fn bind_ports(
     svc: &Service,
     target: Option<IpAddr>,
     name: &str,
+    previous: &[PortBinding],
 ) -> Result<(Proxies, Vec<PortBinding>), String> {
     let mut proxies = Proxies::default();
     let mut out = Vec::new();
@@ -52,7 +53,13 @@ pub(super) async fn bind_ports(
             .unwrap_or_else(|| "0.0.0.0".into());
         let published = p.published.clone().unwrap_or_default();
         let candidates: Vec<u16> = if published.is_empty() {
-            vec![0]
+            // A random port: the one this container had before if it is still free, so
+            // that a restart keeps its address.
+            let prev = previous
+                .iter()
+                .find(|b| b.container_port == container_port && b.protocol == protocol && b.host_ip == host_ip)
+                .map(|b| b.host_port);
+            prev.into_iter().chain([0]).collect()
         } else if let Some((a, b)) = published.split_once('-') {
             let (a, b) = (a.parse::<u16>(), b.parse::<u16>());
             match (a, b) {

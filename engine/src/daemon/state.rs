@@ -82,6 +82,10 @@ pub struct Record {
     pub oom_killed: bool,
     #[serde(default)]
     pub restart_count: u32,
+    /// Automatic restarts counted against `max_attempts` (reset by a run longer than
+    /// `deploy.restart_policy.window`).
+    #[serde(default)]
+    pub attempts: u32,
     #[serde(default)]
     pub ever_started: bool,
 }

@@ -78,7 +78,7 @@ pub fn should_restart(p: &Policy, rec: &Record) -> bool {
         return false;
     }
     let failed = rec.exit_code.unwrap_or(0) != 0;
-    let under_max = p.max_attempts == 0 || rec.restart_count < p.max_attempts;
+    let under_max = p.max_attempts == 0 || rec.attempts < p.max_attempts;
     match p.mode.as_str() {
         "always" | "unless-stopped" => under_max,
         "on-failure" => failed && under_max,
@@ -171,10 +171,15 @@ impl Engine {
             (prev * 2).min(60_000)
         };
         ctr.backoff_ms.store(next, Ordering::SeqCst);
+        // A run longer than the policy's window was a success: attempts count afresh.
+        let window = rec.service().ok().and_then(|s| policy(&s).ok()).and_then(|p| p.window);
         let _ = ctr.update(|r| {
             r.exit_code = Some(exit_code);
             r.oom_killed = oom;
             r.finished_at = Some(state::now());
+            if window.is_some_and(|w| ran >= w.as_secs() as i64) {
+                r.attempts = 0;
+            }
         });
         if oom {
             self.emit(&rec, "oom", &[]);
@@ -202,7 +207,10 @@ impl Engine {
             ctr.restarting.store(false, Ordering::SeqCst);
             return;
         }
-        let _ = ctr.update(|r| r.restart_count += 1);
+        let _ = ctr.update(|r| {
+            r.restart_count += 1;
+            r.attempts += 1;
+        });
         if let Err(e) = self.start_boxed(ctr.clone()).await {
             tracing::warn!("restarting {}: {e}", rec.name);
             ctr.restarting.store(false, Ordering::SeqCst);
@@ -223,6 +231,7 @@ mod tests {
         Record {
             exit_code: Some(code),
             restart_count: count,
+            attempts: count,
             desired_running: wanted,
             ..Default::default()
         }
