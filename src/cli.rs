@@ -285,13 +285,13 @@ pub enum Command {
     /// Stop and remove containers, networks
     Down(DownArgs),
     /// Receive real time events from containers
-    Events(Pending),
+    Events(EventsArgs),
     /// Execute a command in a running container
     Exec(Pending),
     /// Export a service container's filesystem as a tar archive
     Export(Pending),
     /// List images used by the created containers
-    Images(Pending),
+    Images(ImagesArgs),
     /// Manage images
     Image(ImageArgs),
     /// Force stop service containers
@@ -303,7 +303,7 @@ pub enum Command {
     /// Pause services
     Pause(ServicesArgs),
     /// Print the public port for a port binding
-    Port(Pending),
+    Port(PortArgs),
     /// List containers
     Ps(PsArgs),
     /// Publish compose application
@@ -327,7 +327,7 @@ pub enum Command {
     /// Stop services
     Stop(StopArgs),
     /// Display the running processes
-    Top(Pending),
+    Top(ServicesArgs),
     /// Unpause services
     Unpause(ServicesArgs),
     /// Create and start containers
@@ -594,4 +594,35 @@ pub struct WaitArgs {
     pub down_project: bool,
     #[arg(required = true)]
     pub services: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Output events as a stream of json objects
+    #[arg(long)]
+    pub json: bool,
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImagesArgs {
+    /// Format the output: table, json
+    #[arg(long, value_enum, default_value_t = TableFormat::Table)]
+    pub format: TableFormat,
+    /// Only display IDs
+    #[arg(short, long)]
+    pub quiet: bool,
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PortArgs {
+    /// index of the container if service has multiple replicas
+    #[arg(long, default_value_t = 1)]
+    pub index: u32,
+    /// tcp or udp
+    #[arg(long, default_value = "tcp")]
+    pub protocol: String,
+    pub service: String,
+    pub private_port: u16,
 }

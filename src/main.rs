@@ -7,6 +7,7 @@ mod config_cmd;
 mod image_cmd;
 mod lifecycle;
 mod logs_cmd;
+mod observe_cmd;
 mod render;
 
 use anyhow::Result;
@@ -94,6 +95,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Logs(a) => logs_cmd::logs(&cli.global, a),
         Command::Ls(a) => logs_cmd::ls(a),
         Command::Wait(a) => lifecycle::wait(&cli.global, a),
+        Command::Images(a) => observe_cmd::images(&cli.global, a),
+        Command::Port(a) => observe_cmd::port(&cli.global, a),
+        Command::Events(a) => observe_cmd::events(&cli.global, a),
+        Command::Top(a) => observe_cmd::top(&cli.global, a),
         Command::Daemon => daemon(),
         other => anyhow::bail!("rcompose {}: not implemented yet", other.name()),
     }

@@ -677,3 +677,62 @@ fn wait_restart_dependents_and_rmi() {
     assert!(!env.ok(&["image", "ls"]).contains("rcompose/busybox"));
     env.assert_nothing_left();
 }
+
+#[test]
+fn images_port_top_and_events() {
+    if !root() {
+        return;
+    }
+    let env = Env::new();
+    env.write(
+        "compose.yaml",
+        "name: look\nservices:\n  web:\n    image: rcompose/busybox:latest\n    command: [sh, -c, 'mkdir -p /www; httpd -f -p 8080 -h /www']\n    ports: ['127.0.0.1::8080']\n",
+    );
+    env.ok(&["up", "-d"]);
+    let published = env.container("look-web-1")["Publishers"][0]["PublishedPort"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(env.ok(&["port", "web", "8080"]), format!("127.0.0.1:{published}\n"));
+    let o = env.rc(&["port", "web", "9999"]);
+    assert_eq!(o.status.code(), Some(1));
+    let images = env.ok(&["images"]);
+    assert!(images.starts_with("CONTAINER "), "{images}");
+    assert!(
+        images.contains("look-web-1") && images.contains("rcompose/busybox   latest"),
+        "{images}"
+    );
+    let top = env.ok(&["top"]);
+    assert!(top.starts_with("look-web-1\nUID "), "{top}");
+    assert!(top.contains("httpd -f -p 8080 -h /www"), "{top}");
+    assert!(!top.contains("__rcompose"), "the init is not shown: {top}");
+    // Events: a restart is a die and a start.
+    let mut events = Command::new(BIN)
+        .args(["events", "--json"])
+        .current_dir(env.project.path())
+        .env("RCOMPOSE_ROOT", env.state.path())
+        .env("RCOMPOSE_NO_AUTOSTART", "1")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    env.ok(&["restart", "web"]);
+    let mut seen = Vec::new();
+    let mut out = std::io::BufReader::new(events.stdout.take().unwrap());
+    while !(seen.contains(&"die".to_string()) && seen.contains(&"start".to_string())) {
+        let mut line = String::new();
+        assert!(
+            std::io::BufRead::read_line(&mut out, &mut line).unwrap() > 0,
+            "events ended: {seen:?}"
+        );
+        let ev: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(
+            (ev["type"].as_str(), ev["service"].as_str()),
+            (Some("container"), Some("web"))
+        );
+        seen.push(ev["action"].as_str().unwrap().to_string());
+    }
+    let _ = events.kill();
+    let _ = events.wait();
+    env.ok(&["down"]);
+    env.assert_nothing_left();
+}

@@ -22,6 +22,7 @@ pub mod project;
 pub mod server;
 pub mod state;
 pub mod supervise;
+pub mod top;
 pub mod volumes;
 
 use crate::api::Event;

@@ -180,6 +180,13 @@ async fn handle(engine: Arc<Engine>, req: Request<Incoming>) -> Result<Response<
                 ndjson(rx)
             }
         },
+        (&Method::GET, ["v1", "containers", id, "top"]) => match engine.container(id) {
+            None => error(StatusCode::NOT_FOUND, format!("No such container: {id}")),
+            Some(ctr) => match super::top::rows(&ctr) {
+                Some(rows) => json(StatusCode::OK, &rows),
+                None => error(StatusCode::CONFLICT, format!("container {id} is not running")),
+            },
+        },
         (&Method::GET, ["v1", "events"]) => {
             let project = q.get("project").cloned();
             let mut sub = engine.subscribe();

@@ -1,0 +1,79 @@
+//! `top`: a running container's processes as `ps -ef` shows them (the columns Docker's
+//! `top` prints by default), read from its cgroup and `/proc`. The container's init (the
+//! rcompose helper) is left out: Docker shows the workload only.
+
+use super::Ctr;
+
+/// Header and one row per process; `None` when the container does not run.
+pub fn rows(ctr: &Ctr) -> Option<Vec<Vec<String>>> {
+    let live = ctr.live()?;
+    let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as u64;
+    let uptime: f64 = std::fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0);
+    let now = super::state::now();
+    let boot = now - uptime as i64;
+    let mut out = vec![["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()];
+    let mut pids = live.cgroup.pids();
+    pids.sort_unstable();
+    for pid in pids.into_iter().filter(|p| *p != live.pid) {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some((head, rest)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        let comm = head.split_once(" (").map(|(_, c)| c).unwrap_or("");
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        // Fields after the command: state(0) ppid(1) ... utime(11) stime(12) ... starttime(19).
+        let (ppid, cpu, start) = (num(1), num(11) + num(12), num(19));
+        let uid = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Uid:"))
+                    .and_then(|l| l.split_whitespace().next()?.parse::<u32>().ok())
+            })
+            .unwrap_or(0);
+        let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+            .unwrap_or_else(|| uid.to_string());
+        let started = boot + (start / ticks) as i64;
+        let ran = (now - started).max(1) as u64;
+        let cpu_secs = cpu / ticks;
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|b| {
+                b.split(|c| *c == 0)
+                    .filter(|a| !a.is_empty())
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default();
+        out.push(vec![
+            user,
+            pid.to_string(),
+            ppid.to_string(),
+            (cpu_secs * 100 / ran).to_string(),
+            format!(
+                "{:02}:{:02}",
+                started.rem_euclid(86400) / 3600,
+                started.rem_euclid(3600) / 60
+            ),
+            "?".into(),
+            format!("{:02}:{:02}:{:02}", cpu_secs / 3600, cpu_secs / 60 % 60, cpu_secs % 60),
+            if cmd.is_empty() { format!("[{comm}]") } else { cmd },
+        ]);
+    }
+    Some(out)
+}

@@ -1,0 +1,149 @@
+//! Looking at a running project: `images`, `port`, `events`, `top`, printed as Docker
+//! Compose prints them.
+
+use crate::cli::{EventsArgs, Global, ImagesArgs, PortArgs, ServicesArgs, TableFormat};
+use crate::client::connect;
+use crate::lifecycle::{load_or_name, runtime};
+use anyhow::{bail, Result};
+use engine::api::{ContainerSummary, Event};
+use engine::images::{ImageRef, Store};
+use hyper::Method;
+use std::process::ExitCode;
+
+async fn containers(project: &str) -> Result<Vec<ContainerSummary>> {
+    let c = connect().await?;
+    let mut v: Vec<ContainerSummary> = c.get(&format!("/v1/containers?project={project}&all=1")).await?;
+    v.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(v)
+}
+
+/// `images`: the images the project's containers use.
+pub fn images(g: &Global, a: ImagesArgs) -> Result<ExitCode> {
+    let (name, _) = load_or_name(g, &a.services)?;
+    let list = runtime()?.block_on(containers(&name))?;
+    let store = Store::open(&engine::daemon::paths().0)?;
+    let mut rows = vec![["CONTAINER", "REPOSITORY", "TAG", "PLATFORM", "IMAGE ID", "SIZE"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()];
+    let mut json = Vec::new();
+    let mut ids = Vec::new();
+    for c in list
+        .iter()
+        .filter(|c| a.services.is_empty() || a.services.contains(&c.service))
+    {
+        let (repo, tag) = match ImageRef::parse(&c.image) {
+            Ok(r) => (r.familiar_repository(), r.tag().unwrap_or("latest").to_string()),
+            Err(_) => (c.image.clone(), "<none>".into()),
+        };
+        let rec = store.resolve(&c.image).ok();
+        let (id, size, platform) = match &rec {
+            Some(r) => {
+                let cfg = store.config(r).ok();
+                let platform = cfg.map(|c| format!("{}/{}", c.os, c.architecture)).unwrap_or_default();
+                (r.id().to_string(), r.size(), platform)
+            }
+            None => (String::new(), 0, String::new()),
+        };
+        let short = id
+            .strip_prefix("sha256:")
+            .unwrap_or(&id)
+            .chars()
+            .take(12)
+            .collect::<String>();
+        if !ids.contains(&id) {
+            ids.push(id.clone());
+        }
+        rows.push(vec![
+            c.name.clone(),
+            repo.clone(),
+            tag.clone(),
+            platform.clone(),
+            short,
+            crate::image_cmd::human_size(size),
+        ]);
+        json.push(serde_json::json!({
+            "ID": id, "ContainerName": c.name, "Repository": repo, "Tag": tag,
+            "Platform": platform, "Size": size,
+        }));
+    }
+    if a.quiet {
+        for id in ids {
+            println!("{id}");
+        }
+    } else if a.format == TableFormat::Json {
+        println!("{}", serde_json::Value::Array(json));
+    } else {
+        print!("{}", crate::image_cmd::table(&rows));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `port SERVICE PRIVATE_PORT`: the public address a container port is published on.
+pub fn port(g: &Global, a: PortArgs) -> Result<ExitCode> {
+    let (name, _) = load_or_name(g, std::slice::from_ref(&a.service))?;
+    let list = runtime()?.block_on(containers(&name))?;
+    let Some(c) = list.iter().find(|c| c.service == a.service && c.number == a.index) else {
+        bail!("service \"{}\" is not running container #{}", a.service, a.index);
+    };
+    match c
+        .publishers
+        .iter()
+        .find(|p| p.target_port == a.private_port && p.protocol == a.protocol)
+    {
+        Some(p) => {
+            println!("{}:{}", p.url, p.published_port);
+            Ok(ExitCode::SUCCESS)
+        }
+        None => bail!("no port {}/{} for container {}", a.private_port, a.protocol, c.name),
+    }
+}
+
+/// `events`: the project's container events as they happen.
+pub fn events(g: &Global, a: EventsArgs) -> Result<ExitCode> {
+    let (name, _) = load_or_name(g, &a.services)?;
+    runtime()?.block_on(async {
+        let c = connect().await?;
+        let mut lines = c
+            .stream(Method::GET, &format!("/v1/events?project={name}"), None::<&()>)
+            .await?;
+        while let Some(ev) = lines.next::<Event>().await? {
+            if !a.services.is_empty() && !a.services.contains(&ev.service) {
+                continue;
+            }
+            if a.json {
+                println!("{}", serde_json::to_string(&ev)?);
+            } else {
+                let attrs: Vec<String> = ev.attributes.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                // Compose: `2026-11-22 07:50:01.123456 container start <id> (image=..., name=...)`.
+                let time = ev.time.replacen('T', " ", 1);
+                let time = time.trim_end_matches('Z');
+                let time = match time.split_once('.') {
+                    Some((s, frac)) => format!("{s}.{}", &frac[..frac.len().min(6)]),
+                    None => time.to_string(),
+                };
+                println!("{time} {} {} {} ({})", ev.kind, ev.action, ev.id, attrs.join(", "));
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// `top`: each running container's processes.
+pub fn top(g: &Global, a: ServicesArgs) -> Result<ExitCode> {
+    let (name, _) = load_or_name(g, &a.services)?;
+    runtime()?.block_on(async {
+        let c = connect().await?;
+        let list = containers(&name).await?;
+        for s in list
+            .iter()
+            .filter(|s| s.state == "running" && (a.services.is_empty() || a.services.contains(&s.service)))
+        {
+            let rows: Vec<Vec<String>> = c.get(&format!("/v1/containers/{}/top", s.name)).await?;
+            println!("{}", s.name);
+            print!("{}", crate::image_cmd::table(&rows));
+            println!();
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
