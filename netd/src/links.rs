@@ -322,6 +322,146 @@ async fn configure_inside(a: &Attachment<'_>, peer: String) -> Result<(), LinkEr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::RefCell;
+    use std::collections::BTreeMap;
+
+    /// Links in memory: what netd asked for, and a switch to make one operation fail.
+    #[derive(Default)]
+    struct Fake {
+        links: RefCell<BTreeMap<u32, (String, Option<u32>, bool, Vec<(IpAddr, u8)>, Option<u32>)>>,
+        next: RefCell<u32>,
+        fail_controller: bool,
+    }
+
+    impl Fake {
+        fn add(&self, name: &str, mtu: Option<u32>) -> u32 {
+            let mut n = self.next.borrow_mut();
+            *n += 1;
+            self.links.borrow_mut().insert(*n, (name.into(), mtu, false, vec![], None));
+            *n
+        }
+        fn names(&self) -> Vec<String> {
+            self.links.borrow().values().map(|l| l.0.clone()).collect()
+        }
+    }
+
+    impl Netlink for Fake {
+        async fn index_of(&self, name: &str) -> Result<Option<u32>, LinkError> {
+            Ok(self.links.borrow().iter().find(|(_, l)| l.0 == name).map(|(i, _)| *i))
+        }
+        async fn create_bridge(&self, name: &str, mtu: Option<u32>) -> Result<u32, LinkError> {
+            check_name(name)?;
+            Ok(self.add(name, mtu))
+        }
+        async fn create_veth(&self, host: &str, peer: &str) -> Result<(u32, u32), LinkError> {
+            check_name(host)?;
+            check_name(peer)?;
+            Ok((self.add(host, None), self.add(peer, None)))
+        }
+        async fn create_veth_in(&self, host: &str, peer: &str, _: &std::fs::File) -> Result<u32, LinkError> {
+            check_name(host)?;
+            check_name(peer)?;
+            // The peer is in another namespace: not among this namespace's links.
+            Ok(self.add(host, None))
+        }
+        async fn set_controller(&self, link: u32, bridge: u32) -> Result<(), LinkError> {
+            if self.fail_controller {
+                return Err(LinkError::Netlink {
+                    what: "enslaving".into(),
+                    message: "refused by the fake".into(),
+                });
+            }
+            if let Some(l) = self.links.borrow_mut().get_mut(&link) {
+                l.4 = Some(bridge);
+            }
+            Ok(())
+        }
+        async fn set_up(&self, link: u32) -> Result<(), LinkError> {
+            if let Some(l) = self.links.borrow_mut().get_mut(&link) {
+                l.2 = true;
+            }
+            Ok(())
+        }
+        async fn add_address(&self, link: u32, addr: IpAddr, prefix: u8) -> Result<(), LinkError> {
+            if let Some(l) = self.links.borrow_mut().get_mut(&link) {
+                l.3.push((addr, prefix));
+            }
+            Ok(())
+        }
+        async fn move_to_netns(&self, link: u32, _: &std::fs::File) -> Result<(), LinkError> {
+            self.links.borrow_mut().remove(&link);
+            Ok(())
+        }
+        async fn rename(&self, link: u32, name: &str) -> Result<(), LinkError> {
+            if let Some(l) = self.links.borrow_mut().get_mut(&link) {
+                l.0 = name.into();
+            }
+            Ok(())
+        }
+        async fn default_route(&self, _: Ipv4Addr) -> Result<(), LinkError> {
+            Ok(())
+        }
+        async fn delete(&self, link: u32) -> Result<(), LinkError> {
+            self.links.borrow_mut().remove(&link);
+            Ok(())
+        }
+    }
+
+    fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    #[test]
+    fn a_bridge_is_made_once_with_its_gateway_mtu_and_up() {
+        let nl = Fake::default();
+        let subnet: Ipv4Net = "172.18.0.0/16".parse().unwrap();
+        let gw: Ipv4Addr = "172.18.0.1".parse().unwrap();
+        let name = bridge_name("p_default");
+        let a = block_on(ensure_bridge(&nl, &name, subnet, gw, Some(1400))).unwrap();
+        let b = block_on(ensure_bridge(&nl, &name, subnet, gw, Some(1400))).unwrap();
+        assert_eq!(a, b, "found, not made twice");
+        let links = nl.links.borrow();
+        let l = &links[&a];
+        assert_eq!((l.1, l.2), (Some(1400), true));
+        assert_eq!(l.3, vec![(IpAddr::V4(gw), 16)]);
+        drop(links);
+        block_on(remove_bridge(&nl, &name)).unwrap();
+        block_on(remove_bridge(&nl, &name)).unwrap();
+        assert!(nl.names().is_empty());
+    }
+
+    #[test]
+    fn a_failed_attach_leaves_no_veth() {
+        let nl = Fake {
+            fail_controller: true,
+            ..Default::default()
+        };
+        let bridge = nl.add("rc-bridge", None);
+        let netns = std::path::PathBuf::from("/proc/self/ns/net");
+        let a = Attachment {
+            bridge,
+            netns: &netns,
+            host_name: "rvhostend",
+            ifname: "eth0",
+            address: "172.18.0.2".parse().unwrap(),
+            prefix: 16,
+            gateway: None,
+        };
+        let e = block_on(attach(&nl, &a)).unwrap_err();
+        assert!(e.to_string().contains("refused by the fake"), "{e}");
+        assert_eq!(nl.names(), vec!["rc-bridge"]);
+        // Names that do not fit an interface are refused before anything is made.
+        let long = Attachment {
+            ifname: "an-interface-name-too-long",
+            ..a
+        };
+        let e = block_on(attach(&Fake::default(), &long)).unwrap_err();
+        assert!(e.to_string().contains("longer than 15 bytes"), "{e}");
+    }
 
     #[test]
     fn bridge_names_fit_and_are_stable() {
