@@ -736,3 +736,46 @@ fn images_port_top_and_events() {
     env.ok(&["down"]);
     env.assert_nothing_left();
 }
+
+#[test]
+fn names_resolve_only_on_shared_networks() {
+    if !root() {
+        return;
+    }
+    let env = Env::new();
+    env.write(
+        "compose.yaml",
+        r#"
+name: nets
+services:
+  a:
+    image: rcompose/busybox:latest
+    command: [sh, -c, 'nslookup b >/dev/null 2>&1; echo "b:$$?"; sleep 30']
+    networks: [front]
+    depends_on: [b]
+  b:
+    image: rcompose/busybox:latest
+    command: [sleep, '30']
+    networks:
+      back: {aliases: [store]}
+  both:
+    image: rcompose/busybox:latest
+    command: [sh, -c, 'for n in a b store; do nslookup $$n >/dev/null 2>&1; echo "$$n:$$?"; done; ip -o link | grep -c "eth[01]@"; sleep 30']
+    networks: [front, back]
+    depends_on: [a, b]
+networks:
+  front:
+  back:
+    internal: true
+"#,
+    );
+    env.ok(&["up", "-d"]);
+    env.wait_for("the lookups", || {
+        env.ok(&["logs", "both"]).contains("\n2\n") || env.ok(&["logs", "both"]).ends_with("2\n")
+    });
+    // a is not on b's network: no answer for it. both shares a network with each.
+    assert_eq!(env.ok(&["logs", "--no-log-prefix", "a"]), "b:1\n");
+    assert_eq!(env.ok(&["logs", "--no-log-prefix", "both"]), "a:0\nb:0\nstore:0\n2\n");
+    env.ok(&["down", "-t", "0"]);
+    env.assert_nothing_left();
+}

@@ -337,7 +337,9 @@ mod tests {
         fn add(&self, name: &str, mtu: Option<u32>) -> u32 {
             let mut n = self.next.borrow_mut();
             *n += 1;
-            self.links.borrow_mut().insert(*n, (name.into(), mtu, false, vec![], None));
+            self.links
+                .borrow_mut()
+                .insert(*n, (name.into(), mtu, false, vec![], None));
             *n
         }
         fn names(&self) -> Vec<String> {
