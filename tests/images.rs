@@ -619,3 +619,183 @@ fn credentials_come_from_the_docker_config() {
     e.ok(&["image", "pull", &name]);
     assert!(e.ok(&["image", "ls"]).contains("private/app"));
 }
+
+/// A token server for the registry's bearer auth, on loopback: it grants the scopes asked
+/// for only to `user:s3cret`, and signs its JWTs (RS256, the certificate in `x5c`) with
+/// openssl.
+struct TokenServer {
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+fn b64url(b: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+fn url_decode(s: &str) -> String {
+    let mut out = Vec::new();
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if b[i] == b'+' { b' ' } else { b[i] });
+        i += 1;
+    }
+    String::from_utf8(out).unwrap()
+}
+
+impl TokenServer {
+    fn start() -> TokenServer {
+        let dir = tempfile::tempdir().unwrap();
+        let o = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=rcompose-test-token",
+            ])
+            .arg("-keyout")
+            .arg(dir.path().join("key.pem"))
+            .arg("-out")
+            .arg(dir.path().join("cert.pem"))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let der = Command::new("openssl")
+            .args(["x509", "-outform", "DER", "-in"])
+            .arg(dir.path().join("cert.pem"))
+            .output()
+            .unwrap()
+            .stdout;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let key = dir.path().join("key.pem");
+        std::thread::spawn(move || {
+            use std::io::{BufRead, BufReader};
+            for stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut first = String::new();
+                reader.read_line(&mut first).unwrap();
+                let mut authorized = false;
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                        break;
+                    }
+                    let basic = {
+                        use base64::Engine as _;
+                        base64::engine::general_purpose::STANDARD.encode("user:s3cret")
+                    };
+                    if h.to_ascii_lowercase().starts_with("authorization:") && h.contains(&basic) {
+                        authorized = true;
+                    }
+                }
+                let path = first.split_whitespace().nth(1).unwrap_or("/").to_string();
+                let query = path.split_once('?').map(|q| q.1).unwrap_or("");
+                let mut access = Vec::new();
+                for kv in query.split('&') {
+                    if let Some(v) = kv.strip_prefix("scope=") {
+                        let scope = url_decode(v);
+                        let parts: Vec<&str> = scope.splitn(3, ':').collect();
+                        if parts.len() == 3 && authorized {
+                            access.push(json!({"type": parts[0], "name": parts[1], "actions": parts[2].split(',').collect::<Vec<_>>()}));
+                        }
+                    }
+                }
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs();
+                let x5c = {
+                    use base64::Engine as _;
+                    base64::engine::general_purpose::STANDARD.encode(&der)
+                };
+                let header = json!({"typ": "JWT", "alg": "RS256", "x5c": [x5c]});
+                let claims = json!({"iss": "rcompose-test", "sub": "user", "aud": "rcompose-registry",
+                    "exp": now + 300, "nbf": now - 10, "iat": now - 10, "jti": format!("{now}-{}", access.len()), "access": access});
+                let input = format!(
+                    "{}.{}",
+                    b64url(header.to_string().as_bytes()),
+                    b64url(claims.to_string().as_bytes())
+                );
+                let mut sign = Command::new("openssl")
+                    .args(["dgst", "-sha256", "-sign"])
+                    .arg(&key)
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                sign.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+                let sig = sign.wait_with_output().unwrap().stdout;
+                let token = format!("{input}.{}", b64url(&sig));
+                let body = json!({"token": token, "access_token": token, "expires_in": 300}).to_string();
+                let mut s = stream;
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        TokenServer { port, dir }
+    }
+
+    fn registry_auth(&self) -> String {
+        format!(
+            "auth:\n  token:\n    realm: http://127.0.0.1:{}/token\n    service: rcompose-registry\n    issuer: rcompose-test\n    rootcertbundle: {}\n",
+            self.port,
+            self.dir.path().join("cert.pem").display()
+        )
+    }
+}
+
+#[test]
+fn token_auth_with_credentials_from_the_docker_config() {
+    if !root() || !have("docker-registry") || !have("skopeo") || !have("openssl") {
+        return;
+    }
+    let tokens = TokenServer::start();
+    let reg = Registry::start_with(&tokens.registry_auth());
+    let src = tempfile::tempdir().unwrap();
+    let arch = if cfg!(target_arch = "aarch64") {
+        "arm64"
+    } else {
+        "amd64"
+    };
+    oci_layout(src.path(), &[(arch, "behind-tokens")], false);
+    reg.push_as(src.path(), "tokened/app:1", false, Some("user:s3cret"));
+    let name = format!("127.0.0.1:{}/tokened/app:1", reg.port);
+    let e = Env::new();
+    // Anonymous: the token server grants nothing, the registry refuses.
+    let err = e.err(&["image", "pull", &name]);
+    assert!(err.contains("tokened/app:1"), "{err}");
+    assert_eq!(
+        e.snapshot().iter().filter(|(p, _)| p.starts_with("blobs")).count(),
+        0,
+        "nothing kept"
+    );
+    std::fs::create_dir_all(e.state.path().join(".docker")).unwrap();
+    let auth = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode("user:s3cret")
+    };
+    std::fs::write(
+        e.state.path().join(".docker/config.json"),
+        json!({"auths": {format!("127.0.0.1:{}", reg.port): {"auth": auth}}}).to_string(),
+    )
+    .unwrap();
+    e.ok(&["image", "pull", &name]);
+    assert!(e.ok(&["image", "ls"]).contains("tokened/app"));
+}
