@@ -287,7 +287,7 @@ pub enum Command {
     /// Receive real time events from containers
     Events(EventsArgs),
     /// Execute a command in a running container
-    Exec(Pending),
+    Exec(ExecArgs),
     /// Export a service container's filesystem as a tar archive
     Export(Pending),
     /// List images used by the created containers
@@ -625,4 +625,35 @@ pub struct PortArgs {
     pub protocol: String,
     pub service: String,
     pub private_port: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Detached mode: Run command in the background
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Set environment variables
+    #[arg(short, long = "env", value_name = "KEY=VAL")]
+    pub env: Vec<String>,
+    /// Keep STDIN open even if not attached (the default)
+    #[arg(short, long, default_value_t = true)]
+    pub interactive: bool,
+    /// Disable pseudo-TTY allocation. By default `exec` allocates a TTY.
+    #[arg(short = 'T', long = "no-tty")]
+    pub no_tty: bool,
+    /// Run the command as this user
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Path to workdir directory for this command
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    /// Index of the container if service has multiple replicas
+    #[arg(long, default_value_t = 1)]
+    pub index: u32,
+    /// Give extended privileges to the process
+    #[arg(long)]
+    pub privileged: bool,
+    pub service: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+    pub command: Vec<String>,
 }

@@ -63,7 +63,7 @@ impl Client {
             .await
             .context("talking to the engine")?;
         tokio::spawn(async move {
-            let _ = conn.await;
+            let _ = conn.with_upgrades().await;
         });
         let req = Request::builder()
             .method(method)
@@ -103,6 +103,58 @@ impl Client {
             buf: Vec::new(),
             done: false,
         })
+    }
+
+    /// A request answered `101 Switching Protocols`: the raw connection afterwards.
+    pub async fn upgrade(
+        &self,
+        path: &str,
+        body: &impl serde::Serialize,
+    ) -> Result<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>> {
+        let stream = tokio::net::UnixStream::connect(&self.socket)
+            .await
+            .with_context(|| format!("connecting to the engine at {}", self.socket.display()))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .context("talking to the engine")?;
+        tokio::spawn(async move {
+            let _ = conn.with_upgrades().await;
+        });
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(format!("http://rcompose{path}"))
+            .header("host", "rcompose")
+            .header("content-type", "application/json")
+            .header("connection", "upgrade")
+            .header("upgrade", "rcompose-exec")
+            .body(Full::new(Bytes::from(serde_json::to_vec(body)?)))?;
+        let resp = sender.send_request(req).await.context("talking to the engine")?;
+        if resp.status() != hyper::StatusCode::SWITCHING_PROTOCOLS {
+            let status = resp.status();
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            let msg = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_string))
+                .unwrap_or_else(|| format!("the engine answered {status}"));
+            bail!("{msg}");
+        }
+        let up = hyper::upgrade::on(resp).await.context("upgrading the connection")?;
+        Ok(hyper_util::rt::TokioIo::new(up))
+    }
+
+    pub async fn post_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl serde::Serialize,
+    ) -> Result<T> {
+        let resp = self.send(Method::POST, path, Some(serde_json::to_vec(body)?)).await?;
+        let body = resp.into_body().collect().await?.to_bytes();
+        serde_json::from_slice(&body).context("the engine's answer is not what was expected")
     }
 
     async fn ping(&self) -> bool {

@@ -4,6 +4,7 @@
 mod cli;
 mod client;
 mod config_cmd;
+mod exec_cmd;
 mod image_cmd;
 mod lifecycle;
 mod logs_cmd;
@@ -95,6 +96,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Logs(a) => logs_cmd::logs(&cli.global, a),
         Command::Ls(a) => logs_cmd::ls(a),
         Command::Wait(a) => lifecycle::wait(&cli.global, a),
+        Command::Exec(a) => exec_cmd::exec(&cli.global, a),
         Command::Images(a) => observe_cmd::images(&cli.global, a),
         Command::Port(a) => observe_cmd::port(&cli.global, a),
         Command::Events(a) => observe_cmd::events(&cli.global, a),

@@ -779,3 +779,159 @@ networks:
     env.ok(&["down", "-t", "0"]);
     env.assert_nothing_left();
 }
+
+#[test]
+fn exec_with_and_without_a_terminal() {
+    if !root() {
+        return;
+    }
+    let env = Env::new();
+    env.write(
+        "compose.yaml",
+        "name: ex\nservices:\n  app:\n    image: rcompose/busybox:latest\n    command: [sleep, '30']\n    environment: {FROM_FILE: yes}\n    working_dir: /tmp\n  gone:\n    image: rcompose/busybox:latest\n    command: ['true']\n",
+    );
+    env.ok(&["up", "-d"]);
+    // Plain streams: stdout and stderr apart, the exit code returned, stdin forwarded.
+    let o = env.rc(&[
+        "exec",
+        "-T",
+        "-e",
+        "EXTRA=1",
+        "app",
+        "sh",
+        "-c",
+        "echo out $FROM_FILE $EXTRA $(pwd); echo err >&2; exit 3",
+    ]);
+    assert_eq!(o.status.code(), Some(3));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "out yes 1 /tmp\n");
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "err\n");
+    let mut child = Command::new(BIN)
+        .args([
+            "exec",
+            "-T",
+            "-u",
+            "65534",
+            "-w",
+            "/",
+            "app",
+            "sh",
+            "-c",
+            "cat; id -u; pwd",
+        ])
+        .current_dir(env.project.path())
+        .env("RCOMPOSE_ROOT", env.state.path())
+        .env("RCOMPOSE_NO_AUTOSTART", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child.stdin.take().unwrap().write_all(b"piped in\n").unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "piped in\n65534\n/\n");
+    // A terminal: the test drives a pty of 30x100 as the CLI's standard streams.
+    let pty = nix::pty::openpty(
+        Some(&nix::pty::Winsize {
+            ws_row: 30,
+            ws_col: 100,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        }),
+        None,
+    )
+    .unwrap();
+    let slave = std::fs::File::from(pty.slave);
+    let mut child = Command::new(BIN)
+        .args([
+            "exec",
+            "app",
+            "sh",
+            "-c",
+            "[ -t 0 ] && echo is-a-tty; tty; stty size; exit 4",
+        ])
+        .current_dir(env.project.path())
+        .env("RCOMPOSE_ROOT", env.state.path())
+        .env("RCOMPOSE_NO_AUTOSTART", "1")
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave)
+        .spawn()
+        .unwrap();
+    let status = child.wait().unwrap();
+    let mut master = std::fs::File::from(pty.master);
+    let mut out = Vec::new();
+    // The slave is closed with the CLI gone: read what it wrote, then EIO.
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = std::io::Read::read(&mut master, &mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&out);
+    assert_eq!(status.code(), Some(4), "{text}");
+    // Its terminal is one of the container's own, and of the caller's size.
+    assert!(text.contains("is-a-tty\r\n/dev/pts/0\r\n30 100"), "{text:?}");
+    // Resizes follow the terminal: the test resizes its pty and signals the CLI (until
+    // the command, a second later, reports its size).
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let slave = std::fs::File::from(pty.slave);
+    let mut child = Command::new(BIN)
+        .args(["exec", "app", "sh", "-c", "sleep 1; stty size"])
+        .current_dir(env.project.path())
+        .env("RCOMPOSE_ROOT", env.state.path())
+        .env("RCOMPOSE_NO_AUTOSTART", "1")
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave)
+        .spawn()
+        .unwrap();
+    let ws = libc::winsize {
+        ws_row: 40,
+        ws_col: 120,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one winsize.
+    unsafe {
+        libc::ioctl(
+            std::os::unix::io::AsRawFd::as_raw_fd(&pty.master),
+            libc::TIOCSWINSZ,
+            &ws,
+        )
+    };
+    while child.try_wait().unwrap().is_none() {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGWINCH,
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut master = std::fs::File::from(pty.master);
+    let mut out = Vec::new();
+    while let Ok(n) = std::io::Read::read(&mut master, &mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.contains("40 120"), "{text:?}");
+    // Compose's messages for what cannot be run.
+    let o = env.rc(&["exec", "-T", "app", "no-such-command"]);
+    assert_eq!(o.status.code(), Some(127), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = env.rc(&["exec", "-T", "--index", "2", "app", "true"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("service \"app\" is not running container #2"));
+    env.wait_for("gone to exit", || env.container("ex-gone-1")["State"] == "exited");
+    let o = env.rc(&["exec", "-T", "gone", "true"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("service \"gone\" is not running"));
+    // Detached: started and left.
+    env.ok(&["exec", "-d", "app", "sh", "-c", "echo bg > /tmp/bg"]);
+    env.wait_for("the detached command", || {
+        env.rc(&["exec", "-T", "app", "test", "-f", "/tmp/bg"]).status.success()
+    });
+    env.ok(&["down", "-t", "0"]);
+    env.assert_nothing_left();
+}

@@ -158,3 +158,70 @@ pub struct Event {
     #[serde(default)]
     pub attributes: BTreeMap<String, String>,
 }
+
+/// `POST /v1/containers/{id}/exec`. Unless `detach`, the request asks for an upgrade
+/// (`Connection: Upgrade`, `Upgrade: rcompose-exec`); after `101 Switching Protocols`
+/// both sides speak [`frames`].
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ExecRequest {
+    pub cmd: Vec<String>,
+    /// `KEY=VALUE`, over the container's environment.
+    pub env: Vec<String>,
+    pub user: Option<String>,
+    pub workdir: Option<String>,
+    pub tty: bool,
+    pub privileged: bool,
+    pub detach: bool,
+    /// The terminal's size when `tty`.
+    pub rows: u16,
+    pub cols: u16,
+}
+
+/// The exec stream: `[kind: u8][length: u32, big-endian][payload]`.
+pub mod frames {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Client to engine: bytes for the process's standard input.
+    pub const STDIN: u8 = 0;
+    /// Client to engine: standard input has ended.
+    pub const STDIN_EOF: u8 = 5;
+    /// Client to engine: the terminal was resized (rows and columns, u16 each).
+    pub const RESIZE: u8 = 6;
+    /// Engine to client: output.
+    pub const STDOUT: u8 = 1;
+    pub const STDERR: u8 = 2;
+    /// Engine to client: the process ended with this code (i32); the last frame.
+    pub const EXIT: u8 = 3;
+    /// Engine to client: the process could not be run (a message).
+    pub const ERROR: u8 = 4;
+
+    /// The largest frame accepted; a longer one is a broken peer.
+    const MAX: u32 = 1 << 20;
+
+    pub async fn write(w: &mut (impl AsyncWriteExt + Unpin), kind: u8, payload: &[u8]) -> std::io::Result<()> {
+        let mut head = [0u8; 5];
+        head[0] = kind;
+        head[1..].copy_from_slice(&(payload.len() as u32).to_be_bytes());
+        w.write_all(&head).await?;
+        w.write_all(payload).await?;
+        w.flush().await
+    }
+
+    /// The next frame, `None` at a clean end of the stream.
+    pub async fn read(r: &mut (impl AsyncReadExt + Unpin)) -> std::io::Result<Option<(u8, Vec<u8>)>> {
+        let mut head = [0u8; 5];
+        match r.read_exact(&mut head).await {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]);
+        if len > MAX {
+            return Err(std::io::Error::other(format!("exec frame of {len} bytes refused")));
+        }
+        let mut payload = vec![0u8; len as usize];
+        r.read_exact(&mut payload).await?;
+        Ok(Some((head[0], payload)))
+    }
+}

@@ -13,6 +13,7 @@
 
 pub mod actions;
 pub mod container;
+pub mod exec;
 pub mod files;
 pub mod health;
 pub mod logs;

@@ -25,10 +25,10 @@ pub async fn serve(listener: tokio::net::UnixListener, engine: Arc<Engine>) -> s
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| handle(engine.clone(), req));
             let io = hyper_util::rt::TokioIo::new(stream);
-            if let Err(e) = hyper::server::conn::http1::Builder::new()
+            let conn = hyper::server::conn::http1::Builder::new()
                 .serve_connection(io, svc)
-                .await
-            {
+                .with_upgrades();
+            if let Err(e) = conn.await {
                 tracing::debug!("API connection: {e}");
             }
         });
@@ -142,9 +142,57 @@ fn parse<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, Res
     serde_json::from_slice(body).map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid request body: {e}")))
 }
 
+/// `POST /v1/containers/{id}/exec`: checked, then answered `101` and carried on over
+/// the upgraded connection (or started and left, with `detach`).
+async fn exec(engine: Arc<Engine>, id: &str, mut req: Request<Incoming>) -> Response<Body> {
+    let upgrade = hyper::upgrade::on(&mut req);
+    let body = match req.into_body().collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let r: api::ExecRequest = match parse(&body) {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    let Some(ctr) = engine.container(id) else {
+        return error(StatusCode::NOT_FOUND, format!("No such container: {id}"));
+    };
+    if ctr.live().is_none() {
+        return error(
+            StatusCode::CONFLICT,
+            format!("container {} is not running", ctr.rec().name),
+        );
+    }
+    if r.detach {
+        return match engine.exec_detached(&ctr, &r) {
+            Ok(()) => json(StatusCode::OK, &serde_json::json!({})),
+            Err(e) => error(StatusCode::BAD_REQUEST, e),
+        };
+    }
+    tokio::spawn(async move {
+        match upgrade.await {
+            Ok(up) => engine.exec_stream(ctr, r, hyper_util::rt::TokioIo::new(up)).await,
+            Err(e) => tracing::warn!("exec: the connection was not upgraded: {e}"),
+        }
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header("connection", "upgrade")
+        .header("upgrade", "rcompose-exec")
+        .body(Full::new(Bytes::new()).boxed())
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed()))
+}
+
 async fn handle(engine: Arc<Engine>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    {
+        let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+        if let (&Method::POST, ["v1", "containers", id, "exec"]) = (&method, segs.as_slice()) {
+            let id = id.to_string();
+            return Ok(exec(engine, &id, req).await);
+        }
+    }
     let q = query(req.uri().query());
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
