@@ -319,11 +319,11 @@ pub enum Command {
     /// Run a one-off command on a service
     Run(Pending),
     /// Scale services
-    Scale(Pending),
+    Scale(ScaleArgs),
     /// Start services
     Start(ServicesArgs),
     /// Display a live stream of container(s) resource usage statistics
-    Stats(Pending),
+    Stats(StatsArgs),
     /// Stop services
     Stop(StopArgs),
     /// Display the running processes
@@ -656,4 +656,30 @@ pub struct ExecArgs {
     pub service: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
     pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ScaleArgs {
+    /// Don't start linked services
+    #[arg(long)]
+    pub no_deps: bool,
+    #[arg(value_name = "SERVICE=REPLICAS", required = true)]
+    pub scale: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Show all containers (default shows just running)
+    #[arg(short, long)]
+    pub all: bool,
+    /// Disable streaming stats and only pull the first result
+    #[arg(long)]
+    pub no_stream: bool,
+    /// Do not truncate output
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Format output: table, json
+    #[arg(long, value_enum, default_value_t = TableFormat::Table)]
+    pub format: TableFormat,
+    pub service: Option<String>,
 }

@@ -2,7 +2,7 @@
 //! the project is loaded here and sent to the engine, whose progress is printed as
 //! Docker Compose prints it in plain mode (` Container p-web-1  Started`, on stderr).
 
-use crate::cli::{CreateArgs, DownArgs, Global, KillArgs, RmArgs, ServicesArgs, StopArgs, UpArgs, WaitArgs};
+use crate::cli::{CreateArgs, DownArgs, Global, KillArgs, RmArgs, ScaleArgs, ServicesArgs, StopArgs, UpArgs, WaitArgs};
 use crate::client::{connect, Client};
 use crate::logs_cmd::{self, Printer};
 use anyhow::{bail, Context, Result};
@@ -520,6 +520,21 @@ pub fn rm(g: &Global, a: RmArgs) -> Result<ExitCode> {
         ActionRequest {
             stop: a.stop,
             volumes: a.volumes,
+            ..Default::default()
+        },
+    )
+}
+
+/// `scale SERVICE=N...`: `up -d` of those services at those counts.
+pub fn scale(g: &Global, a: ScaleArgs) -> Result<ExitCode> {
+    let map = parse_scale(&a.scale)?;
+    up(
+        g,
+        UpArgs {
+            detach: true,
+            no_deps: a.no_deps,
+            scale: a.scale.clone(),
+            services: map.keys().cloned().collect(),
             ..Default::default()
         },
     )

@@ -101,6 +101,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Port(a) => observe_cmd::port(&cli.global, a),
         Command::Events(a) => observe_cmd::events(&cli.global, a),
         Command::Top(a) => observe_cmd::top(&cli.global, a),
+        Command::Stats(a) => observe_cmd::stats(&cli.global, a),
+        Command::Scale(a) => lifecycle::scale(&cli.global, a),
         Command::Daemon => daemon(),
         other => anyhow::bail!("rcompose {}: not implemented yet", other.name()),
     }

@@ -1,7 +1,7 @@
-//! Looking at a running project: `images`, `port`, `events`, `top`, printed as Docker
-//! Compose prints them.
+//! Looking at a running project: `images`, `port`, `events`, `top`, `stats`, printed as
+//! Docker Compose prints them.
 
-use crate::cli::{EventsArgs, Global, ImagesArgs, PortArgs, ServicesArgs, TableFormat};
+use crate::cli::{EventsArgs, Global, ImagesArgs, PortArgs, ServicesArgs, StatsArgs, TableFormat};
 use crate::client::connect;
 use crate::lifecycle::{load_or_name, runtime};
 use anyhow::{bail, Result};
@@ -145,5 +145,120 @@ pub fn top(g: &Global, a: ServicesArgs) -> Result<ExitCode> {
             println!();
         }
         Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Docker's units for `stats`: binary for memory (`MiB`), decimal for I/O (`kB`, `MB`).
+fn bytes(n: u64, binary: bool) -> String {
+    let (base, units): (f64, [&str; 5]) = if binary {
+        (1024.0, ["B", "KiB", "MiB", "GiB", "TiB"])
+    } else {
+        (1000.0, ["B", "kB", "MB", "GB", "TB"])
+    };
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= base && i < units.len() - 1 {
+        v /= base;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n}{}", units[0])
+    } else {
+        format!("{v:.3}{}", units[i]).replace(".000", "")
+    }
+}
+
+/// `stats`: CPU %, memory, network and block I/O and processes of each container, from
+/// two samples half a second apart; streamed every second unless `--no-stream`.
+pub fn stats(g: &Global, a: StatsArgs) -> Result<ExitCode> {
+    let services: Vec<String> = a.service.iter().cloned().collect();
+    let (name, _) = load_or_name(g, &services)?;
+    runtime()?.block_on(async {
+        let c = connect().await?;
+        let list: Vec<ContainerSummary> = containers(&name)
+            .await?
+            .into_iter()
+            .filter(|s| services.is_empty() || services.contains(&s.service))
+            .filter(|s| a.all || s.state == "running")
+            .collect();
+        let sample = |id: String| {
+            let c = &c;
+            async move {
+                c.get::<engine::api::StatsSample>(&format!("/v1/containers/{id}/stats"))
+                    .await
+                    .ok()
+            }
+        };
+        let mut prev: Vec<Option<engine::api::StatsSample>> = Vec::new();
+        for s in &list {
+            prev.push(sample(s.id.clone()).await);
+        }
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            let mut rows = vec![[
+                "CONTAINER ID",
+                "NAME",
+                "CPU %",
+                "MEM USAGE / LIMIT",
+                "MEM %",
+                "NET I/O",
+                "BLOCK I/O",
+                "PIDS",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()];
+            let mut json_lines = Vec::new();
+            for (i, s) in list.iter().enumerate() {
+                let now = sample(s.id.clone()).await;
+                let row = match (&prev[i], &now) {
+                    (Some(p), Some(n)) => {
+                        let wall = n.at_ns.saturating_sub(p.at_ns).max(1) as f64;
+                        let cpu = n.cpu_ns.saturating_sub(p.cpu_ns) as f64 / wall * 100.0;
+                        let mem_pct = n.mem_usage as f64 / n.mem_limit.max(1) as f64 * 100.0;
+                        vec![
+                            format!("{cpu:.2}%"),
+                            format!("{} / {}", bytes(n.mem_usage, true), bytes(n.mem_limit, true)),
+                            format!("{mem_pct:.2}%"),
+                            format!("{} / {}", bytes(n.net_rx, false), bytes(n.net_tx, false)),
+                            format!("{} / {}", bytes(n.block_read, false), bytes(n.block_write, false)),
+                            n.pids.to_string(),
+                        ]
+                    }
+                    _ => ["0.00%", "0B / 0B", "0.00%", "0B / 0B", "0B / 0B", "0"]
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect(),
+                };
+                let id: String = if a.no_trunc {
+                    s.id.clone()
+                } else {
+                    s.id.chars().take(12).collect()
+                };
+                json_lines.push(serde_json::json!({
+                    "ID": id, "Name": s.name, "CPUPerc": row[0], "MemUsage": row[1], "MemPerc": row[2],
+                    "NetIO": row[3], "BlockIO": row[4], "PIDs": row[5],
+                }));
+                let mut r = vec![id, s.name.clone()];
+                r.extend(row);
+                rows.push(r);
+                prev[i] = now;
+            }
+            if a.format == TableFormat::Json {
+                for l in &json_lines {
+                    println!("{l}");
+                }
+            } else {
+                if !a.no_stream {
+                    // Redraw in place, as `docker stats` does.
+                    print!("\x1b[2J\x1b[H");
+                }
+                print!("{}", crate::image_cmd::table(&rows));
+            }
+            if a.no_stream {
+                return Ok(ExitCode::SUCCESS);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
     })
 }

@@ -705,6 +705,31 @@ fn images_port_top_and_events() {
     assert!(top.starts_with("look-web-1\nUID "), "{top}");
     assert!(top.contains("httpd -f -p 8080 -h /www"), "{top}");
     assert!(!top.contains("__rcompose"), "the init is not shown: {top}");
+    // `scale` is `up` of those services at those counts.
+    env.ok(&["scale", "web=2"]);
+    assert_eq!(env.ps().iter().filter(|c| c["Service"] == "web").count(), 2);
+    env.ok(&["scale", "web=1"]);
+    // stats: memory near what the container holds (24 MiB in its /dev/shm), its limit.
+    env.write(
+        "compose.yaml",
+        "name: look\nservices:\n  web:\n    image: rcompose/busybox:latest\n    command: [sh, -c, 'mkdir -p /www; httpd -f -p 8080 -h /www']\n    ports: ['127.0.0.1::8080']\n  hog:\n    image: rcompose/busybox:latest\n    command: [sh, -c, 'head -c 25165824 /dev/zero > /dev/shm/fill; touch /tmp/full; sleep 30']\n    mem_limit: 128m\n",
+    );
+    env.ok(&["up", "-d", "hog"]);
+    env.wait_for("hog to fill", || {
+        env.rc(&["exec", "-T", "hog", "test", "-f", "/tmp/full"])
+            .status
+            .success()
+    });
+    let line = env.ok(&["stats", "--no-stream", "--format", "json", "hog"]);
+    let st: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+    let mem = st["MemUsage"].as_str().unwrap().to_string();
+    let (usage, limit) = mem.split_once(" / ").unwrap();
+    assert_eq!(limit, "128MiB", "{st}");
+    let mib: f64 = usage.trim_end_matches("MiB").parse().unwrap_or(0.0);
+    assert!(usage.ends_with("MiB") && (24.0..40.0).contains(&mib), "{st}");
+    assert_eq!(st["PIDs"], "1", "{st}");
+    let table = env.ok(&["stats", "--no-stream"]);
+    assert!(table.starts_with("CONTAINER ID   NAME"), "{table}");
     // Events: a restart is a die and a start.
     let mut events = Command::new(BIN)
         .args(["events", "--json"])

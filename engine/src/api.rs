@@ -225,3 +225,20 @@ pub mod frames {
         Ok(Some((head[0], payload)))
     }
 }
+
+/// `GET /v1/containers/{id}/stats`: one sample of a running container's counters.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StatsSample {
+    /// CPU time used, nanoseconds.
+    pub cpu_ns: u64,
+    /// When the sample was taken (monotonic, nanoseconds).
+    pub at_ns: u64,
+    pub mem_usage: u64,
+    /// The cgroup's limit, else the host's memory.
+    pub mem_limit: u64,
+    pub net_rx: u64,
+    pub net_tx: u64,
+    pub block_read: u64,
+    pub block_write: u64,
+    pub pids: u64,
+}

@@ -235,6 +235,13 @@ async fn handle(engine: Arc<Engine>, req: Request<Incoming>) -> Result<Response<
                 None => error(StatusCode::CONFLICT, format!("container {id} is not running")),
             },
         },
+        (&Method::GET, ["v1", "containers", id, "stats"]) => match engine.container(id) {
+            None => error(StatusCode::NOT_FOUND, format!("No such container: {id}")),
+            Some(ctr) => match super::top::sample(&ctr) {
+                Some(s) => json(StatusCode::OK, &s),
+                None => error(StatusCode::CONFLICT, format!("container {id} is not running")),
+            },
+        },
         (&Method::GET, ["v1", "events"]) => {
             let project = q.get("project").cloned();
             let mut sub = engine.subscribe();

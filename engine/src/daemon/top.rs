@@ -1,4 +1,4 @@
-//! `top`: a running container's processes as `ps -ef` shows them (the columns Docker's
+//! `top` and `stats`. `top`: a running container's processes as `ps -ef` shows them (the columns Docker's
 //! `top` prints by default), read from its cgroup and `/proc`. The container's init (the
 //! rcompose helper) is left out: Docker shows the workload only.
 
@@ -76,4 +76,51 @@ pub fn rows(ctr: &Ctr) -> Option<Vec<Vec<String>>> {
         ]);
     }
     Some(out)
+}
+
+/// One `stats` sample: CPU time and memory from the cgroup, network bytes from the
+/// container's namespace (every interface but `lo`), processes without the init.
+pub fn sample(ctr: &Ctr) -> Option<crate::api::StatsSample> {
+    let live = ctr.live()?;
+    let cg = &live.cgroup;
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    let host_mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        })
+        .map(|kib| kib * 1024)
+        .unwrap_or(0);
+    let (mut rx, mut tx) = (0, 0);
+    for line in std::fs::read_to_string(format!("/proc/{}/net/dev", live.pid))
+        .unwrap_or_default()
+        .lines()
+        .skip(2)
+    {
+        let Some((name, rest)) = line.split_once(':') else {
+            continue;
+        };
+        if name.trim() == "lo" {
+            continue;
+        }
+        let f: Vec<u64> = rest.split_whitespace().filter_map(|v| v.parse().ok()).collect();
+        rx += f.first().copied().unwrap_or(0);
+        tx += f.get(8).copied().unwrap_or(0);
+    }
+    let (block_read, block_write) = cg.block_io();
+    Some(crate::api::StatsSample {
+        cpu_ns: cg.cpu_usage_ns().unwrap_or(0),
+        at_ns: ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64,
+        mem_usage: cg.memory_usage().unwrap_or(0),
+        mem_limit: cg.memory_limit().unwrap_or(host_mem).min(host_mem.max(1)),
+        net_rx: rx,
+        net_tx: tx,
+        block_read,
+        block_write,
+        pids: cg.pids().into_iter().filter(|p| *p != live.pid).count() as u64,
+    })
 }

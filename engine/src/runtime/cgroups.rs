@@ -348,6 +348,52 @@ impl Cgroup {
     }
 
     /// Current memory use in bytes.
+    /// The memory limit in bytes; `None` when unlimited.
+    pub fn memory_limit(&self) -> Option<u64> {
+        let file = if self.version == Version::V2 {
+            "memory.max"
+        } else {
+            "memory.limit_in_bytes"
+        };
+        let v: u64 = self.read("memory", file)?.trim().parse().ok()?;
+        // v1 writes "unlimited" as a huge page-rounded number.
+        (v < (1 << 62)).then_some(v)
+    }
+
+    /// Bytes read from and written to block devices.
+    pub fn block_io(&self) -> (u64, u64) {
+        let (mut r, mut w) = (0, 0);
+        match self.version {
+            Version::V2 => {
+                for line in self.read("", "io.stat").unwrap_or_default().lines() {
+                    for kv in line.split_whitespace() {
+                        match kv.split_once('=') {
+                            Some(("rbytes", v)) => r += v.parse::<u64>().unwrap_or(0),
+                            Some(("wbytes", v)) => w += v.parse::<u64>().unwrap_or(0),
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            Version::V1 => {
+                let text = self
+                    .read("blkio", "blkio.throttle.io_service_bytes")
+                    .unwrap_or_default();
+                for line in text.lines() {
+                    let f: Vec<&str> = line.split_whitespace().collect();
+                    if let [_, op, v] = f.as_slice() {
+                        match *op {
+                            "Read" => r += v.parse::<u64>().unwrap_or(0),
+                            "Write" => w += v.parse::<u64>().unwrap_or(0),
+                            _ => {}
+                        }
+                    }
+                }
+            }
+        }
+        (r, w)
+    }
+
     pub fn memory_usage(&self) -> Option<u64> {
         let file = if self.version == Version::V2 {
             "memory.current"
