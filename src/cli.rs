@@ -279,7 +279,7 @@ pub enum Command {
     /// Create a new image from a service container's changes
     Commit(Pending),
     /// Copy files/folders between a service container and the local filesystem
-    Cp(Pending),
+    Cp(CpArgs),
     /// Creates containers for a service
     Create(CreateArgs),
     /// Stop and remove containers, networks
@@ -682,4 +682,21 @@ pub struct StatsArgs {
     #[arg(long, value_enum, default_value_t = TableFormat::Table)]
     pub format: TableFormat,
     pub service: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CpArgs {
+    /// Archive mode (copy all uid/gid information)
+    #[arg(short, long)]
+    pub archive: bool,
+    /// Always follow symbol link in SRC_PATH
+    #[arg(short = 'L', long)]
+    pub follow_link: bool,
+    /// Index of the container if service has multiple replicas
+    #[arg(long, default_value_t = 1)]
+    pub index: u32,
+    /// SERVICE:SRC_PATH or a local path (`-`: a tar stream on standard input)
+    pub src: String,
+    /// SERVICE:DEST_PATH or a local path (`-`: a tar stream on standard output)
+    pub dest: String,
 }

@@ -157,6 +157,17 @@ impl Client {
         serde_json::from_slice(&body).context("the engine's answer is not what was expected")
     }
 
+    /// A raw body (a tar stream), read whole.
+    pub async fn get_bytes(&self, path: &str) -> Result<Vec<u8>> {
+        let resp = self.send(Method::GET, path, None).await?;
+        Ok(resp.into_body().collect().await?.to_bytes().to_vec())
+    }
+
+    pub async fn put_bytes(&self, path: &str, body: Vec<u8>) -> Result<()> {
+        self.send(Method::PUT, path, Some(body)).await?;
+        Ok(())
+    }
+
     async fn ping(&self) -> bool {
         self.get::<serde_json::Value>("/v1/version").await.is_ok()
     }

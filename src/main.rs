@@ -97,6 +97,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Ls(a) => logs_cmd::ls(a),
         Command::Wait(a) => lifecycle::wait(&cli.global, a),
         Command::Exec(a) => exec_cmd::exec(&cli.global, a),
+        Command::Cp(a) => exec_cmd::cp(&cli.global, a),
         Command::Images(a) => observe_cmd::images(&cli.global, a),
         Command::Port(a) => observe_cmd::port(&cli.global, a),
         Command::Events(a) => observe_cmd::events(&cli.global, a),

@@ -960,3 +960,66 @@ fn exec_with_and_without_a_terminal() {
     env.ok(&["down", "-t", "0"]);
     env.assert_nothing_left();
 }
+
+#[test]
+fn cp_round_trips_a_tree_and_stays_inside() {
+    if !root() {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    env.write(
+        "compose.yaml",
+        "name: cpy\nservices:\n  app:\n    image: rcompose/busybox:latest\n    command: [sleep, '30']\n",
+    );
+    env.ok(&["up", "-d"]);
+    let src = env.project.path().join("tree");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    std::fs::write(src.join("sub/run.sh"), "#!/bin/sh\necho hi\n").unwrap();
+    std::fs::set_permissions(src.join("sub/run.sh"), std::fs::Permissions::from_mode(0o750)).unwrap();
+    std::os::unix::fs::symlink("sub/run.sh", src.join("link")).unwrap();
+    std::os::unix::fs::chown(src.join("sub/run.sh"), Some(1234), Some(1234)).unwrap();
+    // In, with -a keeping the owner; the container sees the tree.
+    env.ok(&["cp", "-a", "tree", "app:/srv"]);
+    let o = env.rc(&[
+        "exec",
+        "-T",
+        "app",
+        "sh",
+        "-c",
+        "stat -c '%a %u' /srv/sub/run.sh; readlink /srv/link; /srv/link",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "750 1234\nsub/run.sh\nhi\n");
+    // Out again, into an existing directory and under a new name.
+    std::fs::create_dir(env.project.path().join("back")).unwrap();
+    env.ok(&["cp", "app:/srv", "back"]);
+    let copied = env.project.path().join("back/srv/sub/run.sh");
+    assert_eq!(std::fs::metadata(&copied).unwrap().permissions().mode() & 0o777, 0o750);
+    assert_eq!(
+        std::fs::read_link(env.project.path().join("back/srv/link")).unwrap(),
+        Path::new("sub/run.sh")
+    );
+    env.ok(&["cp", "app:/srv/sub/run.sh", "renamed.sh"]);
+    assert_eq!(
+        std::fs::read_to_string(env.project.path().join("renamed.sh")).unwrap(),
+        "#!/bin/sh\necho hi\n"
+    );
+    // Paths and links resolve inside the container, never on the host.
+    env.ok(&["exec", "-T", "app", "ln", "-s", "/etc", "/tmp/hostetc"]);
+    env.ok(&["cp", "-L", "app:/tmp/hostetc/passwd", "theirs"]);
+    assert_eq!(
+        std::fs::read_to_string(env.project.path().join("theirs")).unwrap(),
+        "root:x:0:0:root:/root:/bin/sh\n"
+    );
+    env.ok(&["cp", "app:/../../../etc/group", "group"]);
+    assert_eq!(
+        std::fs::read_to_string(env.project.path().join("group")).unwrap(),
+        "root:x:0:\n"
+    );
+    // A missing path: Docker's message, exit 1.
+    let o = env.rc(&["cp", "app:/no/such", "x"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("Could not find the file /no/such in container cpy-app-1"));
+    env.ok(&["down", "-t", "0"]);
+    env.assert_nothing_left();
+}

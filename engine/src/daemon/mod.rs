@@ -12,6 +12,7 @@
 //! engines of different roots (tests run many) never share a socket.
 
 pub mod actions;
+pub mod archive;
 pub mod container;
 pub mod exec;
 pub mod files;

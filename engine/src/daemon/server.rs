@@ -142,6 +142,44 @@ fn parse<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, Res
     serde_json::from_slice(body).map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid request body: {e}")))
 }
 
+/// `GET /v1/containers/{id}/archive`: the path as a tar stream, or Docker's message.
+async fn archive_out(ctr: &super::Ctr, path: String, follow: bool) -> Response<Body> {
+    let Some(c) = ctr.live() else {
+        return error(
+            StatusCode::CONFLICT,
+            format!("container {} is not running", ctr.rec().name),
+        );
+    };
+    let (r, w) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let _worker = super::archive::read_out(c.pid, ctr.rec().name, path, follow, tx, std::fs::File::from(w));
+    match tokio::task::spawn_blocking(move || rx.recv()).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => return error(StatusCode::NOT_FOUND, e),
+        _ => return error(StatusCode::INTERNAL_SERVER_ERROR, "the copy failed"),
+    }
+    let file = tokio::fs::File::from_std(std::fs::File::from(r));
+    let s = futures_util::stream::unfold(file, |mut f| async move {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 64 * 1024];
+        match f.read(&mut buf).await {
+            Ok(0) | Err(_) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok::<_, Infallible>(Frame::data(Bytes::from(buf))), f))
+            }
+        }
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/x-tar")
+        .body(BodyExt::boxed(StreamBody::new(s)))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed()))
+}
+
 /// `POST /v1/containers/{id}/exec`: checked, then answered `101` and carried on over
 /// the upgraded connection (or started and left, with `detach`).
 async fn exec(engine: Arc<Engine>, id: &str, mut req: Request<Incoming>) -> Response<Body> {
@@ -234,6 +272,26 @@ async fn handle(engine: Arc<Engine>, req: Request<Incoming>) -> Result<Response<
                 Some(rows) => json(StatusCode::OK, &rows),
                 None => error(StatusCode::CONFLICT, format!("container {id} is not running")),
             },
+        },
+        (&Method::GET, ["v1", "containers", id, "archive"]) => match engine.container(id) {
+            None => error(StatusCode::NOT_FOUND, format!("No such container: {id}")),
+            Some(ctr) => archive_out(&ctr, q.get("path").cloned().unwrap_or_default(), truthy(&q, "follow")).await,
+        },
+        (&Method::PUT, ["v1", "containers", id, "archive"]) => match engine.container(id) {
+            None => error(StatusCode::NOT_FOUND, format!("No such container: {id}")),
+            Some(ctr) => {
+                let Some(c) = ctr.live() else {
+                    return Ok(error(StatusCode::CONFLICT, format!("container {id} is not running")));
+                };
+                let dest = q.get("path").cloned().unwrap_or_default();
+                let h =
+                    super::archive::write_in(c.pid, dest, truthy(&q, "owners"), std::io::Cursor::new(body.to_vec()));
+                match tokio::task::spawn_blocking(move || h.join()).await {
+                    Ok(Ok(Ok(()))) => json(StatusCode::OK, &serde_json::json!({})),
+                    Ok(Ok(Err(e))) => error(StatusCode::BAD_REQUEST, e),
+                    _ => error(StatusCode::INTERNAL_SERVER_ERROR, "the copy failed"),
+                }
+            }
         },
         (&Method::GET, ["v1", "containers", id, "stats"]) => match engine.container(id) {
             None => error(StatusCode::NOT_FOUND, format!("No such container: {id}")),
