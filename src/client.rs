@@ -56,6 +56,18 @@ impl Lines {
 
 impl Client {
     async fn send(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<Response<Incoming>> {
+        self.request(method, path, body, false).await
+    }
+
+    /// One request on a connection of its own (which may be upgraded afterwards); an
+    /// answer other than success (or `101` when `upgrade`) is the engine's message.
+    async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        upgrade: bool,
+    ) -> Result<Response<Incoming>> {
         let stream = tokio::net::UnixStream::connect(&self.socket)
             .await
             .with_context(|| format!("connecting to the engine at {}", self.socket.display()))?;
@@ -65,14 +77,22 @@ impl Client {
         tokio::spawn(async move {
             let _ = conn.with_upgrades().await;
         });
-        let req = Request::builder()
+        let mut req = Request::builder()
             .method(method)
             .uri(format!("http://rcompose{path}"))
             .header("host", "rcompose")
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))?;
+            .header("content-type", "application/json");
+        if upgrade {
+            req = req.header("connection", "upgrade").header("upgrade", "rcompose-exec");
+        }
+        let req = req.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
         let resp = sender.send_request(req).await.context("talking to the engine")?;
-        if !resp.status().is_success() {
+        let ok = if upgrade {
+            resp.status() == hyper::StatusCode::SWITCHING_PROTOCOLS
+        } else {
+            resp.status().is_success()
+        };
+        if !ok {
             let status = resp.status();
             let body = resp
                 .into_body()
@@ -111,38 +131,9 @@ impl Client {
         path: &str,
         body: &impl serde::Serialize,
     ) -> Result<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>> {
-        let stream = tokio::net::UnixStream::connect(&self.socket)
-            .await
-            .with_context(|| format!("connecting to the engine at {}", self.socket.display()))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .context("talking to the engine")?;
-        tokio::spawn(async move {
-            let _ = conn.with_upgrades().await;
-        });
-        let req = Request::builder()
-            .method(Method::POST)
-            .uri(format!("http://rcompose{path}"))
-            .header("host", "rcompose")
-            .header("content-type", "application/json")
-            .header("connection", "upgrade")
-            .header("upgrade", "rcompose-exec")
-            .body(Full::new(Bytes::from(serde_json::to_vec(body)?)))?;
-        let resp = sender.send_request(req).await.context("talking to the engine")?;
-        if resp.status() != hyper::StatusCode::SWITCHING_PROTOCOLS {
-            let status = resp.status();
-            let body = resp
-                .into_body()
-                .collect()
-                .await
-                .map(|b| b.to_bytes())
-                .unwrap_or_default();
-            let msg = serde_json::from_slice::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_string))
-                .unwrap_or_else(|| format!("the engine answered {status}"));
-            bail!("{msg}");
-        }
+        let resp = self
+            .request(Method::POST, path, Some(serde_json::to_vec(body)?), true)
+            .await?;
         let up = hyper::upgrade::on(resp).await.context("upgrading the connection")?;
         Ok(hyper_util::rt::TokioIo::new(up))
     }

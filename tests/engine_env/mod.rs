@@ -1,0 +1,238 @@
+//! The test harness of the engine's end-to-end tests, as root: a state root with a
+//! busybox image made from the host's busybox-static, and an engine of the test's own
+//! in a network namespace of its own. After each test nothing is left: the engine and
+//! every container process are killed, their cgroups removed, and the namespace (with
+//! its bridges and veths) goes with its last process.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_rcompose");
+
+pub fn root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let r = unsafe { libc::geteuid() } == 0 && Path::new("/bin/busybox").exists();
+    if !r {
+        eprintln!("skipped: lifecycle tests need root and /bin/busybox (busybox-static)");
+    }
+    r
+}
+
+pub struct Env {
+    pub state: tempfile::TempDir,
+    pub project: tempfile::TempDir,
+    pub daemon: Child,
+}
+
+impl Env {
+    /// A state root with the busybox image, and an engine in a new network namespace.
+    pub fn new() -> Env {
+        let state = tempfile::tempdir().unwrap();
+        let project = tempfile::tempdir().unwrap();
+        let fs = state.path().join("busybox-rootfs");
+        for d in ["bin", "etc", "tmp", "data"] {
+            std::fs::create_dir_all(fs.join(d)).unwrap();
+        }
+        std::fs::copy("/bin/busybox", fs.join("bin/busybox")).unwrap();
+        let list = Command::new("/bin/busybox").arg("--list").output().unwrap();
+        for applet in String::from_utf8_lossy(&list.stdout).lines() {
+            if applet != "busybox" {
+                let _ = std::os::unix::fs::symlink("busybox", fs.join("bin").join(applet));
+            }
+        }
+        std::fs::write(fs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+        std::fs::write(fs.join("etc/group"), "root:x:0:\n").unwrap();
+        // Image content at a volume's mount point is copied into a new volume.
+        std::fs::write(fs.join("data/from-image"), "seed\n").unwrap();
+        let o = Command::new(BIN)
+            .args(["image", "import", fs.to_str().unwrap(), "rcompose/busybox:latest"])
+            .env("RCOMPOSE_ROOT", state.path())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let root = state.path().to_path_buf();
+        let daemon = std::thread::spawn(move || {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
+            let lo = Command::new("ip").args(["link", "set", "lo", "up"]).status().unwrap();
+            assert!(lo.success());
+            let log = std::fs::File::create(root.join("engine.log")).unwrap();
+            Command::new(BIN)
+                .arg("daemon")
+                .env("RCOMPOSE_ROOT", &root)
+                .stdin(std::process::Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .unwrap()
+        })
+        .join()
+        .unwrap();
+        let env = Env { state, project, daemon };
+        let sock = env.state.path().join("run/rcompose.sock");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !sock.exists() {
+            assert!(Instant::now() < deadline, "engine did not start: {}", env.engine_log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        env
+    }
+
+    pub fn engine_log(&self) -> String {
+        std::fs::read_to_string(self.state.path().join("engine.log")).unwrap_or_default()
+    }
+
+    pub fn write(&self, name: &str, text: &str) {
+        std::fs::write(self.project.path().join(name), text).unwrap();
+    }
+
+    pub fn rc(&self, args: &[&str]) -> Output {
+        self.rc_env(args, &[])
+    }
+
+    pub fn rc_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        self.command(args).envs(env.iter().copied()).output().unwrap()
+    }
+
+    /// The CLI for this engine and project, to be spawned by the caller.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.args(args)
+            .current_dir(self.project.path())
+            .env("RCOMPOSE_ROOT", self.state.path())
+            .env_remove("RCOMPOSE_RUN")
+            // Never an engine of the CLI's making: it would run outside the namespace.
+            .env("RCOMPOSE_NO_AUTOSTART", "1");
+        c
+    }
+
+    /// Runs a command that must succeed; returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.rc(args);
+        assert!(
+            o.status.success(),
+            "rcompose {args:?} failed ({:?}):\n{}\n{}\nengine log:\n{}",
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr),
+            self.engine_log()
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// `ps -a --format json`, one object per container.
+    pub fn ps(&self) -> Vec<serde_json::Value> {
+        self.ok(&["ps", "-a", "--format", "json"])
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    pub fn container(&self, name: &str) -> serde_json::Value {
+        self.ps()
+            .into_iter()
+            .find(|c| c["Name"] == name)
+            .unwrap_or_else(|| panic!("no container {name}: {:?}", self.ps()))
+    }
+
+    /// Runs `f` inside the engine's network namespace.
+    pub fn in_netns<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let ns = format!("/proc/{}/ns/net", self.daemon.id());
+        std::thread::spawn(move || {
+            let f_ns = std::fs::File::open(ns).unwrap();
+            nix::sched::setns(&f_ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            f()
+        })
+        .join()
+        .unwrap()
+    }
+
+    pub fn http_get(&self, port: u16) -> String {
+        self.in_netns(move || {
+            use std::io::{Read, Write};
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let attempt = (|| -> std::io::Result<String> {
+                    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+                    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+                    s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")?;
+                    let mut out = String::new();
+                    s.read_to_string(&mut out)?;
+                    Ok(out)
+                })();
+                match attempt {
+                    Ok(s) if s.contains("200 OK") => return s,
+                    other if Instant::now() > deadline => panic!("GET :{port}: {other:?}"),
+                    _ => std::thread::sleep(Duration::from_millis(100)),
+                }
+            }
+        })
+    }
+
+    pub fn links(&self) -> String {
+        self.in_netns(|| {
+            let o = Command::new("ip").args(["-o", "link"]).output().unwrap();
+            String::from_utf8_lossy(&o.stdout).into_owned()
+        })
+    }
+
+    pub fn wait_for(&self, what: &str, mut f: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !f() {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}\n{}",
+                self.engine_log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// What `down` must leave: no container, network or cgroup of this root.
+    pub fn assert_nothing_left(&self) {
+        let containers: Vec<String> = std::fs::read_dir(self.state.path().join("containers"))
+            .unwrap()
+            .flatten()
+            .map(|e| std::fs::read_to_string(e.path().join("record.json")).unwrap_or_default())
+            .collect();
+        assert!(containers.is_empty(), "container directories left: {containers:?}");
+        let links = self.links();
+        assert!(!links.contains("rc-") && !links.contains("rv"), "links left:\n{links}");
+        let nets: Vec<_> = std::fs::read_dir(self.state.path().join("networks"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name() != "ipam.json")
+            .collect();
+        assert!(nets.is_empty(), "network records left: {nets:?}");
+        let parent = engine::daemon::cgroup_parent(self.state.path());
+        let mut left = Vec::new();
+        for base in [
+            "/sys/fs/cgroup/pids",
+            "/sys/fs/cgroup/memory",
+            "/sys/fs/cgroup/unified",
+            "/sys/fs/cgroup",
+        ] {
+            let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+            for line in own.lines() {
+                let path = line.splitn(3, ':').nth(2).unwrap_or("/");
+                let dir = PathBuf::from(format!("{base}{path}")).join(&parent);
+                if let Ok(rd) = std::fs::read_dir(&dir) {
+                    left.extend(rd.flatten().filter(|e| e.path().is_dir()).map(|e| e.path()));
+                }
+            }
+        }
+        assert!(left.is_empty(), "container cgroups left: {left:?}");
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+        // Whatever a failed test left running: kill it and remove its cgroups.
+        if let Ok(m) = engine::runtime::cgroups::Manager::detect() {
+            m.remove_tree(&engine::daemon::cgroup_parent(self.state.path()));
+        }
+    }
+}
