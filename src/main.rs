@@ -1,6 +1,7 @@
 //! `rcompose`: the command line. Loads the project with the `compose` crate and, for the
 //! lifecycle commands, will talk to the engine over its socket.
 
+mod args;
 mod cli;
 mod client;
 mod config_cmd;

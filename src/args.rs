@@ -1,0 +1,343 @@
+//! The flags of the commands that act on a project through the engine (`up`, `down`,
+//! `ps`, `logs`, `exec`, `cp`, ...), with Docker Compose's names and defaults.
+
+use crate::cli::TableFormat;
+use clap::Args;
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct UpArgs {
+    /// Detached mode: run containers in the background
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Wait for services to be running|healthy. Implies detached mode.
+    #[arg(long)]
+    pub wait: bool,
+    /// Maximum duration in seconds to wait for the project to be running|healthy
+    #[arg(long, value_name = "SECONDS")]
+    pub wait_timeout: Option<u64>,
+    /// Don't start linked services
+    #[arg(long)]
+    pub no_deps: bool,
+    /// Recreate containers even if their configuration and image haven't changed
+    #[arg(long)]
+    pub force_recreate: bool,
+    /// If containers already exist, don't recreate them
+    #[arg(long, conflicts_with = "force_recreate")]
+    pub no_recreate: bool,
+    /// Recreate dependent containers
+    #[arg(long)]
+    pub always_recreate_deps: bool,
+    /// Remove containers for services not defined in the Compose file
+    #[arg(long)]
+    pub remove_orphans: bool,
+    /// Scale SERVICE to NUM instances (SERVICE=NUM)
+    #[arg(long, value_name = "SERVICE=NUM")]
+    pub scale: Vec<String>,
+    /// Don't start the services after creating them
+    #[arg(long)]
+    pub no_start: bool,
+    /// Stops all containers if any container was stopped
+    #[arg(long)]
+    pub abort_on_container_exit: bool,
+    /// Stops all containers if any container exited with failure
+    #[arg(long)]
+    pub abort_on_container_failure: bool,
+    /// Return the exit code of the selected service container. Implies --abort-on-container-exit
+    #[arg(long, value_name = "SERVICE")]
+    pub exit_code_from: Option<String>,
+    /// Use this timeout in seconds for container shutdown
+    #[arg(short = 't', long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+    /// Recreate anonymous volumes instead of retrieving data from the previous containers
+    #[arg(short = 'V', long)]
+    pub renew_anon_volumes: bool,
+    /// Restrict attaching to the specified services
+    #[arg(long, value_name = "SERVICE")]
+    pub attach: Vec<String>,
+    /// Do not attach (stream logs) to the specified services
+    #[arg(long, value_name = "SERVICE")]
+    pub no_attach: Vec<String>,
+    /// Produce monochrome output
+    #[arg(long)]
+    pub no_color: bool,
+    /// Don't print prefix in logs
+    #[arg(long)]
+    pub no_log_prefix: bool,
+    /// Show timestamps
+    #[arg(long)]
+    pub timestamps: bool,
+    /// Pull image before running ("always"|"missing"|"never")
+    #[arg(long, value_name = "POLICY")]
+    pub pull: Option<String>,
+    /// Pull without printing progress information
+    #[arg(long)]
+    pub quiet_pull: bool,
+    /// Build images before starting containers
+    #[arg(long)]
+    pub build: bool,
+    /// Don't build an image, even if it's policy
+    #[arg(long)]
+    pub no_build: bool,
+    /// Watch source code and rebuild/refresh containers when files are updated
+    #[arg(short = 'w', long)]
+    pub watch: bool,
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    #[arg(long)]
+    pub force_recreate: bool,
+    #[arg(long, conflicts_with = "force_recreate")]
+    pub no_recreate: bool,
+    #[arg(long)]
+    pub remove_orphans: bool,
+    #[arg(long, value_name = "SERVICE=NUM")]
+    pub scale: Vec<String>,
+    #[arg(long, value_name = "POLICY")]
+    pub pull: Option<String>,
+    #[arg(long)]
+    pub quiet_pull: bool,
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DownArgs {
+    /// Remove named volumes declared in the "volumes" section of the Compose file and anonymous volumes attached to containers
+    #[arg(short, long)]
+    pub volumes: bool,
+    /// Remove containers for services not defined in the Compose file
+    #[arg(long)]
+    pub remove_orphans: bool,
+    /// Remove images used by services ("local"|"all")
+    #[arg(long, value_name = "TYPE")]
+    pub rmi: Option<String>,
+    /// Specify a shutdown timeout in seconds
+    #[arg(short = 't', long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// Show all stopped containers (including those created by the run command)
+    #[arg(short, long)]
+    pub all: bool,
+    /// Only display IDs
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Display services
+    #[arg(long)]
+    pub services: bool,
+    /// Format output using a custom template: table, json
+    #[arg(long, value_enum, default_value_t = TableFormat::Table)]
+    pub format: TableFormat,
+    /// Filter services by a property (supported filters: status)
+    #[arg(long, value_name = "FILTER")]
+    pub filter: Option<String>,
+    /// Filter services by status
+    #[arg(long, value_name = "STATUS")]
+    pub status: Vec<String>,
+    /// Don't truncate output
+    #[arg(long)]
+    pub no_trunc: bool,
+    #[arg(value_name = "SERVICE")]
+    pub service: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Follow log output
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Number of lines to show from the end of the logs for each container
+    #[arg(short = 'n', long, value_name = "LINES")]
+    pub tail: Option<String>,
+    /// Show timestamps
+    #[arg(short, long)]
+    pub timestamps: bool,
+    /// Show logs since timestamp (e.g. 2013-01-02T13:23:37Z) or relative (e.g. 42m for 42 minutes)
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Show logs before a timestamp (e.g. 2013-01-02T13:23:37Z) or relative (e.g. 42m for 42 minutes)
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Produce monochrome output
+    #[arg(long)]
+    pub no_color: bool,
+    /// Don't print prefix in logs
+    #[arg(long)]
+    pub no_log_prefix: bool,
+    /// index of the container if service has multiple replicas
+    #[arg(long)]
+    pub index: Option<u32>,
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServicesArgs {
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// Specify a shutdown timeout in seconds
+    #[arg(short = 't', long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct KillArgs {
+    /// SIGNAL to send to the container
+    #[arg(short, long, default_value = "SIGKILL")]
+    pub signal: String,
+    /// Remove containers for services not defined in the Compose file
+    #[arg(long)]
+    pub remove_orphans: bool,
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Don't ask to confirm removal
+    #[arg(short, long)]
+    pub force: bool,
+    /// Stop the containers, if required, before removing
+    #[arg(short, long)]
+    pub stop: bool,
+    /// Remove any anonymous volumes attached to containers
+    #[arg(short, long)]
+    pub volumes: bool,
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Show all stopped Compose projects
+    #[arg(short, long)]
+    pub all: bool,
+    /// Only display project names
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Format the output: table, json
+    #[arg(long, value_enum, default_value_t = TableFormat::Table)]
+    pub format: TableFormat,
+    /// Filter output based on conditions provided (name=)
+    #[arg(long)]
+    pub filter: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// Drops project when the first container stops
+    #[arg(long)]
+    pub down_project: bool,
+    #[arg(required = true)]
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Output events as a stream of json objects
+    #[arg(long)]
+    pub json: bool,
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImagesArgs {
+    /// Format the output: table, json
+    #[arg(long, value_enum, default_value_t = TableFormat::Table)]
+    pub format: TableFormat,
+    /// Only display IDs
+    #[arg(short, long)]
+    pub quiet: bool,
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PortArgs {
+    /// index of the container if service has multiple replicas
+    #[arg(long, default_value_t = 1)]
+    pub index: u32,
+    /// tcp or udp
+    #[arg(long, default_value = "tcp")]
+    pub protocol: String,
+    pub service: String,
+    pub private_port: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Detached mode: Run command in the background
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Set environment variables
+    #[arg(short, long = "env", value_name = "KEY=VAL")]
+    pub env: Vec<String>,
+    /// Keep STDIN open even if not attached (the default)
+    #[arg(short, long, default_value_t = true)]
+    pub interactive: bool,
+    /// Disable pseudo-TTY allocation. By default `exec` allocates a TTY.
+    #[arg(short = 'T', long = "no-tty")]
+    pub no_tty: bool,
+    /// Run the command as this user
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Path to workdir directory for this command
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    /// Index of the container if service has multiple replicas
+    #[arg(long, default_value_t = 1)]
+    pub index: u32,
+    /// Give extended privileges to the process
+    #[arg(long)]
+    pub privileged: bool,
+    pub service: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ScaleArgs {
+    /// Don't start linked services
+    #[arg(long)]
+    pub no_deps: bool,
+    #[arg(value_name = "SERVICE=REPLICAS", required = true)]
+    pub scale: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Show all containers (default shows just running)
+    #[arg(short, long)]
+    pub all: bool,
+    /// Disable streaming stats and only pull the first result
+    #[arg(long)]
+    pub no_stream: bool,
+    /// Do not truncate output
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Format output: table, json
+    #[arg(long, value_enum, default_value_t = TableFormat::Table)]
+    pub format: TableFormat,
+    pub service: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CpArgs {
+    /// Archive mode (copy all uid/gid information)
+    #[arg(short, long)]
+    pub archive: bool,
+    /// Always follow symbol link in SRC_PATH
+    #[arg(short = 'L', long)]
+    pub follow_link: bool,
+    /// Index of the container if service has multiple replicas
+    #[arg(long, default_value_t = 1)]
+    pub index: u32,
+    /// SERVICE:SRC_PATH or a local path (`-`: a tar stream on standard input)
+    pub src: String,
+    /// SERVICE:DEST_PATH or a local path (`-`: a tar stream on standard output)
+    pub dest: String,
+}
