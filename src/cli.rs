@@ -24,7 +24,7 @@ pub struct Global {
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub files: Vec<PathBuf>,
     /// Project name
-    #[arg(short = 'p', long = "project-name", global = true, value_name = "NAME")]
+    #[arg(short = 'p', long = "project-name", value_name = "NAME")]
     pub project_name: Option<String>,
     /// Alternate working directory (default: the directory of the first file)
     #[arg(long, global = true, value_name = "DIR")]
@@ -318,7 +318,7 @@ pub enum Command {
     /// Removes stopped service containers
     Rm(RmArgs),
     /// Run a one-off command on a service
-    Run(Pending),
+    Run(RunArgs),
     /// Scale services
     Scale(ScaleArgs),
     /// Start services

@@ -60,16 +60,23 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 /// Prints an operation's stream; returns its exit code.
-pub async fn follow_operation(mut lines: crate::client::Lines) -> Result<i32> {
+pub async fn follow_operation(lines: crate::client::Lines) -> Result<i32> {
+    Ok(follow_operation_created(lines).await?.0)
+}
+
+/// As [`follow_operation`], with the container a `run` made.
+pub async fn follow_operation_created(mut lines: crate::client::Lines) -> Result<(i32, Option<String>)> {
+    let mut created = None;
     while let Some(m) = lines.next::<StreamMsg>().await? {
         match m {
             StreamMsg::Progress(p) => eprintln!(" {} {}  {}", p.kind, p.name, p.status),
             StreamMsg::Warning(w) => eprintln!("WARN[0000] {w}"),
+            StreamMsg::Created(name) => created = Some(name),
             StreamMsg::Error { message, exit_code } => {
                 eprintln!("{message}");
-                return Ok(exit_code);
+                return Ok((exit_code, created));
             }
-            StreamMsg::Done { exit_code } => return Ok(exit_code),
+            StreamMsg::Done { exit_code } => return Ok((exit_code, created)),
         }
     }
     bail!("the engine closed the connection before the operation ended (see its log)")
@@ -146,7 +153,7 @@ pub fn up(g: &Global, a: UpArgs) -> Result<ExitCode> {
 
 /// Secrets and configs taken from environment variables: the engine does not see the
 /// CLI's environment, so their values travel with the request.
-fn file_values(l: &compose::Loaded) -> Result<BTreeMap<String, String>> {
+pub fn file_values(l: &compose::Loaded) -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     let p = &l.project;
     let sources = p

@@ -11,6 +11,7 @@ mod lifecycle;
 mod logs_cmd;
 mod observe_cmd;
 mod render;
+mod run_cmd;
 
 use anyhow::Result;
 use clap::{CommandFactory, Parser};
@@ -98,6 +99,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Ls(a) => logs_cmd::ls(a),
         Command::Wait(a) => lifecycle::wait(&cli.global, a),
         Command::Exec(a) => exec_cmd::exec(&cli.global, a),
+        Command::Run(a) => run_cmd::run(&cli.global, a),
         Command::Cp(a) => exec_cmd::cp(&cli.global, a),
         Command::Images(a) => observe_cmd::images(&cli.global, a),
         Command::Port(a) => observe_cmd::port(&cli.global, a),

@@ -298,3 +298,59 @@ fn cp_round_trips_a_tree_and_stays_inside() {
     env.ok(&["down", "-t", "0"]);
     env.assert_nothing_left();
 }
+
+#[test]
+fn run_makes_one_off_containers() {
+    if !root() {
+        return;
+    }
+    let env = Env::new();
+    env.write(
+        "compose.yaml",
+        "name: once\nservices:\n  db:\n    image: rcompose/busybox:latest\n    command: [sleep, '30']\n  app:\n    image: rcompose/busybox:latest\n    command: [sleep, '30']\n    restart: always\n    depends_on: [db]\n",
+    );
+    std::fs::create_dir(env.project.path().join("data")).unwrap();
+    env.write("data/f", "from the host\n");
+    // Dependencies first; the command's output and exit code; --rm leaves nothing.
+    let o = env.rc(&[
+        "run",
+        "--rm",
+        "-T",
+        "-e",
+        "WHO=me",
+        "-w",
+        "/data",
+        "-v",
+        "./data:/data:ro",
+        "app",
+        "sh",
+        "-c",
+        "echo $WHO $(pwd); cat f; exit 5",
+    ]);
+    assert_eq!(o.status.code(), Some(5), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "me /data\nfrom the host\n");
+    assert_eq!(env.container("once-db-1")["State"], "running");
+    assert!(
+        env.ps().iter().all(|c| !c["Name"].as_str().unwrap().contains("-run-")),
+        "{:?}",
+        env.ps()
+    );
+    // --entrypoint, -u, a name of its own; detached it prints the name and keeps running.
+    let o = env.rc(&["run", "--rm", "-T", "--entrypoint", "id -u", "-u", "65534", "app"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "65534\n");
+    let name = env.ok(&["run", "-d", "--name", "once-debug", "app", "sleep", "30"]);
+    assert_eq!(name, "once-debug\n");
+    let c = env.container("once-debug");
+    assert_eq!(
+        (c["State"].as_str(), c["Labels"]["com.docker.compose.oneoff"].as_str()),
+        (Some("running"), Some("True"))
+    );
+    // `up` leaves it alone: app gets its own container.
+    env.ok(&["up", "-d"]);
+    assert_eq!(env.container("once-app-1")["State"], "running");
+    assert_eq!(env.container("once-debug")["State"], "running");
+    let o = env.rc(&["run", "-T", "nosuch"]);
+    assert_eq!(o.status.code(), Some(1));
+    env.ok(&["down", "-t", "0"]);
+    env.assert_nothing_left();
+}

@@ -36,6 +36,33 @@ pub struct UpRequest {
     pub file_values: BTreeMap<String, String>,
 }
 
+/// `POST /v1/projects/{name}/run`: a one-off container of a service, created and
+/// started (after its dependencies, unless `no_deps`); the stream ends with `done`,
+/// preceded by a `created` message naming the container.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RunRequest {
+    pub project: serde_json::Value,
+    pub working_dir: String,
+    pub config_files: Vec<String>,
+    pub service: String,
+    pub command: Option<Vec<String>>,
+    pub entrypoint: Option<Vec<String>>,
+    /// `KEY=VALUE` (or `KEY` to take it from nowhere: unset).
+    pub env: Vec<String>,
+    pub user: Option<String>,
+    pub workdir: Option<String>,
+    /// Extra volumes in the long syntax (as the model has them).
+    pub volumes: Vec<serde_json::Value>,
+    /// Ports to publish in the long syntax; with `service_ports` the service's own.
+    pub ports: Vec<serde_json::Value>,
+    pub service_ports: bool,
+    pub use_aliases: bool,
+    pub name: Option<String>,
+    pub no_deps: bool,
+    pub file_values: BTreeMap<String, String>,
+}
+
 /// `POST /v1/projects/{name}/down`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -79,8 +106,15 @@ pub struct Progress {
 pub enum StreamMsg {
     Progress(Progress),
     Warning(String),
-    Error { message: String, exit_code: i32 },
-    Done { exit_code: i32 },
+    /// `run`: the one-off container made.
+    Created(String),
+    Error {
+        message: String,
+        exit_code: i32,
+    },
+    Done {
+        exit_code: i32,
+    },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

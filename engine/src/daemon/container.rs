@@ -28,6 +28,8 @@ pub struct NewContainer<'a> {
     pub config_files: &'a [String],
     /// Secrets and configs, resolved.
     pub files: Vec<FileMount>,
+    /// For `run`: the one-off container's name and whether it takes the service's aliases.
+    pub oneoff: Option<(String, bool)>,
 }
 
 /// Keys the engine does not implement yet: refused by name rather than ignored.
@@ -53,7 +55,10 @@ impl Engine {
     /// Creates a container: its record and directory, nothing running.
     pub fn create(&self, n: &NewContainer) -> Result<Arc<Ctr>, String> {
         let svc = n.service;
-        let name = container_name(n.project_name, n.service_name, svc, n.number);
+        let name = match &n.oneoff {
+            Some((name, _)) => name.clone(),
+            None => container_name(n.project_name, n.service_name, svc, n.number),
+        };
         if self.container(&name).is_some() {
             return Err(format!(
                 "Error response from daemon: Conflict. The container name \"/{name}\" is already in use"
@@ -65,7 +70,8 @@ impl Engine {
         labels.insert(state::LABEL_SERVICE.into(), n.service_name.into());
         labels.insert(state::LABEL_NUMBER.into(), n.number.to_string());
         labels.insert(state::LABEL_HASH.into(), compose::service_hash(svc));
-        labels.insert(state::LABEL_ONEOFF.into(), "False".into());
+        let oneoff = if n.oneoff.is_some() { "True" } else { "False" };
+        labels.insert(state::LABEL_ONEOFF.into(), oneoff.into());
         labels.insert(state::LABEL_WORKDIR.into(), n.working_dir.into());
         labels.insert(state::LABEL_FILES.into(), n.config_files.join(","));
         let mode = svc.network_mode.clone().unwrap_or_default();
@@ -125,6 +131,8 @@ impl Engine {
             networks,
             network_mode: mode,
             volumes: vols,
+            oneoff: n.oneoff.is_some(),
+            use_aliases: n.oneoff.as_ref().is_some_and(|o| o.1),
             ..Default::default()
         };
         let dir = self.root.join("containers").join(&id);
@@ -491,11 +499,10 @@ fn dns_entries(rec: &Record) -> Vec<(String, IpAddr, Vec<String>)> {
         .iter()
         .filter_map(|n| {
             let ip: IpAddr = n.ip.as_deref()?.parse().ok()?;
-            let mut names = vec![
-                rec.name.clone(),
-                rec.service.clone(),
-                rec.id[..12.min(rec.id.len())].to_string(),
-            ];
+            let mut names = vec![rec.name.clone(), rec.id[..12.min(rec.id.len())].to_string()];
+            if !rec.oneoff || rec.use_aliases {
+                names.insert(1, rec.service.clone());
+            }
             names.extend(n.aliases.iter().cloned());
             Some((n.network.clone(), ip, names))
         })

@@ -21,6 +21,7 @@ pub mod logs;
 pub mod network;
 pub mod ports;
 pub mod project;
+pub mod run;
 pub mod server;
 pub mod state;
 pub mod supervise;

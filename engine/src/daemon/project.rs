@@ -70,10 +70,14 @@ enum Condition {
 }
 
 impl Engine {
-    fn service_containers(&self, project: &str, service: &str) -> Vec<Arc<Ctr>> {
+    /// The service's own containers (not `run`'s one-off ones).
+    pub(super) fn service_containers(&self, project: &str, service: &str) -> Vec<Arc<Ctr>> {
         self.project_containers(project)
             .into_iter()
-            .filter(|c| c.rec().service == service)
+            .filter(|c| {
+                let r = c.rec();
+                r.service == service && !r.oneoff
+            })
             .collect()
     }
 
@@ -317,6 +321,7 @@ impl Engine {
                 working_dir: &req.working_dir,
                 config_files: &req.config_files,
                 files: files.clone(),
+                oneoff: None,
             };
             match keep.remove(&number) {
                 Some(c) => {

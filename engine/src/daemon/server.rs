@@ -326,6 +326,20 @@ async fn handle(engine: Arc<Engine>, req: Request<Incoming>) -> Result<Response<
             Ok(r) => operation(engine, move |e, out| async move { e.up(r, out).await }),
             Err(resp) => resp,
         },
+        (&Method::POST, ["v1", "projects", _name, "run"]) => match parse::<api::RunRequest>(&body) {
+            Ok(r) => operation(engine, move |e, out| async move { e.run(r, out).await }),
+            Err(resp) => resp,
+        },
+        (&Method::DELETE, ["v1", "containers", id]) => match engine.container(id) {
+            None => error(StatusCode::NOT_FOUND, format!("No such container: {id}")),
+            Some(ctr) => {
+                let _op = ctr.op.lock().await;
+                match engine.remove(&ctr).await {
+                    Ok(()) => json(StatusCode::OK, &serde_json::json!({})),
+                    Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+                }
+            }
+        },
         (&Method::POST, ["v1", "projects", name, "down"]) => match parse::<api::DownRequest>(&body) {
             Ok(r) => {
                 let name = name.to_string();

@@ -88,6 +88,12 @@ pub struct Record {
     pub attempts: u32,
     #[serde(default)]
     pub ever_started: bool,
+    /// A `run` container: never converged by `up`, reachable by its service name only
+    /// with `--use-aliases`.
+    #[serde(default)]
+    pub oneoff: bool,
+    #[serde(default)]
+    pub use_aliases: bool,
 }
 
 impl Record {
