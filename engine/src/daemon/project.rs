@@ -70,6 +70,17 @@ enum Condition {
 }
 
 impl Engine {
+    /// The ID of the service's image, which must be in the store.
+    pub(super) fn image_id(&self, svc: &Service) -> Result<String, String> {
+        let image = svc.image.clone().unwrap_or_default();
+        Ok(self
+            .store
+            .resolve(&image)
+            .map_err(|_| format!("Error response from daemon: No such image: {image}"))?
+            .id()
+            .to_string())
+    }
+
     /// The service's own containers (not `run`'s one-off ones).
     pub(super) fn service_containers(&self, project: &str, service: &str) -> Vec<Arc<Ctr>> {
         self.project_containers(project)
@@ -287,13 +298,7 @@ impl Engine {
             }
         }
 
-        let image = svc.image.clone().unwrap_or_default();
-        let image_id = self
-            .store
-            .resolve(&image)
-            .map_err(|_| format!("Error response from daemon: No such image: {image}"))?
-            .id()
-            .to_string();
+        let image_id = self.image_id(svc)?;
         let hash = compose::service_hash(svc);
         let want = self.replicas(req, s, svc);
         let existing = self.service_containers(name, s);

@@ -87,13 +87,7 @@ impl Engine {
             d.restart_policy = None;
         }
         svc.container_name = None;
-        let image = svc.image.clone().unwrap_or_default();
-        let image_id = self
-            .store
-            .resolve(&image)
-            .map_err(|_| format!("Error response from daemon: No such image: {image}"))?
-            .id()
-            .to_string();
+        let image_id = self.image_id(&svc)?;
         let cname = req
             .name
             .clone()
