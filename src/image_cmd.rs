@@ -11,11 +11,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-/// `RCOMPOSE_ROOT`, else `/var/lib/rcompose`.
+/// `RCOMPOSE_ROOT`, else `/var/lib/rcompose` (the engine's own rule).
 pub fn state_root() -> PathBuf {
-    std::env::var_os("RCOMPOSE_ROOT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/lib/rcompose"))
+    engine::daemon::paths().0
 }
 
 fn open_store() -> Result<Store> {

@@ -606,16 +606,7 @@ fn credentials_come_from_the_docker_config() {
         "{err}"
     );
     // HOME is the test's state directory: ~/.docker/config.json is ours.
-    std::fs::create_dir_all(e.state.path().join(".docker")).unwrap();
-    let auth = {
-        use base64::Engine as _;
-        base64::engine::general_purpose::STANDARD.encode("user:s3cret")
-    };
-    std::fs::write(
-        e.state.path().join(".docker/config.json"),
-        json!({"auths": {format!("127.0.0.1:{}", reg.port): {"auth": auth}}}).to_string(),
-    )
-    .unwrap();
+    docker_login(&e, reg.port);
     e.ok(&["image", "pull", &name]);
     assert!(e.ok(&["image", "ls"]).contains("private/app"));
 }
@@ -786,6 +777,14 @@ fn token_auth_with_credentials_from_the_docker_config() {
         0,
         "nothing kept"
     );
+    docker_login(&e, reg.port);
+    e.ok(&["image", "pull", &name]);
+    assert!(e.ok(&["image", "ls"]).contains("tokened/app"));
+}
+
+/// `~/.docker/config.json` (HOME is the test's state directory) with `user:s3cret` for
+/// the registry on `port`.
+fn docker_login(e: &Env, port: u16) {
     std::fs::create_dir_all(e.state.path().join(".docker")).unwrap();
     let auth = {
         use base64::Engine as _;
@@ -793,9 +792,7 @@ fn token_auth_with_credentials_from_the_docker_config() {
     };
     std::fs::write(
         e.state.path().join(".docker/config.json"),
-        json!({"auths": {format!("127.0.0.1:{}", reg.port): {"auth": auth}}}).to_string(),
+        json!({"auths": {format!("127.0.0.1:{port}"): {"auth": auth}}}).to_string(),
     )
     .unwrap();
-    e.ok(&["image", "pull", &name]);
-    assert!(e.ok(&["image", "ls"]).contains("tokened/app"));
 }

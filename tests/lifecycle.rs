@@ -3,7 +3,7 @@
 
 mod engine_env;
 
-use engine_env::{root, Env, BIN};
+use engine_env::{root, spawn_engine, Env, BIN};
 use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -296,29 +296,6 @@ fn stop_engine(daemon: &mut Child) {
     .unwrap();
     let status = daemon.wait().unwrap();
     assert!(status.success(), "{status:?}");
-}
-
-/// An engine for `root` in the network namespace `ns`.
-fn spawn_engine(root: &Path, ns: &std::fs::File) -> Child {
-    let root = root.to_path_buf();
-    let ns = ns.try_clone().unwrap();
-    std::thread::spawn(move || {
-        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-        let log = std::fs::OpenOptions::new()
-            .append(true)
-            .open(root.join("engine.log"))
-            .unwrap();
-        Command::new(BIN)
-            .arg("daemon")
-            .env("RCOMPOSE_ROOT", &root)
-            .stdin(std::process::Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap()
-    })
-    .join()
-    .unwrap()
 }
 
 #[test]

@@ -161,17 +161,7 @@ fn exec_with_and_without_a_terminal() {
         .spawn()
         .unwrap();
     let status = child.wait().unwrap();
-    let mut master = std::fs::File::from(pty.master);
-    let mut out = Vec::new();
-    // The slave is closed with the CLI gone: read what it wrote, then EIO.
-    let mut buf = [0u8; 4096];
-    while let Ok(n) = std::io::Read::read(&mut master, &mut buf) {
-        if n == 0 {
-            break;
-        }
-        out.extend_from_slice(&buf[..n]);
-    }
-    let text = String::from_utf8_lossy(&out);
+    let text = read_until_closed(pty.master);
     assert_eq!(status.code(), Some(4), "{text}");
     // Its terminal is one of the container's own, and of the caller's size.
     assert!(text.contains("is-a-tty\r\n/dev/pts/0\r\n30 100"), "{text:?}");
@@ -207,15 +197,7 @@ fn exec_with_and_without_a_terminal() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let mut master = std::fs::File::from(pty.master);
-    let mut out = Vec::new();
-    while let Ok(n) = std::io::Read::read(&mut master, &mut buf) {
-        if n == 0 {
-            break;
-        }
-        out.extend_from_slice(&buf[..n]);
-    }
-    let text = String::from_utf8_lossy(&out);
+    let text = read_until_closed(pty.master);
     assert!(text.contains("40 120"), "{text:?}");
     // Compose's messages for what cannot be run.
     let o = env.rc(&["exec", "-T", "app", "no-such-command"]);
@@ -353,4 +335,17 @@ fn run_makes_one_off_containers() {
     assert_eq!(o.status.code(), Some(1));
     env.ok(&["down", "-t", "0"]);
     env.assert_nothing_left();
+}
+
+/// What a pty's other side wrote: read until its last holder has closed it (EIO).
+fn read_until_closed(master: std::os::unix::io::OwnedFd) -> String {
+    let mut master = std::fs::File::from(master);
+    let (mut out, mut buf) = (Vec::new(), [0u8; 4096]);
+    while let Ok(n) = std::io::Read::read(&mut master, &mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }

@@ -34,15 +34,12 @@ fn nl(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> LinkError {
 pub trait Netlink {
     async fn index_of(&self, name: &str) -> Result<Option<u32>, LinkError>;
     async fn create_bridge(&self, name: &str, mtu: Option<u32>) -> Result<u32, LinkError>;
-    async fn create_veth(&self, host: &str, peer: &str) -> Result<(u32, u32), LinkError>;
     /// A veth pair whose peer is created straight inside `netns` (no move afterwards,
     /// which costs the kernel a network-wide synchronization); returns the host end.
     async fn create_veth_in(&self, host: &str, peer: &str, netns: &std::fs::File) -> Result<u32, LinkError>;
     async fn set_controller(&self, link: u32, bridge: u32) -> Result<(), LinkError>;
     async fn set_up(&self, link: u32) -> Result<(), LinkError>;
     async fn add_address(&self, link: u32, addr: IpAddr, prefix: u8) -> Result<(), LinkError>;
-    async fn move_to_netns(&self, link: u32, netns: &std::fs::File) -> Result<(), LinkError>;
-    async fn rename(&self, link: u32, name: &str) -> Result<(), LinkError>;
     async fn default_route(&self, gateway: Ipv4Addr) -> Result<(), LinkError>;
     async fn delete(&self, link: u32) -> Result<(), LinkError>;
 }
@@ -96,25 +93,6 @@ impl Netlink for Rtnl {
             what: format!("bridge {name}"),
             message: "missing after creation".into(),
         })
-    }
-
-    async fn create_veth(&self, host: &str, peer: &str) -> Result<(u32, u32), LinkError> {
-        check_name(host)?;
-        check_name(peer)?;
-        self.handle
-            .link()
-            .add(LinkVeth::new(host, peer).build())
-            .execute()
-            .await
-            .map_err(nl(format!("creating veth {host}")))?;
-        let missing = || LinkError::Netlink {
-            what: format!("veth {host}"),
-            message: "missing after creation".into(),
-        };
-        Ok((
-            self.index_of(host).await?.ok_or_else(missing)?,
-            self.index_of(peer).await?.ok_or_else(missing)?,
-        ))
     }
 
     async fn create_veth_in(&self, host: &str, peer: &str, netns: &std::fs::File) -> Result<u32, LinkError> {
@@ -171,26 +149,6 @@ impl Netlink for Rtnl {
             .map_err(nl(format!("adding {addr}/{prefix}")))
     }
 
-    async fn move_to_netns(&self, link: u32, netns: &std::fs::File) -> Result<(), LinkError> {
-        let m = LinkUnspec::new_with_index(link).setns_by_fd(netns.as_raw_fd()).build();
-        self.handle
-            .link()
-            .set(m)
-            .execute()
-            .await
-            .map_err(nl("moving a link into the container"))
-    }
-
-    async fn rename(&self, link: u32, name: &str) -> Result<(), LinkError> {
-        check_name(name)?;
-        self.handle
-            .link()
-            .set(LinkUnspec::new_with_index(link).name(name.to_string()).build())
-            .execute()
-            .await
-            .map_err(nl(format!("renaming to {name}")))
-    }
-
     async fn default_route(&self, gateway: Ipv4Addr) -> Result<(), LinkError> {
         let r = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gateway).build();
         self.handle
@@ -211,14 +169,17 @@ impl Netlink for Rtnl {
     }
 }
 
+/// FNV-1a of some bytes: a short, stable name part (std's hasher is not stable across
+/// versions), for names that must fit an interface or a cgroup.
+pub fn stable_hash(bytes: impl IntoIterator<Item = u8>) -> u64 {
+    bytes.into_iter().fold(0xcbf29ce484222325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+    })
+}
+
 /// A bridge name for a network that fits in 15 bytes: `rc-` and a hash of its name.
 pub fn bridge_name(network: &str) -> String {
-    // FNV-1a: stable across versions and platforms, which std's hasher is not.
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in network.bytes() {
-        h = (h ^ u64::from(b)).wrapping_mul(0x100000001b3);
-    }
-    format!("rc-{:012x}", h & 0xffff_ffff_ffff)
+    format!("rc-{:012x}", stable_hash(network.bytes()) & 0xffff_ffff_ffff)
 }
 
 /// Creates the network's bridge with its gateway address (or finds it), up.
@@ -269,7 +230,7 @@ pub async fn attach(host: &impl Netlink, a: &Attachment<'_>) -> Result<(), LinkE
     let res = async {
         host.set_controller(hidx, a.bridge).await?;
         host.set_up(hidx).await?;
-        configure_inside(a, a.ifname.to_string()).await
+        configure_inside(a).await
     }
     .await;
     if res.is_err() {
@@ -278,8 +239,8 @@ pub async fn attach(host: &impl Netlink, a: &Attachment<'_>) -> Result<(), LinkE
     res
 }
 
-/// Renames, addresses and routes the container end, from a thread inside the namespace.
-async fn configure_inside(a: &Attachment<'_>, peer: String) -> Result<(), LinkError> {
+/// Addresses and routes the container end, from a thread inside the namespace.
+async fn configure_inside(a: &Attachment<'_>) -> Result<(), LinkError> {
     let netns = a.netns.to_path_buf();
     let (ifname, address, prefix, gateway) = (a.ifname.to_string(), a.address, a.prefix, a.gateway);
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -298,13 +259,10 @@ async fn configure_inside(a: &Attachment<'_>, peer: String) -> Result<(), LinkEr
                 if let Some(lo) = nl.index_of("lo").await? {
                     nl.set_up(lo).await?;
                 }
-                let idx = nl.index_of(&peer).await?.ok_or_else(|| LinkError::Netlink {
-                    what: peer.clone(),
+                let idx = nl.index_of(&ifname).await?.ok_or_else(|| LinkError::Netlink {
+                    what: ifname.clone(),
                     message: "not in the container".into(),
                 })?;
-                if peer != ifname {
-                    nl.rename(idx, &ifname).await?;
-                }
                 nl.add_address(idx, IpAddr::V4(address), prefix).await?;
                 nl.set_up(idx).await?;
                 if let Some(gw) = gateway {
@@ -355,11 +313,6 @@ mod tests {
             check_name(name)?;
             Ok(self.add(name, mtu))
         }
-        async fn create_veth(&self, host: &str, peer: &str) -> Result<(u32, u32), LinkError> {
-            check_name(host)?;
-            check_name(peer)?;
-            Ok((self.add(host, None), self.add(peer, None)))
-        }
         async fn create_veth_in(&self, host: &str, peer: &str, _: &std::fs::File) -> Result<u32, LinkError> {
             check_name(host)?;
             check_name(peer)?;
@@ -387,16 +340,6 @@ mod tests {
         async fn add_address(&self, link: u32, addr: IpAddr, prefix: u8) -> Result<(), LinkError> {
             if let Some(l) = self.links.borrow_mut().get_mut(&link) {
                 l.3.push((addr, prefix));
-            }
-            Ok(())
-        }
-        async fn move_to_netns(&self, link: u32, _: &std::fs::File) -> Result<(), LinkError> {
-            self.links.borrow_mut().remove(&link);
-            Ok(())
-        }
-        async fn rename(&self, link: u32, name: &str) -> Result<(), LinkError> {
-            if let Some(l) = self.links.borrow_mut().get_mut(&link) {
-                l.0 = name.into();
             }
             Ok(())
         }

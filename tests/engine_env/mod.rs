@@ -52,23 +52,16 @@ impl Env {
             .output()
             .unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        let root = state.path().to_path_buf();
-        let daemon = std::thread::spawn(move || {
+        // A network namespace of its own, held by the engine started in it.
+        let ns = std::thread::spawn(|| {
             nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
             let lo = Command::new("ip").args(["link", "set", "lo", "up"]).status().unwrap();
             assert!(lo.success());
-            let log = std::fs::File::create(root.join("engine.log")).unwrap();
-            Command::new(BIN)
-                .arg("daemon")
-                .env("RCOMPOSE_ROOT", &root)
-                .stdin(std::process::Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .unwrap()
+            std::fs::File::open("/proc/thread-self/ns/net").unwrap()
         })
         .join()
         .unwrap();
+        let daemon = spawn_engine(state.path(), &ns);
         let env = Env { state, project, daemon };
         let sock = env.state.path().join("run/rcompose.sock");
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -235,4 +228,28 @@ impl Drop for Env {
             m.remove_tree(&engine::daemon::cgroup_parent(self.state.path()));
         }
     }
+}
+
+/// An engine for `root` in the network namespace `ns`, logging to `<root>/engine.log`.
+pub fn spawn_engine(root: &Path, ns: &std::fs::File) -> Child {
+    let root = root.to_path_buf();
+    let ns = ns.try_clone().unwrap();
+    std::thread::spawn(move || {
+        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(root.join("engine.log"))
+            .unwrap();
+        Command::new(BIN)
+            .arg("daemon")
+            .env("RCOMPOSE_ROOT", &root)
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    })
+    .join()
+    .unwrap()
 }

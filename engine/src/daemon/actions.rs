@@ -2,7 +2,7 @@
 //! then networks and, with `-v`, volumes), `start`/`stop`/`restart`/`kill`/`rm`/
 //! `pause`/`unpause`, and the listings behind `ps` and `ls`.
 
-use super::project::{OpError, Out};
+use super::project::{OpResult, Out};
 use super::state::{self, State};
 use super::{volumes, Ctr, Engine};
 use crate::api::{ActionRequest, DownRequest};
@@ -10,8 +10,6 @@ use compose::Project;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
-
-type OpResult = Result<(), OpError>;
 
 impl Engine {
     pub(super) async fn stop_reporting(

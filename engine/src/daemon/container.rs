@@ -326,13 +326,13 @@ impl Engine {
         ctr.update(|r| {
             r.ports = bindings;
             r.desired_running = true;
-            r.ever_started = true;
             r.started_at = Some(state::now());
             r.finished_at = None;
             r.exit_code = None;
             r.oom_killed = false;
         })?;
-        let mut r = self.resume(ctr, c).await;
+        let check = super::health::effective(&svc, config.config.healthcheck.as_ref());
+        let mut r = self.resume(ctr, c, check).await;
         if r.is_ok() {
             for hook in svc.post_start.iter().flatten() {
                 if let Err(e) = self.run_hook(ctr, hook).await {
@@ -353,7 +353,13 @@ impl Engine {
 
     /// Takes a running container under supervision: DNS names, health probe, exit
     /// watcher. Used after `start` and when adopting after an engine restart.
-    pub async fn resume(self: &Arc<Self>, ctr: &Arc<Ctr>, c: crate::runtime::Container) -> Result<(), String> {
+    /// `check` is the container's health check, if any (`start` has it at hand).
+    pub async fn resume(
+        self: &Arc<Self>,
+        ctr: &Arc<Ctr>,
+        c: crate::runtime::Container,
+        check: Option<super::health::Check>,
+    ) -> Result<(), String> {
         let rec = ctr.rec();
         let (pid, start_time) = (c.pid, c.start_time);
         *lock(&ctr.live) = Some(c);
@@ -376,14 +382,7 @@ impl Engine {
             }
             *lock(&ctr.proxies) = p;
         }
-        let svc = rec.service()?;
-        let image_hc = self
-            .store
-            .resolve(&rec.image)
-            .ok()
-            .and_then(|i| self.store.config(&i).ok())
-            .and_then(|c| c.config.healthcheck);
-        if let Some(hc) = super::health::effective(&svc, image_hc.as_ref()) {
+        if let Some(hc) = check {
             *lock(&ctr.health) = "starting".into();
             let me = self.clone();
             let c2 = ctr.clone();
@@ -399,6 +398,18 @@ impl Engine {
         let c2 = ctr.clone();
         tokio::spawn(async move { me.supervise(c2, pid, start_time).await });
         Ok(())
+    }
+
+    /// The health check of a container made earlier: its service's over its image's.
+    pub(super) fn health_check(&self, rec: &Record) -> Option<super::health::Check> {
+        let svc = rec.service().ok()?;
+        let image = self
+            .store
+            .resolve(&rec.image)
+            .ok()
+            .and_then(|i| self.store.config(&i).ok())
+            .and_then(|c| c.config.healthcheck);
+        super::health::effective(&svc, image.as_ref())
     }
 
     /// Stops a running container: the stop signal, `grace`, then everything killed.

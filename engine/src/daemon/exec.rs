@@ -170,15 +170,12 @@ impl Engine {
                 ws_xpixel: 0,
                 ws_ypixel: 0,
             };
-            let (master, slave) = container_pty(c.pid, &ws).map_err(|e| (126, format!("opening a pty: {e}")))?;
-            let pty = nix::pty::OpenptyResult { master, slave };
-            let slave = pty.slave;
+            let (m, slave) = container_pty(c.pid, &ws).map_err(|e| (126, format!("opening a pty: {e}")))?;
             let stdio = [
                 Stdio::from(slave.try_clone().map_err(io)?),
                 Stdio::from(slave.try_clone().map_err(io)?),
                 Stdio::from(slave),
             ];
-            let m = pty.master;
             (
                 m.try_clone().map_err(io)?,
                 vec![(m.try_clone().map_err(io)?, frames::STDOUT)],

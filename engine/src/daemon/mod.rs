@@ -64,10 +64,7 @@ pub fn paths() -> (PathBuf, PathBuf) {
 
 /// The cgroup directory (under the engine's own) holding this root's containers.
 pub fn cgroup_parent(root: &Path) -> String {
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in root.as_os_str().as_encoded_bytes() {
-        h = (h ^ u64::from(*b)).wrapping_mul(0x100000001b3);
-    }
+    let h = netd::links::stable_hash(root.as_os_str().as_encoded_bytes().iter().copied());
     format!("rcompose-{:08x}", h & 0xffff_ffff)
 }
 
@@ -157,7 +154,7 @@ impl Ctr {
             }
         } else if self.restarting.load(Ordering::SeqCst) {
             State::Restarting
-        } else if lock(&self.rec).ever_started {
+        } else if lock(&self.rec).started_at.is_some() {
             State::Exited
         } else {
             State::Created
@@ -325,19 +322,17 @@ impl Engine {
             }
             match self.runtime.adopt(&dir) {
                 Some(c) => {
-                    if let Err(e) = self.resume(&ctr, c).await {
+                    let check = self.health_check(&ctr.rec());
+                    if let Err(e) = self.resume(&ctr, c, check).await {
                         tracing::warn!("adopting {}: {e}", ctr.rec().name);
                     }
                 }
                 None => {
                     let rec = ctr.rec();
-                    if rec.ever_started && rec.finished_at.is_none() {
+                    if rec.started_at.is_some() && rec.finished_at.is_none() {
                         // It ended while we were away: record how, then apply its policy.
-                        if let Ok(Some(old)) = serde_json::from_slice::<crate::runtime::Container>(
-                            &std::fs::read(dir.join("state.json")).unwrap_or_default(),
-                        )
-                        .map(Some)
-                        {
+                        let state = std::fs::read(dir.join("state.json")).unwrap_or_default();
+                        if let Ok(old) = serde_json::from_slice::<crate::runtime::Container>(&state) {
                             let status = self.runtime.status(&old);
                             self.runtime.cleanup(&old);
                             let _ = ctr.update(|r| {

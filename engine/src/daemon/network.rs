@@ -62,10 +62,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// A veth host-end name that fits in 15 bytes, stable for a container and network.
 pub fn veth_name(container_id: &str, network: &str) -> String {
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in container_id.bytes().chain([0]).chain(network.bytes()) {
-        h = (h ^ u64::from(b)).wrapping_mul(0x100000001b3);
-    }
+    let h = links::stable_hash(container_id.bytes().chain([0]).chain(network.bytes()));
     format!("rv{:013x}", h & 0xf_ffff_ffff_ffff)
 }
 

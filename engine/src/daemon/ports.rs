@@ -7,21 +7,9 @@ use compose::model::Service;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+/// Binds one recorded port again (an adopted container) and serves it.
 pub(super) async fn spawn_proxy(b: &PortBinding, target: IpAddr) -> Result<tokio::task::JoinHandle<()>, String> {
-    let addr = SocketAddr::new(
-        b.host_ip
-            .parse()
-            .map_err(|_| format!("invalid host_ip {}", b.host_ip))?,
-        b.host_port,
-    );
-    let to = SocketAddr::new(target, b.container_port);
-    Ok(if b.protocol == "udp" {
-        let s = netd::ports::bind_udp(addr).await.map_err(|e| e.to_string())?;
-        tokio::spawn(netd::ports::proxy_udp(s, to, Duration::from_secs(60)))
-    } else {
-        let l = netd::ports::bind_tcp(addr).await.map_err(|e| e.to_string())?;
-        tokio::spawn(netd::ports::proxy_tcp(l, to))
-    })
+    bind_one(b, target).await.map(|(h, _)| h)
 }
 
 /// Binds every published port of the service (ranges, random ports, `host_ip`).

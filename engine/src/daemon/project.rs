@@ -45,7 +45,7 @@ impl From<String> for OpError {
     }
 }
 
-type OpResult = Result<(), OpError>;
+pub type OpResult = Result<(), OpError>;
 
 fn full_volume_name(p: &Project, name: &str, key: &str) -> String {
     p.volumes

@@ -86,8 +86,6 @@ pub struct Record {
     /// `deploy.restart_policy.window`).
     #[serde(default)]
     pub attempts: u32,
-    #[serde(default)]
-    pub ever_started: bool,
     /// A `run` container: never converged by `up`, reachable by its service name only
     /// with `--use-aliases`.
     #[serde(default)]

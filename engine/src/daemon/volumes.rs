@@ -87,44 +87,61 @@ pub fn fill_from_image(tmp: &Path, layers: &[PathBuf], target: &str, dest: &Path
     if layers.is_empty() || !is_empty_dir(dest) {
         return Ok(());
     }
-    let rel = target.trim_start_matches('/');
+    let rel = target.trim_start_matches('/').to_string();
     // Where the image has nothing at the target there is nothing to copy: look first,
     // so that most volumes need no mount at all.
-    if !layers.iter().any(|l| l.join(rel).exists()) {
+    if !layers.iter().any(|l| l.join(&rel).exists()) {
         return Ok(());
     }
-    let copy = |root: &Path| -> Result<(), String> {
-        let src = crate::images::safepath::resolve_in_root(root, Path::new(rel)).map_err(|e| e.to_string())?;
-        if src.is_dir() {
-            copy_tree(&src, dest).map_err(|e| format!("filling the volume from {target}: {e}"))
-        } else {
-            Ok(())
-        }
-    };
     if layers.len() == 1 {
-        return copy(&layers[0]);
+        return copy_from(&layers[0], &rel, target, dest);
     }
     let mnt = tmp.join(format!("volfill-{}-{}", std::process::id(), super::random_hex(6)));
     std::fs::create_dir_all(&mnt).map_err(|e| e.to_string())?;
     let lower: Vec<String> = layers.iter().rev().map(|l| l.display().to_string()).collect();
     let data = format!("lowerdir={}", lower.join(":"));
-    let mounted = nix::mount::mount(
-        Some("overlay"),
-        &mnt,
-        Some("overlay"),
-        nix::mount::MsFlags::MS_RDONLY,
-        Some(data.as_str()),
-    );
-    let res = match mounted {
-        Ok(()) => {
-            let r = copy(&mnt);
-            let _ = nix::mount::umount2(&mnt, nix::mount::MntFlags::MNT_DETACH);
-            r
-        }
-        Err(e) => Err(format!("mounting the image to fill a volume: {e}")),
-    };
+    // The overlay is mounted in a private mount namespace of a thread of its own: it is
+    // never seen on the host, and goes with the thread even if the engine dies midway.
+    let (target, dest) = (target.to_string(), dest.to_path_buf());
+    let at = mnt.clone();
+    let res = std::thread::spawn(move || -> Result<(), String> {
+        use nix::mount::{mount, MsFlags};
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS | nix::sched::CloneFlags::CLONE_NEWNS)
+            .map_err(|e| format!("a mount namespace to fill a volume: {e}"))?;
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )
+        .map_err(|e| format!("a mount namespace to fill a volume: {e}"))?;
+        mount(
+            Some("overlay"),
+            &at,
+            Some("overlay"),
+            MsFlags::MS_RDONLY,
+            Some(data.as_str()),
+        )
+        .map_err(|e| format!("mounting the image to fill a volume: {e}"))?;
+        let r = copy_from(&at, &rel, &target, &dest);
+        let _ = nix::mount::umount2(&at, nix::mount::MntFlags::MNT_DETACH);
+        r
+    })
+    .join()
+    .unwrap_or_else(|_| Err("the volume filler thread panicked".into()));
     let _ = std::fs::remove_dir(&mnt);
     res
+}
+
+/// Copies `root`/`rel` (the image's content at `target`) into `dest`, if a directory.
+fn copy_from(root: &Path, rel: &str, target: &str, dest: &Path) -> Result<(), String> {
+    let src = crate::images::safepath::resolve_in_root(root, Path::new(rel)).map_err(|e| e.to_string())?;
+    if src.is_dir() {
+        copy_tree(&src, dest).map_err(|e| format!("filling the volume from {target}: {e}"))
+    } else {
+        Ok(())
+    }
 }
 
 /// Copies the contents of `src` into `dst`, keeping modes, owners, times and symlinks.
@@ -173,6 +190,31 @@ mod tests {
             .contains("invalid"));
         remove(t.path(), "p_data").unwrap();
         assert!(!exists(t.path(), "p_data"));
+    }
+
+    #[test]
+    fn fills_from_stacked_layers_without_a_mount_on_the_host() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: needs root (overlayfs)");
+            return;
+        }
+        let t = tempfile::tempdir().unwrap();
+        let (lower, upper) = (t.path().join("l1"), t.path().join("l2"));
+        std::fs::create_dir_all(lower.join("data")).unwrap();
+        std::fs::create_dir_all(upper.join("data")).unwrap();
+        std::fs::write(lower.join("data/a"), "lower").unwrap();
+        std::fs::write(upper.join("data/a"), "upper").unwrap();
+        std::fs::write(upper.join("data/b"), "b").unwrap();
+        let dest = t.path().join("vol");
+        std::fs::create_dir(&dest).unwrap();
+        std::fs::create_dir(t.path().join("tmp")).unwrap();
+        fill_from_image(&t.path().join("tmp"), &[lower, upper], "/data", &dest).unwrap();
+        assert_eq!(std::fs::read_to_string(dest.join("a")).unwrap(), "upper");
+        assert_eq!(std::fs::read_to_string(dest.join("b")).unwrap(), "b");
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(!mounts.contains("volfill"), "{mounts}");
+        assert_eq!(std::fs::read_dir(t.path().join("tmp")).unwrap().count(), 0);
     }
 
     #[test]
