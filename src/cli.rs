@@ -42,7 +42,7 @@ pub struct Global {
     #[arg(long, global = true, value_enum, default_value_t = Progress::Auto, env = "COMPOSE_PROGRESS")]
     pub progress: Progress,
     /// Log level
-    #[arg(long, global = true, value_enum, default_value_t = LogLevel::Warn)]
+    #[arg(long, global = true, value_enum, ignore_case = true, default_value_t = LogLevel::Warn)]
     pub log_level: LogLevel,
     /// Control max parallelism, -1 for unlimited
     #[arg(long, global = true, allow_negative_numbers = true, env = "COMPOSE_PARALLEL_LIMIT")]

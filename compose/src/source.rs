@@ -85,7 +85,7 @@ pub fn parse(path: &Path, text: &str) -> Result<(Source, Value)> {
         Value::Null => return Err(Error::invalid(source.at(""), "empty compose file")),
         _ => return Err(Error::invalid(source.at(""), "top-level object must be a mapping")),
     }
-    value.apply_merge().map_err(yaml_err)?;
+    apply_merge_keys(&mut value, "", &source)?;
     check_tags(&value, "", &source)?;
     Ok((source, value))
 }
@@ -161,5 +161,91 @@ fn check_tags(v: &Value, path: &str, source: &Source) -> Result<()> {
             Ok(())
         }
         _ => Ok(()),
+    }
+}
+
+/// Applies `<<` merge keys, also those inside the merged mappings: `x-a: {<<: *b, ...}`
+/// merged into a service brings `b`'s keys too. `serde_yaml_ng`'s `apply_merge` leaves
+/// such a nested `<<` behind, so this walk is ours. A mapping's own keys win over merged
+/// ones, and the first of a list of merged mappings over the later.
+fn apply_merge_keys(v: &mut Value, path: &str, source: &Source) -> Result<()> {
+    match v {
+        Value::Mapping(m) => {
+            if let Some(merge) = m.remove("<<") {
+                let mut from = match merge {
+                    Value::Mapping(one) => vec![Value::Mapping(one)],
+                    Value::Sequence(list) => list,
+                    _ => {
+                        return Err(Error::invalid(
+                            source.at(&crate::locate::join(path, "<<")),
+                            "a merge key `<<` takes a mapping or a list of mappings",
+                        ))
+                    }
+                };
+                for one in &mut from {
+                    apply_merge_keys(one, path, source)?;
+                    let Value::Mapping(one) = std::mem::take(one) else {
+                        return Err(Error::invalid(
+                            source.at(&crate::locate::join(path, "<<")),
+                            "a merge key `<<` takes a mapping or a list of mappings",
+                        ));
+                    };
+                    for (k, val) in one {
+                        if !m.contains_key(&k) {
+                            m.insert(k, val);
+                        }
+                    }
+                }
+            }
+            for (k, val) in m.iter_mut() {
+                let key = crate::merge::key_str(k);
+                apply_merge_keys(val, &crate::locate::join(path, &key), source)?;
+            }
+            Ok(())
+        }
+        Value::Sequence(s) => {
+            for (i, val) in s.iter_mut().enumerate() {
+                apply_merge_keys(val, &format!("{path}[{i}]"), source)?;
+            }
+            Ok(())
+        }
+        Value::Tagged(t) => apply_merge_keys(&mut t.value, path, source),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod merge_key_tests {
+    use super::*;
+
+    fn parsed(text: &str) -> Result<Value> {
+        parse(Path::new("compose.yaml"), text).map(|(_, v)| v)
+    }
+
+    #[test]
+    fn nested_merge_keys_are_applied_with_the_nearer_keys_winning() {
+        let v = parsed(
+            "x-base: &base {image: busybox, init: true, restart: always}\n\
+             x-store: &store {<<: *base, restart: unless-stopped, command: serve}\n\
+             services:\n  db: {<<: *store, command: db}\n  two: {<<: [*store, {user: x, image: other}]}\n",
+        )
+        .unwrap();
+        let db = &v["services"]["db"];
+        assert_eq!(db["image"], Value::from("busybox"));
+        assert_eq!(db["init"], Value::from(true));
+        assert_eq!(db["restart"], Value::from("unless-stopped"));
+        assert_eq!(db["command"], Value::from("db"));
+        assert!(db.get("<<").is_none());
+        let two = &v["services"]["two"];
+        assert_eq!(two["image"], Value::from("busybox"));
+        assert_eq!(two["user"], Value::from("x"));
+    }
+
+    #[test]
+    fn a_merge_of_a_scalar_is_refused_with_its_place() {
+        let e = parsed("services:\n  a:\n    <<: 3\n    image: x\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("services.a.<<") && e.contains("merge key"), "{e}");
     }
 }

@@ -19,7 +19,9 @@ pub const TTL: u32 = 600;
 pub struct Zone {
     names: HashMap<String, Vec<IpAddr>>,
     reverse: HashMap<IpAddr, String>,
-    turn: AtomicUsize,
+    /// Each name's own rotation: with one counter for the zone, the other names' queries
+    /// between two of a name's could keep landing it on the same replica.
+    turns: HashMap<String, AtomicUsize>,
 }
 
 /// What to do with a query.
@@ -40,6 +42,7 @@ impl Zone {
     /// aliases); the first name answers PTR queries.
     pub fn add(&mut self, names: &[&str], ip: IpAddr) {
         for n in names {
+            self.turns.entry(key(n)).or_default();
             let v = self.names.entry(key(n)).or_default();
             if !v.contains(&ip) {
                 v.push(ip);
@@ -56,6 +59,8 @@ impl Zone {
             v.retain(|a| *a != ip);
         }
         self.names.retain(|_, v| !v.is_empty());
+        let names = &self.names;
+        self.turns.retain(|n, _| names.contains_key(n));
         self.reverse.remove(&ip);
     }
 
@@ -64,7 +69,11 @@ impl Zone {
         let all = self.names.get(&key(name))?;
         let mut v: Vec<IpAddr> = all.iter().copied().filter(|a| a.is_ipv6() == v6).collect();
         if !v.is_empty() {
-            let n = self.turn.fetch_add(1, Ordering::Relaxed) % v.len();
+            let turn = self
+                .turns
+                .get(&key(name))
+                .map_or(0, |t| t.fetch_add(1, Ordering::Relaxed));
+            let n = turn % v.len();
             v.rotate_left(n);
         }
         Some(v)
@@ -210,6 +219,20 @@ mod tests {
             "{firsts:?}"
         );
         assert_eq!(addrs(&ask(&z, "web", RecordType::A).unwrap()).len(), 2);
+    }
+
+    #[test]
+    fn each_name_rotates_on_its_own() {
+        let z = zone();
+        // Another name asked between each two of web's queries (two replicas): with one
+        // counter for the zone, web would always come first with the same address.
+        let firsts: Vec<String> = (0..4)
+            .map(|_| {
+                ask(&z, "db", RecordType::A).unwrap();
+                addrs(&ask(&z, "web", RecordType::A).unwrap())[0].clone()
+            })
+            .collect();
+        assert_ne!(firsts[0], firsts[1], "{firsts:?}");
     }
 
     #[test]

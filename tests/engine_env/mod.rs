@@ -163,6 +163,34 @@ impl Env {
         })
     }
 
+    /// One HTTP/1.0 request to 127.0.0.1:`port` in the engine's namespace, retried
+    /// until something answers; the whole response (headers and body).
+    pub fn http(&self, port: u16, method: &str, path: &str, body: &str) -> String {
+        let req = format!(
+            "{method} {path} HTTP/1.0\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        self.in_netns(move || {
+            use std::io::{Read, Write};
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let attempt = (|| -> std::io::Result<String> {
+                    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+                    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+                    s.write_all(req.as_bytes())?;
+                    let mut out = String::new();
+                    s.read_to_string(&mut out)?;
+                    Ok(out)
+                })();
+                match attempt {
+                    Ok(s) if s.starts_with("HTTP/") => return s,
+                    other if Instant::now() > deadline => panic!("{req}: {other:?}"),
+                    _ => std::thread::sleep(Duration::from_millis(100)),
+                }
+            }
+        })
+    }
+
     pub fn links(&self) -> String {
         self.in_netns(|| {
             let o = Command::new("ip").args(["-o", "link"]).output().unwrap();

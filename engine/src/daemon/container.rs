@@ -294,11 +294,18 @@ impl Engine {
         };
         let id = rec.id.clone();
         let rt = tokio::runtime::Handle::current();
+        // With the addresses just allocated (`rec` predates them).
+        let entries = dns_entries(&ctr.rec());
+        let rid = rec.id.clone();
         let started = tokio::task::spawn_blocking(move || {
             let mut plug = |pid: i32| -> Result<(), String> {
                 for (net, ifname, ip, route) in &attach {
                     me.net.attach_blocking(&rt, pid, &id, net, ifname, *ip, *route)?;
                 }
+                // Known to the DNS servers before its first instruction: a query from an
+                // unknown address is dropped, and the asker would wait out its resolver's
+                // retry (seconds) for nothing.
+                me.net.register(&rid, &entries);
                 Ok(())
             };
             me.runtime.start_with(&spec, &limits, &mut plug)
@@ -309,6 +316,7 @@ impl Engine {
             Ok(c) => c,
             Err(e) => {
                 let nets: Vec<String> = rec.networks.iter().map(|n| n.network.clone()).collect();
+                self.net.unregister(&rec.id, &dns_addresses(&rec));
                 self.net.detach(&rec.id, &nets).await;
                 let msg = format!("Error response from daemon: failed to create task for container: {e}");
                 let _ = ctr.update(|r| {
@@ -365,7 +373,7 @@ impl Engine {
         *lock(&ctr.live) = Some(c);
         ctr.paused.store(false, Ordering::SeqCst);
         ctr.restarting.store(false, Ordering::SeqCst);
-        self.net.register(&dns_entries(&rec));
+        self.net.register(&rec.id, &dns_entries(&rec));
         if lock(&ctr.proxies).0.is_empty() && !rec.ports.is_empty() {
             // Adopted: bind the ports it had again.
             let mut p = Proxies::default();

@@ -45,6 +45,10 @@ struct Resolver {
     zones: HashMap<String, Zone>,
     /// Every address of every container -> the networks that container is on.
     members: HashMap<IpAddr, Vec<String>>,
+    /// Which container holds each address now. An address freed by one container may
+    /// already be another's when the first one's exit is processed; only the holder's
+    /// leaving takes it out of the zones.
+    holders: HashMap<IpAddr, String>,
 }
 
 pub struct Net {
@@ -158,10 +162,10 @@ impl Net {
         let me = name.to_string();
         let answer: netd::dns_server::Answerer = Arc::new(move |from: IpAddr, q: &[u8]| {
             let r = resolver.read().unwrap_or_else(|p| p.into_inner());
-            let nets = r.members.get(&from)?;
-            if !nets.contains(&me) {
+            let Some(nets) = r.members.get(&from).filter(|n| n.contains(&me)) else {
+                tracing::debug!("DNS on {me}: a query from {from}, not on the network, dropped");
                 return None;
-            }
+            };
             let order = std::iter::once(&me).chain(nets.iter().filter(|n| **n != me));
             for n in order {
                 if let Some(Reply::Answer(b)) = r.zones.get(n).map(|z| z.answer(q)) {
@@ -273,23 +277,32 @@ impl Net {
     }
 
     /// Makes a container's names resolvable: `entries` are (network, address, names).
-    pub fn register(&self, entries: &[(String, IpAddr, Vec<String>)]) {
+    pub fn register(&self, holder: &str, entries: &[(String, IpAddr, Vec<String>)]) {
         let mut r = self.resolver.write().unwrap_or_else(|p| p.into_inner());
         let nets: Vec<String> = entries.iter().map(|e| e.0.clone()).collect();
         for (net, ip, names) in entries {
             let names: Vec<&str> = names.iter().map(String::as_str).collect();
-            r.zones.entry(net.clone()).or_default().add(&names, *ip);
+            let zone = r.zones.entry(net.clone()).or_default();
+            // Whatever names a former holder of the address left go first.
+            zone.remove(*ip);
+            zone.add(&names, *ip);
             r.members.insert(*ip, nets.clone());
+            r.holders.insert(*ip, holder.to_string());
         }
     }
 
-    pub fn unregister(&self, entries: &[(String, IpAddr)]) {
+    /// Takes `holder`'s names out; addresses that another container holds by now stay.
+    pub fn unregister(&self, holder: &str, entries: &[(String, IpAddr)]) {
         let mut r = self.resolver.write().unwrap_or_else(|p| p.into_inner());
         for (net, ip) in entries {
+            if r.holders.get(ip).is_some_and(|h| h != holder) {
+                continue;
+            }
             if let Some(z) = r.zones.get_mut(net) {
                 z.remove(*ip);
             }
             r.members.remove(ip);
+            r.holders.remove(ip);
         }
     }
 }

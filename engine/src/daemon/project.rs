@@ -481,25 +481,35 @@ impl Engine {
     ) -> OpResult {
         let work = async {
             for s in selected {
-                let svc = &project.services[s];
-                let cond = if svc
-                    .healthcheck
-                    .as_ref()
-                    .is_some_and(|h| h.test.is_some() && h.disable != Some(true))
-                {
+                // As Compose: a one-shot service that another awaits with
+                // `service_completed_successfully` is waited for to complete, not to run.
+                let one_shot = project.services.values().any(|other| {
+                    other.depends_on.as_ref().and_then(|d| d.get(s)).is_some_and(|d| {
+                        d.as_ref().and_then(|d| d.condition.as_deref()) == Some("service_completed_successfully")
+                    })
+                });
+                let ctrs = self.service_containers(name, s);
+                let cond = if one_shot {
+                    Condition::Completed
+                } else if ctrs.iter().any(|c| !c.health().is_empty()) {
+                    // The service's healthcheck or the image's HEALTHCHECK.
                     Condition::Healthy
                 } else {
                     Condition::Started
                 };
-                for c in self.service_containers(name, s) {
+                for c in &ctrs {
                     out.progress("Container", &c.rec().name, "Waiting");
                 }
-                if cond == Condition::Healthy {
+                if cond != Condition::Started {
                     self.wait_condition(name, s, &cond, &Out(mpsc::unbounded_channel().0))
                         .await?;
                 }
                 for c in self.service_containers(name, s) {
                     let st = c.state();
+                    if cond == Condition::Completed {
+                        out.progress("Container", &c.rec().name, "Exited");
+                        continue;
+                    }
                     if st != State::Running {
                         return Err(format!(
                             "container {} exited ({})",

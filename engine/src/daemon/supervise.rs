@@ -146,7 +146,7 @@ impl Engine {
         }
         *lock(&ctr.proxies) = Default::default();
         let rec = ctr.rec();
-        self.net.unregister(&super::container::dns_addresses(&rec));
+        self.net.unregister(&rec.id, &super::container::dns_addresses(&rec));
         let me = self.clone();
         let c2 = c.clone();
         let status = tokio::task::spawn_blocking(move || {
