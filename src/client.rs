@@ -3,6 +3,7 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response};
@@ -68,6 +69,19 @@ impl Client {
         body: Option<Vec<u8>>,
         upgrade: bool,
     ) -> Result<Response<Incoming>> {
+        let body = Full::new(Bytes::from(body.unwrap_or_default()))
+            .map_err(|never| match never {})
+            .boxed();
+        self.request_body(method, path, body, upgrade).await
+    }
+
+    async fn request_body(
+        &self,
+        method: Method,
+        path: &str,
+        body: BoxBody<Bytes, std::io::Error>,
+        upgrade: bool,
+    ) -> Result<Response<Incoming>> {
         let stream = tokio::net::UnixStream::connect(&self.socket)
             .await
             .with_context(|| format!("connecting to the engine at {}", self.socket.display()))?;
@@ -85,7 +99,7 @@ impl Client {
         if upgrade {
             req = req.header("connection", "upgrade").header("upgrade", "rcompose-exec");
         }
-        let req = req.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
+        let req = req.body(body)?;
         let resp = sender.send_request(req).await.context("talking to the engine")?;
         let ok = if upgrade {
             resp.status() == hyper::StatusCode::SWITCHING_PROTOCOLS
@@ -154,8 +168,16 @@ impl Client {
         Ok(resp.into_body().collect().await?.to_bytes().to_vec())
     }
 
-    pub async fn put_bytes(&self, path: &str, body: Vec<u8>) -> Result<()> {
-        self.send(Method::PUT, path, Some(body)).await?;
+    /// A raw body sent as it is produced, chunk by chunk (a tar stream), so that a large
+    /// one is never held whole.
+    pub async fn put_stream(&self, path: &str, chunks: tokio::sync::mpsc::Receiver<Bytes>) -> Result<()> {
+        let stream = futures_util::stream::unfold(chunks, |mut rx| async move {
+            rx.recv()
+                .await
+                .map(|b| (Ok::<_, std::io::Error>(hyper::body::Frame::data(b)), rx))
+        });
+        let body = http_body_util::StreamBody::new(stream).boxed();
+        self.request_body(Method::PUT, path, body, false).await?;
         Ok(())
     }
 

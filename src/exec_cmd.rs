@@ -208,30 +208,29 @@ pub fn cp(g: &Global, a: CpArgs) -> Result<ExitCode> {
         };
         if into {
             let dest = remote_dest.map(|d| d.1).unwrap_or_default();
-            let data = if a.src == "-" {
-                let mut v = Vec::new();
-                std::io::Read::read_to_end(&mut std::io::stdin(), &mut v)?;
-                v
+            let (chunks, worker) = if a.src == "-" {
+                crate::tarstream::spawn_copy(std::io::stdin())
             } else {
-                let src = std::path::Path::new(&a.src);
+                let src = std::path::PathBuf::from(&a.src);
                 let meta = if a.follow_link {
-                    std::fs::metadata(src)
+                    std::fs::metadata(&src)
                 } else {
-                    std::fs::symlink_metadata(src)
+                    std::fs::symlink_metadata(&src)
                 };
                 let meta = meta.map_err(|e| anyhow::anyhow!("{}: {e}", a.src))?;
-                let mut b = tar::Builder::new(Vec::new());
-                b.follow_symlinks(a.follow_link);
-                let base = src
-                    .file_name()
-                    .map(std::path::PathBuf::from)
-                    .unwrap_or_else(|| ".".into());
-                if meta.is_dir() {
-                    b.append_dir_all(&base, src)?;
-                } else {
-                    b.append_path_with_name(src, &base)?;
-                }
-                b.into_inner()?
+                let follow = a.follow_link;
+                crate::tarstream::spawn(move |b| {
+                    b.follow_symlinks(follow);
+                    let base = src
+                        .file_name()
+                        .map(std::path::PathBuf::from)
+                        .unwrap_or_else(|| ".".into());
+                    if meta.is_dir() {
+                        b.append_dir_all(&base, &src)
+                    } else {
+                        b.append_path_with_name(&src, &base)
+                    }
+                })
             };
             let path = format!(
                 "/v1/containers/{}/archive?path={}&owners={}",
@@ -239,7 +238,10 @@ pub fn cp(g: &Global, a: CpArgs) -> Result<ExitCode> {
                 q(dest),
                 a.archive as u8
             );
-            c.put_bytes(&path, data).await?;
+            let sent = c.put_stream(&path, chunks).await;
+            let made = crate::tarstream::finish(worker).await;
+            sent?;
+            made?;
         } else {
             let src = remote_src.map(|s| s.1).unwrap_or_default();
             let path = format!(
@@ -255,7 +257,11 @@ pub fn cp(g: &Global, a: CpArgs) -> Result<ExitCode> {
             if a.dest == "-" {
                 std::io::stdout().write_all(&data)?;
             } else {
-                engine::daemon::archive::unpack_at(&data[..], std::path::Path::new(&a.dest), a.archive)
+                let how = engine::daemon::archive::Unpack {
+                    owners: a.archive,
+                    ..Default::default()
+                };
+                engine::daemon::archive::unpack_at(&data[..], std::path::Path::new(&a.dest), how)
                     .map_err(anyhow::Error::msg)?;
             }
         }

@@ -12,6 +12,7 @@ mod logs_cmd;
 mod observe_cmd;
 mod render;
 mod run_cmd;
+mod tarstream;
 
 use anyhow::Result;
 use clap::{CommandFactory, Parser};

@@ -53,6 +53,10 @@ pub struct Loaded {
     /// Services left out because none of their profiles is active.
     pub disabled: Vec<String>,
     pub warnings: Vec<String>,
+    /// Every file the project was read from, or would be read from if it appeared (the
+    /// `.env` file): Compose files, included and extended ones, env and label files.
+    /// What `up --watch` watches to reload the project.
+    pub inputs: Vec<PathBuf>,
 }
 
 /// State shared by the stages: positions of every file read, warnings, a cache of files
@@ -61,6 +65,8 @@ pub(crate) struct Ctx {
     pub warnings: Vec<String>,
     warned: HashSet<String>,
     pub sources: Vec<Source>,
+    /// Other files read (env_file, label_file), for `Loaded::inputs`.
+    pub inputs: Vec<PathBuf>,
     pub home: Option<String>,
     interpolate: bool,
     stdin: Option<String>,
@@ -316,6 +322,7 @@ pub fn load(opts: &Options) -> Result<Loaded> {
         warnings: Vec::new(),
         warned: HashSet::new(),
         sources: Vec::new(),
+        inputs: Vec::new(),
         home: os.get("HOME").cloned(),
         interpolate: !opts.no_interpolate,
         stdin: opts.stdin.clone(),
@@ -352,8 +359,22 @@ pub fn load(opts: &Options) -> Result<Loaded> {
         all_profiles: Vec::new(),
         disabled: Vec::new(),
         warnings: Vec::new(),
+        inputs: Vec::new(),
     };
     crate::normalize::run(&mut loaded, opts, &mut ctx)?;
+    let env_inputs = if explicit_env.is_empty() {
+        vec![loaded.project_dir.join(".env")]
+    } else {
+        explicit_env.clone()
+    };
+    let mut inputs: Vec<PathBuf> = loaded.files.clone();
+    inputs.extend(ctx.sources.iter().map(|s| s.path.clone()));
+    inputs.extend(env_inputs);
+    inputs.extend(ctx.inputs.iter().cloned());
+    inputs.retain(|p| p != Path::new(discovery::STDIN));
+    let mut seen = HashSet::new();
+    inputs.retain(|p| seen.insert(p.clone()));
+    loaded.inputs = inputs;
     crate::validate::run(&loaded.project, &ctx)?;
     // A cycle is reported at the `depends_on` of the first service on it.
     crate::graph::Graph::new(&loaded.project).map_err(|e| match e {

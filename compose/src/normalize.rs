@@ -231,6 +231,7 @@ fn env_files(s: &mut Service, env: &environment::Env, key: &str, ctx: &mut Ctx) 
             ));
         };
         let path = Path::new(path);
+        ctx.inputs.push(path.to_path_buf());
         if !path.exists() {
             if f.required.unwrap_or(true) {
                 return Err(Error::invalid(
@@ -261,6 +262,7 @@ fn label_files(s: &mut Service, env: &environment::Env, key: &str, ctx: &mut Ctx
     };
     for f in files {
         let path = Path::new(&f);
+        ctx.inputs.push(path.to_path_buf());
         if !path.exists() {
             return Err(Error::invalid(
                 ctx.at(&format!("{key}.label_file")),

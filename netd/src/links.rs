@@ -33,10 +33,18 @@ fn nl(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> LinkError {
 #[allow(async_fn_in_trait)]
 pub trait Netlink {
     async fn index_of(&self, name: &str) -> Result<Option<u32>, LinkError>;
-    async fn create_bridge(&self, name: &str, mtu: Option<u32>) -> Result<u32, LinkError>;
+    async fn create_bridge(&self, name: &str, mac: [u8; 6], mtu: Option<u32>) -> Result<u32, LinkError>;
     /// A veth pair whose peer is created straight inside `netns` (no move afterwards,
     /// which costs the kernel a network-wide synchronization); returns the host end.
-    async fn create_veth_in(&self, host: &str, peer: &str, netns: &std::fs::File) -> Result<u32, LinkError>;
+    /// A veth pair whose `peer` end, with the hardware address `peer_mac`, is made in
+    /// the namespace `netns`.
+    async fn create_veth_in(
+        &self,
+        host: &str,
+        peer: &str,
+        peer_mac: [u8; 6],
+        netns: &std::fs::File,
+    ) -> Result<u32, LinkError>;
     async fn set_controller(&self, link: u32, bridge: u32) -> Result<(), LinkError>;
     async fn set_up(&self, link: u32) -> Result<(), LinkError>;
     async fn add_address(&self, link: u32, addr: IpAddr, prefix: u8) -> Result<(), LinkError>;
@@ -77,9 +85,9 @@ impl Netlink for Rtnl {
         }
     }
 
-    async fn create_bridge(&self, name: &str, mtu: Option<u32>) -> Result<u32, LinkError> {
+    async fn create_bridge(&self, name: &str, mac: [u8; 6], mtu: Option<u32>) -> Result<u32, LinkError> {
         check_name(name)?;
-        let mut b = LinkBridge::new(name);
+        let mut b = LinkBridge::new(name).address(mac.to_vec());
         if let Some(m) = mtu {
             b = b.mtu(m);
         }
@@ -95,7 +103,13 @@ impl Netlink for Rtnl {
         })
     }
 
-    async fn create_veth_in(&self, host: &str, peer: &str, netns: &std::fs::File) -> Result<u32, LinkError> {
+    async fn create_veth_in(
+        &self,
+        host: &str,
+        peer: &str,
+        peer_mac: [u8; 6],
+        netns: &std::fs::File,
+    ) -> Result<u32, LinkError> {
         use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkInfo};
         check_name(host)?;
         check_name(peer)?;
@@ -105,6 +119,7 @@ impl Netlink for Rtnl {
                 for i in infos.iter_mut() {
                     if let LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(p))) = i {
                         p.attributes.push(LinkAttribute::NetNsFd(netns.as_raw_fd()));
+                        p.attributes.push(LinkAttribute::Address(peer_mac.to_vec()));
                     }
                 }
             }
@@ -193,7 +208,10 @@ pub async fn ensure_bridge(
     if let Some(i) = nl.index_of(name).await? {
         return Ok(i);
     }
-    let idx = nl.create_bridge(name, mtu).await?;
+    // A bridge without an address of its own takes its lowest port's, and changes it as
+    // ports come and go: the containers' neighbour entries for the gateway would go
+    // stale. A fixed one, from the gateway address, as a container's from its own.
+    let idx = nl.create_bridge(name, mac_for(gateway), mtu).await?;
     nl.add_address(idx, IpAddr::V4(gateway), subnet.prefix_len()).await?;
     nl.set_up(idx).await?;
     Ok(idx)
@@ -222,11 +240,24 @@ pub struct Attachment<'a> {
     pub gateway: Option<Ipv4Addr>,
 }
 
+/// A container's hardware address, made from its IPv4 address as Docker makes it
+/// (`02:42` and the four bytes). The same address always has the same MAC, so the
+/// neighbour entry the host still holds for a container just replaced at that address
+/// stays right: with a new random MAC, the host (which ignores ARP updates within a
+/// second of the last, `locktime`) would answer the new container at the old MAC for
+/// half a minute, and its DNS queries would go unanswered.
+pub fn mac_for(ip: Ipv4Addr) -> [u8; 6] {
+    let o = ip.octets();
+    [0x02, 0x42, o[0], o[1], o[2], o[3]]
+}
+
 /// Plugs a container into a bridge. On any failure the veth is removed again.
 pub async fn attach(host: &impl Netlink, a: &Attachment<'_>) -> Result<(), LinkError> {
     let ns = std::fs::File::open(a.netns)?;
     // The container end is made inside the container's namespace under its final name.
-    let hidx = host.create_veth_in(a.host_name, a.ifname, &ns).await?;
+    let hidx = host
+        .create_veth_in(a.host_name, a.ifname, mac_for(a.address), &ns)
+        .await?;
     let res = async {
         host.set_controller(hidx, a.bridge).await?;
         host.set_up(hidx).await?;
@@ -309,11 +340,17 @@ mod tests {
         async fn index_of(&self, name: &str) -> Result<Option<u32>, LinkError> {
             Ok(self.links.borrow().iter().find(|(_, l)| l.0 == name).map(|(i, _)| *i))
         }
-        async fn create_bridge(&self, name: &str, mtu: Option<u32>) -> Result<u32, LinkError> {
+        async fn create_bridge(&self, name: &str, _mac: [u8; 6], mtu: Option<u32>) -> Result<u32, LinkError> {
             check_name(name)?;
             Ok(self.add(name, mtu))
         }
-        async fn create_veth_in(&self, host: &str, peer: &str, _: &std::fs::File) -> Result<u32, LinkError> {
+        async fn create_veth_in(
+            &self,
+            host: &str,
+            peer: &str,
+            _: [u8; 6],
+            _: &std::fs::File,
+        ) -> Result<u32, LinkError> {
             check_name(host)?;
             check_name(peer)?;
             // The peer is in another namespace: not among this namespace's links.
@@ -358,6 +395,15 @@ mod tests {
             .build()
             .unwrap()
             .block_on(f)
+    }
+
+    #[test]
+    fn a_container_mac_is_docker_s_and_follows_its_address() {
+        assert_eq!(mac_for(Ipv4Addr::new(172, 17, 0, 3)), [0x02, 0x42, 172, 17, 0, 3]);
+        assert_ne!(
+            mac_for(Ipv4Addr::new(172, 17, 0, 3)),
+            mac_for(Ipv4Addr::new(172, 17, 0, 4))
+        );
     }
 
     #[test]

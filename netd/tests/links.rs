@@ -81,6 +81,32 @@ fn a_container_namespace_joins_a_bridge_and_is_reachable() {
             if !route.lines().any(|l| l.starts_with("eth0\t00000000\t0100630A")) {
                 return Err(format!("no default route via 10.99.0.1: {route}"));
             }
+            // Its hardware address is Docker's, made from its IPv4 address.
+            let ns_mac = std::fs::File::open(format!("/proc/{pid}/ns/net")).unwrap();
+            let mac = std::thread::spawn(move || {
+                // SAFETY: setns on this thread only.
+                assert_eq!(unsafe { libc::setns(ns_mac.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+                // (sysfs would show the test's own namespace: ask netlink, through ip.)
+                let o = std::process::Command::new("ip")
+                    .args(["-o", "link", "show", "eth0"])
+                    .output()
+                    .unwrap();
+                String::from_utf8_lossy(&o.stdout).into_owned()
+            })
+            .join()
+            .unwrap();
+            if !mac.contains("link/ether 02:42:0a:63:00:02 ") {
+                return Err(format!("eth0's address is {mac}"));
+            }
+            // And the bridge's is fixed, from the gateway's, whatever its ports' are.
+            let o = Command::new("ip")
+                .args(["-o", "link", "show", "rc-test0"])
+                .output()
+                .unwrap();
+            let br = String::from_utf8_lossy(&o.stdout);
+            if !br.contains("link/ether 02:42:0a:63:00:01 ") {
+                return Err(format!("the bridge's address is {br}"));
+            }
             // And reachable: a listener inside the container, a client on the "host".
             let ns = std::fs::File::open(format!("/proc/{pid}/ns/net")).unwrap();
             let (tx, rx) = std::sync::mpsc::channel();

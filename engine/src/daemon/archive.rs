@@ -81,9 +81,28 @@ pub fn target(entry: &Path, dest: &Path, dest_is_dir: bool) -> Option<PathBuf> {
     Some(parts.iter().skip(1).fold(dest.to_path_buf(), |acc, p| acc.join(p)))
 }
 
-/// Unpacks a tar stream at `dest`, keeping modes (and owners when `owners`), refusing
+/// How a tar stream is unpacked.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Unpack {
+    /// Keep the entries' owners (`cp -a`).
+    pub owners: bool,
+    /// An entry named `.wh.NAME` (the OCI layers' whiteout) removes `NAME`: how `watch`
+    /// sends deletions in the same stream as the files.
+    pub whiteouts: bool,
+    /// Make `dest` (a directory) and its parents when missing.
+    pub mkdir: bool,
+}
+
+/// The `.wh.` prefix of a whiteout entry.
+pub const WHITEOUT: &str = ".wh.";
+
+/// Unpacks a tar stream at `dest`, keeping modes (and owners when asked), refusing
 /// entries that are not plain relative paths.
-pub fn unpack_at(src: impl Read, dest: &Path, owners: bool) -> Result<(), String> {
+pub fn unpack_at(src: impl Read, dest: &Path, how: Unpack) -> Result<(), String> {
+    if how.mkdir && !dest.exists() {
+        std::fs::create_dir_all(dest).map_err(|e| format!("{}: {e}", dest.display()))?;
+    }
+    let owners = how.owners;
     let dest_is_dir = dest.is_dir();
     if !dest_is_dir {
         let parent = dest
@@ -125,8 +144,31 @@ pub fn unpack_at(src: impl Read, dest: &Path, owners: bool) -> Result<(), String
                 }
             }
         }
+        let name = to
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if let Some(gone) = name.strip_prefix(WHITEOUT).filter(|_| how.whiteouts) {
+            let victim = to.with_file_name(gone);
+            let removed = match std::fs::symlink_metadata(&victim) {
+                Ok(m) if m.is_dir() => std::fs::remove_dir_all(&victim),
+                Ok(_) => std::fs::remove_file(&victim),
+                Err(_) => Ok(()),
+            };
+            removed.map_err(|e| format!("{}: {e}", victim.display()))?;
+            continue;
+        }
         if let Some(parent) = to.parent() {
             std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        }
+        // A directory where a file comes (or the reverse) is replaced, as a sync must.
+        if how.whiteouts {
+            if let Ok(m) = std::fs::symlink_metadata(&to) {
+                let kind = entry.header().entry_type();
+                if m.is_dir() && !kind.is_dir() {
+                    std::fs::remove_dir_all(&to).map_err(|e| format!("{}: {e}", to.display()))?;
+                }
+            }
         }
         entry.unpack(&to).map_err(|e| format!("{}: {e}", to.display()))?;
     }
@@ -137,10 +179,10 @@ pub fn unpack_at(src: impl Read, dest: &Path, owners: bool) -> Result<(), String
 pub fn write_in(
     pid: i32,
     dest: String,
-    owners: bool,
+    how: Unpack,
     src: impl Read + Send + 'static,
 ) -> std::thread::JoinHandle<Result<(), String>> {
-    in_container(pid, move || unpack_at(src, Path::new(&dest), owners))
+    in_container(pid, move || unpack_at(src, Path::new(&dest), how))
 }
 
 #[cfg(test)]
@@ -172,7 +214,7 @@ mod tests {
         b.append_dir_all("tree", &src).unwrap();
         let data = b.into_inner().unwrap();
         // Into a new name, then into an existing directory.
-        unpack_at(&data[..], &t.path().join("copy"), false).unwrap();
+        unpack_at(&data[..], &t.path().join("copy"), Unpack::default()).unwrap();
         let m = std::fs::metadata(t.path().join("copy/sub/run.sh")).unwrap();
         assert_eq!(m.permissions().mode() & 0o777, 0o751);
         assert_eq!(
@@ -180,8 +222,60 @@ mod tests {
             Path::new("sub/run.sh")
         );
         std::fs::create_dir(t.path().join("into")).unwrap();
-        unpack_at(&data[..], &t.path().join("into"), false).unwrap();
+        unpack_at(&data[..], &t.path().join("into"), Unpack::default()).unwrap();
         assert!(t.path().join("into/tree/sub/run.sh").exists());
-        assert!(unpack_at(&data[..], &t.path().join("no/such/dir"), false).is_err());
+        assert!(unpack_at(&data[..], &t.path().join("no/such/dir"), Unpack::default()).is_err());
+    }
+
+    #[test]
+    fn a_sync_stream_makes_its_destination_and_deletes_by_whiteout() {
+        let t = tempfile::tempdir().unwrap();
+        let dest = t.path().join("app/src");
+        let sync = Unpack {
+            whiteouts: true,
+            mkdir: true,
+            ..Unpack::default()
+        };
+        let stream = |entries: &[(&str, Option<&str>)]| {
+            let mut b = tar::Builder::new(Vec::new());
+            for (name, body) in entries {
+                let body = body.unwrap_or("");
+                let mut h = tar::Header::new_gnu();
+                h.set_size(body.len() as u64);
+                h.set_mode(0o644);
+                h.set_cksum();
+                b.append_data(&mut h, name, body.as_bytes()).unwrap();
+            }
+            b.into_inner().unwrap()
+        };
+        unpack_at(
+            &stream(&[("a.txt", Some("one")), ("dir/b.txt", Some("two"))])[..],
+            &dest,
+            sync,
+        )
+        .unwrap();
+        assert_eq!(std::fs::read_to_string(dest.join("dir/b.txt")).unwrap(), "two");
+        // A deleted file and a deleted tree; a whiteout of what is not there is no error.
+        unpack_at(
+            &stream(&[
+                (".wh.a.txt", None),
+                (".wh.dir", None),
+                (".wh.never", None),
+                ("c.txt", Some("3")),
+            ])[..],
+            &dest,
+            sync,
+        )
+        .unwrap();
+        assert!(!dest.join("a.txt").exists() && !dest.join("dir").exists());
+        assert_eq!(std::fs::read_to_string(dest.join("c.txt")).unwrap(), "3");
+        // Without the option, a whiteout is an ordinary file.
+        unpack_at(&stream(&[(".wh.c.txt", None)])[..], &dest, Unpack::default()).unwrap();
+        assert!(dest.join("c.txt").exists() && dest.join(".wh.c.txt").exists());
+        // A whiteout never reaches through a link.
+        std::os::unix::fs::symlink(t.path(), dest.join("out")).unwrap();
+        std::fs::write(t.path().join("precious"), "x").unwrap();
+        assert!(unpack_at(&stream(&[("out/.wh.precious", None)])[..], &dest, sync).is_err());
+        assert!(t.path().join("precious").exists());
     }
 }

@@ -281,6 +281,7 @@ impl Net {
         let mut r = self.resolver.write().unwrap_or_else(|p| p.into_inner());
         let nets: Vec<String> = entries.iter().map(|e| e.0.clone()).collect();
         for (net, ip, names) in entries {
+            tracing::debug!("DNS on {net}: {ip} is {names:?} ({holder})");
             let names: Vec<&str> = names.iter().map(String::as_str).collect();
             let zone = r.zones.entry(net.clone()).or_default();
             // Whatever names a former holder of the address left go first.
@@ -298,6 +299,7 @@ impl Net {
             if r.holders.get(ip).is_some_and(|h| h != holder) {
                 continue;
             }
+            tracing::debug!("DNS on {net}: {ip} is gone ({holder})");
             if let Some(z) = r.zones.get_mut(net) {
                 z.remove(*ip);
             }

@@ -180,6 +180,85 @@ async fn archive_out(ctr: &super::Ctr, path: String, follow: bool) -> Response<B
         .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed()))
 }
 
+/// A request body as a blocking reader, chunk by chunk as it arrives: what `archive_in`
+/// unpacks, so that a large tree is never held in memory.
+struct BodyReader {
+    rx: tokio::sync::mpsc::Receiver<Bytes>,
+    chunk: Bytes,
+}
+
+impl std::io::Read for BodyReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.chunk.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(c) => self.chunk = c,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk.split_to(n));
+        Ok(n)
+    }
+}
+
+/// `PUT /v1/containers/{id}/archive?path=DEST[&owners=1][&whiteouts=1][&mkdir=1]`: a tar
+/// stream unpacked into the running container as it arrives (`cp` into a container, and
+/// `watch`'s syncs, whose deletions are whiteout entries).
+async fn archive_in(engine: Arc<Engine>, id: &str, req: Request<Incoming>) -> Response<Body> {
+    let q = query(req.uri().query());
+    let Some(ctr) = engine.container(id) else {
+        return error(StatusCode::NOT_FOUND, format!("No such container: {id}"));
+    };
+    let Some(c) = ctr.live() else {
+        return error(StatusCode::CONFLICT, format!("container {id} is not running"));
+    };
+    let how = super::archive::Unpack {
+        owners: truthy(&q, "owners"),
+        whiteouts: truthy(&q, "whiteouts"),
+        mkdir: truthy(&q, "mkdir"),
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+    let dest = q.get("path").cloned().unwrap_or_default();
+    let worker = super::archive::write_in(
+        c.pid,
+        dest,
+        how,
+        BodyReader {
+            rx,
+            chunk: Bytes::new(),
+        },
+    );
+    let mut body = req.into_body();
+    let mut broken = None;
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(f) => {
+                if let Ok(data) = f.into_data() {
+                    // The unpacker stopped early (an error it will report): drain no more.
+                    if tx.send(data).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            Err(e) => {
+                broken = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let done = tokio::task::spawn_blocking(move || worker.join()).await;
+    match (done, broken) {
+        (_, Some(e)) => error(
+            StatusCode::BAD_REQUEST,
+            format!("the archive did not arrive whole: {e}"),
+        ),
+        (Ok(Ok(Ok(()))), None) => json(StatusCode::OK, &serde_json::json!({})),
+        (Ok(Ok(Err(e))), None) => error(StatusCode::BAD_REQUEST, e),
+        _ => error(StatusCode::INTERNAL_SERVER_ERROR, "the copy failed"),
+    }
+}
+
 /// `POST /v1/containers/{id}/exec`: checked, then answered `101` and carried on over
 /// the upgraded connection (or started and left, with `detach`).
 async fn exec(engine: Arc<Engine>, id: &str, mut req: Request<Incoming>) -> Response<Body> {
@@ -230,6 +309,10 @@ async fn handle(engine: Arc<Engine>, req: Request<Incoming>) -> Result<Response<
             let id = id.to_string();
             return Ok(exec(engine, &id, req).await);
         }
+        if let (&Method::PUT, ["v1", "containers", id, "archive"]) = (&method, segs.as_slice()) {
+            let id = id.to_string();
+            return Ok(archive_in(engine, &id, req).await);
+        }
     }
     let q = query(req.uri().query());
     let body = match req.into_body().collect().await {
@@ -276,22 +359,6 @@ async fn handle(engine: Arc<Engine>, req: Request<Incoming>) -> Result<Response<
         (&Method::GET, ["v1", "containers", id, "archive"]) => match engine.container(id) {
             None => error(StatusCode::NOT_FOUND, format!("No such container: {id}")),
             Some(ctr) => archive_out(&ctr, q.get("path").cloned().unwrap_or_default(), truthy(&q, "follow")).await,
-        },
-        (&Method::PUT, ["v1", "containers", id, "archive"]) => match engine.container(id) {
-            None => error(StatusCode::NOT_FOUND, format!("No such container: {id}")),
-            Some(ctr) => {
-                let Some(c) = ctr.live() else {
-                    return Ok(error(StatusCode::CONFLICT, format!("container {id} is not running")));
-                };
-                let dest = q.get("path").cloned().unwrap_or_default();
-                let h =
-                    super::archive::write_in(c.pid, dest, truthy(&q, "owners"), std::io::Cursor::new(body.to_vec()));
-                match tokio::task::spawn_blocking(move || h.join()).await {
-                    Ok(Ok(Ok(()))) => json(StatusCode::OK, &serde_json::json!({})),
-                    Ok(Ok(Err(e))) => error(StatusCode::BAD_REQUEST, e),
-                    _ => error(StatusCode::INTERNAL_SERVER_ERROR, "the copy failed"),
-                }
-            }
         },
         (&Method::GET, ["v1", "containers", id, "stats"]) => match engine.container(id) {
             None => error(StatusCode::NOT_FOUND, format!("No such container: {id}")),
