@@ -338,7 +338,7 @@ pub enum Command {
     /// Block until containers of all (or specified) services stop
     Wait(WaitArgs),
     /// Watch the build context for services and rebuild/refresh containers when files are updated
-    Watch(Pending),
+    Watch(crate::watch::command::WatchArgs),
     /// Run the engine (started on demand by the other commands)
     /// Runs the engine (started on demand by the other commands).
     Daemon,

@@ -96,7 +96,11 @@ pub fn exec(g: &Global, a: ExecArgs) -> Result<ExitCode> {
     std::process::exit(code.clamp(0, 255));
 }
 
-async fn pump(io: hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>, tty: bool, interactive: bool) -> Result<i32> {
+pub(crate) async fn pump(
+    io: hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>,
+    tty: bool,
+    interactive: bool,
+) -> Result<i32> {
     let (mut rd, mut wr) = tokio::io::split(io);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<(u8, Vec<u8>)>(64);
     tokio::spawn(async move {
@@ -171,6 +175,19 @@ async fn pump(io: hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>, tty: bool, 
     }
 }
 
+/// A container path as a query value: percent-encoded but for `/._-` and alphanumerics.
+pub(crate) fn query_escape(p: &str) -> String {
+    p.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"/._-".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 /// `SERVICE:PATH` (a path inside a service's container) or a local path.
 fn split_remote(s: &str) -> Option<(&str, &str)> {
     let (svc, path) = s.split_once(':')?;
@@ -195,17 +212,7 @@ pub fn cp(g: &Global, a: CpArgs) -> Result<ExitCode> {
         let Some(target) = all.iter().find(|s| s.service == service && s.number == a.index) else {
             bail!("service \"{service}\" is not running container #{}", a.index);
         };
-        let q = |p: &str| {
-            p.bytes()
-                .map(|b| {
-                    if b.is_ascii_alphanumeric() || b"/._-".contains(&b) {
-                        (b as char).to_string()
-                    } else {
-                        format!("%{b:02X}")
-                    }
-                })
-                .collect::<String>()
-        };
+        let q = query_escape;
         if into {
             let dest = remote_dest.map(|d| d.1).unwrap_or_default();
             let (chunks, worker) = if a.src == "-" {

@@ -104,9 +104,6 @@ pub fn up(g: &Global, a: UpArgs) -> Result<ExitCode> {
     if a.build {
         bail!("up --build: building images is not implemented yet");
     }
-    if a.watch {
-        bail!("up --watch: watch mode is not implemented yet");
-    }
     if a.detach && (a.abort_on_container_exit || a.abort_on_container_failure || a.exit_code_from.is_some()) {
         bail!("--abort-on-container-exit, --abort-on-container-failure and --exit-code-from cannot be combined with --detach");
     }
@@ -138,16 +135,49 @@ pub fn up(g: &Global, a: UpArgs) -> Result<ExitCode> {
         file_values: file_values(&l.loaded)?,
     };
     let detached = a.detach || a.wait || a.no_start;
+    // Checked before anything starts: a bad rule is said at once.
+    let session = if a.watch {
+        Some(crate::watch::command::session(g, &l, &a.services, true)?)
+    } else {
+        None
+    };
     runtime()?.block_on(async {
         let c = connect().await?;
         let lines = c
             .stream(Method::POST, &format!("/v1/projects/{}/up", l.name), Some(&req))
             .await?;
         let rc = follow_operation(lines).await?;
-        if rc != 0 || detached {
+        if rc != 0 {
             return Ok(code(rc));
         }
-        attached(&c, &l, &selected, &a).await
+        match session {
+            None if detached => Ok(code(rc)),
+            None => attached(&c, &l, &selected, &a).await,
+            Some(s) if detached => crate::watch::run(&c, s).await.map(|_| code(0)),
+            Some(s) => {
+                // The logs, and the watch beside them, until the logs end (Ctrl-C).
+                let watching = crate::watch::run(&c, s);
+                tokio::pin!(watching);
+                tokio::select! {
+                    r = attached(&c, &l, &selected, &a) => r,
+                    r = &mut watching => r.map(|_| code(0)),
+                }
+            }
+        }
+    })
+}
+
+/// The request of a plain `up -d` of `services` (all when empty), orphans removed: what
+/// `up --watch` sends when the project's files change.
+pub fn up_request(l: &Loaded, services: &[String]) -> Result<UpRequest> {
+    Ok(UpRequest {
+        project: l.json.clone(),
+        working_dir: l.loaded.project_dir.display().to_string(),
+        config_files: l.loaded.files.iter().map(|f| f.display().to_string()).collect(),
+        services: services.to_vec(),
+        remove_orphans: true,
+        file_values: file_values(&l.loaded)?,
+        ..Default::default()
     })
 }
 

@@ -13,6 +13,7 @@ mod observe_cmd;
 mod render;
 mod run_cmd;
 mod tarstream;
+mod watch;
 
 use anyhow::Result;
 use clap::{CommandFactory, Parser};
@@ -109,6 +110,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Top(a) => observe_cmd::top(&cli.global, a),
         Command::Stats(a) => observe_cmd::stats(&cli.global, a),
         Command::Scale(a) => lifecycle::scale(&cli.global, a),
+        Command::Watch(a) => watch::command::watch(&cli.global, a),
         Command::Daemon => daemon(),
         other => anyhow::bail!("rcompose {}: not implemented yet", other.name()),
     }

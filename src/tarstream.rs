@@ -33,11 +33,12 @@ impl Write for ChunkWriter {
     }
 }
 
+/// A stream's chunks, and the thread making them.
+pub type Stream = (mpsc::Receiver<Bytes>, std::thread::JoinHandle<std::io::Result<()>>);
+
 /// Runs `build` on a new thread with a tar builder; returns the stream of its output
 /// and the thread, whose result says whether the stream was made whole.
-pub fn spawn(
-    build: impl FnOnce(&mut tar::Builder<ChunkWriter>) -> std::io::Result<()> + Send + 'static,
-) -> (mpsc::Receiver<Bytes>, std::thread::JoinHandle<std::io::Result<()>>) {
+pub fn spawn(build: impl FnOnce(&mut tar::Builder<ChunkWriter>) -> std::io::Result<()> + Send + 'static) -> Stream {
     let (tx, rx) = mpsc::channel(8);
     let worker = std::thread::spawn(move || {
         let mut b = tar::Builder::new(ChunkWriter {
@@ -53,9 +54,7 @@ pub fn spawn(
 
 /// A stream already made (`cp - SERVICE:PATH` reads one from standard input), passed on
 /// as it is read.
-pub fn spawn_copy(
-    mut from: impl std::io::Read + Send + 'static,
-) -> (mpsc::Receiver<Bytes>, std::thread::JoinHandle<std::io::Result<()>>) {
+pub fn spawn_copy(mut from: impl std::io::Read + Send + 'static) -> Stream {
     let (tx, rx) = mpsc::channel(8);
     let worker = std::thread::spawn(move || {
         let mut w = ChunkWriter {

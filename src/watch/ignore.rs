@@ -9,7 +9,7 @@
 //! matches a directory matches everything under it; the last matching pattern wins.
 //! Each glob is compiled by `globset`; the anchoring, parents and ordering are here.
 
-use globset::{Glob, GlobMatcher};
+use globset::GlobMatcher;
 use std::path::{Component, Path};
 
 #[derive(Debug, Clone)]
