@@ -20,7 +20,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-RCOMPOSE=$bin sh examples/make-images.sh >/dev/null
+RCOMPOSE=$bin sh examples/make-images.sh busybox >/dev/null
 
 mk() { # mk DIR chain|wide N IMAGE
   mkdir -p "$1"
