@@ -339,6 +339,21 @@ pub fn net_spec(project: &str, key: &str, n: &compose::model::Network) -> NetSpe
 #[derive(Default)]
 pub struct Proxies(pub Vec<JoinHandle<()>>);
 
+impl Proxies {
+    /// Stops the proxies and waits until they are gone, their sockets closed: a
+    /// restart binds the same ports at once, which an abort alone (effective at the
+    /// task's next poll) would leave still taken.
+    pub async fn close(mut self) {
+        let tasks = std::mem::take(&mut self.0);
+        for t in &tasks {
+            t.abort();
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+}
+
 impl Drop for Proxies {
     fn drop(&mut self) {
         for t in &self.0 {

@@ -144,7 +144,8 @@ impl Engine {
         if let Some(t) = lock(&ctr.health_task).take() {
             t.abort();
         }
-        *lock(&ctr.proxies) = Default::default();
+        let proxies = std::mem::take(&mut *lock(&ctr.proxies));
+        proxies.close().await;
         let rec = ctr.rec();
         self.net.unregister(&rec.id, &super::container::dns_addresses(&rec));
         let me = self.clone();
