@@ -236,6 +236,23 @@ mod tests {
     }
 
     #[test]
+    fn the_build_context_dockerignore_applies() {
+        let t = setup();
+        std::fs::write(t.path().join(".dockerignore"), "**/*.log\nsrc/generated\n").unwrap();
+        let p = project(
+            t.path(),
+            "services:\n  web:\n    build: .\n    develop:\n      watch:\n        - {path: ./src, action: sync, target: /app}\n",
+        )
+        .unwrap();
+        let r = &rules(&p, &[]).unwrap()[0];
+        let src = t.path().join("src");
+        assert_eq!(r.wants(&src.join("x/a.log")), None);
+        assert_eq!(r.wants(&src.join("generated/x.js")), None);
+        assert!(r.skips_dir(&src.join("generated")));
+        assert_eq!(r.wants(&src.join("x/a.js")), Some(PathBuf::from("x/a.js")));
+    }
+
+    #[test]
     fn bad_rules_are_refused_with_their_key() {
         let t = setup();
         let cases = [

@@ -141,26 +141,17 @@ impl Env {
         .unwrap()
     }
 
+    /// `GET /` on 127.0.0.1:`port` in the engine's namespace, retried until it is a 200.
     pub fn http_get(&self, port: u16) -> String {
-        self.in_netns(move || {
-            use std::io::{Read, Write};
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                let attempt = (|| -> std::io::Result<String> {
-                    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
-                    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-                    s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")?;
-                    let mut out = String::new();
-                    s.read_to_string(&mut out)?;
-                    Ok(out)
-                })();
-                match attempt {
-                    Ok(s) if s.contains("200 OK") => return s,
-                    other if Instant::now() > deadline => panic!("GET :{port}: {other:?}"),
-                    _ => std::thread::sleep(Duration::from_millis(100)),
-                }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let r = self.http(port, "GET", "/", "");
+            if r.contains("200 OK") {
+                return r;
             }
-        })
+            assert!(Instant::now() < deadline, "GET :{port}: {r}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// One HTTP/1.0 request to 127.0.0.1:`port` in the engine's namespace, retried
