@@ -63,6 +63,13 @@ make_busybox() {
     echo "$ref made from $(/bin/busybox | head -1 | cut -d' ' -f1-2)"
 }
 
+# Unmounts whatever is mounted under DIR, deepest first.
+unmount_under() {
+    awk -v d="$1/" 'index($2, d) == 1 { print $2 }' /proc/mounts | sort -r | while read -r m; do
+        umount -l "$m" || true
+    done
+}
+
 make_debian() {
     ref=rcompose/debian-servers:$suite
     recipe=debian-$(printf '%s %s v2' "$suite" "$packages" | sha256sum | cut -c1-16)
@@ -77,8 +84,9 @@ make_debian() {
         [ "$(id -u)" = 0 ] || { echo "debootstrap needs root" >&2; exit 1; }
         mkdir -p "$cache"
         work=$(mktemp -d "$cache/build.XXXXXX")
-        # Whatever happens, no build directory is left half made.
-        trap 'rm -rf "$work"' EXIT INT TERM
+        # Whatever happens, no build directory is left half made, nor a mount that
+        # debootstrap made in it (/proc, /sys) when it stopped midway.
+        trap 'unmount_under "$work"; rm -rf "$work"' EXIT INT TERM
         echo "debootstrap $suite with $packages from $mirror (about a minute)..."
         if ! debootstrap --variant=minbase --include="$packages" "$suite" "$work/root" "$mirror" > "$work/log" 2>&1; then
             tail -20 "$work/log" >&2

@@ -212,7 +212,6 @@ pub fn cp(g: &Global, a: CpArgs) -> Result<ExitCode> {
         let Some(target) = all.iter().find(|s| s.service == service && s.number == a.index) else {
             bail!("service \"{service}\" is not running container #{}", a.index);
         };
-        let q = query_escape;
         if into {
             let dest = remote_dest.map(|d| d.1).unwrap_or_default();
             let (chunks, worker) = if a.src == "-" {
@@ -242,7 +241,7 @@ pub fn cp(g: &Global, a: CpArgs) -> Result<ExitCode> {
             let path = format!(
                 "/v1/containers/{}/archive?path={}&owners={}",
                 target.id,
-                q(dest),
+                query_escape(dest),
                 a.archive as u8
             );
             let sent = c.put_stream(&path, chunks).await;
@@ -254,7 +253,7 @@ pub fn cp(g: &Global, a: CpArgs) -> Result<ExitCode> {
             let path = format!(
                 "/v1/containers/{}/archive?path={}&follow={}",
                 target.id,
-                q(src),
+                query_escape(src),
                 a.follow_link as u8
             );
             let data = c

@@ -117,10 +117,6 @@ pub fn up(g: &Global, a: UpArgs) -> Result<ExitCode> {
     let selected = selected_services(&l, &a.services, a.no_deps)?;
     crate::image_cmd::pull_for_up(&l.loaded.project, &selected, a.pull.as_deref(), a.quiet_pull)?;
     let req = UpRequest {
-        project: l.json.clone(),
-        working_dir: l.loaded.project_dir.display().to_string(),
-        config_files: l.loaded.files.iter().map(|f| f.display().to_string()).collect(),
-        services: a.services.clone(),
         no_deps: a.no_deps,
         force_recreate: a.force_recreate,
         no_recreate: a.no_recreate,
@@ -132,7 +128,7 @@ pub fn up(g: &Global, a: UpArgs) -> Result<ExitCode> {
         timeout: a.timeout,
         wait: a.wait,
         wait_timeout: a.wait_timeout,
-        file_values: file_values(&l.loaded)?,
+        ..up_request(&l, &a.services)?
     };
     let detached = a.detach || a.wait || a.no_start;
     // Checked before anything starts: a bad rule is said at once.
@@ -167,15 +163,15 @@ pub fn up(g: &Global, a: UpArgs) -> Result<ExitCode> {
     })
 }
 
-/// The request of a plain `up -d` of `services` (all when empty), orphans removed: what
-/// `up --watch` sends when the project's files change.
+/// The request of a plain `up -d` of `services` (all when empty): what `up` adds its
+/// flags to, and what `up --watch` sends (with orphans removed) when the project's
+/// files change.
 pub fn up_request(l: &Loaded, services: &[String]) -> Result<UpRequest> {
     Ok(UpRequest {
         project: l.json.clone(),
         working_dir: l.loaded.project_dir.display().to_string(),
         config_files: l.loaded.files.iter().map(|f| f.display().to_string()).collect(),
         services: services.to_vec(),
-        remove_orphans: true,
         file_values: file_values(&l.loaded)?,
         ..Default::default()
     })

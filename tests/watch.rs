@@ -191,10 +191,12 @@ fn up_watch_applies_edits_of_the_compose_file_and_ignores_broken_ones() {
 
     // Only the edited service is recreated.
     env.write("compose.yaml", &RELOADED.replace("LEVEL: \"1\"", "LEVEL: \"2\""));
-    env.wait_for("b to be recreated", || ids(&env).get("b") != first.get("b"));
+    // (The new container is listed once created; it answers once started.)
+    env.wait_for("b to be recreated and running", || {
+        ids(&env).get("b") != first.get("b") && exec(&env, "b", "echo $LEVEL") == "2\n"
+    });
     let second = ids(&env);
     assert_eq!(second.get("a"), first.get("a"));
-    assert_eq!(exec(&env, "b", "echo $LEVEL"), "2\n");
 
     // A file that does not load is reported; nothing changes, and once it loads again
     // as it was, nothing is recreated.

@@ -17,11 +17,16 @@ pub const TTL: u32 = 600;
 
 #[derive(Debug, Default)]
 pub struct Zone {
-    names: HashMap<String, Vec<IpAddr>>,
+    names: HashMap<String, Entry>,
     reverse: HashMap<IpAddr, String>,
-    /// Each name's own rotation: with one counter for the zone, the other names' queries
-    /// between two of a name's could keep landing it on the same replica.
-    turns: HashMap<String, AtomicUsize>,
+}
+
+/// A name's addresses, and its own rotation: with one counter for the zone, the other
+/// names' queries between two of a name's could keep landing it on the same replica.
+#[derive(Debug, Default)]
+struct Entry {
+    addrs: Vec<IpAddr>,
+    turn: AtomicUsize,
 }
 
 /// What to do with a query.
@@ -42,8 +47,7 @@ impl Zone {
     /// aliases); the first name answers PTR queries.
     pub fn add(&mut self, names: &[&str], ip: IpAddr) {
         for n in names {
-            self.turns.entry(key(n)).or_default();
-            let v = self.names.entry(key(n)).or_default();
+            let v = &mut self.names.entry(key(n)).or_default().addrs;
             if !v.contains(&ip) {
                 v.push(ip);
             }
@@ -55,25 +59,19 @@ impl Zone {
 
     /// Forgets an address (its container stopped or was recreated).
     pub fn remove(&mut self, ip: IpAddr) {
-        for v in self.names.values_mut() {
-            v.retain(|a| *a != ip);
+        for n in self.names.values_mut() {
+            n.addrs.retain(|a| *a != ip);
         }
-        self.names.retain(|_, v| !v.is_empty());
-        let names = &self.names;
-        self.turns.retain(|n, _| names.contains_key(n));
+        self.names.retain(|_, n| !n.addrs.is_empty());
         self.reverse.remove(&ip);
     }
 
     /// The addresses of `name` of one family, rotated one step per call.
     fn lookup(&self, name: &str, v6: bool) -> Option<Vec<IpAddr>> {
-        let all = self.names.get(&key(name))?;
-        let mut v: Vec<IpAddr> = all.iter().copied().filter(|a| a.is_ipv6() == v6).collect();
+        let entry = self.names.get(&key(name))?;
+        let mut v: Vec<IpAddr> = entry.addrs.iter().copied().filter(|a| a.is_ipv6() == v6).collect();
         if !v.is_empty() {
-            let turn = self
-                .turns
-                .get(&key(name))
-                .map_or(0, |t| t.fetch_add(1, Ordering::Relaxed));
-            let n = turn % v.len();
+            let n = entry.turn.fetch_add(1, Ordering::Relaxed) % v.len();
             v.rotate_left(n);
         }
         Some(v)

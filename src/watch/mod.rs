@@ -281,7 +281,10 @@ async fn reload(c: &Client, s: &mut Session, w: &mut Watches) {
     };
     eprintln!("The project's files changed: applying them");
     let req = match crate::lifecycle::up_request(&l, &s.services) {
-        Ok(r) => r,
+        Ok(r) => engine::api::UpRequest {
+            remove_orphans: true,
+            ..r
+        },
         Err(e) => {
             eprintln!("{e}");
             return;

@@ -42,7 +42,7 @@ pub fn walk(rule: &Rule, root: &Path, out: &mut Vec<PathBuf>) {
 /// The tar stream of one rule's changes, relative to where it is unpacked: `changed`
 /// are host paths under the rule's path; each present one is sent as it is now, each
 /// missing one as a whiteout. Returns the container directory to unpack at.
-fn stream_for(rule: &Rule, changed: Vec<PathBuf>) -> Result<(String, crate::tarstream::Stream)> {
+fn stream_for(rule: &Rule, changed: Vec<PathBuf>) -> (String, crate::tarstream::Stream) {
     let target = rule.target.clone().unwrap_or_default();
     let single = rule.path.is_file() || !rule.path.exists() && changed.iter().all(|p| *p == rule.path);
     // A rule on one file: its target is the file, unpacked in the target's directory.
@@ -87,7 +87,7 @@ fn stream_for(rule: &Rule, changed: Vec<PathBuf>) -> Result<(String, crate::tars
         }
         Ok(())
     });
-    Ok((dest, stream))
+    (dest, stream)
 }
 
 fn whiteout(b: &mut tar::Builder<crate::tarstream::ChunkWriter>, rel: &Path) -> std::io::Result<()> {
@@ -110,7 +110,7 @@ pub async fn sync(c: &Client, project: &str, rule: &Rule, changed: &[PathBuf]) -
         bail!("service {:?} has no running container to sync into", rule.service);
     }
     for ctr in containers {
-        let (dest, (chunks, worker)) = stream_for(rule, changed.to_vec())?;
+        let (dest, (chunks, worker)) = stream_for(rule, changed.to_vec());
         let path = format!(
             "/v1/containers/{}/archive?path={}&whiteouts=1&mkdir=1",
             ctr.id,

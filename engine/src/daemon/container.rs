@@ -296,7 +296,6 @@ impl Engine {
         let rt = tokio::runtime::Handle::current();
         // With the addresses just allocated (`rec` predates them).
         let entries = dns_entries(&ctr.rec());
-        let rid = rec.id.clone();
         let started = tokio::task::spawn_blocking(move || {
             let mut plug = |pid: i32| -> Result<(), String> {
                 for (net, ifname, ip, route) in &attach {
@@ -305,7 +304,7 @@ impl Engine {
                 // Known to the DNS servers before its first instruction: a query from an
                 // unknown address is dropped, and the asker would wait out its resolver's
                 // retry (seconds) for nothing.
-                me.net.register(&rid, &entries);
+                me.net.register(&id, &entries);
                 Ok(())
             };
             me.runtime.start_with(&spec, &limits, &mut plug)
@@ -359,8 +358,9 @@ impl Engine {
         r
     }
 
-    /// Takes a running container under supervision: DNS names, health probe, exit
-    /// watcher. Used after `start` and when adopting after an engine restart.
+    /// Takes a running container under supervision: health probe, exit watcher (its
+    /// DNS names are registered before it runs, by `start`, or by `adopt_all`). Used
+    /// after `start` and when adopting after an engine restart.
     /// `check` is the container's health check, if any (`start` has it at hand).
     pub async fn resume(
         self: &Arc<Self>,
@@ -373,7 +373,6 @@ impl Engine {
         *lock(&ctr.live) = Some(c);
         ctr.paused.store(false, Ordering::SeqCst);
         ctr.restarting.store(false, Ordering::SeqCst);
-        self.net.register(&rec.id, &dns_entries(&rec));
         if lock(&ctr.proxies).0.is_empty() && !rec.ports.is_empty() {
             // Adopted: bind the ports it had again.
             let mut p = Proxies::default();
@@ -513,7 +512,7 @@ impl Engine {
     }
 }
 
-fn dns_entries(rec: &Record) -> Vec<(String, IpAddr, Vec<String>)> {
+pub(super) fn dns_entries(rec: &Record) -> Vec<(String, IpAddr, Vec<String>)> {
     rec.networks
         .iter()
         .filter_map(|n| {

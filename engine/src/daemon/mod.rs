@@ -322,7 +322,9 @@ impl Engine {
             }
             match self.runtime.adopt(&dir) {
                 Some(c) => {
-                    let check = self.health_check(&ctr.rec());
+                    let rec = ctr.rec();
+                    self.net.register(&rec.id, &container::dns_entries(&rec));
+                    let check = self.health_check(&rec);
                     if let Err(e) = self.resume(&ctr, c, check).await {
                         tracing::warn!("adopting {}: {e}", ctr.rec().name);
                     }

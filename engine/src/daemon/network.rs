@@ -43,12 +43,17 @@ pub struct NetSpec {
 #[derive(Default)]
 struct Resolver {
     zones: HashMap<String, Zone>,
-    /// Every address of every container -> the networks that container is on.
-    members: HashMap<IpAddr, Vec<String>>,
-    /// Which container holds each address now. An address freed by one container may
+    /// Every address of every container -> who holds it and on which networks.
+    members: HashMap<IpAddr, Member>,
+}
+
+struct Member {
+    /// The container holding the address now. An address freed by one container may
     /// already be another's when the first one's exit is processed; only the holder's
     /// leaving takes it out of the zones.
-    holders: HashMap<IpAddr, String>,
+    holder: String,
+    /// The networks that container is on: the zones its queries are answered from.
+    nets: Vec<String>,
 }
 
 pub struct Net {
@@ -162,7 +167,7 @@ impl Net {
         let me = name.to_string();
         let answer: netd::dns_server::Answerer = Arc::new(move |from: IpAddr, q: &[u8]| {
             let r = resolver.read().unwrap_or_else(|p| p.into_inner());
-            let Some(nets) = r.members.get(&from).filter(|n| n.contains(&me)) else {
+            let Some(nets) = r.members.get(&from).map(|m| &m.nets).filter(|n| n.contains(&me)) else {
                 tracing::debug!("DNS on {me}: a query from {from}, not on the network, dropped");
                 return None;
             };
@@ -287,8 +292,11 @@ impl Net {
             // Whatever names a former holder of the address left go first.
             zone.remove(*ip);
             zone.add(&names, *ip);
-            r.members.insert(*ip, nets.clone());
-            r.holders.insert(*ip, holder.to_string());
+            let member = Member {
+                holder: holder.to_string(),
+                nets: nets.clone(),
+            };
+            r.members.insert(*ip, member);
         }
     }
 
@@ -296,7 +304,7 @@ impl Net {
     pub fn unregister(&self, holder: &str, entries: &[(String, IpAddr)]) {
         let mut r = self.resolver.write().unwrap_or_else(|p| p.into_inner());
         for (net, ip) in entries {
-            if r.holders.get(ip).is_some_and(|h| h != holder) {
+            if r.members.get(ip).is_some_and(|m| m.holder != holder) {
                 continue;
             }
             tracing::debug!("DNS on {net}: {ip} is gone ({holder})");
@@ -304,7 +312,6 @@ impl Net {
                 z.remove(*ip);
             }
             r.members.remove(ip);
-            r.holders.remove(ip);
         }
     }
 }
