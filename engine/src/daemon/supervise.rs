@@ -137,7 +137,9 @@ impl Engine {
     /// Tears down what a container held while it ran and records how it ended. Called
     /// with its `op` lock held; does nothing if it is not running.
     pub(super) async fn finish_exit(self: &Arc<Self>, ctr: &Arc<Ctr>) {
-        let Some(c) = lock(&ctr.live).take() else {
+        // It stays "running" until its exit is recorded: nobody may see it exited with
+        // no exit code yet (a `run` would report 0 for its command's 5).
+        let Some(c) = ctr.live() else {
             return;
         };
         ctr.paused.store(false, Ordering::SeqCst);
@@ -182,6 +184,8 @@ impl Engine {
                 r.attempts = 0;
             }
         });
+        lock(&ctr.live).take();
+        self.bump();
         if oom {
             self.emit(&rec, "oom", &[]);
         }
