@@ -269,6 +269,23 @@ pub struct PortArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct AttachArgs {
+    /// Override the key sequence for detaching from a container
+    #[arg(long, default_value = "ctrl-p,ctrl-q")]
+    pub detach_keys: String,
+    /// index of the container if service has multiple replicas
+    #[arg(long, default_value_t = 1)]
+    pub index: u32,
+    /// Do not attach STDIN
+    #[arg(long)]
+    pub no_stdin: bool,
+    /// Proxy all received signals to the process
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub sig_proxy: bool,
+    pub service: String,
+}
+
+#[derive(Debug, Args)]
 pub struct ExecArgs {
     /// Detached mode: Run command in the background
     #[arg(short, long)]
@@ -383,8 +400,11 @@ pub struct RunArgs {
     /// Disable pseudo-TTY allocation (default: auto-detected)
     #[arg(short = 'T', long = "no-TTY")]
     pub no_tty: bool,
-    /// Keep STDIN open even if not attached
+    /// Allocate a pseudo-TTY (the default when standard input is a terminal)
     #[arg(short, long)]
+    pub tty: bool,
+    /// Keep STDIN open even if not attached (the default)
+    #[arg(short, long, default_value_t = true)]
     pub interactive: bool,
     /// Pull image before running ("always"|"missing"|"never")
     #[arg(long)]

@@ -272,7 +272,7 @@ pub enum Command {
         shell: clap_complete::Shell,
     },
     /// Attach local standard input, output, and error streams to a service's running container
-    Attach(Pending),
+    Attach(AttachArgs),
     /// Convert compose files into another model
     Bridge(Pending),
     /// Build or rebuild services

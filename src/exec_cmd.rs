@@ -5,51 +5,11 @@
 use crate::cli::{CpArgs, ExecArgs, Global};
 use crate::client::connect;
 use crate::lifecycle::{load_or_name, runtime};
+use crate::session::{pump, term_size, End, Opts, RawMode};
 use anyhow::{bail, Result};
-use engine::api::{frames, ContainerSummary, ExecRequest};
+use engine::api::{ContainerSummary, ExecRequest};
 use std::io::{IsTerminal, Write};
-use std::os::unix::io::AsFd;
 use std::process::ExitCode;
-use tokio::io::AsyncReadExt;
-
-/// The terminal's size (rows, columns), if standard output or input is one.
-fn term_size() -> Option<(u16, u16)> {
-    for fd in [1, 0] {
-        let mut ws = libc::winsize {
-            ws_row: 0,
-            ws_col: 0,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        // SAFETY: TIOCGWINSZ writes one winsize into `ws`.
-        if unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) } == 0 && ws.ws_row > 0 {
-            return Some((ws.ws_row, ws.ws_col));
-        }
-    }
-    None
-}
-
-/// Standard input in raw mode while it lives; the old settings come back on drop.
-struct RawMode(nix::sys::termios::Termios);
-
-impl RawMode {
-    fn enable() -> Result<RawMode> {
-        use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
-        let stdin = std::io::stdin();
-        let old = tcgetattr(stdin.as_fd())?;
-        let mut raw = old.clone();
-        cfmakeraw(&mut raw);
-        tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &raw)?;
-        Ok(RawMode(old))
-    }
-}
-
-impl Drop for RawMode {
-    fn drop(&mut self) {
-        let stdin = std::io::stdin();
-        let _ = nix::sys::termios::tcsetattr(stdin.as_fd(), nix::sys::termios::SetArg::TCSANOW, &self.0);
-    }
-}
 
 pub fn exec(g: &Global, a: ExecArgs) -> Result<ExitCode> {
     let (name, _) = load_or_name(g, std::slice::from_ref(&a.service))?;
@@ -87,92 +47,21 @@ pub fn exec(g: &Global, a: ExecArgs) -> Result<ExitCode> {
         }
         let io = c.upgrade(&path, &req).await?;
         let _raw = if tty { Some(RawMode::enable()?) } else { None };
-        pump(io, tty, a.interactive).await
+        let opts = Opts {
+            tty,
+            input: a.interactive,
+            detach_keys: None,
+        };
+        match pump(io, opts).await? {
+            End::Exited(code) => Ok(code),
+            End::Detached => Ok(0),
+        }
     });
     // Standard input may still be read by a blocking thread: leave without waiting for it.
     rt.shutdown_background();
     let code = code?;
     let _ = std::io::stdout().flush();
     std::process::exit(code.clamp(0, 255));
-}
-
-pub(crate) async fn pump(
-    io: hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>,
-    tty: bool,
-    interactive: bool,
-) -> Result<i32> {
-    let (mut rd, mut wr) = tokio::io::split(io);
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<(u8, Vec<u8>)>(64);
-    tokio::spawn(async move {
-        while let Some((kind, data)) = rx.recv().await {
-            if frames::write(&mut wr, kind, &data).await.is_err() {
-                break;
-            }
-        }
-    });
-    let input = tx.clone();
-    tokio::spawn(async move {
-        if !interactive {
-            let _ = input.send((frames::STDIN_EOF, Vec::new())).await;
-            return;
-        }
-        let mut stdin = tokio::io::stdin();
-        let mut buf = vec![0u8; 8192];
-        loop {
-            match stdin.read(&mut buf).await {
-                Ok(0) | Err(_) => {
-                    let _ = input.send((frames::STDIN_EOF, Vec::new())).await;
-                    break;
-                }
-                Ok(n) => {
-                    if input.send((frames::STDIN, buf[..n].to_vec())).await.is_err() {
-                        break;
-                    }
-                }
-            }
-        }
-    });
-    if tty {
-        let resize = tx.clone();
-        tokio::spawn(async move {
-            let Ok(mut winch) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change()) else {
-                return;
-            };
-            while winch.recv().await.is_some() {
-                if let Some((r, c)) = term_size() {
-                    let mut p = r.to_be_bytes().to_vec();
-                    p.extend_from_slice(&c.to_be_bytes());
-                    if resize.send((frames::RESIZE, p)).await.is_err() {
-                        break;
-                    }
-                }
-            }
-        });
-    }
-    drop(tx);
-    loop {
-        let Some((kind, data)) = frames::read(&mut rd).await? else {
-            bail!("the engine closed the exec stream before the command ended");
-        };
-        match kind {
-            frames::STDOUT => {
-                let mut o = std::io::stdout().lock();
-                o.write_all(&data)?;
-                o.flush()?;
-            }
-            frames::STDERR => {
-                let mut e = std::io::stderr().lock();
-                e.write_all(&data)?;
-                e.flush()?;
-            }
-            frames::ERROR => {
-                let msg = String::from_utf8_lossy(&data);
-                eprint!("{}{msg}\n", if tty { "\r" } else { "" });
-            }
-            frames::EXIT if data.len() == 4 => return Ok(i32::from_be_bytes([data[0], data[1], data[2], data[3]])),
-            _ => {}
-        }
-    }
 }
 
 /// A container path as a query value: percent-encoded but for `/._-` and alphanumerics.

@@ -2,6 +2,7 @@
 //! lifecycle commands, will talk to the engine over its socket.
 
 mod args;
+mod attach_cmd;
 mod cli;
 mod client;
 mod config_cmd;
@@ -12,6 +13,7 @@ mod logs_cmd;
 mod observe_cmd;
 mod render;
 mod run_cmd;
+mod session;
 mod tarstream;
 mod watch;
 
@@ -102,6 +104,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Ls(a) => logs_cmd::ls(a),
         Command::Wait(a) => lifecycle::wait(&cli.global, a),
         Command::Exec(a) => exec_cmd::exec(&cli.global, a),
+        Command::Attach(a) => attach_cmd::attach(&cli.global, a),
         Command::Run(a) => run_cmd::run(&cli.global, a),
         Command::Cp(a) => exec_cmd::cp(&cli.global, a),
         Command::Images(a) => observe_cmd::images(&cli.global, a),

@@ -1,5 +1,7 @@
-//! `run`: a one-off container of a service, as `docker compose run` makes it; attached,
-//! its output is printed (without prefixes) until it exits, and its exit code is ours.
+//! `run`: a one-off container of a service, as `docker compose run` makes it. Attached,
+//! the terminal is joined to it (a terminal of its own when ours is one, our standard
+//! input with `-i`, the default) until it exits, and its exit code is ours; one that has
+//! ended before the attachment has its log printed instead.
 
 use crate::cli::{Global, RunArgs};
 use crate::client::connect;
@@ -59,12 +61,17 @@ pub fn run(g: &Global, a: RunArgs) -> Result<ExitCode> {
         compose::Graph::new(&l.loaded.project)?.with_dependencies(std::slice::from_ref(&a.service))
     };
     crate::image_cmd::pull_for_up(&l.loaded.project, &deps, a.pull.as_deref(), true)?;
-    if !a.detach && !a.no_tty && std::io::stdin().is_terminal() {
-        eprintln!("WARN[0000] run: a terminal for the container is not implemented yet; running without one (-T)");
+    // A terminal when ours is one, unless -T; `-t` cannot make one out of a pipe.
+    let term = std::io::stdin().is_terminal();
+    if a.tty && !term && !a.detach {
+        bail!("the input device is not a TTY");
     }
-    if a.interactive && !a.detach {
-        eprintln!("WARN[0000] run -i: standard input is not forwarded yet");
-    }
+    let tty = !a.no_tty && term;
+    let size = if tty {
+        crate::session::term_size().unwrap_or((24, 80))
+    } else {
+        (0, 0)
+    };
     let req = RunRequest {
         project: l.json.clone(),
         working_dir: l.loaded.project_dir.display().to_string(),
@@ -87,6 +94,11 @@ pub fn run(g: &Global, a: RunArgs) -> Result<ExitCode> {
         name: a.name.clone(),
         no_deps: a.no_deps,
         file_values: file_values(&l.loaded)?,
+        tty,
+        interactive: a.interactive,
+        detach: a.detach,
+        rows: size.0,
+        cols: size.1,
     };
     let name = l.name.clone();
     let rt = runtime()?;
@@ -110,6 +122,25 @@ pub fn run(g: &Global, a: RunArgs) -> Result<ExitCode> {
         if a.detach {
             println!("{container}");
             return Ok(0);
+        }
+        let how = crate::attach_cmd::Attachment {
+            tty,
+            input: a.interactive,
+            detach_keys: crate::session::parse_detach_keys("ctrl-p,ctrl-q")?,
+            sig_proxy: true,
+        };
+        match crate::attach_cmd::attach_to(&c, &container, &how).await? {
+            Some(crate::session::End::Exited(code)) => {
+                if a.rm {
+                    c.stream(Method::DELETE, &format!("/v1/containers/{container}"), None::<&()>)
+                        .await?;
+                }
+                return Ok(code);
+            }
+            // Left running, as Docker leaves it (and removes nothing).
+            Some(crate::session::End::Detached) => return Ok(0),
+            // Ended before the attachment: its output is in the log.
+            None => {}
         }
         let printer = crate::logs_cmd::Printer::new(false, false, false);
         crate::logs_cmd::follow_one(

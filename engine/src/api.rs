@@ -61,6 +61,15 @@ pub struct RunRequest {
     pub name: Option<String>,
     pub no_deps: bool,
     pub file_values: BTreeMap<String, String>,
+    /// A terminal for the container (`-t`, or standard input is one).
+    pub tty: bool,
+    /// Standard input kept open (`-i`).
+    pub interactive: bool,
+    /// `-d`: no client attaches.
+    pub detach: bool,
+    /// The client's terminal size, with `tty`.
+    pub rows: u16,
+    pub cols: u16,
 }
 
 /// `POST /v1/projects/{name}/down`.
@@ -156,6 +165,11 @@ pub struct ContainerSummary {
     pub number: u32,
     #[serde(default)]
     pub restart_count: u32,
+    /// The main process has a terminal (`tty`), and takes attached input (`stdin_open`).
+    #[serde(default)]
+    pub tty: bool,
+    #[serde(default)]
+    pub stdin_open: bool,
 }
 
 /// `GET /v1/projects`.

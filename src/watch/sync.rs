@@ -161,7 +161,10 @@ pub async fn exec(c: &Client, project: &str, service: &str, e: &Exec) -> Result<
             cols: 0,
         };
         let io = c.upgrade(&format!("/v1/containers/{}/exec", ctr.id), &req).await?;
-        let code = crate::exec_cmd::pump(io, false, false).await?;
+        let code = match crate::session::pump(io, crate::session::Opts::default()).await? {
+            crate::session::End::Exited(code) => code,
+            crate::session::End::Detached => 0,
+        };
         if code != 0 {
             bail!("{:?} in {} exited with {code}", e.command.join(" "), ctr.name);
         }

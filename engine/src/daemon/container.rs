@@ -30,12 +30,15 @@ pub struct NewContainer<'a> {
     pub files: Vec<FileMount>,
     /// For `run`: the one-off container's name and whether it takes the service's aliases.
     pub oneoff: Option<(String, bool)>,
+    /// For `run`: its client attaches (see `Record::attached_run`), with a terminal of
+    /// this size.
+    pub attached_run: bool,
+    pub console_size: Option<(u16, u16)>,
 }
 
 /// Keys the engine does not implement yet: refused by name rather than ignored.
 pub fn unsupported(svc: &Service) -> Option<&'static str> {
     [
-        (svc.stdin_open == Some(true), "stdin_open"),
         (svc.mac_address.is_some(), "mac_address"),
         (svc.pre_start.is_some(), "pre_start"),
         (svc.external_links.is_some(), "external_links"),
@@ -133,6 +136,8 @@ impl Engine {
             volumes: vols,
             oneoff: n.oneoff.is_some(),
             use_aliases: n.oneoff.as_ref().is_some_and(|o| o.1),
+            attached_run: n.attached_run,
+            console_size: n.console_size,
             ..Default::default()
         };
         let dir = self.root.join("containers").join(&id);
@@ -229,6 +234,9 @@ impl Engine {
             });
         }
         spec.mounts.extend(self.volumes_from(&rec.project, &svc)?);
+        spec.process.stdin_once = rec.attached_run && spec.process.stdin_open;
+        spec.process.attach_replay = rec.attached_run;
+        spec.process.console_size = rec.console_size;
         // Legacy links: the linked service under its alias, for this container only.
         for l in svc.links.iter().flatten() {
             let (target, alias) = l.split_once(':').unwrap_or((l, l));

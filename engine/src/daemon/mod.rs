@@ -13,6 +13,7 @@
 
 pub mod actions;
 pub mod archive;
+pub mod attach;
 pub mod container;
 pub mod exec;
 pub mod files;

@@ -130,57 +130,8 @@ impl Engine {
             super::files::file_mounts(&project, svc, &req.file_values).map_err(|e| format!("service {s:?}: {e}"))?;
         }
 
-        // Networks and volumes the selected services use.
-        let mut nets: BTreeSet<String> = BTreeSet::new();
-        let mut vols: BTreeSet<String> = BTreeSet::new();
-        for s in &selected {
-            let svc = &project.services[s];
-            let mode = svc.network_mode.as_deref().unwrap_or("");
-            if mode.is_empty() || mode == "bridge" {
-                nets.extend(svc.networks.iter().flatten().map(|(k, _)| k.clone()));
-            }
-            for v in svc.volumes.iter().flatten() {
-                if v.r#type.as_deref().unwrap_or("volume") == "volume" {
-                    if let Some(k) = v.source.clone().filter(|k| !k.is_empty()) {
-                        vols.insert(k);
-                    }
-                }
-            }
-        }
-        for key in &nets {
-            let full = full_network_name(&project, &name, key);
-            let n = project.networks.get(key).cloned().unwrap_or_default();
-            if n.driver.as_deref().is_some_and(|d| d != "bridge") {
-                return Err(format!(
-                    "network {full}: driver {:?} is not implemented yet (bridge is)",
-                    n.driver.unwrap_or_default()
-                )
-                .into());
-            }
-            let spec = network::net_spec(&name, key, &n);
-            let exists = self.net.record(&full).is_some();
-            if !exists && !spec.external {
-                out.progress("Network", &full, "Creating");
-            }
-            self.net.ensure(&full, &spec).await?;
-            if !exists && !spec.external {
-                out.progress("Network", &full, "Created");
-            }
-        }
-        for key in &vols {
-            let full = full_volume_name(&project, &name, key);
-            let external = project
-                .volumes
-                .get(key)
-                .and_then(|v| v.external.as_ref())
-                .is_some_and(|e| e.is_external());
-            if !volumes::exists(&self.root, &full) && !external {
-                out.progress("Volume", &format!("\"{full}\""), "Creating");
-            }
-            if volumes::ensure(&self.root, &full, &name, key, external)? {
-                out.progress("Volume", &format!("\"{full}\""), "Created");
-            }
-        }
+        let services: Vec<&compose::model::Service> = selected.iter().map(|s| &project.services[s]).collect();
+        self.ensure_resources(&project, &name, &services, &out).await?;
 
         // Orphans: containers of services the file no longer has.
         let orphans: Vec<Arc<Ctr>> = self
@@ -327,6 +278,8 @@ impl Engine {
                 config_files: &req.config_files,
                 files: files.clone(),
                 oneoff: None,
+                attached_run: false,
+                console_size: None,
             };
             match keep.remove(&number) {
                 Some(c) => {
@@ -399,6 +352,68 @@ impl Engine {
     }
 
     /// Waits until `service`'s containers satisfy `cond`, with Compose's messages.
+    /// The networks and volumes `services` use, created where missing (with progress).
+    pub(super) async fn ensure_resources(
+        &self,
+        project: &Project,
+        name: &str,
+        services: &[&compose::model::Service],
+        out: &Out,
+    ) -> Result<(), OpError> {
+        // Networks and volumes the selected services use.
+        let mut nets: BTreeSet<String> = BTreeSet::new();
+        let mut vols: BTreeSet<String> = BTreeSet::new();
+        for svc in services {
+            let mode = svc.network_mode.as_deref().unwrap_or("");
+            if mode.is_empty() || mode == "bridge" {
+                nets.extend(svc.networks.iter().flatten().map(|(k, _)| k.clone()));
+            }
+            for v in svc.volumes.iter().flatten() {
+                if v.r#type.as_deref().unwrap_or("volume") == "volume" {
+                    if let Some(k) = v.source.clone().filter(|k| !k.is_empty()) {
+                        vols.insert(k);
+                    }
+                }
+            }
+        }
+        for key in &nets {
+            let full = full_network_name(project, name, key);
+            let n = project.networks.get(key).cloned().unwrap_or_default();
+            if n.driver.as_deref().is_some_and(|d| d != "bridge") {
+                return Err(format!(
+                    "network {full}: driver {:?} is not implemented yet (bridge is)",
+                    n.driver.unwrap_or_default()
+                )
+                .into());
+            }
+            let spec = network::net_spec(name, key, &n);
+            let exists = self.net.record(&full).is_some();
+            if !exists && !spec.external {
+                out.progress("Network", &full, "Creating");
+            }
+            self.net.ensure(&full, &spec).await?;
+            if !exists && !spec.external {
+                out.progress("Network", &full, "Created");
+            }
+        }
+        for key in &vols {
+            let full = full_volume_name(project, name, key);
+            let external = project
+                .volumes
+                .get(key)
+                .and_then(|v| v.external.as_ref())
+                .is_some_and(|e| e.is_external());
+            if !volumes::exists(&self.root, &full) && !external {
+                out.progress("Volume", &format!("\"{full}\""), "Creating");
+            }
+            if volumes::ensure(&self.root, &full, name, key, external)? {
+                out.progress("Volume", &format!("\"{full}\""), "Created");
+            }
+        }
+
+        Ok(())
+    }
+
     async fn wait_condition(&self, project: &str, service: &str, cond: &Condition, out: &Out) -> Result<(), String> {
         if *cond == Condition::Started {
             return Ok(());

@@ -87,6 +87,10 @@ impl Engine {
             d.restart_policy = None;
         }
         svc.container_name = None;
+        svc.tty = Some(req.tty);
+        svc.stdin_open = Some(req.interactive);
+        // Its networks and volumes (`--no-deps` or none: `up` has not made them).
+        self.ensure_resources(&project, &name, &[&svc], &out).await?;
         let image_id = self.image_id(&svc)?;
         let cname = req
             .name
@@ -104,6 +108,8 @@ impl Engine {
             config_files: &req.config_files,
             files,
             oneoff: Some((cname.clone(), req.use_aliases)),
+            attached_run: !req.detach,
+            console_size: (req.tty && req.rows > 0).then_some((req.rows, req.cols)),
         })?;
         let _ = out.0.send(StreamMsg::Created(cname.clone()));
         let _op = ctr.op.lock().await;

@@ -292,10 +292,39 @@ async fn exec(engine: Arc<Engine>, id: &str, mut req: Request<Incoming>) -> Resp
             Err(e) => tracing::warn!("exec: the connection was not upgraded: {e}"),
         }
     });
+    switching("rcompose-exec")
+}
+
+/// `POST /v1/containers/{id}/attach`: the container's attach socket connected, then
+/// answered `101` and joined to the upgraded connection.
+async fn attach(engine: Arc<Engine>, id: &str, mut req: Request<Incoming>) -> Response<Body> {
+    let upgrade = hyper::upgrade::on(&mut req);
+    let Some(ctr) = engine.container(id) else {
+        return error(StatusCode::NOT_FOUND, format!("No such container: {id}"));
+    };
+    let restarts = ctr.rec().restart_count;
+    let sock = match engine.attach_connect(&ctr).await {
+        Ok(s) => s,
+        Err(e) => return error(StatusCode::CONFLICT, e),
+    };
+    tokio::spawn(async move {
+        match upgrade.await {
+            Ok(up) => {
+                engine
+                    .attach_stream(ctr, sock, restarts, hyper_util::rt::TokioIo::new(up))
+                    .await
+            }
+            Err(e) => tracing::warn!("attach: the connection was not upgraded: {e}"),
+        }
+    });
+    switching("rcompose-attach")
+}
+
+fn switching(protocol: &'static str) -> Response<Body> {
     Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)
         .header("connection", "upgrade")
-        .header("upgrade", "rcompose-exec")
+        .header("upgrade", protocol)
         .body(Full::new(Bytes::new()).boxed())
         .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed()))
 }
@@ -308,6 +337,10 @@ async fn handle(engine: Arc<Engine>, req: Request<Incoming>) -> Result<Response<
         if let (&Method::POST, ["v1", "containers", id, "exec"]) = (&method, segs.as_slice()) {
             let id = id.to_string();
             return Ok(exec(engine, &id, req).await);
+        }
+        if let (&Method::POST, ["v1", "containers", id, "attach"]) = (&method, segs.as_slice()) {
+            let id = id.to_string();
+            return Ok(attach(engine, &id, req).await);
         }
         if let (&Method::PUT, ["v1", "containers", id, "archive"]) = (&method, segs.as_slice()) {
             let id = id.to_string();
@@ -355,6 +388,23 @@ async fn handle(engine: Arc<Engine>, req: Request<Incoming>) -> Result<Response<
                 Some(rows) => json(StatusCode::OK, &rows),
                 None => error(StatusCode::CONFLICT, format!("container {id} is not running")),
             },
+        },
+        (&Method::POST, ["v1", "containers", id, "kill"]) => match engine.container(id) {
+            None => error(StatusCode::NOT_FOUND, format!("No such container: {id}")),
+            Some(ctr) => {
+                let name = q.get("signal").map(String::as_str).unwrap_or("SIGKILL");
+                match crate::runtime::service::signal_number(name) {
+                    None => error(StatusCode::BAD_REQUEST, format!("invalid signal {name:?}")),
+                    Some(_) if ctr.live().is_none() => error(
+                        StatusCode::CONFLICT,
+                        format!("container {} is not running", ctr.rec().name),
+                    ),
+                    Some(sig) => match engine.kill(&ctr, sig) {
+                        Ok(()) => json(StatusCode::OK, &serde_json::json!({})),
+                        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+                    },
+                }
+            }
         },
         (&Method::GET, ["v1", "containers", id, "archive"]) => match engine.container(id) {
             None => error(StatusCode::NOT_FOUND, format!("No such container: {id}")),

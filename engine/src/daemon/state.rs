@@ -92,6 +92,13 @@ pub struct Record {
     pub oneoff: bool,
     #[serde(default)]
     pub use_aliases: bool,
+    /// A `run` with its client attached: its input ends with the client's (`-i`), and
+    /// its first output is kept until the client attaches.
+    #[serde(default)]
+    pub attached_run: bool,
+    /// The `run` client's terminal size (rows, columns), for the container's.
+    #[serde(default)]
+    pub console_size: Option<(u16, u16)>,
 }
 
 impl Record {
@@ -252,6 +259,12 @@ pub fn summary(rec: &Record, state: State, health: &str) -> ContainerSummary {
         networks: rec.networks.iter().map(|n| n.network.clone()).collect(),
         number: rec.number,
         restart_count: rec.restart_count,
+        tty: rec.service_json.get("tty").and_then(|v| v.as_bool()).unwrap_or(false),
+        stdin_open: rec
+            .service_json
+            .get("stdin_open")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false),
     }
 }
 

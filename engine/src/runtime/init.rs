@@ -156,6 +156,8 @@ fn container_init(spec: ContainerSpec) -> ! {
     let dir = File::open(&spec.dir).unwrap_or_else(|e| fail(1, format!("{}: {e}", spec.dir.display())));
     let mut log = LogWriter::open(dir.as_raw_fd(), spec.log.max_size, spec.log.max_file)
         .unwrap_or_else(|e| fail(1, format!("opening the log: {e}")));
+    // Bound while the host's /proc is still there to reach the directory by.
+    let listener = super::attach::listen_in(dir.as_raw_fd()).ok();
     let own_netns = spec.namespaces.net.is_none();
     if let Err(e) = super::mounts::setup(&spec, own_netns) {
         fail(1, e);
@@ -185,7 +187,13 @@ fn container_init(spec: ContainerSpec) -> ! {
 
     // Output: a pty (tty: true) or two pipes; the init reads them all.
     let (out_r, out_w, err_r, err_w) = if proc_spec.tty {
-        let pty = nix::pty::openpty(None, None).unwrap_or_else(|e| fail(1, format!("openpty: {e}")));
+        let ws = proc_spec.console_size.map(|(rows, cols)| nix::pty::Winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        });
+        let pty = nix::pty::openpty(ws.as_ref(), None).unwrap_or_else(|e| fail(1, format!("openpty: {e}")));
         let slave2 = pty.slave.try_clone().unwrap_or_else(|e| fail(1, format!("dup: {e}")));
         (pty.master, pty.slave, None, slave2)
     } else {
@@ -194,6 +202,9 @@ fn container_init(spec: ContainerSpec) -> ! {
         (or, ow, Some(er), ew)
     };
     let (exec_r, exec_w) = pipe();
+    // Input: the terminal when there is one (as Docker's), a pipe for attached clients
+    // with `stdin_open`, or nothing.
+    let stdin_pipe = (proc_spec.stdin_open && !proc_spec.tty).then(pipe);
 
     // Signals are taken through a signalfd, so they are blocked before the fork.
     let mut mask = SigSet::empty();
@@ -218,8 +229,18 @@ fn container_init(spec: ContainerSpec) -> ! {
         Ok(ForkResult::Child) => {
             let _ = SigSet::all().thread_unblock();
             let _ = nix::unistd::setsid();
-            let devnull = File::open("/dev/null").unwrap_or_else(|_| std::process::exit(1));
-            let _ = nix::unistd::dup2_stdin(&devnull);
+            match (&stdin_pipe, proc_spec.tty) {
+                (_, true) => {
+                    let _ = nix::unistd::dup2_stdin(&out_w);
+                }
+                (Some((r, _)), false) => {
+                    let _ = nix::unistd::dup2_stdin(r);
+                }
+                (None, false) => {
+                    let devnull = File::open("/dev/null").unwrap_or_else(|_| std::process::exit(1));
+                    let _ = nix::unistd::dup2_stdin(&devnull);
+                }
+            }
             let _ = nix::unistd::dup2_stdout(&out_w);
             let _ = nix::unistd::dup2_stderr(&err_w);
             if proc_spec.tty {
@@ -238,9 +259,12 @@ fn container_init(spec: ContainerSpec) -> ! {
     drop(out_w);
     drop(err_w);
     drop(exec_w);
+    let stdin_w = stdin_pipe.map(|(_, w)| w);
     let mut failed = String::new();
     let _ = File::from(exec_r).read_to_string(&mut failed);
     if let Some((code, msg)) = failed.split_once(' ') {
+        drop(listener);
+        super::attach::unlink(dir.as_raw_fd());
         let code: i32 = code.parse().unwrap_or(1);
         let _ = waitpid(workload, None);
         write_exit(
@@ -264,12 +288,28 @@ fn container_init(spec: ContainerSpec) -> ! {
     );
     // SAFETY: closing the engine's socket; it is not used again.
     unsafe { libc::close(SOCK_FD) };
-    supervise(workload, out_r, err_r, mask, &mut log, dir.as_raw_fd())
+    let input = if proc_spec.tty { out_r.try_clone().ok() } else { stdin_w };
+    let opts = super::attach::Opts {
+        input: proc_spec.stdin_open,
+        tty: proc_spec.tty,
+        stdin_once: proc_spec.stdin_once,
+        replay: proc_spec.attach_replay,
+    };
+    let mut attach = super::attach::Attach::new(dir.as_raw_fd(), listener, input, opts);
+    supervise(workload, out_r, err_r, mask, &mut log, &mut attach, dir.as_raw_fd())
 }
 
-/// PID 1's loop: output to the log, signals to the workload, zombies reaped. Returns
-/// (exits) when the workload has exited.
-fn supervise(workload: Pid, out: OwnedFd, err: Option<OwnedFd>, mask: SigSet, log: &mut LogWriter, dir: RawFd) -> ! {
+/// PID 1's loop: output to the log and attached clients, their input to the workload,
+/// signals to the workload, zombies reaped. Returns (exits) when the workload has exited.
+fn supervise(
+    workload: Pid,
+    out: OwnedFd,
+    err: Option<OwnedFd>,
+    mask: SigSet,
+    log: &mut LogWriter,
+    attach: &mut super::attach::Attach,
+    dir: RawFd,
+) -> ! {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use nix::sys::signalfd::{SfdFlags, SignalFd};
     let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
@@ -287,10 +327,12 @@ fn supervise(workload: Pid, out: OwnedFd, err: Option<OwnedFd>, mask: SigSet, lo
             break;
         }
         let sig_fd = sfd.as_raw_fd();
+        let attach_set = attach.poll_set();
         // SAFETY: the descriptors stay open while polled.
-        let mut fds: Vec<PollFd> = std::iter::once(sig_fd)
-            .chain(open.iter().map(|(_, f)| *f))
-            .map(|f| PollFd::new(unsafe { std::os::fd::BorrowedFd::borrow_raw(f) }, PollFlags::POLLIN))
+        let mut fds: Vec<PollFd> = std::iter::once((sig_fd, PollFlags::POLLIN))
+            .chain(open.iter().map(|(_, f)| (*f, PollFlags::POLLIN)))
+            .chain(attach_set.iter().map(|(f, w, _)| (*f, *w)))
+            .map(|(f, w)| PollFd::new(unsafe { std::os::fd::BorrowedFd::borrow_raw(f) }, w))
             .collect();
         // Once the workload is gone, other processes holding the pipes get a moment.
         let timeout = if status.is_some() {
@@ -304,7 +346,8 @@ fn supervise(workload: Pid, out: OwnedFd, err: Option<OwnedFd>, mask: SigSet, lo
             Err(nix::errno::Errno::EINTR) => continue,
             Err(_) => break,
         }
-        let revents: Vec<bool> = fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect();
+        let flags: Vec<PollFlags> = fds.iter().map(|f| f.revents().unwrap_or(PollFlags::empty())).collect();
+        let revents: Vec<bool> = flags.iter().map(|r| !r.is_empty()).collect();
         if revents[0] {
             while let Ok(Some(si)) = sfd.read_signal() {
                 let signo = si.ssi_signo as i32;
@@ -331,14 +374,38 @@ fn supervise(workload: Pid, out: OwnedFd, err: Option<OwnedFd>, mask: SigSet, lo
             }
             // SAFETY: `buf` is writable; `fd` is open.
             let n = unsafe { libc::read(*fd, buf.as_mut_ptr().cast(), buf.len()) };
+            if n < 0
+                && matches!(
+                    nix::errno::Errno::last(),
+                    nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR
+                )
+            {
+                // A terminal's master is non-blocking (its input side is written so).
+                continue;
+            }
             if n <= 0 {
                 streams[*i].0 = None;
             } else {
-                let _ = log.write(streams[*i].1, &buf[..n as usize]);
+                let data = &buf[..n as usize];
+                let _ = log.write(streams[*i].1, data);
+                let kind = if streams[*i].1 == 0 {
+                    super::attach::STDOUT
+                } else {
+                    super::attach::STDERR
+                };
+                attach.output(kind, data);
             }
         }
+        let base = 1 + open.len();
+        for (k, (_, _, slot)) in attach_set.iter().enumerate() {
+            if revents[base + k] {
+                attach.ready(*slot, flags[base + k]);
+            }
+        }
+        attach.reap();
     }
     let _ = log.flush();
+    attach.finish();
     let (code, signal) = status.unwrap_or((137, Some(9)));
     write_exit(
         dir,

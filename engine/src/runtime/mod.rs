@@ -5,6 +5,7 @@
 //! it go. The init stays as PID 1 and keeps the logs and the exit status, so the engine
 //! can go away and come back without the container noticing.
 
+pub mod attach;
 pub mod cgroups;
 pub mod devices_bpf;
 pub mod init;

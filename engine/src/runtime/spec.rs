@@ -33,6 +33,19 @@ pub struct Process {
     pub group_add: Vec<String>,
     #[serde(default)]
     pub tty: bool,
+    /// `stdin_open`: standard input is a pipe (or the terminal) that attached clients
+    /// write to; otherwise /dev/null (or the terminal, with nobody typing).
+    #[serde(default)]
+    pub stdin_open: bool,
+    /// `run -i`: standard input closes when the attached client's input ends.
+    #[serde(default)]
+    pub stdin_once: bool,
+    /// `run` attached: output made before the first client attaches is kept for it.
+    #[serde(default)]
+    pub attach_replay: bool,
+    /// The terminal's first size (rows, columns), as the `run` client's.
+    #[serde(default)]
+    pub console_size: Option<(u16, u16)>,
     /// Capabilities kept (names as `CAP_CHOWN`); all others are dropped.
     pub capabilities: Vec<String>,
     #[serde(default)]
