@@ -81,6 +81,7 @@ pub struct UpArgs {
     /// Watch source code and rebuild/refresh containers when files are updated
     #[arg(short = 'w', long)]
     pub watch: bool,
+    #[arg(add = crate::completion::services())]
     pub services: Vec<String>,
 }
 
@@ -98,6 +99,7 @@ pub struct CreateArgs {
     pub pull: Option<String>,
     #[arg(long)]
     pub quiet_pull: bool,
+    #[arg(add = crate::completion::services())]
     pub services: Vec<String>,
 }
 
@@ -115,6 +117,7 @@ pub struct DownArgs {
     /// Specify a shutdown timeout in seconds
     #[arg(short = 't', long, value_name = "SECONDS")]
     pub timeout: Option<u64>,
+    #[arg(add = crate::completion::services())]
     pub services: Vec<String>,
 }
 
@@ -142,6 +145,7 @@ pub struct PsArgs {
     #[arg(long)]
     pub no_trunc: bool,
     #[arg(value_name = "SERVICE")]
+    #[arg(add = crate::completion::services())]
     pub service: Vec<String>,
 }
 
@@ -171,11 +175,13 @@ pub struct LogsArgs {
     /// index of the container if service has multiple replicas
     #[arg(long)]
     pub index: Option<u32>,
+    #[arg(add = crate::completion::services())]
     pub services: Vec<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct ServicesArgs {
+    #[arg(add = crate::completion::services())]
     pub services: Vec<String>,
 }
 
@@ -184,6 +190,7 @@ pub struct StopArgs {
     /// Specify a shutdown timeout in seconds
     #[arg(short = 't', long, value_name = "SECONDS")]
     pub timeout: Option<u64>,
+    #[arg(add = crate::completion::services())]
     pub services: Vec<String>,
 }
 
@@ -195,6 +202,7 @@ pub struct KillArgs {
     /// Remove containers for services not defined in the Compose file
     #[arg(long)]
     pub remove_orphans: bool,
+    #[arg(add = crate::completion::services())]
     pub services: Vec<String>,
 }
 
@@ -209,6 +217,7 @@ pub struct RmArgs {
     /// Remove any anonymous volumes attached to containers
     #[arg(short, long)]
     pub volumes: bool,
+    #[arg(add = crate::completion::services())]
     pub services: Vec<String>,
 }
 
@@ -234,6 +243,7 @@ pub struct WaitArgs {
     #[arg(long)]
     pub down_project: bool,
     #[arg(required = true)]
+    #[arg(add = crate::completion::services())]
     pub services: Vec<String>,
 }
 
@@ -242,6 +252,7 @@ pub struct EventsArgs {
     /// Output events as a stream of json objects
     #[arg(long)]
     pub json: bool,
+    #[arg(add = crate::completion::services())]
     pub services: Vec<String>,
 }
 
@@ -253,6 +264,7 @@ pub struct ImagesArgs {
     /// Only display IDs
     #[arg(short, long)]
     pub quiet: bool,
+    #[arg(add = crate::completion::services())]
     pub services: Vec<String>,
 }
 
@@ -264,6 +276,7 @@ pub struct PortArgs {
     /// tcp or udp
     #[arg(long, default_value = "tcp")]
     pub protocol: String,
+    #[arg(add = crate::completion::services())]
     pub service: String,
     pub private_port: u16,
 }
@@ -282,6 +295,7 @@ pub struct AttachArgs {
     /// Proxy all received signals to the process
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub sig_proxy: bool,
+    #[arg(add = crate::completion::services())]
     pub service: String,
 }
 
@@ -311,6 +325,7 @@ pub struct ExecArgs {
     /// Give extended privileges to the process
     #[arg(long)]
     pub privileged: bool,
+    #[arg(add = crate::completion::services())]
     pub service: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
     pub command: Vec<String>,
@@ -339,6 +354,7 @@ pub struct StatsArgs {
     /// Format output: table, json
     #[arg(long, value_enum, default_value_t = TableFormat::Table)]
     pub format: TableFormat,
+    #[arg(add = crate::completion::services())]
     pub service: Option<String>,
 }
 
@@ -409,6 +425,7 @@ pub struct RunArgs {
     /// Pull image before running ("always"|"missing"|"never")
     #[arg(long)]
     pub pull: Option<String>,
+    #[arg(add = crate::completion::services())]
     pub service: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,

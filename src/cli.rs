@@ -148,6 +148,7 @@ pub struct ConfigArgs {
     #[arg(long)]
     pub no_env_resolution: bool,
     /// Services to print (with what they depend on)
+    #[arg(add = crate::completion::services())]
     pub service: Vec<String>,
 }
 
@@ -256,6 +257,7 @@ pub struct PullArgs {
     /// Pull without printing progress information
     #[arg(short, long)]
     pub quiet: bool,
+    #[arg(add = crate::completion::services())]
     pub services: Vec<String>,
 }
 

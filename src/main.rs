@@ -5,6 +5,7 @@ mod args;
 mod attach_cmd;
 mod cli;
 mod client;
+mod completion;
 mod config_cmd;
 mod exec_cmd;
 mod image_cmd;
@@ -18,7 +19,7 @@ mod tarstream;
 mod watch;
 
 use anyhow::Result;
-use clap::{CommandFactory, Parser};
+use clap::Parser;
 use cli::{Cli, Command, Format, Global, LogLevel};
 use std::process::ExitCode;
 
@@ -29,6 +30,7 @@ fn main() -> ExitCode {
         Some(a) if a == engine::runtime::init::EXEC_ARG => engine::runtime::init::exec_main(),
         _ => {}
     }
+    completion::answer_if_asked();
     let cli = Cli::parse();
     init_logging(cli.global.log_level);
     match run(cli) {
@@ -86,7 +88,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Image(args) => image_cmd::run(args.command),
         Command::Pull(args) => image_cmd::pull(&cli.global, args),
         Command::Completion { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "rcompose", &mut std::io::stdout());
+            completion::script(shell, &mut std::io::stdout())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Up(a) => lifecycle::up(&cli.global, a),

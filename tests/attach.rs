@@ -7,7 +7,6 @@ mod engine_env;
 
 use engine_env::{root, Env};
 use std::io::{Read, Write};
-use std::os::unix::io::OwnedFd;
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -39,7 +38,7 @@ impl Screen {
                 sink.lock().unwrap().extend_from_slice(&buf[..n]);
             }
         });
-        (Screen { text, master }, std::fs::File::from(OwnedFd::from(pty.slave)))
+        (Screen { text, master }, std::fs::File::from(pty.slave))
     }
 
     fn text(&self) -> String {

@@ -310,7 +310,53 @@ fn version_and_completion() {
         serde_json::from_str(&ok(&rcompose(t.path(), &["version", "--format", "json"], &[]))).unwrap();
     assert_eq!(j["version"], format!("v{v}"));
     let bash = ok(&rcompose(t.path(), &["completion", "bash"], &[]));
-    assert!(bash.contains("rcompose") && bash.contains("config"));
+    assert!(
+        bash.contains("COMPLETE=\"bash\"") && bash.contains(env!("CARGO_BIN_EXE_rcompose")),
+        "{bash}"
+    );
+    assert!(ok(&rcompose(t.path(), &["completion", "zsh"], &[])).contains("compdef"));
+}
+
+/// What the shell script asks: the candidates for the word at `index` of `words`.
+fn complete(dir: &Path, words: &[&str], index: usize) -> Vec<String> {
+    let mut args = vec!["--"];
+    args.extend_from_slice(words);
+    let index = index.to_string();
+    let env = [
+        ("COMPLETE", "bash"),
+        ("_CLAP_COMPLETE_INDEX", index.as_str()),
+        ("_CLAP_COMPLETE_COMP_TYPE", "9"),
+        ("_CLAP_COMPLETE_SPACE", "true"),
+        ("_CLAP_IFS", "\n"),
+    ];
+    ok(&rcompose(dir, &args, &env)).lines().map(String::from).collect()
+}
+
+#[test]
+fn completion_offers_the_projects_services() {
+    let t = project(&[
+        ("compose.yaml", STACK),
+        (
+            "other/o.yaml",
+            "services:\n  alpha:\n    image: a\n  beta:\n    image: b\n",
+        ),
+    ]);
+    let got = complete(t.path(), &["rcompose", "logs", ""], 2);
+    // The project's services (not those of an inactive profile), then the flags.
+    assert!(
+        got.contains(&"web".to_string()) && got.contains(&"cache".to_string()),
+        "{got:?}"
+    );
+    assert!(!got.contains(&"db".to_string()), "{got:?}");
+    assert!(got.contains(&"--follow".to_string()), "{got:?}");
+    let got = complete(t.path(), &["rcompose", "--profile", "data", "exec", "d"], 4);
+    assert_eq!(got, vec!["db"]);
+    let got = complete(t.path(), &["rcompose", "-f", "other/o.yaml", "restart", "b"], 4);
+    assert_eq!(got, vec!["beta"]);
+    // Commands are this binary's; a project that does not load offers no services.
+    assert_eq!(complete(t.path(), &["rcompose", "atta"], 1), vec!["attach"]);
+    let got = complete(t.path(), &["rcompose", "-f", "missing.yaml", "logs", "w"], 4);
+    assert!(got.is_empty(), "{got:?}");
 }
 
 #[test]

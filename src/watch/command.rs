@@ -18,6 +18,7 @@ pub struct WatchArgs {
     /// Hide build output
     #[arg(long)]
     pub quiet: bool,
+    #[arg(add = crate::completion::services())]
     pub services: Vec<String>,
 }
 
