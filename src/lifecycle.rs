@@ -67,18 +67,34 @@ pub async fn follow_operation(lines: crate::client::Lines) -> Result<i32> {
 /// As [`follow_operation`], with the container a `run` made.
 pub async fn follow_operation_created(mut lines: crate::client::Lines) -> Result<(i32, Option<String>)> {
     let mut created = None;
-    while let Some(m) = lines.next::<StreamMsg>().await? {
+    let mut display = crate::progress::Display::new();
+    let mut ticks = tokio::time::interval(crate::progress::TICK);
+    let err = &mut std::io::stderr();
+    loop {
+        let m = tokio::select! {
+            m = lines.next::<StreamMsg>() => m,
+            _ = ticks.tick(), if display.animated() => {
+                display.tick(err);
+                continue;
+            }
+        };
+        let Some(m) = m? else { break };
         match m {
-            StreamMsg::Progress(p) => eprintln!(" {} {}  {}", p.kind, p.name, p.status),
-            StreamMsg::Warning(w) => eprintln!("WARN[0000] {w}"),
+            StreamMsg::Progress(p) => display.event(err, &p.kind, &p.name, &p.status),
+            StreamMsg::Warning(w) => display.warn(err, &w),
             StreamMsg::Created(name) => created = Some(name),
             StreamMsg::Error { message, exit_code } => {
+                display.finish(err);
                 eprintln!("{message}");
                 return Ok((exit_code, created));
             }
-            StreamMsg::Done { exit_code } => return Ok((exit_code, created)),
+            StreamMsg::Done { exit_code } => {
+                display.finish(err);
+                return Ok((exit_code, created));
+            }
         }
     }
+    display.finish(err);
     bail!("the engine closed the connection before the operation ended (see its log)")
 }
 

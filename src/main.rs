@@ -12,6 +12,7 @@ mod image_cmd;
 mod lifecycle;
 mod logs_cmd;
 mod observe_cmd;
+mod progress;
 mod render;
 mod run_cmd;
 mod session;
@@ -33,6 +34,7 @@ fn main() -> ExitCode {
     completion::answer_if_asked();
     let cli = Cli::parse();
     init_logging(cli.global.log_level);
+    progress::configure(&cli.global);
     match run(cli) {
         Ok(code) => code,
         Err(e) => {

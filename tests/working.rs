@@ -349,3 +349,38 @@ fn read_until_closed(master: std::os::unix::io::OwnedFd) -> String {
     }
     String::from_utf8_lossy(&out).into_owned()
 }
+
+#[test]
+fn progress_as_compose_shows_it() {
+    if !root() {
+        return;
+    }
+    let env = Env::new();
+    env.write(
+        "compose.yaml",
+        "name: prog\nservices:\n  app:\n    image: rcompose/busybox:latest\n    command: [sleep, '30']\n",
+    );
+    let stderr = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    // JSON: an object per event, as Compose's `--progress json` prints them.
+    let o = env.rc(&["--progress", "json", "up", "-d"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let events: Vec<serde_json::Value> = stderr(&o).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(events.contains(&serde_json::json!({"id": "Network prog_default", "text": "Created"})));
+    assert!(events.contains(&serde_json::json!({"id": "Container prog-app-1", "text": "Started"})));
+    // The table, drawn even into a pipe when asked for: a header, a mark, a timer.
+    let o = env.rc(&["--progress", "tty", "restart"]);
+    let text = stderr(&o);
+    assert!(text.contains("[+] Running 1/1"), "{text:?}");
+    assert!(text.contains("✔ Container prog-app-1 Started"), "{text:?}");
+    assert!(text.contains("s\x1b[K\n"), "{text:?}");
+    // Plain lines, and nothing at all.
+    let o = env.rc(&["--progress", "plain", "stop"]);
+    assert!(
+        stderr(&o).contains(" Container prog-app-1  Stopped\n"),
+        "{}",
+        stderr(&o)
+    );
+    let o = env.rc(&["--progress", "quiet", "down"]);
+    assert!(o.status.success() && stderr(&o).is_empty(), "{}", stderr(&o));
+    env.assert_nothing_left();
+}
