@@ -442,12 +442,13 @@ services:
     image: rcompose/busybox:latest
     command: [sh, -c, 'nslookup b >/dev/null 2>&1; echo "b:$$?"; sleep 30']
     networks: [front]
+    mac_address: 02:bb:00:00:00:02
     depends_on: [b]
   b:
     image: rcompose/busybox:latest
     command: [sleep, '30']
     networks:
-      back: {aliases: [store]}
+      back: {aliases: [store], mac_address: "02:aa:00:00:00:01"}
   both:
     image: rcompose/busybox:latest
     command: [sh, -c, 'for n in a b store; do nslookup $$n >/dev/null 2>&1; echo "$$n:$$?"; done; ip -o link | grep -c "eth[01]@"; sleep 30']
@@ -468,6 +469,23 @@ networks:
     // a is not on b's network: no answer for it. both shares a network with each.
     assert_eq!(env.ok(&["logs", "--no-log-prefix", "a"]), "b:1\n");
     assert_eq!(env.ok(&["logs", "--no-log-prefix", "both"]), "a:0\nb:0\nstore:0\n2\n");
+    // mac_address, of the service (on its first network) and of one network.
+    let mac = |s: &str| env.ok(&["exec", "-T", s, "cat", "/sys/class/net/eth0/address"]);
+    assert_eq!(mac("a"), "02:bb:00:00:00:02\n");
+    assert_eq!(mac("b"), "02:aa:00:00:00:01\n");
+    // Others get Docker's, from their address.
+    assert!(mac("both").starts_with("02:42:"), "{}", mac("both"));
+    env.write(
+        "bad.yaml",
+        "name: nets\nservices:\n  x:\n    image: rcompose/busybox:latest\n    mac_address: 01:00:5e:00:00:01\n",
+    );
+    let o = env.rc(&["-f", "bad.yaml", "up", "-d"]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("service \"x\": mac_address: invalid MAC address \"01:00:5e:00:00:01\": a multicast address"),
+        "{e}"
+    );
     env.ok(&["down", "-t", "0"]);
     env.assert_nothing_left();
 }

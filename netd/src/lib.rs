@@ -1,9 +1,10 @@
-//! Networks for rcompose. Built: IPAM, the embedded DNS server (answers and socket) and
-//! the published-port proxy, all tested without root on loopback. Next: bridges and
-//! veths over netlink, kernel NAT (see DESIGN.md). netd knows nothing of Compose files.
+//! Networks for rcompose: IPAM, bridges and veths over netlink, the embedded DNS server
+//! (answers and socket), the published-port proxy, and kernel NAT with nftables (see
+//! DESIGN.md). netd knows nothing of Compose files.
 
 pub mod dns;
 pub mod dns_server;
 pub mod ipam;
 pub mod links;
+pub mod nat;
 pub mod ports;

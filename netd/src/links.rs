@@ -238,6 +238,31 @@ pub struct Attachment<'a> {
     pub prefix: u8,
     /// Only for the first non-internal network.
     pub gateway: Option<Ipv4Addr>,
+    /// `mac_address`; otherwise one made from `address` ([`mac_for`]).
+    pub mac: Option<[u8; 6]>,
+}
+
+/// A `mac_address` value, `02:42:ac:11:00:02` (or with dashes): a unicast address.
+pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
+    let bad = || format!("invalid MAC address {s:?}");
+    let parts: Vec<&str> = s.split([':', '-']).collect();
+    if parts.len() != 6 {
+        return Err(bad());
+    }
+    let mut mac = [0u8; 6];
+    for (m, p) in mac.iter_mut().zip(&parts) {
+        if p.len() != 2 {
+            return Err(bad());
+        }
+        *m = u8::from_str_radix(p, 16).map_err(|_| bad())?;
+    }
+    if mac[0] & 1 == 1 {
+        return Err(format!("invalid MAC address {s:?}: a multicast address"));
+    }
+    if mac == [0; 6] {
+        return Err(format!("invalid MAC address {s:?}: all zeroes"));
+    }
+    Ok(mac)
 }
 
 /// A container's hardware address, made from its IPv4 address as Docker makes it
@@ -256,7 +281,7 @@ pub async fn attach(host: &impl Netlink, a: &Attachment<'_>) -> Result<(), LinkE
     let ns = std::fs::File::open(a.netns)?;
     // The container end is made inside the container's namespace under its final name.
     let hidx = host
-        .create_veth_in(a.host_name, a.ifname, mac_for(a.address), &ns)
+        .create_veth_in(a.host_name, a.ifname, a.mac.unwrap_or_else(|| mac_for(a.address)), &ns)
         .await?;
     let res = async {
         host.set_controller(hidx, a.bridge).await?;
@@ -313,6 +338,23 @@ mod tests {
     use super::*;
     use std::cell::RefCell;
     use std::collections::BTreeMap;
+
+    #[test]
+    fn mac_addresses_are_parsed_and_checked() {
+        assert_eq!(parse_mac("02:42:AC:11:00:02"), Ok([2, 0x42, 0xac, 0x11, 0, 2]));
+        assert_eq!(parse_mac("02-aa-00-00-00-01"), Ok([2, 0xaa, 0, 0, 0, 1]));
+        for bad in [
+            "",
+            "02:42:ac:11:00",
+            "02:42:ac:11:00:02:03",
+            "02:42:ac:11:0:02",
+            "zz:42:ac:11:00:02",
+        ] {
+            assert!(parse_mac(bad).unwrap_err().contains("invalid MAC address"), "{bad}");
+        }
+        assert!(parse_mac("01:00:5e:00:00:01").unwrap_err().contains("multicast"));
+        assert!(parse_mac("00:00:00:00:00:00").unwrap_err().contains("zeroes"));
+    }
 
     /// Links in memory: what netd asked for, and a switch to make one operation fail.
     #[derive(Default)]
@@ -441,6 +483,7 @@ mod tests {
             address: "172.18.0.2".parse().unwrap(),
             prefix: 16,
             gateway: None,
+            mac: None,
         };
         let e = block_on(attach(&nl, &a)).unwrap_err();
         assert!(e.to_string().contains("refused by the fake"), "{e}");

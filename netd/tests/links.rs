@@ -50,6 +50,7 @@ fn a_container_namespace_joins_a_bridge_and_is_reachable() {
                 address: Ipv4Addr::new(10, 99, 0, 2),
                 prefix: 24,
                 gateway: Some(gw),
+                mac: None,
             };
             attach(&nl, &a).await?;
             // A name too long for an interface is refused by name.

@@ -217,6 +217,14 @@ impl Env {
             .filter(|e| e.file_name() != "ipam.json")
             .collect();
         assert!(nets.is_empty(), "network records left: {nets:?}");
+        let tables = self.in_netns(|| {
+            Command::new("nft")
+                .args(["list", "tables"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default()
+        });
+        assert!(!tables.contains("rcompose_"), "NAT table left: {tables}");
         let parent = engine::daemon::cgroup_parent(self.state.path());
         let mut left = Vec::new();
         for base in [

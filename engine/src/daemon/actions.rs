@@ -124,7 +124,9 @@ impl Engine {
                 continue;
             }
             out.progress("Network", &n.name, "Removing");
-            self.net.remove(&n.name).await?;
+            let removed = self.net.remove(&n.name).await;
+            self.sync_nat().await;
+            removed?;
             out.progress("Network", &n.name, "Removed");
         }
         if req.volumes {

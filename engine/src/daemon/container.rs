@@ -39,13 +39,43 @@ pub struct NewContainer<'a> {
 /// Keys the engine does not implement yet: refused by name rather than ignored.
 pub fn unsupported(svc: &Service) -> Option<&'static str> {
     [
-        (svc.mac_address.is_some(), "mac_address"),
         (svc.pre_start.is_some(), "pre_start"),
         (svc.external_links.is_some(), "external_links"),
     ]
     .into_iter()
     .find(|(set, _)| *set)
     .map(|(_, k)| k)
+}
+
+/// The hardware address a container gets on its network `key`: the network's own
+/// `mac_address`, else the service's on its first network, else none (one is made from
+/// its address).
+pub fn mac_address(svc: &Service, key: &str, first: bool) -> Result<Option<[u8; 6]>, String> {
+    let on_net = svc
+        .networks
+        .as_ref()
+        .and_then(|m| m.get(key))
+        .and_then(|o| o.as_ref())
+        .and_then(|o| o.mac_address.clone());
+    let (value, at) = match (on_net, &svc.mac_address) {
+        (Some(m), _) => (m, format!("networks.{key}.mac_address")),
+        (None, Some(m)) if first => (m.clone(), "mac_address".to_string()),
+        _ => return Ok(None),
+    };
+    netd::links::parse_mac(&value)
+        .map(Some)
+        .map_err(|e| format!("{at}: {e}"))
+}
+
+/// Every `mac_address` of a service, checked before anything is made.
+pub fn check_mac_addresses(svc: &Service) -> Result<(), String> {
+    if let Some(m) = &svc.mac_address {
+        netd::links::parse_mac(m).map_err(|e| format!("mac_address: {e}"))?;
+    }
+    for key in svc.networks.iter().flat_map(|m| m.keys()) {
+        mac_address(svc, key, false)?;
+    }
+    Ok(())
 }
 
 pub fn container_name(project: &str, service: &str, svc: &Service, number: u32) -> String {
@@ -282,23 +312,31 @@ impl Engine {
 
         let t_prep = t0.elapsed();
         let me = self.clone();
-        let attach: Vec<(String, String, Ipv4Addr, bool)> = {
+        let attach: Vec<super::network::Plug> = {
             let mut first_external = true;
-            nets.iter()
-                .enumerate()
-                .filter_map(|(i, n)| {
-                    let ip = n.ip.as_deref()?.parse().ok()?;
-                    let route = !n.internal && first_external;
-                    if route {
-                        first_external = false;
-                    }
-                    let svc_net = svc.networks.as_ref().and_then(|m| m.get(&n.key)).cloned().flatten();
-                    let ifname = svc_net
-                        .and_then(|o| o.interface_name)
-                        .unwrap_or_else(|| format!("eth{i}"));
-                    Some((n.network.clone(), ifname, ip, route))
-                })
-                .collect()
+            let mut plugs = Vec::new();
+            for (i, n) in nets.iter().enumerate() {
+                let Some(ip) = n.ip.as_deref().and_then(|ip| ip.parse().ok()) else {
+                    continue;
+                };
+                let route = !n.internal && first_external;
+                if route {
+                    first_external = false;
+                }
+                let svc_net = svc.networks.as_ref().and_then(|m| m.get(&n.key)).cloned().flatten();
+                let mac = mac_address(&svc, &n.key, i == 0)?;
+                let ifname = svc_net
+                    .and_then(|o| o.interface_name)
+                    .unwrap_or_else(|| format!("eth{i}"));
+                plugs.push(super::network::Plug {
+                    network: n.network.clone(),
+                    ifname,
+                    ip,
+                    default_route: route,
+                    mac,
+                });
+            }
+            plugs
         };
         let id = rec.id.clone();
         let rt = tokio::runtime::Handle::current();
@@ -306,8 +344,8 @@ impl Engine {
         let entries = dns_entries(&ctr.rec());
         let started = tokio::task::spawn_blocking(move || {
             let mut plug = |pid: i32| -> Result<(), String> {
-                for (net, ifname, ip, route) in &attach {
-                    me.net.attach_blocking(&rt, pid, &id, net, ifname, *ip, *route)?;
+                for plug in &attach {
+                    me.net.attach_blocking(&rt, pid, &id, plug)?;
                 }
                 // Known to the DNS servers before its first instruction: a query from an
                 // unknown address is dropped, and the asker would wait out its resolver's
@@ -396,6 +434,9 @@ impl Engine {
                 }
             }
             *lock(&ctr.proxies) = p;
+        }
+        if !rec.ports.is_empty() {
+            self.sync_nat().await;
         }
         if let Some(hc) = check {
             *lock(&ctr.health) = "starting".into();

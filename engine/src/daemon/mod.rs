@@ -19,6 +19,7 @@ pub mod exec;
 pub mod files;
 pub mod health;
 pub mod logs;
+pub mod nat;
 pub mod network;
 pub mod ports;
 pub mod project;
@@ -168,6 +169,7 @@ pub struct Engine {
     pub store: Store,
     pub runtime: Runtime,
     pub net: network::Net,
+    nat: nat::Nat,
     ctrs: Mutex<BTreeMap<String, Arc<Ctr>>>,
     project_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     events: broadcast::Sender<Event>,
@@ -201,6 +203,7 @@ impl Engine {
             store,
             runtime,
             net,
+            nat: nat::Nat::new(root),
             ctrs: Mutex::default(),
             project_locks: Mutex::default(),
             events: broadcast::channel(1024).0,
@@ -368,6 +371,8 @@ pub async fn run(root: PathBuf, run_dir: PathBuf, helper: PathBuf) -> Result<(),
         .map_err(|_| DaemonError::AlreadyRunning(root.clone()))?;
     let engine = Engine::open(&root, &helper)?;
     engine.adopt_all().await;
+    // What a crashed engine left in the NAT table goes now.
+    engine.sync_nat().await;
     let sock = run_dir.join(SOCKET);
     let _ = std::fs::remove_file(&sock);
     let listener = tokio::net::UnixListener::bind(&sock)?;

@@ -69,6 +69,19 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// How a container joins one of its networks.
+#[derive(Debug, Clone)]
+pub struct Plug {
+    pub network: String,
+    /// Its interface inside (`eth0`, or `interface_name`).
+    pub ifname: String,
+    pub ip: Ipv4Addr,
+    /// Through this network's gateway (the first non-internal network only).
+    pub default_route: bool,
+    /// `mac_address`, when given.
+    pub mac: Option<[u8; 6]>,
+}
+
 /// A veth host-end name that fits in 15 bytes, stable for a container and network.
 pub fn veth_name(container_id: &str, network: &str) -> String {
     let h = links::stable_hash(container_id.bytes().chain([0]).chain(network.bytes()));
@@ -223,18 +236,23 @@ impl Net {
         lock(&self.ipam).network(name).map(|n| (n.subnet, n.gateway))
     }
 
-    /// Plugs a container (its init is `pid`) into `network`; blocking, for the runtime's
+    /// Plugs a container (its init is `pid`) into a network; blocking, for the runtime's
     /// start hook (which runs on a blocking thread of the engine's runtime).
     pub fn attach_blocking(
         &self,
         rt: &tokio::runtime::Handle,
         pid: i32,
         container_id: &str,
-        network: &str,
-        ifname: &str,
-        ip: Ipv4Addr,
-        default_route: bool,
+        plug: &Plug,
     ) -> Result<(), String> {
+        let Plug {
+            network,
+            ifname,
+            ip,
+            default_route,
+            mac,
+        } = plug;
+        let (network, ip) = (network.as_str(), *ip);
         let (subnet, gateway) = self
             .network(network)
             .ok_or_else(|| format!("network {network} not found"))?;
@@ -259,6 +277,7 @@ impl Net {
                     address: ip,
                     prefix: subnet.prefix_len(),
                     gateway: default_route.then_some(gateway),
+                    mac: *mac,
                 },
             )
             .await

@@ -127,6 +127,7 @@ impl Engine {
                 );
             }
             super::supervise::policy(svc).map_err(|e| format!("service {s:?}: {e}"))?;
+            container::check_mac_addresses(svc).map_err(|e| format!("service {s:?}: {e}"))?;
             super::files::file_mounts(&project, svc, &req.file_values).map_err(|e| format!("service {s:?}: {e}"))?;
         }
 
@@ -393,6 +394,7 @@ impl Engine {
             }
             self.net.ensure(&full, &spec).await?;
             if !exists && !spec.external {
+                self.sync_nat().await;
                 out.progress("Network", &full, "Created");
             }
         }

@@ -185,6 +185,9 @@ impl Engine {
             }
         });
         lock(&ctr.live).take();
+        if !rec.ports.is_empty() {
+            self.sync_nat().await;
+        }
         self.bump();
         if oom {
             self.emit(&rec, "oom", &[]);
