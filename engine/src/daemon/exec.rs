@@ -229,16 +229,9 @@ impl Engine {
                             stdin = None;
                         }
                     }
-                    frames::RESIZE if data.len() == 4 => {
+                    frames::RESIZE => {
                         if let Some(m) = &master {
-                            let ws = libc::winsize {
-                                ws_row: u16::from_be_bytes([data[0], data[1]]),
-                                ws_col: u16::from_be_bytes([data[2], data[3]]),
-                                ws_xpixel: 0,
-                                ws_ypixel: 0,
-                            };
-                            // SAFETY: TIOCSWINSZ reads one winsize from the pointer.
-                            unsafe { libc::ioctl(m.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+                            crate::runtime::attach::resize(m.as_raw_fd(), &data);
                         }
                     }
                     _ => {}

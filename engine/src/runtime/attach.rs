@@ -60,6 +60,20 @@ pub fn unlink(dir: RawFd) {
     unsafe { libc::unlinkat(dir, name.as_ptr(), 0) };
 }
 
+/// Applies a RESIZE frame's payload (rows and columns, big-endian `u16` each) to the
+/// terminal whose master is `master`; any other payload is ignored.
+pub fn resize(master: RawFd, payload: &[u8]) {
+    let [r0, r1, c0, c1] = payload else { return };
+    let ws = libc::winsize {
+        ws_row: u16::from_be_bytes([*r0, *r1]),
+        ws_col: u16::from_be_bytes([*c0, *c1]),
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one winsize from the pointer.
+    unsafe { libc::ioctl(master, libc::TIOCSWINSZ, &ws) };
+}
+
 pub fn frame(kind: u8, data: &[u8]) -> Vec<u8> {
     let mut f = Vec::with_capacity(5 + data.len());
     f.push(kind);
@@ -260,16 +274,9 @@ impl Attach {
                     self.closing = true;
                 }
             }
-            RESIZE if data.len() == 4 && self.tty => {
+            RESIZE if self.tty => {
                 if let Some(m) = &self.stdin {
-                    let ws = libc::winsize {
-                        ws_row: u16::from_be_bytes([data[0], data[1]]),
-                        ws_col: u16::from_be_bytes([data[2], data[3]]),
-                        ws_xpixel: 0,
-                        ws_ypixel: 0,
-                    };
-                    // SAFETY: TIOCSWINSZ reads one winsize from the pointer.
-                    unsafe { libc::ioctl(m.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+                    resize(m.as_raw_fd(), data);
                 }
             }
             _ => {}
