@@ -489,3 +489,110 @@ networks:
     env.ok(&["down", "-t", "0"]);
     env.assert_nothing_left();
 }
+
+#[test]
+fn ipv6_networks_with_aaaa_records() {
+    if !root() {
+        return;
+    }
+    let env = Env::new();
+    env.write(
+        "compose.yaml",
+        r#"
+name: six
+services:
+  a:
+    image: rcompose/busybox:latest
+    command: [sh, -c, 'mkdir -p /www && echo six > /www/index.html && httpd -f -p 80 -h /www']
+    networks:
+      v6net: {ipv6_address: "fd00:db8:6::10"}
+    ports: ["[::1]:8086:80"]
+  b:
+    image: rcompose/busybox:latest
+    command: [sleep, '60']
+    networks: [v6net, auto]
+networks:
+  v6net:
+    enable_ipv6: true
+    ipam:
+      config:
+        - subnet: 10.66.0.0/24
+        - subnet: fd00:db8:6::/64
+  auto:
+    enable_ipv6: true
+"#,
+    );
+    env.ok(&["up", "-d"]);
+    // The static address, on the network's IPv6 subnet; the IPv4 side as configured.
+    let addrs = env.ok(&["exec", "-T", "a", "ip", "-o", "addr", "show", "eth0"]);
+    assert!(
+        addrs.contains("inet6 fd00:db8:6::10/64") && addrs.contains("inet 10.66.0."),
+        "{addrs}"
+    );
+    // AAAA records by service name; traffic over IPv6 between containers.
+    let aaaa = env.ok(&["exec", "-T", "b", "nslookup", "-type=AAAA", "a"]);
+    assert!(aaaa.contains("fd00:db8:6::10"), "{aaaa}");
+    let a4 = env.ok(&["exec", "-T", "b", "nslookup", "a"]);
+    assert!(a4.contains("10.66.0."), "{a4}");
+    let mut page = String::new();
+    env.wait_for("a over IPv6", || {
+        page = String::from_utf8_lossy(
+            &env.rc(&["exec", "-T", "b", "wget", "-q", "-O-", "http://[fd00:db8:6::10]/"])
+                .stdout,
+        )
+        .into_owned();
+        page == "six\n"
+    });
+    // A subnet of its own from the unique local range when none is given (`auto`, first
+    // by name as Compose orders equal priorities), and the IPv6 default route through
+    // that first network's gateway.
+    let eth0 = env.ok(&[
+        "exec", "-T", "b", "ip", "-o", "-6", "addr", "show", "eth0", "scope", "global",
+    ]);
+    let auto = eth0
+        .split_whitespace()
+        .find(|w| w.starts_with("fd"))
+        .unwrap_or_else(|| panic!("{eth0}"))
+        .to_string();
+    assert!(!auto.starts_with("fd00:db8:6:") && auto.ends_with("/64"), "{auto}");
+    let prefix = auto.split("::").next().unwrap().to_string();
+    let routes = env.ok(&["exec", "-T", "b", "ip", "-6", "route"]);
+    assert!(
+        routes.contains(&format!("default via {prefix}::1 dev eth0")),
+        "{routes}"
+    );
+    // A port published on an IPv6 host address.
+    let got = env.in_netns(|| {
+        use std::io::{Read, Write};
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let r = (|| -> std::io::Result<String> {
+                let mut c = std::net::TcpStream::connect("[::1]:8086")?;
+                c.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+                let mut out = String::new();
+                c.read_to_string(&mut out)?;
+                Ok(out)
+            })();
+            match r {
+                Ok(s) if s.contains("200 OK") => return s,
+                _ if std::time::Instant::now() > deadline => return format!("{r:?}"),
+                _ => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    });
+    assert!(got.ends_with("six\n"), "{got}");
+    // An IPv6 address on a network without IPv6 is refused up front.
+    env.write(
+        "bad.yaml",
+        "name: six\nservices:\n  x:\n    image: rcompose/busybox:latest\n    networks:\n      plain: {ipv6_address: 'fd00::5'}\nnetworks:\n  plain: {}\n",
+    );
+    let o = env.rc(&["-f", "bad.yaml", "up", "-d"]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("networks.plain.ipv6_address \"fd00::5\": network \"plain\" does not have enable_ipv6"),
+        "{e}"
+    );
+    env.ok(&["down", "-t", "0"]);
+    env.assert_nothing_left();
+}

@@ -44,13 +44,17 @@ pub enum IpamError {
     State { path: PathBuf, message: String },
 }
 
-/// What a Compose network asks for (`ipam.config[0]`).
+/// What a Compose network asks for (its IPv4 and IPv6 `ipam.config` entries).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Request {
     pub subnet: Option<String>,
     pub ip_range: Option<String>,
     pub gateway: Option<String>,
     pub aux_addresses: Vec<String>,
+    /// `enable_ipv6`, with the IPv6 entry's `subnet` and `gateway` if any.
+    pub ipv6: bool,
+    pub subnet6: Option<String>,
+    pub gateway6: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +66,9 @@ pub struct Network {
     pub reserved: BTreeSet<Ipv4Addr>,
     /// Address -> owner (container name).
     pub allocated: BTreeMap<Ipv4Addr, String>,
+    /// With `enable_ipv6`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub v6: Option<crate::ipam6::Net6>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -233,12 +240,29 @@ impl Ipam {
             }
             reserved.insert(ip);
         }
+        let v6 = if req.ipv6 {
+            let taken: Vec<_> = self
+                .state
+                .networks
+                .values()
+                .filter_map(|n| n.v6.as_ref().map(|v| v.subnet))
+                .collect();
+            Some(crate::ipam6::create(
+                name,
+                req.subnet6.as_deref(),
+                req.gateway6.as_deref(),
+                &taken,
+            )?)
+        } else {
+            None
+        };
         let n = Network {
             subnet,
             gateway,
             range,
             reserved,
             allocated: BTreeMap::new(),
+            v6,
         };
         self.state.networks.insert(name.into(), n.clone());
         self.save()?;
@@ -307,12 +331,45 @@ impl Ipam {
         Ok(ip)
     }
 
+    /// An IPv6 address for `owner` on a network with `enable_ipv6` (`ipv6_address`, or
+    /// the lowest free one); `None` when the network has no IPv6.
+    pub fn allocate6(
+        &mut self,
+        network: &str,
+        owner: &str,
+        wanted: Option<&str>,
+    ) -> Result<Option<std::net::Ipv6Addr>, IpamError> {
+        let n = self
+            .state
+            .networks
+            .get_mut(network)
+            .ok_or_else(|| IpamError::NoNetwork(network.into()))?;
+        let Some(v6) = n.v6.as_mut() else {
+            return match wanted {
+                Some(w) => Err(IpamError::Invalid {
+                    what: "ipv6_address (the network does not have enable_ipv6)",
+                    value: format!("{w} on {network}"),
+                }),
+                None => Ok(None),
+            };
+        };
+        let before = v6.allocated.len();
+        let ip = v6.allocate(network, owner, wanted)?;
+        if v6.allocated.len() != before {
+            self.save()?;
+        }
+        Ok(Some(ip))
+    }
+
     /// Frees whatever `owner` holds on `network`.
     pub fn release(&mut self, network: &str, owner: &str) -> Result<(), IpamError> {
         if let Some(n) = self.state.networks.get_mut(network) {
-            let before = n.allocated.len();
+            let before = n.allocated.len() + n.v6.as_ref().map_or(0, |v| v.allocated.len());
             n.allocated.retain(|_, o| o != owner);
-            if n.allocated.len() != before {
+            if let Some(v) = n.v6.as_mut() {
+                v.allocated.retain(|_, o| o != owner);
+            }
+            if n.allocated.len() + n.v6.as_ref().map_or(0, |v| v.allocated.len()) != before {
                 self.save()?;
             }
         }
@@ -384,6 +441,7 @@ mod tests {
             ip_range: Some("10.1.5.0/24".into()),
             gateway: Some("10.1.0.254".into()),
             aux_addresses: vec!["10.1.5.1".into()],
+            ..Default::default()
         };
         let n = ipam.create_network("p_default", &req, &[]).unwrap();
         assert_eq!(n.gateway, Ipv4Addr::new(10, 1, 0, 254));
@@ -477,5 +535,30 @@ mod tests {
                     eth0\t0000A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
                     docker0\t000011AC\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0\n";
         assert_eq!(parse_routes(text), vec![net("192.168.0.0/24"), net("172.17.0.0/16")]);
+    }
+
+    #[test]
+    fn ipv6_addresses_persist_and_are_released() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("ipam.json");
+        let mut ipam = Ipam::load(&path, default_pools()).unwrap();
+        let req = Request {
+            ipv6: true,
+            subnet6: Some("fd00:db8:5::/64".into()),
+            ..Default::default()
+        };
+        let n = ipam.create_network("p_v6", &req, &[]).unwrap();
+        assert_eq!(n.v6.as_ref().unwrap().gateway.to_string(), "fd00:db8:5::1");
+        let a = ipam.allocate6("p_v6", "a", None).unwrap().unwrap();
+        assert_eq!(a.to_string(), "fd00:db8:5::2");
+        // A network without enable_ipv6: no address, and a static one is refused.
+        ipam.create_network("p_v4", &Request::default(), &[]).unwrap();
+        assert_eq!(ipam.allocate6("p_v4", "a", None).unwrap(), None);
+        let e = ipam.allocate6("p_v4", "a", Some("fd00::5")).unwrap_err().to_string();
+        assert!(e.contains("does not have enable_ipv6"), "{e}");
+        let mut again = Ipam::load(&path, default_pools()).unwrap();
+        assert_eq!(again.allocate6("p_v6", "a", None).unwrap(), Some(a));
+        again.release("p_v6", "a").unwrap();
+        assert_eq!(again.allocate6("p_v6", "b", None).unwrap(), Some(a));
     }
 }

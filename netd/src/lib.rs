@@ -5,6 +5,7 @@
 pub mod dns;
 pub mod dns_server;
 pub mod ipam;
+pub mod ipam6;
 pub mod links;
 pub mod nat;
 pub mod ports;

@@ -48,7 +48,7 @@ pub trait Netlink {
     async fn set_controller(&self, link: u32, bridge: u32) -> Result<(), LinkError>;
     async fn set_up(&self, link: u32) -> Result<(), LinkError>;
     async fn add_address(&self, link: u32, addr: IpAddr, prefix: u8) -> Result<(), LinkError>;
-    async fn default_route(&self, gateway: Ipv4Addr) -> Result<(), LinkError>;
+    async fn default_route(&self, gateway: IpAddr) -> Result<(), LinkError>;
     async fn delete(&self, link: u32) -> Result<(), LinkError>;
 }
 
@@ -156,16 +156,23 @@ impl Netlink for Rtnl {
     }
 
     async fn add_address(&self, link: u32, addr: IpAddr, prefix: u8) -> Result<(), LinkError> {
-        self.handle
-            .address()
-            .add(link, addr, prefix)
-            .execute()
-            .await
-            .map_err(nl(format!("adding {addr}/{prefix}")))
+        use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
+        let mut req = self.handle.address().add(link, addr, prefix);
+        if addr.is_ipv6() {
+            // Usable at once: duplicate address detection would hold it back for a
+            // second or more, and the addresses are the IPAM's, unique by construction.
+            req.message_mut()
+                .attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
+        req.execute().await.map_err(nl(format!("adding {addr}/{prefix}")))
     }
 
-    async fn default_route(&self, gateway: Ipv4Addr) -> Result<(), LinkError> {
-        let r = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gateway).build();
+    async fn default_route(&self, gateway: IpAddr) -> Result<(), LinkError> {
+        let r = match gateway {
+            IpAddr::V4(g) => RouteMessageBuilder::<Ipv4Addr>::new().gateway(g).build(),
+            IpAddr::V6(g) => RouteMessageBuilder::<std::net::Ipv6Addr>::new().gateway(g).build(),
+        };
         self.handle
             .route()
             .add(r)
@@ -197,12 +204,14 @@ pub fn bridge_name(network: &str) -> String {
     format!("rc-{:012x}", stable_hash(network.bytes()) & 0xffff_ffff_ffff)
 }
 
-/// Creates the network's bridge with its gateway address (or finds it), up.
+/// Creates the network's bridge with its gateway address (and IPv6 gateway with its
+/// prefix length, with `enable_ipv6`) or finds it, up.
 pub async fn ensure_bridge(
     nl: &impl Netlink,
     name: &str,
     subnet: Ipv4Net,
     gateway: Ipv4Addr,
+    gateway6: Option<(std::net::Ipv6Addr, u8)>,
     mtu: Option<u32>,
 ) -> Result<u32, LinkError> {
     if let Some(i) = nl.index_of(name).await? {
@@ -213,6 +222,9 @@ pub async fn ensure_bridge(
     // stale. A fixed one, from the gateway address, as a container's from its own.
     let idx = nl.create_bridge(name, mac_for(gateway), mtu).await?;
     nl.add_address(idx, IpAddr::V4(gateway), subnet.prefix_len()).await?;
+    if let Some((g6, prefix)) = gateway6 {
+        nl.add_address(idx, IpAddr::V6(g6), prefix).await?;
+    }
     nl.set_up(idx).await?;
     Ok(idx)
 }
@@ -240,6 +252,10 @@ pub struct Attachment<'a> {
     pub gateway: Option<Ipv4Addr>,
     /// `mac_address`; otherwise one made from `address` ([`mac_for`]).
     pub mac: Option<[u8; 6]>,
+    /// With `enable_ipv6`: the address and its prefix length, and the IPv6 gateway for
+    /// the default route (as `gateway`, on the first non-internal network only).
+    pub address6: Option<(std::net::Ipv6Addr, u8)>,
+    pub gateway6: Option<std::net::Ipv6Addr>,
 }
 
 /// A `mac_address` value, `02:42:ac:11:00:02` (or with dashes): a unicast address.
@@ -299,6 +315,7 @@ pub async fn attach(host: &impl Netlink, a: &Attachment<'_>) -> Result<(), LinkE
 async fn configure_inside(a: &Attachment<'_>) -> Result<(), LinkError> {
     let netns = a.netns.to_path_buf();
     let (ifname, address, prefix, gateway) = (a.ifname.to_string(), a.address, a.prefix, a.gateway);
+    let (address6, gateway6) = (a.address6, a.gateway6);
     let (tx, rx) = tokio::sync::oneshot::channel();
     // A plain thread (never a blocking task waiting on another, which can starve the
     // runtime's blocking pool), reporting back through a channel.
@@ -320,9 +337,15 @@ async fn configure_inside(a: &Attachment<'_>) -> Result<(), LinkError> {
                     message: "not in the container".into(),
                 })?;
                 nl.add_address(idx, IpAddr::V4(address), prefix).await?;
+                if let Some((a6, p6)) = address6 {
+                    nl.add_address(idx, IpAddr::V6(a6), p6).await?;
+                }
                 nl.set_up(idx).await?;
                 if let Some(gw) = gateway {
-                    nl.default_route(gw).await?;
+                    nl.default_route(IpAddr::V4(gw)).await?;
+                }
+                if let Some(gw) = gateway6 {
+                    nl.default_route(IpAddr::V6(gw)).await?;
                 }
                 Ok(())
             })
@@ -422,7 +445,7 @@ mod tests {
             }
             Ok(())
         }
-        async fn default_route(&self, _: Ipv4Addr) -> Result<(), LinkError> {
+        async fn default_route(&self, _: IpAddr) -> Result<(), LinkError> {
             Ok(())
         }
         async fn delete(&self, link: u32) -> Result<(), LinkError> {
@@ -454,8 +477,8 @@ mod tests {
         let subnet: Ipv4Net = "172.18.0.0/16".parse().unwrap();
         let gw: Ipv4Addr = "172.18.0.1".parse().unwrap();
         let name = bridge_name("p_default");
-        let a = block_on(ensure_bridge(&nl, &name, subnet, gw, Some(1400))).unwrap();
-        let b = block_on(ensure_bridge(&nl, &name, subnet, gw, Some(1400))).unwrap();
+        let a = block_on(ensure_bridge(&nl, &name, subnet, gw, None, Some(1400))).unwrap();
+        let b = block_on(ensure_bridge(&nl, &name, subnet, gw, None, Some(1400))).unwrap();
         assert_eq!(a, b, "found, not made twice");
         let links = nl.links.borrow();
         let l = &links[&a];
@@ -484,6 +507,8 @@ mod tests {
             prefix: 16,
             gateway: None,
             mac: None,
+            address6: None,
+            gateway6: None,
         };
         let e = block_on(attach(&nl, &a)).unwrap_err();
         assert!(e.to_string().contains("refused by the fake"), "{e}");

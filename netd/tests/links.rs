@@ -36,10 +36,10 @@ fn a_container_namespace_joins_a_bridge_and_is_reachable() {
         let result = rt.block_on(async {
             let nl = Rtnl::connect().unwrap();
             let gw = Ipv4Addr::new(10, 99, 0, 1);
-            let br = ensure_bridge(&nl, "rc-test0", "10.99.0.0/24".parse().unwrap(), gw, Some(1400)).await?;
+            let br = ensure_bridge(&nl, "rc-test0", "10.99.0.0/24".parse().unwrap(), gw, None, Some(1400)).await?;
             // Found again, not made twice.
             assert_eq!(
-                ensure_bridge(&nl, "rc-test0", "10.99.0.0/24".parse().unwrap(), gw, None).await?,
+                ensure_bridge(&nl, "rc-test0", "10.99.0.0/24".parse().unwrap(), gw, None, None).await?,
                 br
             );
             let a = Attachment {
@@ -51,6 +51,8 @@ fn a_container_namespace_joins_a_bridge_and_is_reachable() {
                 prefix: 24,
                 gateway: Some(gw),
                 mac: None,
+                address6: None,
+                gateway6: None,
             };
             attach(&nl, &a).await?;
             // A name too long for an interface is refused by name.

@@ -126,6 +126,8 @@ impl Engine {
                         ipv4_address: o.ipv4_address.clone(),
                         ip: None,
                         internal: top.and_then(|t| t.internal) == Some(true),
+                        ipv6_address: o.ipv6_address.clone(),
+                        ip6: None,
                     },
                 ));
             }
@@ -218,6 +220,11 @@ impl Engine {
         for n in &mut nets {
             let ip = self.net.allocate(&n.network, &rec.id, n.ipv4_address.as_deref())?;
             n.ip = Some(ip.to_string());
+            let ip6 = self
+                .net
+                .allocate6(&n.network, &rec.id, n.ipv6_address.as_deref())
+                .map_err(|e| format!("service {:?}: {e}", rec.service))?;
+            n.ip6 = ip6.map(|a| a.to_string());
         }
         ctr.update(|r| r.networks = nets.clone())?;
 
@@ -334,6 +341,7 @@ impl Engine {
                     ip,
                     default_route: route,
                     mac,
+                    ip6: n.ip6.as_deref().and_then(|a| a.parse().ok()),
                 });
             }
             plugs
@@ -564,14 +572,19 @@ impl Engine {
 pub(super) fn dns_entries(rec: &Record) -> Vec<(String, IpAddr, Vec<String>)> {
     rec.networks
         .iter()
-        .filter_map(|n| {
-            let ip: IpAddr = n.ip.as_deref()?.parse().ok()?;
+        .flat_map(|n| {
             let mut names = vec![rec.name.clone(), rec.id[..12.min(rec.id.len())].to_string()];
             if !rec.oneoff || rec.use_aliases {
                 names.insert(1, rec.service.clone());
             }
             names.extend(n.aliases.iter().cloned());
-            Some((n.network.clone(), ip, names))
+            // A (and AAAA, with `enable_ipv6`) records of every name.
+            [n.ip.as_deref(), n.ip6.as_deref()]
+                .into_iter()
+                .flatten()
+                .filter_map(|ip| ip.parse::<IpAddr>().ok())
+                .map(|ip| (n.network.clone(), ip, names.clone()))
+                .collect::<Vec<_>>()
         })
         .collect()
 }

@@ -315,6 +315,8 @@ impl Engine {
                         internal: nr.internal,
                         ipam: netd::ipam::Request {
                             subnet: Some(nr.subnet.clone()),
+                            ipv6: !nr.subnet6.is_empty(),
+                            subnet6: Some(nr.subnet6.clone()).filter(|s| !s.is_empty()),
                             ..Default::default()
                         },
                         ..Default::default()

@@ -27,6 +27,11 @@ pub struct NetworkRecord {
     pub subnet: String,
     pub gateway: String,
     pub bridge: String,
+    /// With `enable_ipv6`: its IPv6 subnet and gateway (empty otherwise).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub subnet6: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub gateway6: String,
 }
 
 /// What a Compose network asks for.
@@ -80,6 +85,8 @@ pub struct Plug {
     pub default_route: bool,
     /// `mac_address`, when given.
     pub mac: Option<[u8; 6]>,
+    /// With `enable_ipv6`.
+    pub ip6: Option<std::net::Ipv6Addr>,
 }
 
 /// A veth host-end name that fits in 15 bytes, stable for a container and network.
@@ -148,13 +155,16 @@ impl Net {
             subnet: alloc.subnet.to_string(),
             gateway: alloc.gateway.to_string(),
             bridge: bridge.clone(),
+            subnet6: alloc.v6.as_ref().map(|v| v.subnet.to_string()).unwrap_or_default(),
+            gateway6: alloc.v6.as_ref().map(|v| v.gateway.to_string()).unwrap_or_default(),
         };
         if created {
             // On disk first: a crash from here on is cleaned up by `down` or the next start.
             let data = serde_json::to_vec_pretty(&rec).map_err(|e| e.to_string())?;
             crate::images::store::write_atomic(&self.record_path(name), &data).map_err(|e| e.to_string())?;
         }
-        links::ensure_bridge(&self.nl, &bridge, alloc.subnet, alloc.gateway, spec.mtu)
+        let gateway6 = alloc.v6.as_ref().map(|v| (v.gateway, v.subnet.prefix_len()));
+        links::ensure_bridge(&self.nl, &bridge, alloc.subnet, alloc.gateway, gateway6, spec.mtu)
             .await
             .map_err(|e| format!("network {name}: {e}"))?;
         self.ensure_dns(name, alloc.gateway)?;
@@ -236,6 +246,26 @@ impl Net {
         lock(&self.ipam).network(name).map(|n| (n.subnet, n.gateway))
     }
 
+    /// The network's IPv6 prefix length and gateway, with `enable_ipv6`.
+    pub fn network6(&self, name: &str) -> Option<(u8, std::net::Ipv6Addr)> {
+        lock(&self.ipam)
+            .network(name)
+            .and_then(|n| n.v6.as_ref())
+            .map(|v| (v.subnet.prefix_len(), v.gateway))
+    }
+
+    /// An IPv6 address on a network with `enable_ipv6` (`None` without).
+    pub fn allocate6(
+        &self,
+        network: &str,
+        owner: &str,
+        wanted: Option<&str>,
+    ) -> Result<Option<std::net::Ipv6Addr>, String> {
+        lock(&self.ipam)
+            .allocate6(network, owner, wanted)
+            .map_err(|e| e.to_string())
+    }
+
     /// Plugs a container (its init is `pid`) into a network; blocking, for the runtime's
     /// start hook (which runs on a blocking thread of the engine's runtime).
     pub fn attach_blocking(
@@ -251,7 +281,9 @@ impl Net {
             ip,
             default_route,
             mac,
+            ip6,
         } = plug;
+        let v6 = ip6.and_then(|a| self.network6(network).map(|(prefix, gw)| ((a, prefix), gw)));
         let (network, ip) = (network.as_str(), *ip);
         let (subnet, gateway) = self
             .network(network)
@@ -278,6 +310,8 @@ impl Net {
                     prefix: subnet.prefix_len(),
                     gateway: default_route.then_some(gateway),
                     mac: *mac,
+                    address6: v6.map(|v| v.0),
+                    gateway6: v6.filter(|_| *default_route).map(|v| v.1),
                 },
             )
             .await
@@ -337,7 +371,11 @@ impl Net {
 
 /// The Compose network's request as netd's.
 pub fn net_spec(project: &str, key: &str, n: &compose::model::Network) -> NetSpec {
-    let pool = n.ipam.as_ref().and_then(|i| i.config.as_ref()).and_then(|c| c.first());
+    // One `ipam.config` entry per family; an IPv6 one is told by its subnet.
+    let configs: Vec<_> = n.ipam.iter().flat_map(|i| i.config.iter().flatten()).collect();
+    let is_v6 = |c: &&&compose::model::IpamPool| c.subnet.as_deref().is_some_and(|s| s.contains(':'));
+    let pool = configs.iter().find(|c| !is_v6(c)).copied();
+    let pool6 = configs.iter().find(is_v6).copied();
     let aux: Vec<String> = pool
         .and_then(|p| p.aux_addresses.as_ref())
         .map(|m: &BTreeMap<String, String>| m.values().cloned().collect())
@@ -352,6 +390,9 @@ pub fn net_spec(project: &str, key: &str, n: &compose::model::Network) -> NetSpe
             ip_range: pool.and_then(|p| p.ip_range.clone()),
             gateway: pool.and_then(|p| p.gateway.clone()),
             aux_addresses: aux,
+            ipv6: n.enable_ipv6 == Some(true),
+            subnet6: pool6.and_then(|p| p.subnet.clone()),
+            gateway6: pool6.and_then(|p| p.gateway.clone()),
         },
         mtu: n
             .driver_opts

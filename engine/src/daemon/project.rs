@@ -128,6 +128,15 @@ impl Engine {
             }
             super::supervise::policy(svc).map_err(|e| format!("service {s:?}: {e}"))?;
             container::check_mac_addresses(svc).map_err(|e| format!("service {s:?}: {e}"))?;
+            for (key, o) in svc.networks.iter().flatten() {
+                let six = project.networks.get(key).and_then(|n| n.enable_ipv6) == Some(true);
+                if let Some(a) = o.as_ref().and_then(|o| o.ipv6_address.as_ref()).filter(|_| !six) {
+                    return Err(format!(
+                        "service {s:?}: networks.{key}.ipv6_address {a:?}: network {key:?} does not have enable_ipv6"
+                    )
+                    .into());
+                }
+            }
             super::files::file_mounts(&project, svc, &req.file_values).map_err(|e| format!("service {s:?}: {e}"))?;
         }
 

@@ -30,6 +30,11 @@ pub struct NetAttach {
     pub ip: Option<String>,
     #[serde(default)]
     pub internal: bool,
+    /// `ipv6_address`, and the IPv6 address assigned on a network with `enable_ipv6`.
+    #[serde(default)]
+    pub ipv6_address: Option<String>,
+    #[serde(default)]
+    pub ip6: Option<String>,
 }
 
 /// A published port as bound.
