@@ -202,6 +202,30 @@ networks:
         ]);
     });
     assert!(nft(&env, &["list", "ruleset"]).contains("10.9.9.9"));
+    // And a bridge half made (its address gone, as a crash between its parts leaves it)
+    // is made whole.
+    let bridge_addrs = |env: &Env| {
+        env.in_netns(|| {
+            let o = Command::new("ip")
+                .args(["-o", "addr", "show", "type", "bridge"])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&o.stdout).into_owned()
+        })
+    };
+    let before = bridge_addrs(&env);
+    assert!(before.contains("inet 172."), "{before}");
+    env.in_netns(|| {
+        let o = Command::new("ip")
+            .args(["-o", "link", "show", "type", "bridge"])
+            .output()
+            .unwrap();
+        for l in String::from_utf8_lossy(&o.stdout).lines() {
+            let name = l.split(": ").nth(1).unwrap().to_string();
+            sh(&["ip", "addr", "flush", "dev", &name]);
+        }
+    });
+    assert!(!bridge_addrs(&env).contains("inet 172."));
     let ns = std::fs::File::open(format!("/proc/{}/ns/net", env.daemon.id())).unwrap();
     env.daemon.kill().unwrap();
     env.daemon.wait().unwrap();
@@ -214,6 +238,18 @@ networks:
         !rules.contains("10.9.9.9") && rules.contains("dport 8080 dnat"),
         "{rules}"
     );
+    let after = bridge_addrs(&env);
+    let gw = |t: &str| {
+        t.split_whitespace()
+            .skip_while(|w| *w != "inet")
+            .nth(1)
+            .map(String::from)
+    };
+    assert_eq!(gw(&after), gw(&before), "{after}");
+    // Still reachable from outside through it.
+    assert!(outside
+        .get(&env, "http://198.18.0.1:8080/cgi-bin/addr")
+        .contains("198.18.0.2]"));
     // An internal network has no way out.
     let o = env.rc(&[
         "exec",

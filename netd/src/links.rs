@@ -165,7 +165,11 @@ impl Netlink for Rtnl {
                 .attributes
                 .push(AddressAttribute::Flags(AddressFlags::Nodad));
         }
-        req.execute().await.map_err(nl(format!("adding {addr}/{prefix}")))
+        match req.execute().await {
+            // Already there: adding an address is idempotent for netd.
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => Ok(()),
+            r => r.map_err(nl(format!("adding {addr}/{prefix}"))),
+        }
     }
 
     async fn default_route(&self, gateway: IpAddr) -> Result<(), LinkError> {
@@ -215,6 +219,12 @@ pub async fn ensure_bridge(
     mtu: Option<u32>,
 ) -> Result<u32, LinkError> {
     if let Some(i) = nl.index_of(name).await? {
+        // Found: made whole, should a crash have come between its parts.
+        nl.add_address(i, IpAddr::V4(gateway), subnet.prefix_len()).await?;
+        if let Some((g6, prefix)) = gateway6 {
+            nl.add_address(i, IpAddr::V6(g6), prefix).await?;
+        }
+        nl.set_up(i).await?;
         return Ok(i);
     }
     // A bridge without an address of its own takes its lowest port's, and changes it as
@@ -440,8 +450,11 @@ mod tests {
             Ok(())
         }
         async fn add_address(&self, link: u32, addr: IpAddr, prefix: u8) -> Result<(), LinkError> {
+            // As the kernel: an address already there is no change.
             if let Some(l) = self.links.borrow_mut().get_mut(&link) {
-                l.3.push((addr, prefix));
+                if !l.3.contains(&(addr, prefix)) {
+                    l.3.push((addr, prefix));
+                }
             }
             Ok(())
         }
@@ -478,6 +491,8 @@ mod tests {
         let gw: Ipv4Addr = "172.18.0.1".parse().unwrap();
         let name = bridge_name("p_default");
         let a = block_on(ensure_bridge(&nl, &name, subnet, gw, None, Some(1400))).unwrap();
+        // Half made (a crash before its address): found, not made twice, and completed.
+        nl.links.borrow_mut().get_mut(&a).unwrap().3.clear();
         let b = block_on(ensure_bridge(&nl, &name, subnet, gw, None, Some(1400))).unwrap();
         assert_eq!(a, b, "found, not made twice");
         let links = nl.links.borrow();

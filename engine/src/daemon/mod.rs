@@ -289,6 +289,13 @@ impl Engine {
     /// DNS names, port proxies and health probes come back), ended ones get their
     /// restart policy, and half-created ones (no record) are removed.
     pub async fn adopt_all(self: &Arc<Self>) {
+        // Every network made again as recorded: its DNS server back, and whatever a crash
+        // (or a reboot) left half-made or took away (bridge, addresses) put right.
+        for nr in self.net.records() {
+            if let Err(e) = self.net.ensure(&nr.name, &nr.spec()).await {
+                tracing::warn!("{e}");
+            }
+        }
         let dirs: Vec<PathBuf> = std::fs::read_dir(self.root.join("containers"))
             .into_iter()
             .flatten()
@@ -306,26 +313,6 @@ impl Engine {
             };
             let ctr = Arc::new(Ctr::new(dir.clone(), rec));
             self.insert(ctr.clone());
-            // Networks used by anything we know of need their DNS servers back.
-            for n in ctr.rec().networks {
-                if let Some(nr) = self.net.record(&n.network) {
-                    let spec = network::NetSpec {
-                        project: nr.project.clone(),
-                        key: nr.key.clone(),
-                        internal: nr.internal,
-                        ipam: netd::ipam::Request {
-                            subnet: Some(nr.subnet.clone()),
-                            ipv6: !nr.subnet6.is_empty(),
-                            subnet6: Some(nr.subnet6.clone()).filter(|s| !s.is_empty()),
-                            ..Default::default()
-                        },
-                        ..Default::default()
-                    };
-                    if let Err(e) = self.net.ensure(&n.network, &spec).await {
-                        tracing::warn!("{e}");
-                    }
-                }
-            }
             match self.runtime.adopt(&dir) {
                 Some(c) => {
                     let rec = ctr.rec();

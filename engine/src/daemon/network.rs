@@ -32,6 +32,27 @@ pub struct NetworkRecord {
     pub subnet6: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub gateway6: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
+}
+
+impl NetworkRecord {
+    /// What it was made from, to make it again (its subnets as recorded).
+    pub fn spec(&self) -> NetSpec {
+        NetSpec {
+            project: self.project.clone(),
+            key: self.key.clone(),
+            internal: self.internal,
+            ipam: Request {
+                subnet: Some(self.subnet.clone()),
+                ipv6: !self.subnet6.is_empty(),
+                subnet6: Some(self.subnet6.clone()).filter(|s| !s.is_empty()),
+                ..Default::default()
+            },
+            mtu: self.mtu,
+            ..Default::default()
+        }
+    }
 }
 
 /// What a Compose network asks for.
@@ -157,6 +178,7 @@ impl Net {
             bridge: bridge.clone(),
             subnet6: alloc.v6.as_ref().map(|v| v.subnet.to_string()).unwrap_or_default(),
             gateway6: alloc.v6.as_ref().map(|v| v.gateway.to_string()).unwrap_or_default(),
+            mtu: spec.mtu,
         };
         if created {
             // On disk first: a crash from here on is cleaned up by `down` or the next start.
