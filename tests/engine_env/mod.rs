@@ -76,6 +76,16 @@ impl Env {
         std::fs::read_to_string(self.state.path().join("engine.log")).unwrap_or_default()
     }
 
+    /// `up -d` of the Compose file `text` (written as `name`), which must be refused:
+    /// exit code 1 and the message, which is returned.
+    pub fn refused(&self, name: &str, text: &str) -> String {
+        self.write(name, text);
+        let o = self.rc(&["-f", name, "up", "-d"]);
+        let e = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(o.status.code(), Some(1), "{e}");
+        e
+    }
+
     pub fn write(&self, name: &str, text: &str) {
         std::fs::write(self.project.path().join(name), text).unwrap();
     }

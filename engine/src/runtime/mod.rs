@@ -14,6 +14,7 @@ pub mod logs;
 pub mod memfd;
 pub mod mounts;
 pub mod process;
+pub mod seccomp;
 pub mod service;
 pub mod spec;
 

@@ -1,9 +1,9 @@
 //! The workload's process, set up in the forked child just before `execve`: its user and
 //! groups from the container's own `/etc/passwd` and `/etc/group`, resource limits, the
-//! seccomp filter, the capability sets, `no_new_privs`, and the program found on `PATH`.
+//! seccomp filter (see [`super::seccomp`]), the capability sets, `no_new_privs`, and the program found on `PATH`.
 
 use super::spec::Process;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::ffi::CString;
 
 /// Docker's default capabilities.
@@ -137,191 +137,6 @@ pub fn resolve_user(spec: &str, group_add: &[String], passwd: &str, group: &str)
     Ok(User { uid, gid, groups, home })
 }
 
-/// Docker's default seccomp policy, as the list of syscalls it refuses (EPERM).
-///
-/// Docker writes its profile as an allow-list; this is the same refusal set written as a
-/// deny-list, which seccompiler expresses directly. A syscall newer than this list is
-/// allowed (Docker would refuse it): noted in the issue, to be replaced by the full
-/// allow-list.
-fn denied_syscalls() -> Vec<i64> {
-    #[allow(unused_mut)]
-    let mut v: Vec<i64> = vec![
-        libc::SYS_acct,
-        libc::SYS_add_key,
-        libc::SYS_bpf,
-        libc::SYS_clock_adjtime,
-        libc::SYS_clock_settime,
-        libc::SYS_delete_module,
-        libc::SYS_finit_module,
-        libc::SYS_get_mempolicy,
-        libc::SYS_init_module,
-        libc::SYS_kcmp,
-        libc::SYS_kexec_file_load,
-        libc::SYS_kexec_load,
-        libc::SYS_keyctl,
-        libc::SYS_lookup_dcookie,
-        libc::SYS_mbind,
-        libc::SYS_mount,
-        libc::SYS_move_pages,
-        libc::SYS_name_to_handle_at,
-        libc::SYS_open_by_handle_at,
-        libc::SYS_perf_event_open,
-        libc::SYS_pivot_root,
-        libc::SYS_process_vm_readv,
-        libc::SYS_process_vm_writev,
-        libc::SYS_ptrace,
-        libc::SYS_quotactl,
-        libc::SYS_reboot,
-        libc::SYS_request_key,
-        libc::SYS_set_mempolicy,
-        libc::SYS_setns,
-        libc::SYS_settimeofday,
-        libc::SYS_swapon,
-        libc::SYS_swapoff,
-        libc::SYS_umount2,
-        libc::SYS_unshare,
-        libc::SYS_userfaultfd,
-        libc::SYS_fsopen,
-        libc::SYS_fsconfig,
-        libc::SYS_fsmount,
-        libc::SYS_fspick,
-        libc::SYS_move_mount,
-        libc::SYS_open_tree,
-    ];
-    #[cfg(target_arch = "x86_64")]
-    v.extend([
-        libc::SYS_ioperm,
-        libc::SYS_iopl,
-        libc::SYS_nfsservctl,
-        libc::SYS_sysfs,
-        libc::SYS__sysctl,
-        libc::SYS_uselib,
-        libc::SYS_ustat,
-    ]);
-    v
-}
-
-/// The BPF program of the default profile.
-pub fn default_seccomp() -> Result<seccompiler::BpfProgram, String> {
-    use seccompiler::{SeccompAction, SeccompFilter, TargetArch};
-    let arch: TargetArch = std::env::consts::ARCH
-        .try_into()
-        .map_err(|e| format!("seccomp: {e:?}"))?;
-    let rules: BTreeMap<i64, Vec<seccompiler::SeccompRule>> =
-        denied_syscalls().into_iter().map(|n| (n, vec![])).collect();
-    let filter = SeccompFilter::new(
-        rules,
-        SeccompAction::Allow,
-        SeccompAction::Errno(libc::EPERM as u32),
-        arch,
-    )
-    .map_err(|e| format!("seccomp: {e}"))?;
-    filter
-        .try_into()
-        .map_err(|e: seccompiler::BackendError| format!("seccomp: {e}"))
-}
-
-/// A seccomp profile in Docker's JSON format, compiled through seccompiler's JSON
-/// frontend (which knows the syscall names of each architecture). Supported: the
-/// default action, syscall groups with one action shared by all groups, `errnoRet`, and
-/// argument conditions. `includes`/`excludes` (by capability or architecture) are
-/// refused by name. Names this architecture does not have are skipped, as Docker does.
-pub fn docker_profile(json: &str) -> Result<seccompiler::BpfProgram, String> {
-    use serde_json::{json, Value};
-    let bad = |m: String| format!("seccomp profile: {m}");
-    let v: Value = serde_json::from_str(json).map_err(|e| bad(e.to_string()))?;
-    let action = |name: &str, ret: Option<u64>| -> Result<Value, String> {
-        Ok(match name {
-            "SCMP_ACT_ALLOW" => json!("allow"),
-            "SCMP_ACT_ERRNO" => json!({ "errno": ret.unwrap_or(libc::EPERM as u64) }),
-            "SCMP_ACT_KILL" | "SCMP_ACT_KILL_THREAD" => json!("kill_thread"),
-            "SCMP_ACT_KILL_PROCESS" => json!("kill_process"),
-            "SCMP_ACT_TRAP" => json!("trap"),
-            "SCMP_ACT_LOG" => json!("log"),
-            "SCMP_ACT_TRACE" => json!({ "trace": ret.unwrap_or(0) }),
-            other => return Err(bad(format!("unknown action {other:?}"))),
-        })
-    };
-    let default = action(v["defaultAction"].as_str().unwrap_or(""), v["defaultErrnoRet"].as_u64())?;
-    let mut match_action: Option<Value> = None;
-    let mut rules: Vec<(String, Value)> = Vec::new();
-    for group in v["syscalls"].as_array().into_iter().flatten() {
-        for key in ["includes", "excludes"] {
-            if group
-                .get(key)
-                .is_some_and(|i| i.as_object().is_some_and(|o| !o.is_empty()))
-            {
-                return Err(bad(format!("`{key}` in syscall groups is not implemented yet")));
-            }
-        }
-        let a = action(group["action"].as_str().unwrap_or(""), group["errnoRet"].as_u64())?;
-        match &match_action {
-            None => match_action = Some(a.clone()),
-            Some(m) if *m != a => {
-                return Err(bad(
-                    "syscall groups with different actions are not implemented yet".into()
-                ))
-            }
-            _ => {}
-        }
-        let mut args = Vec::new();
-        for arg in group["args"].as_array().into_iter().flatten() {
-            let (val, val2) = (
-                arg["value"].as_u64().unwrap_or(0),
-                arg["valueTwo"].as_u64().unwrap_or(0),
-            );
-            let (op, val) = match arg["op"].as_str().unwrap_or("") {
-                "SCMP_CMP_EQ" => (json!("eq"), val),
-                "SCMP_CMP_NE" => (json!("ne"), val),
-                "SCMP_CMP_LT" => (json!("lt"), val),
-                "SCMP_CMP_LE" => (json!("le"), val),
-                "SCMP_CMP_GT" => (json!("gt"), val),
-                "SCMP_CMP_GE" => (json!("ge"), val),
-                "SCMP_CMP_MASKED_EQ" => (json!({ "masked_eq": val }), val2),
-                other => return Err(bad(format!("unknown comparison {other:?}"))),
-            };
-            args.push(json!({ "index": arg["index"].as_u64().unwrap_or(0), "type": "qword", "op": op, "val": val }));
-        }
-        for name in group["names"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|n| n.as_str())
-        {
-            let rule = if args.is_empty() {
-                json!({ "syscall": name })
-            } else {
-                json!({ "syscall": name, "args": args })
-            };
-            rules.push((name.to_string(), rule));
-        }
-    }
-    let arch: seccompiler::TargetArch = std::env::consts::ARCH.try_into().map_err(|e| bad(format!("{e:?}")))?;
-    // Skip names this architecture does not know, one compile at a time.
-    loop {
-        let doc = json!({ "main": { "mismatch_action": default, "match_action": match_action.clone().unwrap_or(json!("allow")), "filter": rules.iter().map(|(_, r)| r.clone()).collect::<Vec<_>>() } });
-        match seccompiler::compile_from_json(doc.to_string().as_bytes(), arch) {
-            Ok(mut map) => return map.remove("main").ok_or_else(|| bad("no filter compiled".into())),
-            // seccompiler keeps its frontend's error type private: read the message.
-            Err(e) if e.to_string().contains("Invalid syscall name: ") => {
-                let msg = e.to_string();
-                let name = msg
-                    .split("Invalid syscall name: ")
-                    .nth(1)
-                    .and_then(|r| r.split(" for given arch").next())
-                    .unwrap_or("")
-                    .to_string();
-                let before = rules.len();
-                rules.retain(|(n, _)| *n != name);
-                if rules.len() == before {
-                    return Err(bad(format!("unknown syscall {name:?}")));
-                }
-            }
-            Err(e) => return Err(bad(e.to_string())),
-        }
-    }
-}
-
 fn rlimit_resource(name: &str) -> Option<libc::__rlimit_resource_t> {
     Some(match name {
         "core" => libc::RLIMIT_CORE,
@@ -418,8 +233,8 @@ pub fn exec(p: &Process, user: &User) -> (i32, String) {
     // Seccomp goes on while all capabilities are still held (no no_new_privs needed).
     let filter = match p.seccomp.as_str() {
         "unconfined" => None,
-        "" | "default" => Some(default_seccomp()),
-        profile => Some(docker_profile(profile)),
+        "" | "default" => Some(super::seccomp::default_seccomp()),
+        profile => Some(super::seccomp::docker_profile(profile)),
     };
     if let Some(prog) = filter {
         let prog = match prog {
@@ -560,11 +375,5 @@ mod tests {
             .unwrap_err()
             .contains("above the host's"));
         assert!(check_rlimits(&[("bogus".into(), 1, 1)]).is_err());
-        assert!(default_seccomp().is_ok());
-        let profile = r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir","mkdirat","no_such_syscall_anywhere"],"action":"SCMP_ACT_ERRNO"},{"names":["personality"],"action":"SCMP_ACT_ERRNO","args":[{"index":0,"value":8,"op":"SCMP_CMP_EQ"}]}]}"#;
-        assert!(docker_profile(profile).is_ok());
-        assert!(docker_profile(r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_ERRNO"},{"names":["rmdir"],"action":"SCMP_ACT_KILL"}]}"#).unwrap_err().contains("different actions"));
-        assert!(docker_profile(r#"{"defaultAction":"SCMP_ACT_NOPE"}"#).is_err());
-        assert!(docker_profile("not json").is_err());
     }
 }

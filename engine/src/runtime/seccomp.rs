@@ -1,0 +1,353 @@
+//! Seccomp: Docker's default policy for containers, and custom profiles in Docker's JSON
+//! format, compiled with seccompiler and applied by the workload's process just before
+//! `execve` (see `super::process`).
+
+use std::collections::BTreeMap;
+
+/// The syscalls Docker's default profile refuses (EPERM) to a container with the default
+/// capabilities, among those up to [`NEWEST_KNOWN`].
+fn denied_syscalls() -> Vec<i64> {
+    #[allow(unused_mut)]
+    let mut v: Vec<i64> = vec![
+        libc::SYS_acct,
+        libc::SYS_add_key,
+        libc::SYS_bpf,
+        libc::SYS_clock_adjtime,
+        libc::SYS_clock_settime,
+        libc::SYS_delete_module,
+        libc::SYS_finit_module,
+        libc::SYS_get_mempolicy,
+        libc::SYS_init_module,
+        libc::SYS_kcmp,
+        libc::SYS_kexec_file_load,
+        libc::SYS_kexec_load,
+        libc::SYS_keyctl,
+        libc::SYS_lookup_dcookie,
+        libc::SYS_mbind,
+        libc::SYS_mount,
+        libc::SYS_move_pages,
+        libc::SYS_name_to_handle_at,
+        libc::SYS_open_by_handle_at,
+        libc::SYS_perf_event_open,
+        libc::SYS_pivot_root,
+        libc::SYS_process_vm_readv,
+        libc::SYS_process_vm_writev,
+        libc::SYS_ptrace,
+        libc::SYS_quotactl,
+        libc::SYS_reboot,
+        libc::SYS_request_key,
+        libc::SYS_set_mempolicy,
+        libc::SYS_setns,
+        libc::SYS_settimeofday,
+        libc::SYS_swapon,
+        libc::SYS_swapoff,
+        libc::SYS_umount2,
+        libc::SYS_unshare,
+        libc::SYS_userfaultfd,
+        libc::SYS_fsopen,
+        libc::SYS_fsconfig,
+        libc::SYS_fsmount,
+        libc::SYS_fspick,
+        libc::SYS_move_mount,
+        libc::SYS_open_tree,
+        libc::SYS_mount_setattr,
+        libc::SYS_quotactl_fd,
+        libc::SYS_fanotify_init,
+        libc::SYS_vhangup,
+    ];
+    #[cfg(target_arch = "x86_64")]
+    v.extend([
+        libc::SYS_ioperm,
+        libc::SYS_iopl,
+        libc::SYS_nfsservctl,
+        libc::SYS_sysfs,
+        libc::SYS__sysctl,
+        libc::SYS_uselib,
+        libc::SYS_ustat,
+    ]);
+    v
+}
+
+/// The newest syscall whose place in the policy was decided (`mseal`, Linux 6.10). From
+/// Linux 5.1 on, new syscalls have the same number on every architecture.
+const NEWEST_KNOWN: u32 = 462;
+
+/// The namespace flags `clone` may not take without `CAP_SYS_ADMIN`: `CLONE_NEWNS`,
+/// `NEWCGROUP`, `NEWUTS`, `NEWIPC`, `NEWUSER`, `NEWPID` and `NEWNET`.
+const CLONE_NAMESPACES: [u64; 7] = [
+    0x0002_0000,
+    0x0200_0000,
+    0x0400_0000,
+    0x0800_0000,
+    0x1000_0000,
+    0x2000_0000,
+    0x4000_0000,
+];
+
+/// The BPF program of the default profile, with the effect of Docker's allow-list:
+/// - the syscalls of [`denied_syscalls`] fail with EPERM, and so does `clone` with a
+///   namespace flag (Docker's argument rule);
+/// - `clone3`, whose flags a filter cannot read, fails with ENOSYS so that the C
+///   library falls back to `clone`, as under Docker;
+/// - a syscall newer than [`NEWEST_KNOWN`] (and any x32 one) fails with ENOSYS, as runc
+///   makes Docker's profile answer for syscalls it does not know, rather than being
+///   allowed unreviewed.
+///
+/// The last two are a short hand-written prefix before seccompiler's program, because
+/// seccompiler matches single syscall numbers and one action per filter: listing every
+/// number above the newest known would make every syscall walk hundreds of comparisons.
+pub fn default_seccomp() -> Result<seccompiler::BpfProgram, String> {
+    use seccompiler::{
+        SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule, TargetArch,
+    };
+    let arch: TargetArch = std::env::consts::ARCH
+        .try_into()
+        .map_err(|e| format!("seccomp: {e:?}"))?;
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = denied_syscalls().into_iter().map(|n| (n, vec![])).collect();
+    let clone_rules = CLONE_NAMESPACES
+        .iter()
+        .map(|flag| {
+            let c = SeccompCondition::new(0, SeccompCmpArgLen::Qword, SeccompCmpOp::MaskedEq(*flag), *flag)?;
+            SeccompRule::new(vec![c])
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("seccomp: {e}"))?;
+    rules.insert(libc::SYS_clone, clone_rules);
+    let filter = SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EPERM as u32),
+        arch,
+    )
+    .map_err(|e| format!("seccomp: {e}"))?;
+    let program: seccompiler::BpfProgram = filter
+        .try_into()
+        .map_err(|e: seccompiler::BackendError| format!("seccomp: {e}"))?;
+    let audit_arch = match std::env::consts::ARCH {
+        "x86_64" => 62 | 0x8000_0000 | 0x4000_0000,
+        "aarch64" => 183 | 0x8000_0000 | 0x4000_0000,
+        other => return Err(format!("seccomp: no default profile for {other}")),
+    };
+    let mut full = unknown_syscalls_prefix(audit_arch, libc::SYS_clone3 as u32);
+    full.extend(program);
+    Ok(full)
+}
+
+/// `ret ERRNO(ENOSYS)` for syscalls above [`NEWEST_KNOWN`] and for `clone3`, then on to
+/// the program that follows (which checks the architecture itself and kills a process
+/// of another one).
+fn unknown_syscalls_prefix(audit_arch: u32, clone3: u32) -> Vec<seccompiler::sock_filter> {
+    // Classic BPF opcodes (linux/filter.h).
+    const LD_W_ABS: u16 = 0x20;
+    const JEQ_K: u16 = 0x15;
+    const JGT_K: u16 = 0x25;
+    const JA: u16 = 0x05;
+    const RET_K: u16 = 0x06;
+    const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
+    let op = |code, jt, jf, k| seccompiler::sock_filter { code, jt, jf, k };
+    // seccomp_data: the syscall number at offset 0, the architecture at 4. Jumps count
+    // the instructions after the current one.
+    vec![
+        op(LD_W_ABS, 0, 0, 4),
+        op(JEQ_K, 0, 5, audit_arch), // another architecture: on to the program
+        op(LD_W_ABS, 0, 0, 0),
+        op(JGT_K, 2, 0, NEWEST_KNOWN), // newer than known, or x32
+        op(JEQ_K, 1, 0, clone3),
+        op(JA, 0, 0, 1), // known: on to the program
+        op(RET_K, 0, 0, SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
+    ]
+}
+
+/// A seccomp profile in Docker's JSON format, compiled through seccompiler's JSON
+/// frontend (which knows the syscall names of each architecture). Supported: the
+/// default action, syscall groups with one action shared by all groups, `errnoRet`, and
+/// argument conditions. `includes`/`excludes` (by capability or architecture) are
+/// refused by name. Names this architecture does not have are skipped, as Docker does.
+pub fn docker_profile(json: &str) -> Result<seccompiler::BpfProgram, String> {
+    use serde_json::{json, Value};
+    let bad = |m: String| format!("seccomp profile: {m}");
+    let v: Value = serde_json::from_str(json).map_err(|e| bad(e.to_string()))?;
+    let action = |name: &str, ret: Option<u64>| -> Result<Value, String> {
+        Ok(match name {
+            "SCMP_ACT_ALLOW" => json!("allow"),
+            "SCMP_ACT_ERRNO" => json!({ "errno": ret.unwrap_or(libc::EPERM as u64) }),
+            "SCMP_ACT_KILL" | "SCMP_ACT_KILL_THREAD" => json!("kill_thread"),
+            "SCMP_ACT_KILL_PROCESS" => json!("kill_process"),
+            "SCMP_ACT_TRAP" => json!("trap"),
+            "SCMP_ACT_LOG" => json!("log"),
+            "SCMP_ACT_TRACE" => json!({ "trace": ret.unwrap_or(0) }),
+            other => return Err(bad(format!("unknown action {other:?}"))),
+        })
+    };
+    let default = action(v["defaultAction"].as_str().unwrap_or(""), v["defaultErrnoRet"].as_u64())?;
+    let mut match_action: Option<Value> = None;
+    let mut rules: Vec<(String, Value)> = Vec::new();
+    for group in v["syscalls"].as_array().into_iter().flatten() {
+        for key in ["includes", "excludes"] {
+            if group
+                .get(key)
+                .is_some_and(|i| i.as_object().is_some_and(|o| !o.is_empty()))
+            {
+                return Err(bad(format!("`{key}` in syscall groups is not implemented yet")));
+            }
+        }
+        let a = action(group["action"].as_str().unwrap_or(""), group["errnoRet"].as_u64())?;
+        match &match_action {
+            None => match_action = Some(a.clone()),
+            Some(m) if *m != a => {
+                return Err(bad(
+                    "syscall groups with different actions are not implemented yet".into()
+                ))
+            }
+            _ => {}
+        }
+        let mut args = Vec::new();
+        for arg in group["args"].as_array().into_iter().flatten() {
+            let (val, val2) = (
+                arg["value"].as_u64().unwrap_or(0),
+                arg["valueTwo"].as_u64().unwrap_or(0),
+            );
+            let (op, val) = match arg["op"].as_str().unwrap_or("") {
+                "SCMP_CMP_EQ" => (json!("eq"), val),
+                "SCMP_CMP_NE" => (json!("ne"), val),
+                "SCMP_CMP_LT" => (json!("lt"), val),
+                "SCMP_CMP_LE" => (json!("le"), val),
+                "SCMP_CMP_GT" => (json!("gt"), val),
+                "SCMP_CMP_GE" => (json!("ge"), val),
+                "SCMP_CMP_MASKED_EQ" => (json!({ "masked_eq": val }), val2),
+                other => return Err(bad(format!("unknown comparison {other:?}"))),
+            };
+            args.push(json!({ "index": arg["index"].as_u64().unwrap_or(0), "type": "qword", "op": op, "val": val }));
+        }
+        for name in group["names"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|n| n.as_str())
+        {
+            let rule = if args.is_empty() {
+                json!({ "syscall": name })
+            } else {
+                json!({ "syscall": name, "args": args })
+            };
+            rules.push((name.to_string(), rule));
+        }
+    }
+    let arch: seccompiler::TargetArch = std::env::consts::ARCH.try_into().map_err(|e| bad(format!("{e:?}")))?;
+    // Skip names this architecture does not know, one compile at a time.
+    loop {
+        let doc = json!({ "main": { "mismatch_action": default, "match_action": match_action.clone().unwrap_or(json!("allow")), "filter": rules.iter().map(|(_, r)| r.clone()).collect::<Vec<_>>() } });
+        match seccompiler::compile_from_json(doc.to_string().as_bytes(), arch) {
+            Ok(mut map) => return map.remove("main").ok_or_else(|| bad("no filter compiled".into())),
+            // seccompiler keeps its frontend's error type private: read the message.
+            Err(e) if e.to_string().contains("Invalid syscall name: ") => {
+                let msg = e.to_string();
+                let name = msg
+                    .split("Invalid syscall name: ")
+                    .nth(1)
+                    .and_then(|r| r.split(" for given arch").next())
+                    .unwrap_or("")
+                    .to_string();
+                let before = rules.len();
+                rules.retain(|(n, _)| *n != name);
+                if rules.len() == before {
+                    return Err(bad(format!("unknown syscall {name:?}")));
+                }
+            }
+            Err(e) => return Err(bad(e.to_string())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_and_custom_profiles_compile() {
+        assert!(default_seccomp().is_ok());
+        let profile = r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir","mkdirat","no_such_syscall_anywhere"],"action":"SCMP_ACT_ERRNO"},{"names":["personality"],"action":"SCMP_ACT_ERRNO","args":[{"index":0,"value":8,"op":"SCMP_CMP_EQ"}]}]}"#;
+        assert!(docker_profile(profile).is_ok());
+        assert!(docker_profile(r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_ERRNO"},{"names":["rmdir"],"action":"SCMP_ACT_KILL"}]}"#).unwrap_err().contains("different actions"));
+        assert!(docker_profile(r#"{"defaultAction":"SCMP_ACT_NOPE"}"#).is_err());
+        assert!(docker_profile("not json").is_err());
+    }
+
+    #[test]
+    fn the_prefix_sends_unknown_syscalls_and_clone3_to_enosys() {
+        // Run the prefix as the kernel would, on (arch, nr): where does it end?
+        let p = unknown_syscalls_prefix(7, 435);
+        let run = |arch: u32, nr: u32| -> Option<u32> {
+            let (mut pc, mut acc) = (0usize, 0u32);
+            while pc < p.len() {
+                let i = &p[pc];
+                pc += 1;
+                match i.code {
+                    0x20 => acc = if i.k == 4 { arch } else { nr },
+                    0x15 => pc += if acc == i.k { i.jt } else { i.jf } as usize,
+                    0x25 => pc += if acc > i.k { i.jt } else { i.jf } as usize,
+                    0x05 => pc += i.k as usize,
+                    0x06 => return Some(i.k),
+                    _ => unreachable!(),
+                }
+            }
+            // Fell through to the program after it: exactly at its end.
+            assert_eq!(pc, p.len());
+            None
+        };
+        let enosys = Some(0x0005_0000 | libc::ENOSYS as u32);
+        assert_eq!(run(7, 0), None);
+        assert_eq!(run(7, 462), None);
+        assert_eq!(run(7, 463), enosys);
+        assert_eq!(run(7, 0x4000_0001), enosys);
+        assert_eq!(run(7, 435), enosys);
+        assert_eq!(run(8, 999), None, "another architecture is the program's to refuse");
+    }
+
+    /// The default profile as the kernel applies it, in a forked child (which only makes
+    /// syscalls and exits): a syscall newer than the known ones (463, `setxattrat`,
+    /// which without the filter fails otherwise) and `clone3` get ENOSYS; `unshare` and
+    /// `clone` with a namespace flag get EPERM; everything else still works.
+    #[test]
+    fn the_kernel_applies_the_default_profile() {
+        let prog = default_seccomp().unwrap();
+        // SAFETY: the child makes only syscalls (no allocation) and leaves with _exit.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let errno = || std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+            let code = (|| {
+                // SAFETY: plain syscalls with integer arguments (pointers null).
+                unsafe {
+                    libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+                    if seccompiler::apply_filter(&prog).is_err() {
+                        return 1;
+                    }
+                    if libc::syscall(463, 0, 0, 0, 0, 0, 0) != -1 || errno() != libc::ENOSYS {
+                        return 2;
+                    }
+                    if libc::syscall(libc::SYS_clone3, 0, 0) != -1 || errno() != libc::ENOSYS {
+                        return 3;
+                    }
+                    if libc::unshare(libc::CLONE_NEWUTS) != -1 || errno() != libc::EPERM {
+                        return 4;
+                    }
+                    let flags = (libc::CLONE_NEWNET | libc::SIGCHLD) as u64;
+                    if libc::syscall(libc::SYS_clone, flags, 0, 0, 0, 0) != -1 || errno() != libc::EPERM {
+                        return 5;
+                    }
+                    if libc::getppid() <= 0 {
+                        return 6;
+                    }
+                }
+                0
+            })();
+            // SAFETY: leaving the child without running the parent's destructors.
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(libc::WIFEXITED(status), "{status}");
+        assert_eq!(libc::WEXITSTATUS(status), 0, "the step that failed");
+    }
+}
