@@ -710,9 +710,17 @@ fn seccomp_default_unconfined_and_a_custom_profile() {
             s.process.seccomp = seccomp.into();
             s
         };
-        // Even with CAP_SYS_ADMIN, the default profile refuses unshare.
-        let (_, out) = f.run(&with_sys_admin("sdef", "default"), &Limits::default());
+        // The default profile refuses unshare to a container with the default
+        // capabilities, and lets it through with CAP_SYS_ADMIN, as Docker's does.
+        let mut plain = f.spec("spln", script);
+        plain.process.seccomp = "default".into();
+        let (_, out) = f.run(&plain, &Limits::default());
         assert!(out.contains("unshare=denied") && out.contains("mkdir=allowed"), "{out}");
+        let (_, out) = f.run(&with_sys_admin("sdef", "default"), &Limits::default());
+        assert!(
+            out.contains("unshare=allowed") && out.contains("mkdir=allowed"),
+            "{out}"
+        );
         // Unconfined: only capabilities decide.
         let (_, out) = f.run(&with_sys_admin("sunc", "unconfined"), &Limits::default());
         assert!(out.contains("unshare=allowed"), "{out}");

@@ -233,7 +233,7 @@ pub fn exec(p: &Process, user: &User) -> (i32, String) {
     // Seccomp goes on while all capabilities are still held (no no_new_privs needed).
     let filter = match p.seccomp.as_str() {
         "unconfined" => None,
-        "" | "default" => Some(super::seccomp::default_seccomp()),
+        "" | "default" => Some(super::seccomp::default_seccomp(&p.capabilities)),
         profile => Some(super::seccomp::docker_profile(profile)),
     };
     if let Some(prog) = filter {

@@ -4,69 +4,85 @@
 
 use std::collections::BTreeMap;
 
-/// The syscalls Docker's default profile refuses (EPERM) to a container with the default
-/// capabilities, among those up to [`NEWEST_KNOWN`].
-fn denied_syscalls() -> Vec<i64> {
+/// The syscalls Docker's default profile refuses (EPERM), among those up to
+/// [`NEWEST_KNOWN`], each with the capabilities that lift the refusal, as Docker's
+/// profile lifts it for a container given one of them (`cap_add`): none for those it
+/// refuses whatever the capabilities.
+fn refused() -> Vec<(i64, &'static [&'static str])> {
+    const NONE: &[&str] = &[];
+    const ADMIN: &[&str] = &["CAP_SYS_ADMIN"];
+    const NICE: &[&str] = &["CAP_SYS_NICE"];
+    const TIME: &[&str] = &["CAP_SYS_TIME"];
+    const MODULE: &[&str] = &["CAP_SYS_MODULE"];
     #[allow(unused_mut)]
-    let mut v: Vec<i64> = vec![
-        libc::SYS_acct,
-        libc::SYS_add_key,
-        libc::SYS_bpf,
-        libc::SYS_clock_adjtime,
-        libc::SYS_clock_settime,
-        libc::SYS_delete_module,
-        libc::SYS_finit_module,
-        libc::SYS_get_mempolicy,
-        libc::SYS_init_module,
-        libc::SYS_kcmp,
-        libc::SYS_kexec_file_load,
-        libc::SYS_kexec_load,
-        libc::SYS_keyctl,
-        libc::SYS_lookup_dcookie,
-        libc::SYS_mbind,
-        libc::SYS_mount,
-        libc::SYS_move_pages,
-        libc::SYS_name_to_handle_at,
-        libc::SYS_open_by_handle_at,
-        libc::SYS_perf_event_open,
-        libc::SYS_pivot_root,
-        libc::SYS_process_vm_readv,
-        libc::SYS_process_vm_writev,
-        libc::SYS_ptrace,
-        libc::SYS_quotactl,
-        libc::SYS_reboot,
-        libc::SYS_request_key,
-        libc::SYS_set_mempolicy,
-        libc::SYS_setns,
-        libc::SYS_settimeofday,
-        libc::SYS_swapon,
-        libc::SYS_swapoff,
-        libc::SYS_umount2,
-        libc::SYS_unshare,
-        libc::SYS_userfaultfd,
-        libc::SYS_fsopen,
-        libc::SYS_fsconfig,
-        libc::SYS_fsmount,
-        libc::SYS_fspick,
-        libc::SYS_move_mount,
-        libc::SYS_open_tree,
-        libc::SYS_mount_setattr,
-        libc::SYS_quotactl_fd,
-        libc::SYS_fanotify_init,
-        libc::SYS_vhangup,
+    let mut v: Vec<(i64, &'static [&'static str])> = vec![
+        (libc::SYS_add_key, NONE),
+        (libc::SYS_keyctl, NONE),
+        (libc::SYS_request_key, NONE),
+        (libc::SYS_kexec_file_load, NONE),
+        (libc::SYS_kexec_load, NONE),
+        (libc::SYS_userfaultfd, NONE),
+        // io_uring bypasses seccomp for the operations it performs (Docker 25 and on).
+        (libc::SYS_io_uring_setup, NONE),
+        (libc::SYS_io_uring_enter, NONE),
+        (libc::SYS_io_uring_register, NONE),
+        (libc::SYS_acct, &["CAP_SYS_PACCT"]),
+        (libc::SYS_bpf, &["CAP_SYS_ADMIN", "CAP_BPF"]),
+        (libc::SYS_perf_event_open, &["CAP_SYS_ADMIN", "CAP_PERFMON"]),
+        (libc::SYS_clock_adjtime, TIME),
+        (libc::SYS_clock_settime, TIME),
+        (libc::SYS_settimeofday, TIME),
+        (libc::SYS_delete_module, MODULE),
+        (libc::SYS_finit_module, MODULE),
+        (libc::SYS_init_module, MODULE),
+        (libc::SYS_get_mempolicy, NICE),
+        (libc::SYS_mbind, NICE),
+        (libc::SYS_set_mempolicy, NICE),
+        (libc::SYS_move_pages, NICE),
+        (libc::SYS_kcmp, &["CAP_SYS_PTRACE"]),
+        (libc::SYS_open_by_handle_at, &["CAP_DAC_READ_SEARCH"]),
+        (libc::SYS_reboot, &["CAP_SYS_BOOT"]),
+        (libc::SYS_syslog, &["CAP_SYSLOG"]),
+        (libc::SYS_vhangup, &["CAP_SYS_TTY_CONFIG"]),
+        (libc::SYS_lookup_dcookie, ADMIN),
+        (libc::SYS_mount, ADMIN),
+        (libc::SYS_umount2, ADMIN),
+        (libc::SYS_pivot_root, ADMIN),
+        (libc::SYS_name_to_handle_at, ADMIN),
+        (libc::SYS_quotactl, ADMIN),
+        (libc::SYS_quotactl_fd, ADMIN),
+        (libc::SYS_setns, ADMIN),
+        (libc::SYS_unshare, ADMIN),
+        (libc::SYS_swapon, ADMIN),
+        (libc::SYS_swapoff, ADMIN),
+        (libc::SYS_fanotify_init, ADMIN),
+        (libc::SYS_fsopen, ADMIN),
+        (libc::SYS_fsconfig, ADMIN),
+        (libc::SYS_fsmount, ADMIN),
+        (libc::SYS_fspick, ADMIN),
+        (libc::SYS_move_mount, ADMIN),
+        (libc::SYS_open_tree, ADMIN),
+        (libc::SYS_mount_setattr, ADMIN),
     ];
     #[cfg(target_arch = "x86_64")]
     v.extend([
-        libc::SYS_ioperm,
-        libc::SYS_iopl,
-        libc::SYS_nfsservctl,
-        libc::SYS_sysfs,
-        libc::SYS__sysctl,
-        libc::SYS_uselib,
-        libc::SYS_ustat,
+        (libc::SYS_ioperm, &["CAP_SYS_RAWIO"][..]),
+        (libc::SYS_iopl, &["CAP_SYS_RAWIO"][..]),
+        (libc::SYS_nfsservctl, NONE),
+        (libc::SYS_sysfs, NONE),
+        (libc::SYS__sysctl, NONE),
+        (libc::SYS_uselib, NONE),
+        (libc::SYS_ustat, NONE),
     ]);
     v
 }
+
+/// The `personality` values Docker's profile allows: `PER_LINUX`, `PER_LINUX32`,
+/// `UNAME26`, `PER_LINUX32|UNAME26`, and the query `0xffffffff`.
+const PERSONALITIES: [u64; 5] = [0x0, 0x8, 0x20000, 0x20008, 0xffff_ffff];
+
+/// `AF_VSOCK`: sockets to the hypervisor are refused, as by Docker's profile.
+const AF_VSOCK: u64 = 40;
 
 /// The newest syscall whose place in the policy was decided (`mseal`, Linux 6.10). From
 /// Linux 5.1 on, new syscalls have the same number on every architecture.
@@ -84,59 +100,76 @@ const CLONE_NAMESPACES: [u64; 7] = [
     0x4000_0000,
 ];
 
-/// The BPF program of the default profile, with the effect of Docker's allow-list:
-/// - the syscalls of [`denied_syscalls`] fail with EPERM, and so does `clone` with a
-///   namespace flag (Docker's argument rule);
-/// - `clone3`, whose flags a filter cannot read, fails with ENOSYS so that the C
-///   library falls back to `clone`, as under Docker;
+/// The BPF program of the default profile for a process with the capabilities `caps`
+/// (`CAP_…` names), with the effect of Docker's allow-list:
+/// - the syscalls of [`refused`] fail with EPERM unless a capability lifts them, and so
+///   do `clone` with a namespace flag and `clone3` (ENOSYS, which a filter cannot read
+///   the flags of, so that the C library falls back to `clone`) without
+///   `CAP_SYS_ADMIN`, `personality` but for [`PERSONALITIES`], and `socket(AF_VSOCK)`;
 /// - a syscall newer than [`NEWEST_KNOWN`] (and any x32 one) fails with ENOSYS, as runc
 ///   makes Docker's profile answer for syscalls it does not know, rather than being
 ///   allowed unreviewed.
 ///
-/// The last two are a short hand-written prefix before seccompiler's program, because
-/// seccompiler matches single syscall numbers and one action per filter: listing every
-/// number above the newest known would make every syscall walk hundreds of comparisons.
-pub fn default_seccomp() -> Result<seccompiler::BpfProgram, String> {
+/// The ENOSYS answers are a short hand-written prefix before seccompiler's program,
+/// because seccompiler matches single syscall numbers and one action per filter:
+/// listing every number above the newest known would make every syscall walk hundreds
+/// of comparisons.
+pub fn default_seccomp(caps: &[String]) -> Result<seccompiler::BpfProgram, String> {
     use seccompiler::{
         SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule, TargetArch,
     };
     let arch: TargetArch = std::env::consts::ARCH
         .try_into()
         .map_err(|e| format!("seccomp: {e:?}"))?;
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = denied_syscalls().into_iter().map(|n| (n, vec![])).collect();
-    let clone_rules = CLONE_NAMESPACES
+    let has = |c: &str| caps.iter().any(|k| k == c);
+    let err = |e: seccompiler::BackendError| format!("seccomp: {e}");
+    let cond = |index, op, value| SeccompCondition::new(index, SeccompCmpArgLen::Qword, op, value).map_err(err);
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = refused()
+        .into_iter()
+        .filter(|(_, lifted_by)| !lifted_by.iter().any(|c| has(c)))
+        .map(|(n, _)| (n, vec![]))
+        .collect();
+    let admin = has("CAP_SYS_ADMIN");
+    if !admin {
+        let clone_rules = CLONE_NAMESPACES
+            .iter()
+            .map(|flag| SeccompRule::new(vec![cond(0, SeccompCmpOp::MaskedEq(*flag), *flag)?]).map_err(err))
+            .collect::<Result<Vec<_>, String>>()?;
+        rules.insert(libc::SYS_clone, clone_rules);
+    }
+    // One rule whose conditions must all hold: none of the allowed values.
+    let personality = PERSONALITIES
         .iter()
-        .map(|flag| {
-            let c = SeccompCondition::new(0, SeccompCmpArgLen::Qword, SeccompCmpOp::MaskedEq(*flag), *flag)?;
-            SeccompRule::new(vec![c])
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("seccomp: {e}"))?;
-    rules.insert(libc::SYS_clone, clone_rules);
+        .map(|v| cond(0, SeccompCmpOp::Ne, *v))
+        .collect::<Result<Vec<_>, String>>()?;
+    rules.insert(libc::SYS_personality, vec![SeccompRule::new(personality).map_err(err)?]);
+    rules.insert(
+        libc::SYS_socket,
+        vec![SeccompRule::new(vec![cond(0, SeccompCmpOp::Eq, AF_VSOCK)?]).map_err(err)?],
+    );
     let filter = SeccompFilter::new(
         rules,
         SeccompAction::Allow,
         SeccompAction::Errno(libc::EPERM as u32),
         arch,
     )
-    .map_err(|e| format!("seccomp: {e}"))?;
-    let program: seccompiler::BpfProgram = filter
-        .try_into()
-        .map_err(|e: seccompiler::BackendError| format!("seccomp: {e}"))?;
+    .map_err(err)?;
+    let program: seccompiler::BpfProgram = filter.try_into().map_err(err)?;
     let audit_arch = match std::env::consts::ARCH {
         "x86_64" => 62 | 0x8000_0000 | 0x4000_0000,
         "aarch64" => 183 | 0x8000_0000 | 0x4000_0000,
         other => return Err(format!("seccomp: no default profile for {other}")),
     };
-    let mut full = unknown_syscalls_prefix(audit_arch, libc::SYS_clone3 as u32);
+    let clone3 = (!admin).then_some(libc::SYS_clone3 as u32);
+    let mut full = unknown_syscalls_prefix(audit_arch, clone3);
     full.extend(program);
     Ok(full)
 }
 
-/// `ret ERRNO(ENOSYS)` for syscalls above [`NEWEST_KNOWN`] and for `clone3`, then on to
-/// the program that follows (which checks the architecture itself and kills a process
-/// of another one).
-fn unknown_syscalls_prefix(audit_arch: u32, clone3: u32) -> Vec<seccompiler::sock_filter> {
+/// `ret ERRNO(ENOSYS)` for syscalls above [`NEWEST_KNOWN`] and for `clone3` (when
+/// given), then on to the program that follows (which checks the architecture itself
+/// and kills a process of another one).
+fn unknown_syscalls_prefix(audit_arch: u32, clone3: Option<u32>) -> Vec<seccompiler::sock_filter> {
     // Classic BPF opcodes (linux/filter.h).
     const LD_W_ABS: u16 = 0x20;
     const JEQ_K: u16 = 0x15;
@@ -147,15 +180,24 @@ fn unknown_syscalls_prefix(audit_arch: u32, clone3: u32) -> Vec<seccompiler::soc
     let op = |code, jt, jf, k| seccompiler::sock_filter { code, jt, jf, k };
     // seccomp_data: the syscall number at offset 0, the architecture at 4. Jumps count
     // the instructions after the current one.
-    vec![
+    let mut checks = vec![op(JGT_K, 0, 0, NEWEST_KNOWN)]; // newer than known, or x32
+    if let Some(nr) = clone3 {
+        checks.push(op(JEQ_K, 0, 0, nr));
+    }
+    let n = checks.len() as u8;
+    // Each check jumps, when true, over the checks after it and the `ja` to the `ret`.
+    for (i, c) in checks.iter_mut().enumerate() {
+        c.jt = n - 1 - i as u8 + 1;
+    }
+    let mut p = vec![
         op(LD_W_ABS, 0, 0, 4),
-        op(JEQ_K, 0, 5, audit_arch), // another architecture: on to the program
+        op(JEQ_K, 0, n + 3, audit_arch), // another architecture: on to the program
         op(LD_W_ABS, 0, 0, 0),
-        op(JGT_K, 2, 0, NEWEST_KNOWN), // newer than known, or x32
-        op(JEQ_K, 1, 0, clone3),
-        op(JA, 0, 0, 1), // known: on to the program
-        op(RET_K, 0, 0, SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
-    ]
+    ];
+    p.extend(checks);
+    p.push(op(JA, 0, 0, 1)); // known: on to the program
+    p.push(op(RET_K, 0, 0, SECCOMP_RET_ERRNO | libc::ENOSYS as u32));
+    p
 }
 
 /// A seccomp profile in Docker's JSON format, compiled through seccompiler's JSON
@@ -265,7 +307,7 @@ mod tests {
 
     #[test]
     fn the_default_and_custom_profiles_compile() {
-        assert!(default_seccomp().is_ok());
+        assert!(default_seccomp(&[]).is_ok());
         let profile = r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir","mkdirat","no_such_syscall_anywhere"],"action":"SCMP_ACT_ERRNO"},{"names":["personality"],"action":"SCMP_ACT_ERRNO","args":[{"index":0,"value":8,"op":"SCMP_CMP_EQ"}]}]}"#;
         assert!(docker_profile(profile).is_ok());
         assert!(docker_profile(r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_ERRNO"},{"names":["rmdir"],"action":"SCMP_ACT_KILL"}]}"#).unwrap_err().contains("different actions"));
@@ -276,7 +318,7 @@ mod tests {
     #[test]
     fn the_prefix_sends_unknown_syscalls_and_clone3_to_enosys() {
         // Run the prefix as the kernel would, on (arch, nr): where does it end?
-        let p = unknown_syscalls_prefix(7, 435);
+        let p = unknown_syscalls_prefix(7, Some(435));
         let run = |arch: u32, nr: u32| -> Option<u32> {
             let (mut pc, mut acc) = (0usize, 0u32);
             while pc < p.len() {
@@ -302,45 +344,27 @@ mod tests {
         assert_eq!(run(7, 0x4000_0001), enosys);
         assert_eq!(run(7, 435), enosys);
         assert_eq!(run(8, 999), None, "another architecture is the program's to refuse");
+        // Without the clone3 check (CAP_SYS_ADMIN), the rest holds.
+        let p2 = unknown_syscalls_prefix(7, None);
+        assert_eq!(p2.len(), p.len() - 1);
     }
 
     /// The default profile as the kernel applies it, in a forked child (which only makes
-    /// syscalls and exits): a syscall newer than the known ones (463, `setxattrat`,
-    /// which without the filter fails otherwise) and `clone3` get ENOSYS; `unshare` and
-    /// `clone` with a namespace flag get EPERM; everything else still works.
-    #[test]
-    fn the_kernel_applies_the_default_profile() {
-        let prog = default_seccomp().unwrap();
+    /// syscalls and exits; the test runs with every capability, so only the filter
+    /// refuses). Returns the step that went otherwise than expected, 0 if none.
+    fn in_child(caps: &[&str], steps: fn() -> i32) -> i32 {
+        let caps: Vec<String> = caps.iter().map(|c| c.to_string()).collect();
+        let prog = default_seccomp(&caps).unwrap();
         // SAFETY: the child makes only syscalls (no allocation) and leaves with _exit.
         let pid = unsafe { libc::fork() };
         if pid == 0 {
-            let errno = || std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
-            let code = (|| {
-                // SAFETY: plain syscalls with integer arguments (pointers null).
-                unsafe {
-                    libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-                    if seccompiler::apply_filter(&prog).is_err() {
-                        return 1;
-                    }
-                    if libc::syscall(463, 0, 0, 0, 0, 0, 0) != -1 || errno() != libc::ENOSYS {
-                        return 2;
-                    }
-                    if libc::syscall(libc::SYS_clone3, 0, 0) != -1 || errno() != libc::ENOSYS {
-                        return 3;
-                    }
-                    if libc::unshare(libc::CLONE_NEWUTS) != -1 || errno() != libc::EPERM {
-                        return 4;
-                    }
-                    let flags = (libc::CLONE_NEWNET | libc::SIGCHLD) as u64;
-                    if libc::syscall(libc::SYS_clone, flags, 0, 0, 0, 0) != -1 || errno() != libc::EPERM {
-                        return 5;
-                    }
-                    if libc::getppid() <= 0 {
-                        return 6;
-                    }
-                }
-                0
-            })();
+            // SAFETY: prctl with integer arguments.
+            unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+            let code = if seccompiler::apply_filter(&prog).is_err() {
+                100
+            } else {
+                steps()
+            };
             // SAFETY: leaving the child without running the parent's destructors.
             unsafe { libc::_exit(code) };
         }
@@ -348,6 +372,72 @@ mod tests {
         // SAFETY: waiting for our own child.
         unsafe { libc::waitpid(pid, &mut status, 0) };
         assert!(libc::WIFEXITED(status), "{status}");
-        assert_eq!(libc::WEXITSTATUS(status), 0, "the step that failed");
+        libc::WEXITSTATUS(status)
+    }
+
+    fn errno() -> i32 {
+        std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+    }
+
+    /// Whether a syscall failed with `e`.
+    fn failed_with(r: libc::c_long, e: i32) -> bool {
+        r == -1 && errno() == e
+    }
+
+    #[test]
+    fn the_kernel_applies_the_default_profile() {
+        // Default capabilities: a syscall newer than the known ones (463, `setxattrat`,
+        // which without the filter fails otherwise) and clone3 get ENOSYS; unshare,
+        // clone with a namespace flag, an odd personality and a vsock socket get EPERM;
+        // the rest works.
+        let code = in_child(&[], || {
+            // SAFETY: plain syscalls with integer arguments (pointers null).
+            unsafe {
+                let steps: [(bool, i32); 8] = [
+                    (failed_with(libc::syscall(463, 0, 0, 0, 0, 0, 0), libc::ENOSYS), 1),
+                    (failed_with(libc::syscall(libc::SYS_clone3, 0, 0), libc::ENOSYS), 2),
+                    (
+                        failed_with(libc::unshare(libc::CLONE_NEWUTS) as libc::c_long, libc::EPERM),
+                        3,
+                    ),
+                    (
+                        failed_with(
+                            libc::syscall(libc::SYS_clone, (libc::CLONE_NEWNET | libc::SIGCHLD) as u64, 0, 0, 0, 0),
+                            libc::EPERM,
+                        ),
+                        4,
+                    ),
+                    (
+                        failed_with(libc::syscall(libc::SYS_personality, 0x0040_0000u64), libc::EPERM),
+                        5,
+                    ),
+                    (libc::syscall(libc::SYS_personality, 0xffff_ffffu64) >= 0, 6),
+                    (
+                        failed_with(libc::socket(40, libc::SOCK_STREAM, 0) as libc::c_long, libc::EPERM),
+                        7,
+                    ),
+                    (libc::getppid() > 0, 8),
+                ];
+                steps.iter().find(|(ok, _)| !ok).map_or(0, |(_, n)| *n)
+            }
+        });
+        assert_eq!(code, 0, "the step that went otherwise");
+        // CAP_SYS_ADMIN lifts the namespace refusals, as in Docker's profile.
+        let code = in_child(&["CAP_SYS_ADMIN"], || {
+            // SAFETY: as above; the new UTS namespace is the child's alone.
+            unsafe {
+                if libc::unshare(libc::CLONE_NEWUTS) != 0 {
+                    return 1;
+                }
+                if failed_with(libc::syscall(libc::SYS_clone3, 0, 0), libc::ENOSYS) {
+                    return 2;
+                }
+                if !failed_with(libc::syscall(463, 0, 0, 0, 0, 0, 0), libc::ENOSYS) {
+                    return 3;
+                }
+            }
+            0
+        });
+        assert_eq!(code, 0, "the step that went otherwise");
     }
 }
