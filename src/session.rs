@@ -232,7 +232,7 @@ pub async fn pump(io: hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>, opts: O
             }
             frames::ERROR => {
                 let msg = String::from_utf8_lossy(&data);
-                eprint!("{}{msg}\n", if opts.tty { "\r" } else { "" });
+                eprintln!("{}{msg}", if opts.tty { "\r" } else { "" });
             }
             frames::EXIT if data.len() == 4 => {
                 return Ok(End::Exited(i32::from_be_bytes([data[0], data[1], data[2], data[3]])))
