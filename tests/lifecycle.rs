@@ -587,6 +587,16 @@ networks:
         e.contains("networks.plain.ipv6_address \"fd00::5\": network \"plain\" does not have enable_ipv6"),
         "{e}"
     );
+    // So is an interface name no interface can have; nothing is made.
+    let e = env.refused(
+        "bad.yaml",
+        "name: six\nservices:\n  x:\n    image: rcompose/busybox:latest\n    networks:\n      default: {interface_name: averyveryverylongname}\n",
+    );
+    assert!(
+        e.contains("service \"x\": networks.default.interface_name \"averyveryverylongname\": an interface name is 1 to 15 bytes"),
+        "{e}"
+    );
+    assert!(!e.contains("Creating"), "{e}");
     env.ok(&["down", "-t", "0"]);
     env.assert_nothing_left();
 }

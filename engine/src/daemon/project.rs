@@ -129,6 +129,14 @@ impl Engine {
             super::supervise::policy(svc).map_err(|e| format!("service {s:?}: {e}"))?;
             container::check_mac_addresses(svc).map_err(|e| format!("service {s:?}: {e}"))?;
             for (key, o) in svc.networks.iter().flatten() {
+                if let Some(name) = o.as_ref().and_then(|o| o.interface_name.as_ref()) {
+                    if name.is_empty() || name.len() > 15 || name.contains(['/', ' ', ':']) {
+                        return Err(format!(
+                            "service {s:?}: networks.{key}.interface_name {name:?}: an interface name is 1 to 15 bytes, without '/', ':' or spaces"
+                        )
+                        .into());
+                    }
+                }
                 let six = project.networks.get(key).and_then(|n| n.enable_ipv6) == Some(true);
                 if let Some(a) = o.as_ref().and_then(|o| o.ipv6_address.as_ref()).filter(|_| !six) {
                     return Err(format!(
