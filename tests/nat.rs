@@ -45,8 +45,9 @@ impl Outside {
                 .unwrap();
             let pid = holder.id().to_string();
             let mut out = Outside { holder, server: None };
-            // The namespace exists once unshare has executed sleep.
-            let own = std::fs::read_link("/proc/self/ns/net").unwrap();
+            // The namespace exists once unshare has made it: until then the child is in
+            // this thread's (the engine's, not the process's: hence thread-self).
+            let own = std::fs::read_link("/proc/thread-self/ns/net").unwrap();
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
             while std::fs::read_link(format!("/proc/{pid}/ns/net"))
                 .map(|l| l == own)
