@@ -433,20 +433,6 @@ pub fn pull(g: &Global, a: PullArgs) -> Result<ExitCode> {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_and_times() {
-        assert_eq!(human_size(999), "999B");
-        assert_eq!(human_size(4_260_000), "4.26MB");
-        assert_eq!(human_size(1_000_000), "1MB");
-        assert_eq!(parse_rfc3339("1970-01-02T00:00:01Z"), Some(86_401));
-        assert_eq!(parse_rfc3339("2024-02-29T12:00:00.5Z"), Some(1_709_208_000));
-    }
-}
-
 /// Before `up`/`create`: pulls what the services need under `--pull` or each service's
 /// `pull_policy` (`missing` by default). A missing image with `never` is an error.
 pub fn pull_for_up(p: &compose::Project, names: &[String], flag: Option<&str>, quiet: bool) -> Result<()> {
@@ -489,4 +475,18 @@ pub fn pull_for_up(p: &compose::Project, names: &[String], flag: Option<&str>, q
         res?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_times() {
+        assert_eq!(human_size(999), "999B");
+        assert_eq!(human_size(4_260_000), "4.26MB");
+        assert_eq!(human_size(1_000_000), "1MB");
+        assert_eq!(parse_rfc3339("1970-01-02T00:00:01Z"), Some(86_401));
+        assert_eq!(parse_rfc3339("2024-02-29T12:00:00.5Z"), Some(1_709_208_000));
+    }
 }

@@ -389,10 +389,13 @@ mod tests {
         assert!(parse_mac("00:00:00:00:00:00").unwrap_err().contains("zeroes"));
     }
 
+    /// A link: name, MTU, up, addresses, controller.
+    type FakeLink = (String, Option<u32>, bool, Vec<(IpAddr, u8)>, Option<u32>);
+
     /// Links in memory: what netd asked for, and a switch to make one operation fail.
     #[derive(Default)]
     struct Fake {
-        links: RefCell<BTreeMap<u32, (String, Option<u32>, bool, Vec<(IpAddr, u8)>, Option<u32>)>>,
+        links: RefCell<BTreeMap<u32, FakeLink>>,
         next: RefCell<u32>,
         fail_controller: bool,
     }

@@ -132,7 +132,7 @@ impl Engine {
                 ));
             }
             // Higher priority first, as Docker orders them (stable for equal ones).
-            v.sort_by(|a, b| b.0.cmp(&a.0));
+            v.sort_by_key(|a| std::cmp::Reverse(a.0));
             v.into_iter().map(|(_, a)| a).collect()
         } else {
             Vec::new()

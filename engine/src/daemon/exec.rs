@@ -101,6 +101,11 @@ fn container_pty(init_pid: i32, ws: &nix::pty::Winsize) -> std::io::Result<(Owne
     }
 }
 
+/// The caller's ends of a process's standard streams: where its input goes, where its
+/// output comes from (with the frame kind), the process's own three, and the terminal's
+/// master when there is one.
+type Ends = (OwnedFd, Vec<(OwnedFd, u8)>, [Stdio; 3], Option<OwnedFd>);
+
 fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)
 }
@@ -163,7 +168,7 @@ impl Engine {
         let p = process(ctr, req).map_err(|e| (126, e))?;
         let io = |e: std::io::Error| (126, e.to_string());
         // The caller's ends: where its input goes, where the output comes from.
-        let (stdin_w, outputs, stdio, master): (OwnedFd, Vec<(OwnedFd, u8)>, [Stdio; 3], Option<OwnedFd>) = if req.tty {
+        let (stdin_w, outputs, stdio, master): Ends = if req.tty {
             let ws = nix::pty::Winsize {
                 ws_row: req.rows.max(1),
                 ws_col: req.cols.max(1),

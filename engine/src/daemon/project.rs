@@ -14,6 +14,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
+/// A dependency as a service waits for it: its name, the condition, whether it is
+/// `required`, and where its outcome arrives.
+type Dependency = (String, Condition, bool, watch::Receiver<Option<Result<bool, String>>>);
+
 /// Where an operation reports.
 #[derive(Clone)]
 pub struct Out(pub mpsc::UnboundedSender<StreamMsg>);
@@ -182,8 +186,7 @@ impl Engine {
             let me = self.clone();
             let (project, req, out, name) = (project.clone(), req.clone(), out.clone(), name.clone());
             let tx = done.remove(s).unwrap_or_else(|| watch::channel(None).0);
-            let deps: Vec<(String, Condition, bool, watch::Receiver<Option<Result<bool, String>>>)> = project.services
-                [s]
+            let deps: Vec<Dependency> = project.services[s]
                 .depends_on
                 .iter()
                 .flatten()
@@ -241,7 +244,7 @@ impl Engine {
         name: &str,
         s: &str,
         req: &UpRequest,
-        deps: Vec<(String, Condition, bool, watch::Receiver<Option<Result<bool, String>>>)>,
+        deps: Vec<Dependency>,
         out: &Out,
     ) -> Result<bool, String> {
         let svc = &project.services[s];
