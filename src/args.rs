@@ -284,7 +284,7 @@ pub struct PortArgs {
 #[derive(Debug, Args)]
 pub struct AttachArgs {
     /// Override the key sequence for detaching from a container
-    #[arg(long, default_value = "ctrl-p,ctrl-q")]
+    #[arg(long, default_value = crate::session::DEFAULT_DETACH_KEYS)]
     pub detach_keys: String,
     /// index of the container if service has multiple replicas
     #[arg(long, default_value_t = 1)]

@@ -86,5 +86,7 @@ pub fn attach(g: &Global, a: AttachArgs) -> Result<ExitCode> {
 }
 
 fn is_oneoff(s: &ContainerSummary) -> bool {
-    s.labels.get("com.docker.compose.oneoff").is_some_and(|v| v == "True")
+    s.labels
+        .get(engine::daemon::state::LABEL_ONEOFF)
+        .is_some_and(|v| v == "True")
 }

@@ -126,7 +126,7 @@ pub fn run(g: &Global, a: RunArgs) -> Result<ExitCode> {
         let how = crate::attach_cmd::Attachment {
             tty,
             input: a.interactive,
-            detach_keys: crate::session::parse_detach_keys("ctrl-p,ctrl-q")?,
+            detach_keys: crate::session::parse_detach_keys(crate::session::DEFAULT_DETACH_KEYS)?,
             sig_proxy: true,
         };
         match crate::attach_cmd::attach_to(&c, &container, &how).await? {

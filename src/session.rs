@@ -48,6 +48,9 @@ impl Drop for RawMode {
     }
 }
 
+/// Docker's default detach keys.
+pub const DEFAULT_DETACH_KEYS: &str = "ctrl-p,ctrl-q";
+
 /// Docker's `--detach-keys`: comma-separated keys, each a character or `ctrl-X` (X one
 /// of `a`-`z`, `@`, `[`, `\`, `]`, `^`, `_`).
 pub fn parse_detach_keys(s: &str) -> Result<Vec<u8>> {

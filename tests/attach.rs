@@ -253,6 +253,16 @@ fn run_with_a_terminal_and_with_piped_input() {
         "{:?}",
         env.ps()
     );
+    // A network key no container can have is refused before anything is made, as by `up`.
+    env.write(
+        "bad.yaml",
+        "name: runio\nservices:\n  x:\n    image: rcompose/busybox:latest\n    mac_address: 01:00:5e:00:00:01\n",
+    );
+    let o = env.rc(&["-f", "bad.yaml", "run", "--rm", "-T", "x", "true"]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(e.contains("service \"x\": mac_address: invalid MAC address"), "{e}");
+    assert!(!e.contains("Creating"), "{e}");
     env.ok(&["down", "-t", "0"]);
     env.assert_nothing_left();
 }

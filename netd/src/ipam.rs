@@ -364,12 +364,13 @@ impl Ipam {
     /// Frees whatever `owner` holds on `network`.
     pub fn release(&mut self, network: &str, owner: &str) -> Result<(), IpamError> {
         if let Some(n) = self.state.networks.get_mut(network) {
-            let before = n.allocated.len() + n.v6.as_ref().map_or(0, |v| v.allocated.len());
+            let held = |n: &Network| n.allocated.len() + n.v6.as_ref().map_or(0, |v| v.allocated.len());
+            let before = held(n);
             n.allocated.retain(|_, o| o != owner);
             if let Some(v) = n.v6.as_mut() {
                 v.allocated.retain(|_, o| o != owner);
             }
-            if n.allocated.len() + n.v6.as_ref().map_or(0, |v| v.allocated.len()) != before {
+            if held(n) != before {
                 self.save()?;
             }
         }

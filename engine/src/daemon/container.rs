@@ -67,13 +67,28 @@ pub fn mac_address(svc: &Service, key: &str, first: bool) -> Result<Option<[u8; 
         .map_err(|e| format!("{at}: {e}"))
 }
 
-/// Every `mac_address` of a service, checked before anything is made.
-pub fn check_mac_addresses(svc: &Service) -> Result<(), String> {
+/// A service's network keys, checked before anything is made (by `up` and `run`):
+/// every `mac_address`, `interface_name`, and `ipv6_address` (on a network with IPv6).
+pub fn check_networks(project: &compose::Project, svc: &Service) -> Result<(), String> {
     if let Some(m) = &svc.mac_address {
         netd::links::parse_mac(m).map_err(|e| format!("mac_address: {e}"))?;
     }
-    for key in svc.networks.iter().flat_map(|m| m.keys()) {
+    for (key, o) in svc.networks.iter().flatten() {
         mac_address(svc, key, false)?;
+        let Some(o) = o else { continue };
+        if let Some(name) = &o.interface_name {
+            if name.is_empty() || name.len() > 15 || name.contains(['/', ' ', ':']) {
+                return Err(format!(
+                    "networks.{key}.interface_name {name:?}: an interface name is 1 to 15 bytes, without '/', ':' or spaces"
+                ));
+            }
+        }
+        let six = project.networks.get(key).and_then(|n| n.enable_ipv6) == Some(true);
+        if let Some(a) = o.ipv6_address.as_ref().filter(|_| !six) {
+            return Err(format!(
+                "networks.{key}.ipv6_address {a:?}: network {key:?} does not have enable_ipv6"
+            ));
+        }
     }
     Ok(())
 }

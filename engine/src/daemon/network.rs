@@ -394,10 +394,10 @@ impl Net {
 /// The Compose network's request as netd's.
 pub fn net_spec(project: &str, key: &str, n: &compose::model::Network) -> NetSpec {
     // One `ipam.config` entry per family; an IPv6 one is told by its subnet.
-    let configs: Vec<_> = n.ipam.iter().flat_map(|i| i.config.iter().flatten()).collect();
-    let is_v6 = |c: &&&compose::model::IpamPool| c.subnet.as_deref().is_some_and(|s| s.contains(':'));
-    let pool = configs.iter().find(|c| !is_v6(c)).copied();
-    let pool6 = configs.iter().find(is_v6).copied();
+    let configs = || n.ipam.iter().flat_map(|i| i.config.iter().flatten());
+    let is_v6 = |c: &compose::model::IpamPool| c.subnet.as_deref().is_some_and(|s| s.contains(':'));
+    let pool = configs().find(|c| !is_v6(c));
+    let pool6 = configs().find(|c| is_v6(c));
     let aux: Vec<String> = pool
         .and_then(|p| p.aux_addresses.as_ref())
         .map(|m: &BTreeMap<String, String>| m.values().cloned().collect())

@@ -131,24 +131,7 @@ impl Engine {
                 );
             }
             super::supervise::policy(svc).map_err(|e| format!("service {s:?}: {e}"))?;
-            container::check_mac_addresses(svc).map_err(|e| format!("service {s:?}: {e}"))?;
-            for (key, o) in svc.networks.iter().flatten() {
-                if let Some(name) = o.as_ref().and_then(|o| o.interface_name.as_ref()) {
-                    if name.is_empty() || name.len() > 15 || name.contains(['/', ' ', ':']) {
-                        return Err(format!(
-                            "service {s:?}: networks.{key}.interface_name {name:?}: an interface name is 1 to 15 bytes, without '/', ':' or spaces"
-                        )
-                        .into());
-                    }
-                }
-                let six = project.networks.get(key).and_then(|n| n.enable_ipv6) == Some(true);
-                if let Some(a) = o.as_ref().and_then(|o| o.ipv6_address.as_ref()).filter(|_| !six) {
-                    return Err(format!(
-                        "service {s:?}: networks.{key}.ipv6_address {a:?}: network {key:?} does not have enable_ipv6"
-                    )
-                    .into());
-                }
-            }
+            container::check_networks(&project, svc).map_err(|e| format!("service {s:?}: {e}"))?;
             super::files::file_mounts(&project, svc, &req.file_values).map_err(|e| format!("service {s:?}: {e}"))?;
         }
 
@@ -372,7 +355,6 @@ impl Engine {
         Ok(recreated)
     }
 
-    /// Waits until `service`'s containers satisfy `cond`, with Compose's messages.
     /// The networks and volumes `services` use, created where missing (with progress).
     pub(super) async fn ensure_resources(
         &self,
@@ -436,6 +418,7 @@ impl Engine {
         Ok(())
     }
 
+    /// Waits until `service`'s containers satisfy `cond`, with Compose's messages.
     async fn wait_condition(&self, project: &str, service: &str, cond: &Condition, out: &Out) -> Result<(), String> {
         if *cond == Condition::Started {
             return Ok(());

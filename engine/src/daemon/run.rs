@@ -17,6 +17,8 @@ impl Engine {
         let Some(base) = project.services.get(&req.service) else {
             return Err(format!("no such service: {}", req.service).into());
         };
+        // Checked before its dependencies start: nothing is made for a run that cannot be.
+        super::container::check_networks(&project, base).map_err(|e| format!("service {:?}: {e}", req.service))?;
         if !req.no_deps {
             let graph = compose::Graph::new(&project).map_err(|e| e.to_string())?;
             let deps: Vec<String> = graph

@@ -346,9 +346,8 @@ fn supervise(
             Err(nix::errno::Errno::EINTR) => continue,
             Err(_) => break,
         }
-        let flags: Vec<PollFlags> = fds.iter().map(|f| f.revents().unwrap_or(PollFlags::empty())).collect();
-        let revents: Vec<bool> = flags.iter().map(|r| !r.is_empty()).collect();
-        if revents[0] {
+        let revents: Vec<PollFlags> = fds.iter().map(|f| f.revents().unwrap_or(PollFlags::empty())).collect();
+        if !revents[0].is_empty() {
             while let Ok(Some(si)) = sfd.read_signal() {
                 let signo = si.ssi_signo as i32;
                 if signo == libc::SIGCHLD {
@@ -369,7 +368,7 @@ fn supervise(
             }
         }
         for (k, (i, fd)) in open.iter().enumerate() {
-            if !revents[k + 1] {
+            if revents[k + 1].is_empty() {
                 continue;
             }
             // SAFETY: `buf` is writable; `fd` is open.
@@ -398,8 +397,8 @@ fn supervise(
         }
         let base = 1 + open.len();
         for (k, (_, _, slot)) in attach_set.iter().enumerate() {
-            if revents[base + k] {
-                attach.ready(*slot, flags[base + k]);
+            if !revents[base + k].is_empty() {
+                attach.ready(*slot, revents[base + k]);
             }
         }
         attach.reap();
