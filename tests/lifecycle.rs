@@ -600,3 +600,130 @@ networks:
     env.ok(&["down", "-t", "0"]);
     env.assert_nothing_left();
 }
+
+/// The `N` of `/proc/self/uid_map`'s only line, as (inside, host, size).
+fn uid_map(text: &str) -> (u64, u64, u64) {
+    let f: Vec<u64> = text.split_whitespace().map(|n| n.parse().unwrap()).collect();
+    assert_eq!(f.len(), 3, "{text}");
+    (f[0], f[1], f[2])
+}
+
+#[test]
+fn user_namespaces_per_service() {
+    if !root() {
+        return;
+    }
+    let mut env = Env::new();
+    // Refused up front, naming the service and the value.
+    let e = env.refused(
+        "bad.yaml",
+        "services:\n  x:\n    image: rcompose/busybox:latest\n    userns_mode: remap\n",
+    );
+    assert!(
+        e.contains("service \"x\": userns_mode \"remap\" is not supported: use \"host\", \"auto\""),
+        "{e}"
+    );
+    let e = env.refused(
+        "priv.yaml",
+        "services:\n  x:\n    image: rcompose/busybox:latest\n    userns_mode: auto\n    privileged: true\n",
+    );
+    assert!(
+        e.contains("privileged mode is incompatible with user namespaces"),
+        "{e}"
+    );
+    env.write("token.txt", "s3cret\n");
+    env.write(
+        "compose.yaml",
+        r#"
+name: uns
+services:
+  a:
+    image: rcompose/busybox:latest
+    userns_mode: auto
+    command: [httpd, -f, -p, '80', -h, /data]
+    volumes: [shared:/data]
+    secrets: [token]
+  b:
+    image: rcompose/busybox:latest
+    userns_mode: auto:size=1024
+    command: [sleep, '300']
+    volumes: [shared:/data]
+  plain:
+    image: rcompose/busybox:latest
+    command: [sleep, '300']
+    volumes: [shared:/data]
+volumes:
+  shared: {}
+secrets:
+  token: {file: ./token.txt}
+"#,
+    );
+    env.ok(&["up", "-d"]);
+    // Each has a range of its own, apart from the other's; `plain` has the host's IDs.
+    let (a0, a_host, a_size) = uid_map(&env.ok(&["exec", "-T", "a", "cat", "/proc/self/uid_map"]));
+    let (b0, b_host, b_size) = uid_map(&env.ok(&["exec", "-T", "b", "cat", "/proc/self/uid_map"]));
+    assert_eq!((a0, a_size, b0, b_size), (0, 65536, 0, 1024));
+    assert!(a_host > 0 && b_host > 0);
+    assert!(
+        a_host + a_size <= b_host || b_host + b_size <= a_host,
+        "{a_host} {b_host}"
+    );
+    assert_eq!(
+        uid_map(&env.ok(&["exec", "-T", "plain", "cat", "/proc/self/uid_map"])),
+        (0, 0, 4294967295)
+    );
+    // The shared volume (filled from the image) and the secret are root's in each.
+    env.ok(&["exec", "-T", "a", "sh", "-c", "echo hi > /data/index.html"]);
+    for s in ["a", "b", "plain"] {
+        let owners = env.ok(&[
+            "exec",
+            "-T",
+            s,
+            "stat",
+            "-c",
+            "%u:%g",
+            "/data/index.html",
+            "/data/from-image",
+        ]);
+        assert_eq!(owners, "0:0\n0:0\n", "{s}");
+    }
+    assert_eq!(
+        env.ok(&["exec", "-T", "a", "stat", "-c", "%u", "/run/secrets/token"]),
+        "0\n"
+    );
+    // A low port and a raw socket work: the network namespace is the container's.
+    assert_eq!(
+        env.ok(&["exec", "-T", "b", "wget", "-q", "-O-", "http://a/index.html"]),
+        "hi\n"
+    );
+    env.ok(&["exec", "-T", "b", "ping", "-c", "1", "-W", "5", "a"]);
+    // cp: what arrives is the container root's (the host's files are the caller's).
+    env.write("copied.txt", "copied\n");
+    env.ok(&["cp", "copied.txt", "a:/tmp/copied.txt"]);
+    assert_eq!(
+        env.ok(&["exec", "-T", "a", "stat", "-c", "%u:%g", "/tmp/copied.txt"]),
+        "0:0\n"
+    );
+    // An engine killed and replaced finds the same namespaces; the range stays with
+    // the container across a restart.
+    let ns = std::fs::File::open(format!("/proc/{}/ns/net", env.daemon.id())).unwrap();
+    env.daemon.kill().unwrap();
+    env.daemon.wait().unwrap();
+    // The dead engine's socket stays behind: wait for the new one's.
+    let sock = env.state.path().join("run/rcompose.sock");
+    std::fs::remove_file(&sock).unwrap();
+    env.daemon = spawn_engine(env.state.path(), &ns);
+    env.wait_for("the new engine", || sock.exists());
+    assert_eq!(
+        uid_map(&env.ok(&["exec", "-T", "a", "cat", "/proc/self/uid_map"])),
+        (0, a_host, 65536)
+    );
+    env.ok(&["restart", "-t", "1", "a"]);
+    assert_eq!(
+        uid_map(&env.ok(&["exec", "-T", "a", "cat", "/proc/self/uid_map"])),
+        (0, a_host, 65536)
+    );
+    assert_eq!(env.ok(&["exec", "-T", "a", "cat", "/tmp/copied.txt"]), "copied\n");
+    env.ok(&["down", "-v", "-t", "0"]);
+    env.assert_nothing_left();
+}

@@ -802,3 +802,131 @@ fn a_host_wide_sysctl_is_refused() {
         f.assert_clean();
     });
 }
+
+/// Host UID and GID of a process (real IDs from /proc).
+fn host_ids(pid: i32) -> (u32, u32) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |k: &str| -> u32 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(k))
+            .and_then(|v| v.split_whitespace().next())
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    (field("Uid:"), field("Gid:"))
+}
+
+#[test]
+fn a_user_namespace_maps_the_container_root_to_its_own_host_ids() {
+    if !root() {
+        return;
+    }
+    in_netns(|| {
+        use std::os::unix::fs::MetadataExt;
+        let f = Fixture::new();
+        let map = engine::runtime::spec::IdMap {
+            uid: 1_500_000_000,
+            gid: 1_600_000_000,
+            size: 65536,
+        };
+        // A volume (the engine's: idmapped) and a host directory (not: as with Docker).
+        let vol = f.state.path().join("vol");
+        let plain = f.state.path().join("plain");
+        for d in [&vol, &plain] {
+            std::fs::create_dir_all(d).unwrap();
+            std::fs::write(d.join("f"), "host root's\n").unwrap();
+        }
+        let mut spec = f.spec(
+            "uns",
+            "echo id=$(busybox id -u):$(busybox id -g); echo map=$(busybox cat /proc/self/uid_map); \
+             echo owners=$(busybox stat -c %u:%g / /etc/passwd /vol/f /plain/f /scratch /dev/shm | busybox tr '\\n' ' '); \
+             busybox touch /etc/new /vol/new && echo wrote; \
+             busybox touch /plain/new 2>/dev/null && echo plain=writable || echo plain=refused; \
+             busybox kill -0 1 2>/dev/null && echo init=signalable || echo init=out-of-reach; \
+             echo $(busybox grep CapEff /proc/self/status); echo ready; while true; do busybox sleep 0.05; done",
+        );
+        spec.userns = Some(map);
+        spec.mounts = vec![
+            engine::runtime::spec::Mount {
+                kind: "bind".into(),
+                source: vol.clone(),
+                target: "/vol".into(),
+                idmap: true,
+                ..Default::default()
+            },
+            engine::runtime::spec::Mount {
+                kind: "bind".into(),
+                source: plain.clone(),
+                target: "/plain".into(),
+                ..Default::default()
+            },
+            engine::runtime::spec::Mount {
+                kind: "tmpfs".into(),
+                target: "/scratch".into(),
+                data: "mode=755".into(),
+                ..Default::default()
+            },
+        ];
+        let c =
+            f.rt.start(&spec, &Limits::default())
+                .unwrap_or_else(|e| panic!("start: {e}"));
+        wait_for_log(&f, "uns", "ready");
+        let out = f.log("uns");
+        // Inside: root, mapped onto the range; the image's, the volume's and its own
+        // tmpfs's files are root's; the host directory's are nobody's and stay closed.
+        assert!(out.contains("id=0:0\n"), "{out}");
+        assert!(out.contains("map= 0 1500000000 65536\n"), "{out}");
+        assert!(out.contains("owners=0:0 0:0 0:0 65534:65534 0:0 0:0\n"), "{out}");
+        assert!(out.contains("wrote\n") && out.contains("plain=refused\n"), "{out}");
+        assert!(out.contains("init=out-of-reach\n"), "{out}");
+        // Docker's default set, held in the namespace only.
+        assert!(out.contains("CapEff: 00000000a80425fb"), "{out}");
+        // Outside: the workload is the range's first ID; what it wrote in its layer is
+        // that ID's; what it wrote in the volume is the host root's, as the volume's owner.
+        let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", c.pid)).unwrap();
+        let workload: i32 = children.split_whitespace().next().unwrap().parse().unwrap();
+        assert_eq!(host_ids(workload), (1_500_000_000, 1_600_000_000));
+        assert_eq!(host_ids(c.pid), (0, 0), "the init stays the host's");
+        let new = std::fs::metadata(spec.dir.join("upper/etc/new")).unwrap();
+        assert_eq!((new.uid(), new.gid()), (1_500_000_000, 1_600_000_000));
+        let in_vol = std::fs::metadata(vol.join("new")).unwrap();
+        assert_eq!((in_vol.uid(), in_vol.gid()), (0, 0));
+        assert!(!plain.join("new").exists());
+
+        // exec enters the same namespace: as root, and as another user of the image.
+        let out = tempfile::NamedTempFile::new().unwrap();
+        let stdio = |file: &tempfile::NamedTempFile| {
+            [
+                std::process::Stdio::null(),
+                std::process::Stdio::from(file.reopen().unwrap()),
+                std::process::Stdio::from(file.reopen().unwrap()),
+            ]
+        };
+        let mut p = f.spec("uns", "").process;
+        p.args = vec![
+            "/bin/busybox".into(),
+            "sh".into(),
+            "-c".into(),
+            "echo $(busybox id -u) $(busybox cat /proc/self/uid_map) $(busybox grep CapEff /proc/self/status); busybox touch /tmp/by-exec".into(),
+        ];
+        assert_eq!(f.rt.exec(&c, &p, Some(stdio(&out))).unwrap(), 0);
+        let text = std::fs::read_to_string(out.path()).unwrap();
+        assert!(
+            text.starts_with("0 0 1500000000 65536 CapEff: 00000000a80425fb"),
+            "{text}"
+        );
+        let by_exec = std::fs::metadata(spec.dir.join("upper/tmp/by-exec")).unwrap();
+        assert_eq!(by_exec.uid(), 1_500_000_000);
+        p.user = "nobody".into();
+        p.args[3] = "echo $(busybox id -u) $(busybox grep CapEff /proc/self/status); busybox touch /etc/x 2>/dev/null || echo refused".into();
+        assert_eq!(f.rt.exec(&c, &p, Some(stdio(&out))).unwrap(), 0);
+        let text = std::fs::read_to_string(out.path()).unwrap();
+        assert!(text.starts_with("65534 CapEff: 0000000000000000\nrefused"), "{text}");
+
+        f.rt.stop(&c, libc::SIGKILL, Duration::from_secs(5));
+        f.rt.cleanup(&c);
+        f.assert_clean();
+    });
+}

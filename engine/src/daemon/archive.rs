@@ -91,6 +91,18 @@ pub struct Unpack {
     pub whiteouts: bool,
     /// Make `dest` (a directory) and its parents when missing.
     pub mkdir: bool,
+    /// The container's user namespace mapping: owners are the container's IDs, so
+    /// they are stored as the host IDs they map to.
+    pub userns: Option<crate::runtime::spec::IdMap>,
+}
+
+/// The host ID of the container's `id` under `map` (IDs past its size are the
+/// overflow ID, as the kernel shows unmapped ones).
+fn host_id(map: &crate::runtime::spec::IdMap, id: u64, base: u32) -> u32 {
+    match u32::try_from(id).ok().filter(|i| *i < map.size) {
+        Some(i) => base + i,
+        None => base + 65534.min(map.size - 1),
+    }
 }
 
 /// The `.wh.` prefix of a whiteout entry.
@@ -171,6 +183,17 @@ pub fn unpack_at(src: impl Read, dest: &Path, how: Unpack) -> Result<(), String>
             }
         }
         entry.unpack(&to).map_err(|e| format!("{}: {e}", to.display()))?;
+        if let Some(map) = &how.userns {
+            // Without `owners`, the container's root owns what arrives, as in Docker.
+            let h = entry.header();
+            let (uid, gid) = if owners {
+                (h.uid().unwrap_or(0), h.gid().unwrap_or(0))
+            } else {
+                (0, 0)
+            };
+            std::os::unix::fs::lchown(&to, Some(host_id(map, uid, map.uid)), Some(host_id(map, gid, map.gid)))
+                .map_err(|e| format!("{}: {e}", to.display()))?;
+        }
     }
     Ok(())
 }

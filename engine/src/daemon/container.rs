@@ -9,6 +9,8 @@ use super::ports::{bind_ports, spawn_proxy};
 use super::state::{self, NetAttach, Record};
 use super::{lock, volumes, Ctr, Engine};
 use crate::runtime::service::{self, SpecContext};
+use crate::runtime::spec::IdMap;
+use crate::runtime::userns;
 use compose::model::Service;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -215,6 +217,35 @@ impl Engine {
         })
     }
 
+    /// The container's host ID range (`userns_mode: auto`): the one it has, or the
+    /// lowest free one of the pools (`rcompose` in /etc/subuid and /etc/subgid, else
+    /// [`userns::DEFAULT_POOL`]), recorded before it is used.
+    fn userns_range(&self, ctr: &Arc<Ctr>, size: u32) -> Result<IdMap, String> {
+        // One allocation at a time, or two starts could take the same range.
+        static ALLOC: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _guard = ALLOC.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = ctr.rec().userns.filter(|m| m.size == size) {
+            return Ok(m);
+        }
+        let taken: Vec<IdMap> = self
+            .containers()
+            .into_iter()
+            .filter(|c| !Arc::ptr_eq(c, ctr))
+            .filter_map(|c| c.rec().userns)
+            .collect();
+        let pick = |file: &str, used: Vec<(u32, u32)>| {
+            userns::pick_base(userns::pool(file), &used, size)
+                .ok_or_else(|| format!("userns_mode: no free range of {size} IDs left in the pool ({file})"))
+        };
+        let map = IdMap {
+            uid: pick("/etc/subuid", taken.iter().map(|m| (m.uid, m.size)).collect())?,
+            gid: pick("/etc/subgid", taken.iter().map(|m| (m.gid, m.size)).collect())?,
+            size,
+        };
+        ctr.update(|r| r.userns = Some(map))?;
+        Ok(map)
+    }
+
     /// Starts a created or exited container.
     pub async fn start(self: &Arc<Self>, ctr: &Arc<Ctr>) -> Result<(), String> {
         if ctr.live().is_some() {
@@ -286,6 +317,15 @@ impl Engine {
             });
         }
         spec.mounts.extend(self.volumes_from(&rec.project, &svc)?);
+        if let Some(want) = spec.userns {
+            spec.userns = Some(self.userns_range(ctr, want.size)?);
+            for m in &mut spec.mounts {
+                // Secrets and configs are the engine's files: owned as in the container.
+                if rec.files.iter().any(|(src, _)| *src == m.source) {
+                    m.idmap = true;
+                }
+            }
+        }
         spec.process.stdin_once = rec.attached_run && spec.process.stdin_open;
         spec.process.attach_replay = rec.attached_run;
         spec.process.console_size = rec.console_size;

@@ -216,6 +216,7 @@ async fn archive_in(engine: Arc<Engine>, id: &str, req: Request<Incoming>) -> Re
         owners: truthy(&q, "owners"),
         whiteouts: truthy(&q, "whiteouts"),
         mkdir: truthy(&q, "mkdir"),
+        userns: ctr.rec().userns,
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
     let dest = q.get("path").cloned().unwrap_or_default();

@@ -104,6 +104,10 @@ pub struct Record {
     /// The `run` client's terminal size (rows, columns), for the container's.
     #[serde(default)]
     pub console_size: Option<(u16, u16)>,
+    /// `userns_mode: auto`: the host IDs the container's 0.. map to, kept for its life
+    /// (its upper layer's files are owned by them).
+    #[serde(default)]
+    pub userns: Option<crate::runtime::spec::IdMap>,
 }
 
 impl Record {

@@ -60,8 +60,35 @@ pub fn main() -> ! {
         Ok(s) => s,
         Err(e) => fail(1, format!("reading the container spec: {e}")),
     };
-    let mut flags = CloneFlags::CLONE_NEWNS;
     let ns = &spec.namespaces;
+    // First, while this process's children still get host PIDs (which the mapping is
+    // written by); the init inherits it at USERNS_FD. The network, IPC and UTS
+    // namespaces the container gets of its own are made inside it, so they are its.
+    // The mount namespace stays the host's: the init builds the root there.
+    let mut owned = CloneFlags::empty();
+    if let Some(map) = &spec.userns {
+        for (want, flag) in [
+            (&ns.net, CloneFlags::CLONE_NEWNET),
+            (&ns.ipc, CloneFlags::CLONE_NEWIPC),
+            (&ns.uts, CloneFlags::CLONE_NEWUTS),
+        ] {
+            if want.is_none() {
+                owned |= flag;
+            }
+        }
+        let (userns, made) = super::userns::create(map, owned).unwrap_or_else(|e| fail(1, e));
+        // SAFETY: dup3 onto a fixed descriptor number; `userns` is closed after.
+        if unsafe { libc::dup3(userns.as_raw_fd(), super::userns::USERNS_FD, libc::O_CLOEXEC) } < 0 {
+            fail(
+                1,
+                format!("keeping the user namespace: {}", std::io::Error::last_os_error()),
+            );
+        }
+        for (f, flag) in made {
+            setns(&f, flag).unwrap_or_else(|e| fail(1, format!("entering the container's namespaces: {e}")));
+        }
+    }
+    let mut flags = CloneFlags::CLONE_NEWNS;
     for (want, flag, kind) in [
         (&ns.net, CloneFlags::CLONE_NEWNET, "net"),
         (&ns.ipc, CloneFlags::CLONE_NEWIPC, "ipc"),
@@ -69,6 +96,7 @@ pub fn main() -> ! {
         (&ns.uts, CloneFlags::CLONE_NEWUTS, "uts"),
     ] {
         match want.as_deref() {
+            None if owned.contains(flag) => {}
             None => flags |= flag,
             Some("host") => {}
             Some(path) => {
@@ -159,7 +187,8 @@ fn container_init(spec: ContainerSpec) -> ! {
     // Bound while the host's /proc is still there to reach the directory by.
     let listener = super::attach::listen_in(dir.as_raw_fd()).ok();
     let own_netns = spec.namespaces.net.is_none();
-    if let Err(e) = super::mounts::setup(&spec, own_netns) {
+    let userns = spec.userns.map(|_| super::userns::USERNS_FD);
+    if let Err(e) = super::mounts::setup(&spec, own_netns, userns) {
         fail(1, e);
     }
     if spec.namespaces.uts.is_none() {
@@ -248,7 +277,7 @@ fn container_init(spec: ContainerSpec) -> ! {
                 unsafe { libc::ioctl(1, libc::TIOCSCTTY, 0) };
             }
             let _ = nix::unistd::chdir(cwd.as_str());
-            let (code, msg) = process::exec(&proc_spec, &user);
+            let (code, msg) = process::exec(&proc_spec, &user, userns);
             let mut w = File::from(exec_w);
             let _ = w.write_all(format!("{code} {msg}").as_bytes());
             std::process::exit(code);
@@ -462,6 +491,9 @@ pub fn exec_main() -> ! {
         let f = File::open(&path).unwrap_or_else(|e| fail(126, format!("container is not running ({path}: {e})")));
         files.push((f, flag, ns));
     }
+    // Opened while the host's /proc is reachable, joined by the process itself.
+    let userns = super::userns::of_init(spec.pid)
+        .map(|path| File::open(&path).unwrap_or_else(|e| fail(126, format!("container is not running ({path}: {e})"))));
     for (f, flag, ns) in &files {
         // Joining our own namespace (shared with the host) fails harmlessly for some kinds.
         if let Err(e) = setns(f, *flag) {
@@ -496,7 +528,7 @@ pub fn exec_main() -> ! {
                 let _ = w.write_all(format!("126 chdir to {cwd}: {e}").as_bytes());
                 std::process::exit(126);
             }
-            let (code, msg) = process::exec(&p, &user);
+            let (code, msg) = process::exec(&p, &user, userns.as_ref().map(|f| f.as_raw_fd()));
             let mut w = File::from(exec_w);
             let _ = w.write_all(format!("{code} {msg}").as_bytes());
             std::process::exit(code);

@@ -17,6 +17,7 @@ pub mod process;
 pub mod seccomp;
 pub mod service;
 pub mod spec;
+pub mod userns;
 
 use cgroups::{Cgroup, Limits, Manager};
 use spec::{Command, ContainerSpec, ExitStatus, Report};
@@ -121,6 +122,12 @@ impl Runtime {
         std::fs::write(spec.dir.join("hosts"), &spec.hosts)?;
         std::fs::write(spec.dir.join("hostname"), format!("{}\n", spec.hostname))?;
         std::fs::write(spec.dir.join("resolv.conf"), &spec.resolv_conf)?;
+        if let Some(map) = spec.userns {
+            // The container's root owns its root directory and generated files.
+            for f in ["upper", "hosts", "hostname", "resolv.conf"] {
+                std::os::unix::fs::chown(spec.dir.join(f), Some(map.uid), Some(map.gid))?;
+            }
+        }
         let _ = std::fs::remove_file(spec.dir.join("exit.json"));
         std::fs::write(
             spec.dir.join("config.json"),

@@ -3,13 +3,16 @@
 //! (read-only), `/dev` (tmpfs with the standard nodes, `pts`, `shm`, `mqueue`), the
 //! service's mounts, the generated `/etc/hosts`, `/etc/hostname`, `/etc/resolv.conf`,
 //! then `pivot_root`, Docker's masked and read-only paths, and a read-only root if asked.
+//! With a user namespace, the layers and the engine's volumes are idmapped and the
+//! tmpfs mounts owned by the container's root (see [`super::userns`]).
 //! Every target inside the root is resolved with `resolve_in_root`, so an image's
 //! symlinks cannot send a mount onto the host.
 
-use super::spec::{ContainerSpec, Mount};
+use super::spec::{ContainerSpec, IdMap, Mount};
 use crate::images::safepath::resolve_in_root;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use std::fs;
+use std::os::unix::io::RawFd;
 use std::path::{Path, PathBuf};
 
 /// Docker's masked paths (hidden unless privileged).
@@ -84,13 +87,35 @@ fn propagation(p: &str) -> MsFlags {
     }
 }
 
-fn user_mount(root: &Path, m: &Mount) -> Result<(), String> {
+/// `data` with the owner set to the container's root when it has a user namespace
+/// and the entry names no owner (a tmpfs mounted here is otherwise the host root's).
+fn owned_by_root(data: &str, userns: Option<(RawFd, IdMap)>) -> String {
+    match userns {
+        Some((_, map)) if !data.split(',').any(|o| o.starts_with("uid=") || o.starts_with("gid=")) => {
+            let owner = format!("uid={},gid={}", map.uid, map.gid);
+            if data.is_empty() {
+                owner
+            } else {
+                format!("{data},{owner}")
+            }
+        }
+        _ => data.to_string(),
+    }
+}
+
+fn user_mount(root: &Path, m: &Mount, userns: Option<(RawFd, IdMap)>) -> Result<(), String> {
     match m.kind.as_str() {
         "bind" => {
             let meta = fs::metadata(&m.source).map_err(|e| err("bind source", &m.source, e))?;
             let target = target_in(root, &m.target, !meta.is_dir())?;
             let src = m.source.to_string_lossy();
-            do_mount(Some(&src), &target, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
+            match userns {
+                Some((fd, _)) if m.idmap => {
+                    let tree = super::userns::idmapped_tree(&m.source, fd, false)?;
+                    super::userns::attach(&tree, &target)?;
+                }
+                _ => do_mount(Some(&src), &target, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?,
+            }
             do_mount(None, &target, None, propagation(&m.propagation), None)?;
             if m.read_only {
                 do_mount(
@@ -108,7 +133,13 @@ fn user_mount(root: &Path, m: &Mount) -> Result<(), String> {
             if m.read_only {
                 flags |= MsFlags::MS_RDONLY;
             }
-            do_mount(Some("tmpfs"), &target, Some("tmpfs"), flags, Some(&m.data))?;
+            do_mount(
+                Some("tmpfs"),
+                &target,
+                Some("tmpfs"),
+                flags,
+                Some(&owned_by_root(&m.data, userns)),
+            )?;
         }
         other => return Err(format!("mount type {other:?} is not supported")),
     }
@@ -116,18 +147,32 @@ fn user_mount(root: &Path, m: &Mount) -> Result<(), String> {
 }
 
 /// Everything up to and including `pivot_root`; afterwards `/` is the container's.
-pub fn setup(spec: &ContainerSpec, own_netns: bool) -> Result<(), String> {
+/// `userns`: the container's user namespace, open, when it has one.
+pub fn setup(spec: &ContainerSpec, own_netns: bool, userns: Option<RawFd>) -> Result<(), String> {
+    let userns = userns.zip(spec.userns);
     let root = spec.dir.join("rootfs");
     do_mount(None, Path::new("/"), None, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None)?;
     if spec.layers.is_empty() {
         return Err("the image has no layers".into());
     }
-    let lower: Vec<String> = spec
+    let mut lower: Vec<String> = spec
         .layers
         .iter()
         .rev()
         .map(|l| l.to_string_lossy().into_owned())
         .collect();
+    if let Some((fd, _)) = userns {
+        // The layers seen through the mapping, each at a directory of this mount
+        // namespace (overlayfs takes paths); they go with the old root below.
+        let maps = spec.dir.join("idmap");
+        for (i, l) in spec.layers.iter().rev().enumerate() {
+            let at = maps.join(i.to_string());
+            fs::create_dir_all(&at).map_err(|e| err("creating", &at, e))?;
+            let tree = super::userns::idmapped_tree(l, fd, false)?;
+            super::userns::attach(&tree, &at)?;
+            lower[i] = at.to_string_lossy().into_owned();
+        }
+    }
     let opts = format!(
         "lowerdir={},upperdir={},workdir={}",
         lower.join(":"),
@@ -157,7 +202,7 @@ pub fn setup(spec: &ContainerSpec, own_netns: bool) -> Result<(), String> {
         &dev,
         Some("tmpfs"),
         MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
-        Some("mode=755,size=65536k"),
+        Some(&owned_by_root("mode=755,size=65536k", userns)),
     )?;
     for (name, major, minor) in DEVICES {
         let p = dev.join(name);
@@ -194,14 +239,21 @@ pub fn setup(spec: &ContainerSpec, own_netns: bool) -> Result<(), String> {
         &dev.join("pts"),
         Some("devpts"),
         MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-        Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
+        // The container's group 5 (tty), whichever host group that is.
+        Some(&format!(
+            "newinstance,ptmxmode=0666,mode=0620,gid={}",
+            userns.map_or(0, |(_, m)| m.gid) + 5
+        )),
     )?;
     do_mount(
         Some("shm"),
         &dev.join("shm"),
         Some("tmpfs"),
         nosuid_noexec,
-        Some(&format!("mode=1777,size={}", spec.shm_size.max(4096))),
+        Some(&owned_by_root(
+            &format!("mode=1777,size={}", spec.shm_size.max(4096)),
+            userns,
+        )),
     )?;
     do_mount(Some("mqueue"), &dev.join("mqueue"), Some("mqueue"), nosuid_noexec, None)?;
 
@@ -229,7 +281,7 @@ pub fn setup(spec: &ContainerSpec, own_netns: bool) -> Result<(), String> {
     let mut mounts = spec.mounts.clone();
     mounts.sort_by_key(|m| m.target.components().count());
     for m in &mounts {
-        user_mount(&root, m)?;
+        user_mount(&root, m, userns)?;
     }
     for (name, target) in [
         ("hosts", "/etc/hosts"),
@@ -314,6 +366,23 @@ pub fn device_numbers(path: &Path) -> Result<(nix::sys::stat::SFlag, u64, u64), 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tmpfs_owned_by_the_container_root() {
+        let map = IdMap {
+            uid: 200000,
+            gid: 300000,
+            size: 65536,
+        };
+        assert_eq!(owned_by_root("mode=1777", None), "mode=1777");
+        assert_eq!(owned_by_root("", Some((3, map))), "uid=200000,gid=300000");
+        assert_eq!(
+            owned_by_root("size=1m", Some((3, map))),
+            "size=1m,uid=200000,gid=300000"
+        );
+        // An owner the service set is kept.
+        assert_eq!(owned_by_root("uid=5", Some((3, map))), "uid=5");
+    }
 
     #[test]
     fn only_namespaced_sysctls() {

@@ -207,8 +207,15 @@ pub fn find_program(arg0: &str, env: &[String]) -> Result<String, (i32, String)>
 
 /// Applies everything and executes the workload; returns only on failure, with Docker's
 /// exit code (127 not found, 126 not executable, 1 otherwise) and message.
-pub fn exec(p: &Process, user: &User) -> (i32, String) {
+/// With `userns` (an open user namespace), the process enters it first and the user
+/// and capabilities are the namespace's.
+pub fn exec(p: &Process, user: &User, userns: Option<std::os::unix::io::RawFd>) -> (i32, String) {
     let fail = |msg: String| (1, msg);
+    if let Some(fd) = userns {
+        if let Err(e) = super::userns::join(fd) {
+            return fail(e);
+        }
+    }
     let rlimits = match check_rlimits(&p.rlimits) {
         Ok(r) => r,
         Err(e) => return fail(e),

@@ -197,12 +197,8 @@ pub fn container_spec(
         pid: ns("pid", "pid", &svc.pid)?,
         uts: ns("uts", "uts", &svc.uts)?,
     };
-    if svc.userns_mode.as_deref().is_some_and(|m| m != "host") {
-        return Err(err(format!(
-            "userns_mode {:?} is not implemented yet",
-            svc.userns_mode.as_deref().unwrap_or_default()
-        )));
-    }
+    // The range itself is the engine's to allocate (it knows the other containers').
+    let userns = super::userns::check_service(svc.userns_mode.as_deref(), svc.privileged == Some(true)).map_err(err)?;
 
     // Mounts: bind and volume mounts, tmpfs (both syntaxes).
     let mut mounts: Vec<Mount> = svc.tmpfs.iter().flatten().map(|t| tmpfs_mount(t)).collect();
@@ -245,6 +241,7 @@ pub fn container_spec(
                     source: dir,
                     target,
                     read_only: ro,
+                    idmap: true,
                     ..Default::default()
                 });
             }
@@ -338,6 +335,24 @@ pub fn container_spec(
         )));
     }
 
+    let mut sysctls: Vec<(String, String)> = svc
+        .sysctls
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if namespaces.net.is_none() {
+        // Docker's defaults for a network namespace of the container's own: any port
+        // and ICMP echo without capabilities (which a user namespace's root lacks there).
+        for (k, v) in [
+            ("net.ipv4.ip_unprivileged_port_start", "0"),
+            ("net.ipv4.ping_group_range", "0 2147483647"),
+        ] {
+            if !sysctls.iter().any(|(sk, _)| sk == k) {
+                sysctls.push((k.into(), v.into()));
+            }
+        }
+    }
     let spec = ContainerSpec {
         id: ctx.container_id.to_string(),
         name: ctx.container_name.to_string(),
@@ -371,16 +386,13 @@ pub fn container_spec(
         hosts,
         resolv_conf,
         shm_size: svc.shm_size.map(|b| b.0.max(0) as u64).unwrap_or(64 << 20),
-        sysctls: svc
-            .sysctls
-            .iter()
-            .flatten()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
+        sysctls,
         log,
         privileged,
         devices,
         device_cgroup_rules: svc.device_cgroup_rules.clone().unwrap_or_default(),
+        // Filled in by the engine, which allocates the range.
+        userns: userns.map(|size| super::spec::IdMap { uid: 0, gid: 0, size }),
     };
 
     // Limits: service keys, else deploy.resources.
@@ -524,6 +536,28 @@ mod tests {
         assert_eq!(spec.shm_size, 64 << 20);
         assert_eq!(spec.resolv_conf, "nameserver 10.0.0.2\nsearch example\n");
         assert!(spec.hosts.starts_with("127.0.0.1\tlocalhost\n"));
+        // Docker's sysctls for a network namespace of its own; a service's value wins.
+        assert_eq!(
+            spec.sysctls,
+            vec![
+                ("net.ipv4.ip_unprivileged_port_start".to_string(), "0".to_string()),
+                ("net.ipv4.ping_group_range".to_string(), "0 2147483647".to_string())
+            ]
+        );
+        let (spec, ..) = build(
+            &svc("image: x\nsysctls: {net.ipv4.ip_unprivileged_port_start: '1024'}"),
+            &img,
+        )
+        .unwrap();
+        assert_eq!(
+            spec.sysctls[0],
+            ("net.ipv4.ip_unprivileged_port_start".into(), "1024".into())
+        );
+        assert_eq!(spec.sysctls.len(), 2);
+        assert_eq!(spec.userns, None);
+        let (spec, ..) = build(&svc("image: x\nuserns_mode: auto:size=4096\nvolumes: [/d]"), &img).unwrap();
+        assert_eq!(spec.userns.map(|m| m.size), Some(4096));
+        assert!(spec.mounts[0].idmap);
     }
 
     #[test]
@@ -567,7 +601,11 @@ mod tests {
             ("image: x\nsecurity_opt: [apparmor=x]", "not implemented yet"),
             (
                 "image: x\nuserns_mode: remap",
-                "userns_mode \"remap\" is not implemented yet",
+                "userns_mode \"remap\" is not supported: use \"host\", \"auto\"",
+            ),
+            (
+                "image: x\nuserns_mode: auto\nprivileged: true",
+                "privileged mode is incompatible with user namespaces",
             ),
             ("image: x\nstop_signal: SIGNOPE", "invalid stop_signal"),
             ("image: x\nlogging: {driver: syslog}", "logging driver \"syslog\""),

@@ -20,6 +20,18 @@ pub struct Mount {
     /// `rprivate` (default), `private`, `rshared`, `shared`, `rslave`, `slave`.
     #[serde(default)]
     pub propagation: String,
+    /// Owners seen through the container's user namespace mapping (the engine's own
+    /// volumes and files), when it has one.
+    #[serde(default)]
+    pub idmap: bool,
+}
+
+/// A user namespace's mapping: container IDs `0..size` are host `uid..`/`gid..`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdMap {
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u32,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -116,6 +128,9 @@ pub struct ContainerSpec {
     /// Extra device cgroup rules (`device_cgroup_rules:`, `c 1:3 rwm`).
     #[serde(default)]
     pub device_cgroup_rules: Vec<String>,
+    /// `userns_mode: auto`: the workload runs in a user namespace with this mapping.
+    #[serde(default)]
+    pub userns: Option<IdMap>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
