@@ -76,8 +76,16 @@ impl Manager {
         for line in proc_self_cgroup.lines() {
             let mut parts = line.splitn(3, ':');
             let (_, ctrls, path) = (parts.next(), parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
+            // A process that an earlier engine moved into its leaf belongs to the group
+            // above it (see `leave_room`).
+            let path = path.trim_start_matches('/');
+            let path = match path.rsplit_once('/') {
+                Some((up, LEAF)) => up,
+                _ if path == LEAF => "",
+                _ => path,
+            };
             for c in ctrls.split(',') {
-                own.push((c.to_string(), path.trim_start_matches('/').to_string()));
+                own.push((c.to_string(), path.to_string()));
             }
         }
         Manager {
@@ -114,6 +122,7 @@ impl Manager {
                     .map(|c| format!("+{c}"))
                     .collect();
                 let mut dir = self.root.join(self.own(""));
+                leave_room(&dir, &enable.join(" "));
                 for comp in Path::new(parent).components() {
                     let _ = fs::write(dir.join("cgroup.subtree_control"), enable.join(" "));
                     dir.push(comp);
@@ -206,6 +215,37 @@ impl Manager {
     }
 }
 
+/// The leaf that the processes of the engine's own v2 group are moved into.
+const LEAF: &str = "rcompose-supervisor";
+
+/// Makes the engine's own v2 group `dir` able to hand `controllers` to the containers'
+/// groups below it. The unified hierarchy lets no group but the root both hold
+/// processes and enable controllers for its children, and the engine's group (a
+/// systemd service's, say) holds the engine: so its processes move into a leaf of
+/// their own first, as systemd's delegation rules ask of a manager.
+fn leave_room(dir: &Path, controllers: &str) {
+    let control = dir.join("cgroup.subtree_control");
+    if controllers.is_empty() || fs::write(&control, controllers).is_ok() {
+        return;
+    }
+    let leaf = dir.join(LEAF);
+    if fs::create_dir(&leaf).is_err() && !leaf.is_dir() {
+        return;
+    }
+    // Processes can appear while moving (forks): a few rounds.
+    for _ in 0..5 {
+        let procs = fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        if procs.trim().is_empty() {
+            break;
+        }
+        for pid in procs.split_whitespace() {
+            // One that exits meanwhile is no matter.
+            let _ = fs::write(leaf.join("cgroup.procs"), pid);
+        }
+    }
+    let _ = fs::write(&control, controllers);
+}
+
 /// A new v1 cpuset group starts empty; it needs its parent's CPUs and memory nodes.
 fn inherit_cpuset(from: &Path, to: &Path) -> Result<(), CgroupError> {
     for f in ["cpuset.cpus", "cpuset.mems"] {
@@ -237,6 +277,28 @@ impl Cgroup {
             ))
         })?;
         let p = dir.join(file);
+        if self.version == Version::V2 {
+            // A controller the group was not given has no files (and making one is
+            // EACCES): say which and where it must be enabled.
+            let kind = file.split('.').next().unwrap_or_default();
+            let given = fs::read_to_string(dir.join("cgroup.controllers"));
+            if kind != "cgroup" && given.is_ok_and(|g| !g.split_whitespace().any(|c| c == kind)) {
+                // The highest group without it: its parent is where it is missing.
+                let lacks = |d: &Path| {
+                    fs::read_to_string(d.join("cgroup.controllers"))
+                        .is_ok_and(|g| !g.split_whitespace().any(|c| c == kind))
+                };
+                let mut top = dir;
+                while let Some(up) = top.parent().filter(|u| lacks(u)) {
+                    top = up;
+                }
+                return Err(CgroupError::Unsupported(format!(
+                    "the {kind} cgroup controller is not delegated to {}: enable it in {}/cgroup.subtree_control (for a systemd unit, Delegate=yes)",
+                    top.display(),
+                    top.parent().unwrap_or(top).display()
+                )));
+            }
+        }
         fs::write(&p, value).map_err(|e| {
             if e.kind() == io::ErrorKind::NotFound {
                 CgroupError::Unsupported(format!(
@@ -505,6 +567,40 @@ mod tests {
         )
         .unwrap();
         assert!(cg.oom_killed());
+    }
+
+    #[test]
+    fn v2_engine_moved_into_its_leaf_keeps_its_group() {
+        let t = tempfile::tempdir().unwrap();
+        fs::write(t.path().join("cgroup.controllers"), "cpu memory pids\n").unwrap();
+        let m = Manager::with_root(t.path(), "0::/system.slice/x.service/rcompose-supervisor\n");
+        assert_eq!(m.own(""), "system.slice/x.service");
+        assert_eq!(Manager::with_root(t.path(), "0::/rcompose-supervisor\n").own(""), "");
+        assert_eq!(Manager::with_root(t.path(), "0::/a/b\n").own(""), "a/b");
+        // A controller the group was not given is named, with where to enable it.
+        let g = t.path().join("system.slice/x.service/p/c");
+        fs::create_dir_all(&g).unwrap();
+        for (d, given) in [
+            ("system.slice", "cpu memory pids\n"),
+            ("system.slice/x.service", "memory pids\n"),
+            ("system.slice/x.service/p", "memory pids\n"),
+            ("system.slice/x.service/p/c", "memory pids\n"),
+        ] {
+            fs::write(t.path().join(d).join("cgroup.controllers"), given).unwrap();
+        }
+        let cg = Cgroup {
+            version: Version::V2,
+            dirs: vec![(String::new(), g.clone())],
+        };
+        let e = cg.write("cpu", "cpu.max", "1000 100000").unwrap_err().to_string();
+        assert!(
+            e.contains("the cpu cgroup controller is not delegated to")
+                && e.contains("system.slice/x.service: enable it in ")
+                && e.ends_with("system.slice/cgroup.subtree_control (for a systemd unit, Delegate=yes)")
+                && e.contains("Delegate=yes"),
+            "{e}"
+        );
+        cg.write("memory", "memory.max", "1").unwrap();
     }
 
     #[test]

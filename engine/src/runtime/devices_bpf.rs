@@ -166,29 +166,44 @@ pub fn attach(dir: &Path, rules: &[String]) -> io::Result<()> {
         .map_err(io::Error::other)?;
     let insns = program(&parsed);
     let license = b"Apache-2.0\0";
-    let mut log = vec![0u8; 4096];
-    let attr = ProgLoad {
-        prog_type: BPF_PROG_TYPE_CGROUP_DEVICE,
-        insn_cnt: insns.len() as u32,
-        insns: insns.as_ptr() as u64,
-        license: license.as_ptr() as u64,
-        log_level: 1,
-        log_size: log.len() as u32,
-        log_buf: log.as_mut_ptr() as u64,
-        kern_version: 0,
-        prog_flags: 0,
+    // Without a verifier log first: a log that does not fit its buffer fails the load
+    // with ENOSPC on some kernels (6.12 does) even when the program is fine. The log is
+    // asked for only to explain a refusal.
+    let load = |log: Option<&mut Vec<u8>>| {
+        let (log_level, log_size, log_buf) = match log {
+            Some(l) => (1, l.len() as u32, l.as_mut_ptr() as u64),
+            None => (0, 0, 0),
+        };
+        let attr = ProgLoad {
+            prog_type: BPF_PROG_TYPE_CGROUP_DEVICE,
+            insn_cnt: insns.len() as u32,
+            insns: insns.as_ptr() as u64,
+            license: license.as_ptr() as u64,
+            log_level,
+            log_size,
+            log_buf,
+            kern_version: 0,
+            prog_flags: 0,
+        };
+        // SAFETY: `attr` and everything it points to live across the call.
+        unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_PROG_LOAD,
+                &attr as *const ProgLoad,
+                std::mem::size_of::<ProgLoad>(),
+            )
+        }
     };
-    // SAFETY: `attr` and everything it points to live across the call.
-    let prog = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_LOAD,
-            &attr as *const ProgLoad,
-            std::mem::size_of::<ProgLoad>(),
-        )
-    };
+    let prog = load(None);
     if prog < 0 {
         let e = io::Error::last_os_error();
+        let mut log = vec![0u8; 1 << 20];
+        let again = load(Some(&mut log));
+        if again >= 0 {
+            // SAFETY: a descriptor the kernel just returned, closed at once.
+            unsafe { libc::close(again as i32) };
+        }
         let verifier = String::from_utf8_lossy(&log).trim_end_matches('\0').to_string();
         return Err(io::Error::other(format!("loading the device filter: {e} {verifier}")));
     }
