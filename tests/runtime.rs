@@ -367,6 +367,15 @@ fn limits_memory_pids_and_user() {
     });
 }
 
+/// An exec's stdio: no input, output and errors into `file`.
+fn stdio(file: &tempfile::NamedTempFile) -> [std::process::Stdio; 3] {
+    [
+        std::process::Stdio::null(),
+        std::process::Stdio::from(file.reopen().unwrap()),
+        std::process::Stdio::from(file.reopen().unwrap()),
+    ]
+}
+
 fn wait_for_log(f: &Fixture, id: &str, text: &str) {
     for _ in 0..250 {
         if f.log(id).contains(text) {
@@ -392,13 +401,6 @@ fn exec_joins_the_container_with_and_without_a_tty() {
             .unwrap();
         wait_for_log(&f, "ex", "ready");
         let out = tempfile::NamedTempFile::new().unwrap();
-        let stdio = |file: &tempfile::NamedTempFile| {
-            [
-                std::process::Stdio::null(),
-                std::process::Stdio::from(file.reopen().unwrap()),
-                std::process::Stdio::from(file.reopen().unwrap()),
-            ]
-        };
         let mut p = f.spec("ex", "").process;
         p.args = vec!["/bin/busybox".into(), "sh".into(), "-c".into(), "echo host=$(busybox hostname) cwd=$(pwd) uid=$(busybox id -u) procs=$(busybox ls /proc | busybox grep -c '^[0-9]') $(busybox grep CapEff /proc/self/status); exit 7".into()];
         p.user = "nobody".into();
@@ -898,13 +900,6 @@ fn a_user_namespace_maps_the_container_root_to_its_own_host_ids() {
 
         // exec enters the same namespace: as root, and as another user of the image.
         let out = tempfile::NamedTempFile::new().unwrap();
-        let stdio = |file: &tempfile::NamedTempFile| {
-            [
-                std::process::Stdio::null(),
-                std::process::Stdio::from(file.reopen().unwrap()),
-                std::process::Stdio::from(file.reopen().unwrap()),
-            ]
-        };
         let mut p = f.spec("uns", "").process;
         p.args = vec![
             "/bin/busybox".into(),

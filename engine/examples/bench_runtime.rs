@@ -6,7 +6,7 @@
 
 use engine::images::{import, Store};
 use engine::runtime::cgroups::Limits;
-use engine::runtime::spec::{ContainerSpec, Process};
+use engine::runtime::spec::{ContainerSpec, IdMap, Process};
 use engine::runtime::{process, wait_gone, Runtime};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -28,14 +28,37 @@ fn main() {
     let rec = import::import(&store, rootfs, None, &[]).unwrap();
     let layers: Vec<_> = rec.layers.iter().map(|l| store.layer_dir(&l.diff_id)).collect();
     let rt = Runtime::new(exe, "rcompose-bench").unwrap();
+    // The host's user namespace, then one of the container's own (`userns_mode: auto`).
+    let modes = [
+        ("", None),
+        (
+            " (userns)",
+            Some(IdMap {
+                uid: 1_900_000_000,
+                gid: 1_900_000_000,
+                size: 65536,
+            }),
+        ),
+    ];
+    for (label, userns) in modes {
+        let (ctx, cycle) = bench(&rt, &layers, state.path(), runs, userns);
+        println!("rcompose create-to-exec{label} median {ctx:.2} ms");
+        println!("rcompose full cycle{label}     median {cycle:.2} ms");
+    }
+    rt.remove_all_cgroups();
+}
+
+/// (create-to-exec, whole cycle) medians in milliseconds.
+fn bench(rt: &Runtime, layers: &[std::path::PathBuf], state: &Path, runs: usize, userns: Option<IdMap>) -> (f64, f64) {
     let (mut create_to_exec, mut cycle) = (Vec::new(), Vec::new());
     for i in 0..runs {
         let spec = ContainerSpec {
+            userns,
             id: format!("b{i}"),
             name: format!("bench-{i}"),
             hostname: "bench".into(),
-            layers: layers.clone(),
-            dir: state.path().join("containers").join(format!("b{i}")),
+            layers: layers.to_vec(),
+            dir: state.join("containers").join(format!("b{i}")),
             process: Process {
                 args: vec!["/bin/busybox".into(), "true".into()],
                 env: vec!["PATH=/bin".into()],
@@ -55,7 +78,5 @@ fn main() {
         rt.remove(&c).unwrap();
         cycle.push(t0.elapsed().as_secs_f64() * 1e3);
     }
-    rt.remove_all_cgroups();
-    println!("rcompose create-to-exec median {:.2} ms", median(create_to_exec));
-    println!("rcompose full cycle     median {:.2} ms", median(cycle));
+    (median(create_to_exec), median(cycle))
 }

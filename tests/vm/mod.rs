@@ -68,8 +68,8 @@ fn install(root: &Path, src: &Path) {
     }
 }
 
-/// Boots a machine with `files` and runs `script` (sh, as root, with /proc, /sys, /dev,
-/// a tmpfs /tmp and overlayfs loaded; cgroups are the script's to mount). Returns the
+/// Boots a machine with `files` and runs `script` (sh, as root, with /proc, /sys, /dev
+/// and overlayfs loaded, on a tmpfs root; cgroups are the script's to mount). Returns the
 /// console output once the machine powers off, or panics past `timeout`.
 pub fn boot(k: &Kernel, files: &[&Path], script: &str, timeout: Duration) -> String {
     let stage = tempfile::tempdir().unwrap();
@@ -98,7 +98,6 @@ pub fn boot(k: &Kernel, files: &[&Path], script: &str, timeout: Duration) -> Str
          mount -t sysfs sys /sys\n\
          mount -t devtmpfs dev /dev\n\
          mkdir -p /dev/pts && mount -t devpts -o newinstance,ptmxmode=0666 devpts /dev/pts\n\
-         mount -t tmpfs tmp /tmp\n\
          insmod /overlay.ko\n\
          echo VM-BOOTED\n\
          ( {script}\n ) 2>&1\n\

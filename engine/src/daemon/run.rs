@@ -19,8 +19,7 @@ impl Engine {
         };
         // Checked before its dependencies start: nothing is made for a run that cannot be.
         super::container::check_networks(&project, base).map_err(|e| format!("service {:?}: {e}", req.service))?;
-        crate::runtime::userns::check_service(base.userns_mode.as_deref(), base.privileged == Some(true))
-            .map_err(|e| format!("service {:?}: {e}", req.service))?;
+        crate::runtime::userns::check_service(base).map_err(|e| format!("service {:?}: {e}", req.service))?;
         if !req.no_deps {
             let graph = compose::Graph::new(&project).map_err(|e| e.to_string())?;
             let deps: Vec<String> = graph

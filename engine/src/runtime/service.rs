@@ -198,7 +198,7 @@ pub fn container_spec(
         uts: ns("uts", "uts", &svc.uts)?,
     };
     // The range itself is the engine's to allocate (it knows the other containers').
-    let userns = super::userns::check_service(svc.userns_mode.as_deref(), svc.privileged == Some(true)).map_err(err)?;
+    let userns = super::userns::check_service(svc).map_err(err)?;
 
     // Mounts: bind and volume mounts, tmpfs (both syntaxes).
     let mut mounts: Vec<Mount> = svc.tmpfs.iter().flatten().map(|t| tmpfs_mount(t)).collect();
@@ -606,6 +606,14 @@ mod tests {
             (
                 "image: x\nuserns_mode: auto\nprivileged: true",
                 "privileged mode is incompatible with user namespaces",
+            ),
+            (
+                "image: x\nuserns_mode: auto\nnetwork_mode: host",
+                "cannot share the host's network namespace when user namespaces are enabled",
+            ),
+            (
+                "image: x\nuserns_mode: auto\npid: host",
+                "cannot share the host PID namespace when user namespaces are enabled",
             ),
             ("image: x\nstop_signal: SIGNOPE", "invalid stop_signal"),
             ("image: x\nlogging: {driver: syslog}", "logging driver \"syslog\""),

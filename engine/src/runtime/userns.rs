@@ -68,14 +68,24 @@ pub fn parse_mode(mode: Option<&str>) -> Result<Option<u32>, String> {
 }
 
 /// A service's `userns_mode` with its other keys: as [`parse_mode`], and refused with
-/// `privileged` (as Docker refuses it: the host's devices and capabilities would be
-/// the namespace's root's to use).
-pub fn check_service(mode: Option<&str>, privileged: bool) -> Result<Option<u32>, String> {
-    let size = parse_mode(mode)?;
-    if size.is_some() && privileged {
-        return Err(
-            "privileged mode is incompatible with user namespaces (userns_mode): use userns_mode \"host\"".into(),
-        );
+/// `privileged` or the host's network or PID namespace, as Docker refuses them (the
+/// host's devices, capabilities and processes would be the namespace root's).
+pub fn check_service(svc: &compose::model::Service) -> Result<Option<u32>, String> {
+    let size = parse_mode(svc.userns_mode.as_deref())?;
+    if size.is_some() {
+        if svc.privileged == Some(true) {
+            return Err(
+                "privileged mode is incompatible with user namespaces (userns_mode): use userns_mode \"host\"".into(),
+            );
+        }
+        if svc.network_mode.as_deref() == Some("host") {
+            return Err(
+                "cannot share the host's network namespace when user namespaces are enabled (userns_mode)".into(),
+            );
+        }
+        if svc.pid.as_deref() == Some("host") {
+            return Err("cannot share the host PID namespace when user namespaces are enabled (userns_mode)".into());
+        }
     }
     Ok(size)
 }
