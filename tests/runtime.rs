@@ -920,6 +920,26 @@ fn a_user_namespace_maps_the_container_root_to_its_own_host_ids() {
         assert_eq!(f.rt.exec(&c, &p, Some(stdio(&out))).unwrap(), 0);
         let text = std::fs::read_to_string(out.path()).unwrap();
         assert!(text.starts_with("65534 CapEff: 0000000000000000\nrefused"), "{text}");
+        // A terminal is the user's and the tty group's, as the container counts them.
+        let pty = nix::pty::openpty(None, None).unwrap();
+        let slave = std::fs::File::from(pty.slave);
+        let ttyio = [
+            std::process::Stdio::from(slave.try_clone().unwrap()),
+            std::process::Stdio::from(slave.try_clone().unwrap()),
+            std::process::Stdio::from(slave),
+        ];
+        p.tty = true;
+        p.args[3] = "echo tty=$(busybox stat -L -c %u:%g /proc/self/fd/0)".into();
+        assert_eq!(f.rt.exec(&c, &p, Some(ttyio)).unwrap(), 0);
+        let mut buf = vec![0u8; 4096];
+        let n = std::io::Read::read(&mut std::fs::File::from(pty.master), &mut buf).unwrap_or(0);
+        let text = String::from_utf8_lossy(&buf[..n]).to_string();
+        assert!(text.contains("tty=65534:5"), "{text:?}");
+        let mut tty = f.spec("unst", "echo tty=$(busybox stat -L -c %u:%g /proc/self/fd/0)");
+        tty.userns = Some(map);
+        tty.process.tty = true;
+        let (code, out) = f.run(&tty, &Limits::default());
+        assert_eq!((code, out.contains("tty=0:5")), (0, true), "{out}");
 
         f.rt.stop(&c, libc::SIGKILL, Duration::from_secs(5));
         f.rt.cleanup(&c);

@@ -223,6 +223,9 @@ fn container_init(spec: ContainerSpec) -> ! {
             ws_ypixel: 0,
         });
         let pty = nix::pty::openpty(ws.as_ref(), None).unwrap_or_else(|e| fail(1, format!("openpty: {e}")));
+        if let Some(map) = &spec.userns {
+            terminal_owner(pty.slave.as_raw_fd(), map, &user);
+        }
         let slave2 = pty.slave.try_clone().unwrap_or_else(|e| fail(1, format!("dup: {e}")));
         (pty.master, pty.slave, None, slave2)
     } else {
@@ -456,6 +459,19 @@ pub struct ExecSpec {
     /// Host PID of the container's init.
     pub pid: i32,
     pub process: super::spec::Process,
+    /// The container's user namespace mapping, when it has one.
+    #[serde(default)]
+    pub userns: Option<super::spec::IdMap>,
+}
+
+/// Gives the terminal at `fd` to the process's user and the tty group (5) as the
+/// container sees them, as a terminal made inside its user namespace would be.
+fn terminal_owner(fd: RawFd, map: &super::spec::IdMap, user: &process::User) {
+    let host = |base: u32, id: u32| (id < map.size).then(|| base + id);
+    if let (Some(uid), Some(gid)) = (host(map.uid, user.uid), host(map.gid, 5)) {
+        // SAFETY: fchown on a descriptor we hold.
+        unsafe { libc::fchown(fd, uid, gid) };
+    }
 }
 
 /// The exec helper's `main`: joins every namespace of the container (its cgroup was
@@ -509,6 +525,9 @@ pub fn exec_main() -> ! {
         .unwrap_or_else(|e| fail(126, e));
     let mut p = spec.process.clone();
     default_env(&mut p, &user);
+    if let (true, Some(map)) = (p.tty, &spec.userns) {
+        terminal_owner(0, map, &user);
+    }
     let (exec_r, exec_w) = pipe();
     // SAFETY: the helper is single-threaded.
     let child = match unsafe { fork() } {

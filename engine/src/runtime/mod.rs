@@ -55,6 +55,9 @@ pub struct Container {
     /// The init's start time (clock ticks since boot), which tells it from a later
     /// process that reuses its PID.
     pub start_time: u64,
+    /// Its user namespace's mapping, when it has one.
+    #[serde(default)]
+    pub userns: Option<spec::IdMap>,
 }
 
 /// Field 22 of /proc/<pid>/stat: when the process started.
@@ -180,6 +183,7 @@ impl Runtime {
             dir: spec.dir.clone(),
             cgroup,
             start_time: start_time(pid).unwrap_or(0),
+            userns: spec.userns,
         };
         // Written before the workload starts: from here on the container outlives us.
         let state = serde_json::to_vec(&c).map_err(std::io::Error::other)?;
@@ -256,6 +260,7 @@ impl Runtime {
                 &init::ExecSpec {
                     pid: c.pid,
                     process: process.clone(),
+                    userns: c.userns,
                 },
             )
             .map_err(fail)?;
