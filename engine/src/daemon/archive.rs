@@ -96,15 +96,6 @@ pub struct Unpack {
     pub userns: Option<crate::runtime::spec::IdMap>,
 }
 
-/// The host ID of the container's `id` under `map` (IDs past its size are the
-/// overflow ID, as the kernel shows unmapped ones).
-fn host_id(map: &crate::runtime::spec::IdMap, id: u64, base: u32) -> u32 {
-    match u32::try_from(id).ok().filter(|i| *i < map.size) {
-        Some(i) => base + i,
-        None => base + 65534.min(map.size - 1),
-    }
-}
-
 /// The `.wh.` prefix of a whiteout entry.
 pub const WHITEOUT: &str = ".wh.";
 
@@ -191,8 +182,12 @@ pub fn unpack_at(src: impl Read, dest: &Path, how: Unpack) -> Result<(), String>
             } else {
                 (0, 0)
             };
-            std::os::unix::fs::lchown(&to, Some(host_id(map, uid, map.uid)), Some(host_id(map, gid, map.gid)))
-                .map_err(|e| format!("{}: {e}", to.display()))?;
+            // An ID the range does not hold is stored as its overflow ID (nobody), as
+            // the kernel shows unmapped ones.
+            let nobody = u64::from(65534.min(map.size.saturating_sub(1)));
+            let uid = map.host_uid(uid).or_else(|| map.host_uid(nobody));
+            let gid = map.host_gid(gid).or_else(|| map.host_gid(nobody));
+            std::os::unix::fs::lchown(&to, uid, gid).map_err(|e| format!("{}: {e}", to.display()))?;
         }
     }
     Ok(())

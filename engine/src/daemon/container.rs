@@ -313,18 +313,14 @@ impl Engine {
                 source: src.clone(),
                 target: target.into(),
                 read_only: true,
+                // The engine's files: owned as the container counts owners.
+                idmap: true,
                 ..Default::default()
             });
         }
         spec.mounts.extend(self.volumes_from(&rec.project, &svc)?);
-        if let Some(want) = spec.userns {
-            spec.userns = Some(self.userns_range(ctr, want.size)?);
-            for m in &mut spec.mounts {
-                // Secrets and configs are the engine's files: owned as in the container.
-                if rec.files.iter().any(|(src, _)| *src == m.source) {
-                    m.idmap = true;
-                }
-            }
+        if let Some(size) = userns::check_service(&svc)? {
+            spec.userns = Some(self.userns_range(ctr, size)?);
         }
         spec.process.stdin_once = rec.attached_run && spec.process.stdin_open;
         spec.process.attach_replay = rec.attached_run;

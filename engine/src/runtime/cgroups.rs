@@ -121,13 +121,13 @@ impl Manager {
                     .filter(|c| available.split_whitespace().any(|a| a == **c))
                     .map(|c| format!("+{c}"))
                     .collect();
+                let enable = enable.join(" ");
                 let mut dir = self.root.join(self.own(""));
-                leave_room(&dir, &enable.join(" "));
+                leave_room(&dir, &enable);
                 for comp in Path::new(parent).components() {
-                    let _ = fs::write(dir.join("cgroup.subtree_control"), enable.join(" "));
                     dir.push(comp);
+                    let _ = fs::write(dir.join("cgroup.subtree_control"), &enable);
                 }
-                let _ = fs::write(base.join("cgroup.subtree_control"), enable.join(" "));
                 let d = base.join(name);
                 fs::create_dir(&d).map_err(io_err(&d))?;
                 Cgroup {
@@ -270,6 +270,28 @@ impl Cgroup {
         }
     }
 
+    /// Why a v2 file cannot be written, when it is because the group was not given its
+    /// controller (it then has no such file, and making one is EACCES): which, and the
+    /// highest group without it, whose parent is where it must be enabled.
+    fn undelegated(&self, dir: &Path, file: &str) -> Option<CgroupError> {
+        let kind = file.split('.').next().unwrap_or_default();
+        let lacks = |d: &Path| {
+            fs::read_to_string(d.join("cgroup.controllers")).is_ok_and(|g| !g.split_whitespace().any(|c| c == kind))
+        };
+        if self.version != Version::V2 || kind == "cgroup" || !lacks(dir) {
+            return None;
+        }
+        let mut top = dir;
+        while let Some(up) = top.parent().filter(|u| lacks(u)) {
+            top = up;
+        }
+        Some(CgroupError::Unsupported(format!(
+            "the {kind} cgroup controller is not delegated to {}: enable it in {}/cgroup.subtree_control (for a systemd unit, Delegate=yes)",
+            top.display(),
+            top.parent().unwrap_or(top).display()
+        )))
+    }
+
     pub(super) fn write(&self, controller: &str, file: &str, value: &str) -> Result<(), CgroupError> {
         let dir = self.dir(controller).ok_or_else(|| {
             CgroupError::Unsupported(format!(
@@ -277,30 +299,10 @@ impl Cgroup {
             ))
         })?;
         let p = dir.join(file);
-        if self.version == Version::V2 {
-            // A controller the group was not given has no files (and making one is
-            // EACCES): say which and where it must be enabled.
-            let kind = file.split('.').next().unwrap_or_default();
-            let given = fs::read_to_string(dir.join("cgroup.controllers"));
-            if kind != "cgroup" && given.is_ok_and(|g| !g.split_whitespace().any(|c| c == kind)) {
-                // The highest group without it: its parent is where it is missing.
-                let lacks = |d: &Path| {
-                    fs::read_to_string(d.join("cgroup.controllers"))
-                        .is_ok_and(|g| !g.split_whitespace().any(|c| c == kind))
-                };
-                let mut top = dir;
-                while let Some(up) = top.parent().filter(|u| lacks(u)) {
-                    top = up;
-                }
-                return Err(CgroupError::Unsupported(format!(
-                    "the {kind} cgroup controller is not delegated to {}: enable it in {}/cgroup.subtree_control (for a systemd unit, Delegate=yes)",
-                    top.display(),
-                    top.parent().unwrap_or(top).display()
-                )));
-            }
-        }
         fs::write(&p, value).map_err(|e| {
-            if e.kind() == io::ErrorKind::NotFound {
+            if let Some(missing) = self.undelegated(dir, file) {
+                missing
+            } else if e.kind() == io::ErrorKind::NotFound {
                 CgroupError::Unsupported(format!(
                     "{file} is not supported by this host's kernel (is swap accounting enabled?)"
                 ))
@@ -592,6 +594,8 @@ mod tests {
             version: Version::V2,
             dirs: vec![(String::new(), g.clone())],
         };
+        // cgroupfs refuses to make a file it lacks; a directory in its place refuses here.
+        fs::create_dir(g.join("cpu.max")).unwrap();
         let e = cg.write("cpu", "cpu.max", "1000 100000").unwrap_err().to_string();
         assert!(
             e.contains("the cpu cgroup controller is not delegated to")

@@ -467,8 +467,7 @@ pub struct ExecSpec {
 /// Gives the terminal at `fd` to the process's user and the tty group (5) as the
 /// container sees them, as a terminal made inside its user namespace would be.
 fn terminal_owner(fd: RawFd, map: &super::spec::IdMap, user: &process::User) {
-    let host = |base: u32, id: u32| (id < map.size).then(|| base + id);
-    if let (Some(uid), Some(gid)) = (host(map.uid, user.uid), host(map.gid, 5)) {
+    if let (Some(uid), Some(gid)) = (map.host_uid(user.uid.into()), map.host_gid(5)) {
         // SAFETY: fchown on a descriptor we hold.
         unsafe { libc::fchown(fd, uid, gid) };
     }

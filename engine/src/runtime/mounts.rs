@@ -155,23 +155,18 @@ pub fn setup(spec: &ContainerSpec, own_netns: bool, userns: Option<RawFd>) -> Re
     if spec.layers.is_empty() {
         return Err("the image has no layers".into());
     }
-    let mut lower: Vec<String> = spec
-        .layers
-        .iter()
-        .rev()
-        .map(|l| l.to_string_lossy().into_owned())
-        .collect();
-    if let Some((fd, _)) = userns {
-        // The layers seen through the mapping, each at a directory of this mount
-        // namespace (overlayfs takes paths); they go with the old root below.
-        let maps = spec.dir.join("idmap");
-        for (i, l) in spec.layers.iter().rev().enumerate() {
-            let at = maps.join(i.to_string());
-            fs::create_dir_all(&at).map_err(|e| err("creating", &at, e))?;
-            let tree = super::userns::idmapped_tree(l, fd, false)?;
-            super::userns::attach(&tree, &at)?;
-            lower[i] = at.to_string_lossy().into_owned();
-        }
+    let mut lower = Vec::new();
+    for (i, l) in spec.layers.iter().rev().enumerate() {
+        let Some((fd, _)) = userns else {
+            lower.push(l.to_string_lossy().into_owned());
+            continue;
+        };
+        // The layer seen through the mapping, at a directory of this mount namespace
+        // (overlayfs takes paths); it goes with the old root below.
+        let at = spec.dir.join("idmap").join(i.to_string());
+        fs::create_dir_all(&at).map_err(|e| err("creating", &at, e))?;
+        super::userns::attach(&super::userns::idmapped_tree(l, fd, false)?, &at)?;
+        lower.push(at.to_string_lossy().into_owned());
     }
     let opts = format!(
         "lowerdir={},upperdir={},workdir={}",

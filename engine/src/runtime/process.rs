@@ -211,11 +211,6 @@ pub fn find_program(arg0: &str, env: &[String]) -> Result<String, (i32, String)>
 /// and capabilities are the namespace's.
 pub fn exec(p: &Process, user: &User, userns: Option<std::os::unix::io::RawFd>) -> (i32, String) {
     let fail = |msg: String| (1, msg);
-    if let Some(fd) = userns {
-        if let Err(e) = super::userns::join(fd) {
-            return fail(e);
-        }
-    }
     let rlimits = match check_rlimits(&p.rlimits) {
         Ok(r) => r,
         Err(e) => return fail(e),
@@ -228,6 +223,13 @@ pub fn exec(p: &Process, user: &User, userns: Option<std::os::unix::io::RawFd>) 
         // SAFETY: setrlimit reads `l`.
         if unsafe { libc::setrlimit(res, &l) } != 0 {
             return fail(format!("setrlimit: {}", std::io::Error::last_os_error()));
+        }
+    }
+    // After the limits (the namespace's root could not raise them), before seccomp
+    // (which refuses setns).
+    if let Some(fd) = userns {
+        if let Err(e) = super::userns::join(fd) {
+            return fail(e);
         }
     }
     let Some(arg0) = p.args.first() else {

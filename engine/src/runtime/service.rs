@@ -197,8 +197,9 @@ pub fn container_spec(
         pid: ns("pid", "pid", &svc.pid)?,
         uts: ns("uts", "uts", &svc.uts)?,
     };
-    // The range itself is the engine's to allocate (it knows the other containers').
-    let userns = super::userns::check_service(svc).map_err(err)?;
+    // Checked here; the range itself is the engine's to allocate (it knows the other
+    // containers') and to set in the spec.
+    super::userns::check_service(svc).map_err(err)?;
 
     // Mounts: bind and volume mounts, tmpfs (both syntaxes).
     let mut mounts: Vec<Mount> = svc.tmpfs.iter().flatten().map(|t| tmpfs_mount(t)).collect();
@@ -391,8 +392,7 @@ pub fn container_spec(
         privileged,
         devices,
         device_cgroup_rules: svc.device_cgroup_rules.clone().unwrap_or_default(),
-        // Filled in by the engine, which allocates the range.
-        userns: userns.map(|size| super::spec::IdMap { uid: 0, gid: 0, size }),
+        userns: None,
     };
 
     // Limits: service keys, else deploy.resources.
@@ -556,7 +556,7 @@ mod tests {
         assert_eq!(spec.sysctls.len(), 2);
         assert_eq!(spec.userns, None);
         let (spec, ..) = build(&svc("image: x\nuserns_mode: auto:size=4096\nvolumes: [/d]"), &img).unwrap();
-        assert_eq!(spec.userns.map(|m| m.size), Some(4096));
+        assert_eq!(spec.userns, None, "the engine's to set");
         assert!(spec.mounts[0].idmap);
     }
 

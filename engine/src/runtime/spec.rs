@@ -34,6 +34,25 @@ pub struct IdMap {
     pub size: u32,
 }
 
+impl IdMap {
+    /// The host UID of the container's `id`; `None` when the range does not hold it.
+    pub fn host_uid(&self, id: u64) -> Option<u32> {
+        Self::host(self.uid, self.size, id)
+    }
+
+    /// The host GID of the container's `id`; `None` when the range does not hold it.
+    pub fn host_gid(&self, id: u64) -> Option<u32> {
+        Self::host(self.gid, self.size, id)
+    }
+
+    fn host(base: u32, size: u32, id: u64) -> Option<u32> {
+        u32::try_from(id)
+            .ok()
+            .filter(|i| *i < size)
+            .and_then(|i| base.checked_add(i))
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Process {
     pub args: Vec<String>,

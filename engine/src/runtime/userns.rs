@@ -177,7 +177,7 @@ pub fn create(
                 open_with_maps(child.as_raw(), map).and_then(|ns| {
                     let _ = tell.write_all(b"1");
                     if !said() {
-                        return Err(format!("creating namespaces in the user namespace: {}", "refused"));
+                        return Err("creating namespaces in the user namespace: refused".into());
                     }
                     let mut files = Vec::new();
                     for (flag, kind) in [
@@ -322,6 +322,26 @@ mod tests {
             let e = parse_mode(Some(bad)).unwrap_err();
             assert!(e.contains(&format!("{bad:?}")) && e.contains("\"auto\""), "{e}");
         }
+    }
+
+    #[test]
+    fn container_ids_to_host_ids() {
+        let m = IdMap {
+            uid: 200000,
+            gid: 300000,
+            size: 1024,
+        };
+        assert_eq!((m.host_uid(0), m.host_gid(5)), (Some(200000), Some(300005)));
+        assert_eq!(
+            (m.host_uid(1023), m.host_uid(1024), m.host_uid(u64::MAX)),
+            (Some(201023), None, None)
+        );
+        let top = IdMap {
+            uid: u32::MAX - 1,
+            gid: 0,
+            size: 10,
+        };
+        assert_eq!((top.host_uid(1), top.host_uid(2)), (Some(u32::MAX), None));
     }
 
     #[test]
