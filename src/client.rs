@@ -237,11 +237,13 @@ fn start_engine(root: &Path, run: &Path) -> Result<()> {
         .stdout(log.try_clone()?)
         .stderr(log);
     use std::os::unix::process::CommandExt;
-    // SAFETY: setsid is async-signal-safe; nothing else runs between fork and exec.
+    // SAFETY: setsid and close_range are async-signal-safe; nothing else runs between
+    // fork and exec.
     unsafe {
         cmd.pre_exec(|| {
             libc::setsid();
-            Ok(())
+            // The caller's shell's descriptors are not the engine's to keep.
+            engine::runtime::fds::cloexec_from(3)
         });
     }
     cmd.spawn().context("starting the engine")?;

@@ -2,7 +2,7 @@
 
 use crate::cli::{ConfigArgs, Format, Global};
 use anyhow::{bail, Context, Result};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -24,9 +24,7 @@ pub fn run(g: &Global, a: ConfigArgs) -> Result<ExitCode> {
     opts.no_path_resolution = a.no_path_resolution;
     opts.services = a.service.clone();
     if opts.files.iter().any(|f| f == Path::new("-")) {
-        let mut s = String::new();
-        std::io::stdin()
-            .read_to_string(&mut s)
+        let s = compose::read::from_reader(std::io::stdin(), compose::read::LIMIT)
             .context("reading the Compose file from standard input")?;
         opts.stdin = Some(s);
     }

@@ -156,8 +156,12 @@ pub fn cp(g: &Global, a: CpArgs) -> Result<ExitCode> {
                     owners: a.archive,
                     ..Default::default()
                 };
-                engine::daemon::archive::unpack_at(&data[..], std::path::Path::new(&a.dest), how)
-                    .map_err(anyhow::Error::msg)?;
+                // The archive is the container's to make: its entries are placed from the
+                // destination's descriptor, none through a link.
+                let dest = std::env::current_dir()?.join(&a.dest);
+                let root = std::fs::File::open("/")?;
+                use std::os::unix::io::AsFd;
+                engine::daemon::archive::unpack_at(&data[..], root.as_fd(), &dest, how).map_err(anyhow::Error::msg)?;
             }
         }
         Ok(ExitCode::SUCCESS)

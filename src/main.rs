@@ -19,7 +19,7 @@ mod session;
 mod tarstream;
 mod watch;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Parser;
 use cli::{Cli, Command, Format, Global, LogLevel};
 use std::process::ExitCode;
@@ -28,7 +28,7 @@ fn main() -> ExitCode {
     // The container helper: before anything else, while the process is one thread.
     match std::env::args_os().nth(1) {
         Some(a) if a == engine::runtime::init::ARG => engine::runtime::init::main(),
-        Some(a) if a == engine::runtime::init::EXEC_ARG => engine::runtime::init::exec_main(),
+        Some(a) if a == engine::runtime::init::EXEC_ARG => engine::runtime::exec_helper::main(),
         _ => {}
     }
     completion::answer_if_asked();
@@ -145,6 +145,9 @@ pub fn load_options(g: &Global) -> Result<compose::Options> {
 /// `rcompose daemon`: the engine, logging to stderr (the CLI points that at
 /// `<root>/engine.log` when it starts one).
 fn daemon() -> Result<ExitCode> {
+    // Whatever the shell that started us held open stays with us and goes no further:
+    // no container, helper or child of ours gets it.
+    engine::runtime::fds::cloexec_from(3).context("marking inherited descriptors close-on-exec")?;
     let (root, run) = engine::daemon::paths();
     let helper = std::env::current_exe()?;
     // Few malloc arenas: every blocking thread would otherwise get one of its own, and

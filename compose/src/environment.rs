@@ -13,7 +13,7 @@ pub type Env = IndexMap<String, String>;
 pub fn load(os: &Env, files: &[PathBuf], required: bool) -> Result<Env> {
     let mut from_files = Env::new();
     for f in files {
-        let text = match std::fs::read_to_string(f) {
+        let text = match crate::read::text(f) {
             Ok(t) => t,
             Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(Error::io(f, e)),
@@ -36,7 +36,7 @@ pub fn load(os: &Env, files: &[PathBuf], required: bool) -> Result<Env> {
 /// Reads one env file for a service's `env_file`: `dotenv` format, or `raw` (each line
 /// `KEY=VALUE` taken verbatim, no quotes, no interpolation).
 pub fn read_env_file(path: &Path, format: Option<&str>, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Env> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let text = crate::read::text(path).map_err(|e| Error::io(path, e))?;
     match format.unwrap_or("dotenv") {
         "raw" => Ok(text
             .lines()

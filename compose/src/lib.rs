@@ -5,6 +5,7 @@
 //! parse YAML -> interpolate -> include -> extends -> merge -> typed model -> normalize
 //! -> validate -> dependency graph.
 
+mod aliases;
 pub mod discovery;
 pub mod dotenv;
 pub mod environment;
@@ -18,8 +19,10 @@ pub mod loader;
 pub mod locate;
 pub mod merge;
 pub mod model;
+pub mod names;
 mod normalize;
 pub mod paths;
+pub mod read;
 pub mod source;
 mod validate;
 

@@ -107,7 +107,7 @@ impl Ctx {
         let text = if path == Path::new(discovery::STDIN) {
             self.stdin.clone().unwrap_or_default()
         } else {
-            std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?
+            crate::read::text(path).map_err(|e| Error::io(path, e))?
         };
         let (src, value) = source::parse(path, &text)?;
         if matches!(&value, Value::Mapping(m) if m.contains_key("version")) {
@@ -224,7 +224,7 @@ fn name_from_files(opts: &Options, files: &[PathBuf], env: &Env) -> Option<Strin
         let text = if f == Path::new(discovery::STDIN) {
             opts.stdin.clone()
         } else {
-            std::fs::read_to_string(f).ok()
+            crate::read::text(f).ok()
         };
         // A file too deep to parse is reported when it is loaded for real.
         let Some(text) = text.filter(|t| source::too_deep(t).is_none()) else {

@@ -36,19 +36,30 @@ impl Source {
 
 /// Parses one file. The root must be a mapping; `<<` merge keys are applied.
 pub fn parse(path: &Path, text: &str) -> Result<(Source, Value)> {
-    if let Some((line, column)) = too_deep(text) {
-        let at = At {
+    let refused = |line, column, message: String| Error::Yaml {
+        at: At {
             location: Some(Location {
                 file: path.to_path_buf(),
                 line,
                 column,
             }),
             key: None,
-        };
-        return Err(Error::Yaml {
-            at,
-            message: format!("flow collections nested deeper than {MAX_FLOW_DEPTH} levels"),
-        });
+        },
+        message,
+    };
+    if let Some((line, column)) = too_deep(text) {
+        return Err(refused(
+            line,
+            column,
+            format!("flow collections nested deeper than {MAX_FLOW_DEPTH} levels"),
+        ));
+    }
+    if let Some((line, column, limit)) = crate::aliases::excessive(text) {
+        return Err(refused(
+            line,
+            column,
+            format!("excessive aliasing: the document's aliases expand to more than {limit} nodes"),
+        ));
     }
     let yaml_err = |e: serde_yaml_ng::Error| {
         let location = e.location().map(|l| Location {

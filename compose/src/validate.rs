@@ -196,5 +196,8 @@ pub(crate) fn run(p: &Project, ctx: &Ctx) -> Result<()> {
             );
         }
     }
+    if let Err((key, msg)) = crate::names::check(p) {
+        return err(&key, msg);
+    }
     Ok(())
 }

@@ -64,6 +64,10 @@ impl Rtnl {
         tokio::spawn(conn);
         Ok(Rtnl { handle })
     }
+
+    pub(crate) fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
 }
 
 fn check_name(name: &str) -> Result<(), LinkError> {
@@ -369,6 +373,7 @@ async fn configure_inside(a: &Attachment<'_>) -> Result<(), LinkError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::block_on;
     use std::cell::RefCell;
     use std::collections::BTreeMap;
 
@@ -470,13 +475,6 @@ mod tests {
         }
     }
 
-    fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(f)
-    }
 
     #[test]
     fn a_container_mac_is_docker_s_and_follows_its_address() {

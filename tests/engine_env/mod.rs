@@ -24,12 +24,42 @@ pub struct Env {
     pub state: tempfile::TempDir,
     pub project: tempfile::TempDir,
     pub daemon: Child,
+    /// The network namespace (held here too, so that it outlives an engine killed by
+    /// the test).
+    pub ns: std::fs::File,
+    /// How the engine was started, to start it again.
+    pub opts: Opts,
+}
+
+/// What a test asks of its engine besides the defaults.
+#[derive(Default, Clone)]
+pub struct Opts {
+    /// Added to the engine's environment.
+    pub engine_env: Vec<(String, String)>,
+    /// The state root is a tmpfs of this size (`8M`), unmounted when the test ends.
+    pub tmpfs: Option<String>,
+    /// The engine's log, when it must not be in the state root.
+    pub log: Option<PathBuf>,
+    /// A descriptor the engine inherits, as from a shell that ran `exec 200<dir`.
+    pub inherit: Option<(i32, PathBuf)>,
 }
 
 impl Env {
     /// A state root with the busybox image, and an engine in a new network namespace.
     pub fn new() -> Env {
+        Env::with(Opts::default())
+    }
+
+    pub fn with(opts: Opts) -> Env {
         let state = tempfile::tempdir().unwrap();
+        if let Some(size) = &opts.tmpfs {
+            let o = Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "rcompose-test"])
+                .arg(state.path())
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        }
         let project = tempfile::tempdir().unwrap();
         let fs = state.path().join("busybox-rootfs");
         for d in ["bin", "etc", "tmp", "data"] {
@@ -61,19 +91,35 @@ impl Env {
         })
         .join()
         .unwrap();
-        let daemon = spawn_engine(state.path(), &ns);
-        let env = Env { state, project, daemon };
+        let daemon = spawn_engine_with(state.path(), &ns, &opts);
+        let env = Env {
+            state,
+            project,
+            daemon,
+            ns,
+            opts,
+        };
+        env.wait_for_engine();
+        env
+    }
+
+    /// Waits until the engine serves.
+    pub fn wait_for_engine(&self) {
+        let env = self;
         let sock = env.state.path().join("run/rcompose.sock");
         let deadline = Instant::now() + Duration::from_secs(20);
         while !sock.exists() {
             assert!(Instant::now() < deadline, "engine did not start: {}", env.engine_log());
             std::thread::sleep(Duration::from_millis(20));
         }
-        env
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.opts.log.clone().unwrap_or_else(|| self.state.path().join("engine.log"))
     }
 
     pub fn engine_log(&self) -> String {
-        std::fs::read_to_string(self.state.path().join("engine.log")).unwrap_or_default()
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
     /// `up -d` of the Compose file `text` (written as `name`), which must be refused:
@@ -141,9 +187,8 @@ impl Env {
 
     /// Runs `f` inside the engine's network namespace.
     pub fn in_netns<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let ns = format!("/proc/{}/ns/net", self.daemon.id());
+        let f_ns = self.ns.try_clone().unwrap();
         std::thread::spawn(move || {
-            let f_ns = std::fs::File::open(ns).unwrap();
             nix::sched::setns(&f_ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
             f()
         })
@@ -264,28 +309,54 @@ impl Drop for Env {
         if let Ok(m) = engine::runtime::cgroups::Manager::detect() {
             m.remove_tree(&engine::daemon::cgroup_parent(self.state.path()));
         }
+        if self.opts.tmpfs.is_some() {
+            // Lazily: a container's mount made beneath it may still be going away.
+            let _ = Command::new("umount").arg("-R").arg("-l").arg(self.state.path()).status();
+        }
     }
 }
 
 /// An engine for `root` in the network namespace `ns`, logging to `<root>/engine.log`.
 pub fn spawn_engine(root: &Path, ns: &std::fs::File) -> Child {
+    spawn_engine_with(root, ns, &Opts::default())
+}
+
+/// An engine as `opts` asks for it.
+pub fn spawn_engine_with(root: &Path, ns: &std::fs::File, opts: &Opts) -> Child {
+    use std::os::unix::process::CommandExt;
     let root = root.to_path_buf();
     let ns = ns.try_clone().unwrap();
+    let opts = opts.clone();
     std::thread::spawn(move || {
         nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(root.join("engine.log"))
+            .open(opts.log.clone().unwrap_or_else(|| root.join("engine.log")))
             .unwrap();
-        Command::new(BIN)
-            .arg("daemon")
+        let mut c = Command::new(BIN);
+        c.arg("daemon")
             .env("RCOMPOSE_ROOT", &root)
+            .envs(opts.engine_env.iter().map(|(k, v)| (k, v)))
             .stdin(std::process::Stdio::null())
             .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap()
+            .stderr(log);
+        // Kept open here until the child has it: dup2'd into place after fork.
+        let held = opts.inherit.as_ref().map(|(n, p)| (*n, std::fs::File::open(p).unwrap()));
+        if let Some((n, f)) = &held {
+            use std::os::fd::AsRawFd;
+            let (n, fd) = (*n, f.as_raw_fd());
+            // SAFETY: dup2 is async-signal-safe; it only places an open descriptor.
+            unsafe {
+                c.pre_exec(move || {
+                    if libc::dup2(fd, n) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        c.spawn().unwrap()
     })
     .join()
     .unwrap()

@@ -11,6 +11,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Says what could not be recorded (a full disk) while the action went ahead.
+fn report_unsaved(c: &Ctr, out: &Out) {
+    for m in c.take_unsaved() {
+        out.warn(m);
+    }
+}
+
 impl Engine {
     pub(super) async fn stop_reporting(
         self: &Arc<Self>,
@@ -22,7 +29,9 @@ impl Engine {
         let name = c.rec().name;
         if c.live().is_some() || c.state() == State::Restarting {
             out.progress("Container", &name, "Stopping");
-            self.stop(c, timeout.map(Duration::from_secs), false).await?;
+            let r = self.stop(c, timeout.map(Duration::from_secs), false).await;
+            report_unsaved(c, out);
+            r?;
             out.progress("Container", &name, "Stopped");
         }
         Ok(())
@@ -242,6 +251,7 @@ impl Engine {
                         }
                         other => return Err(format!("unknown action {other}")),
                     }
+                    report_unsaved(&c, &out);
                     Ok::<(), String>(())
                 }));
             }

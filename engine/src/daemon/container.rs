@@ -474,7 +474,7 @@ impl Engine {
         check: Option<super::health::Check>,
     ) -> Result<(), String> {
         let rec = ctr.rec();
-        let (pid, start_time) = (c.pid, c.start_time);
+        let (pid, start_time) = (c.monitor, c.monitor_start);
         *lock(&ctr.live) = Some(c);
         ctr.paused.store(false, Ordering::SeqCst);
         ctr.restarting.store(false, Ordering::SeqCst);
@@ -536,7 +536,9 @@ impl Engine {
         keep_wanted: bool,
     ) -> Result<(), String> {
         if !keep_wanted {
-            ctr.update(|r| r.desired_running = false)?;
+            // A record that cannot be written (a full disk) never keeps a container
+            // from stopping: the failure is reported with the action.
+            let _ = ctr.update(|r| r.desired_running = false);
         }
         ctr.restarting.store(false, Ordering::SeqCst);
         let Some(c) = ctr.live() else {
@@ -576,7 +578,8 @@ impl Engine {
         let c = ctr
             .live()
             .ok_or_else(|| format!("container {} is not running", ctr.rec().name))?;
-        ctr.update(|r| r.desired_running = false)?;
+        // As for stop: the signal goes whether or not the record can be written.
+        let _ = ctr.update(|r| r.desired_running = false);
         // SAFETY: kill has no memory-safety preconditions.
         if unsafe { libc::kill(c.pid, signal) } != 0 {
             return Err(std::io::Error::last_os_error().to_string());

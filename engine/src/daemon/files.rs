@@ -52,7 +52,7 @@ pub fn file_mounts(
             return Err(format!("{kind}s.{source}: external {kind}s are not implemented yet"));
         }
         let content = match (file, env, content) {
-            (Some(f), _, _) => std::fs::read(&f).map_err(|e| format!("{kind}s.{source}: reading {f}: {e}"))?,
+            (Some(f), _, _) => compose::read::bytes(std::path::Path::new(&f)).map_err(|e| format!("{kind}s.{source}: reading {f}: {e}"))?,
             (_, Some(_), _) => values
                 .get(&format!("{kind}:{source}"))
                 .ok_or_else(|| format!("{kind}s.{source}: its environment variable was not sent"))?

@@ -108,6 +108,9 @@ pub struct Ctr {
     op: tokio::sync::Mutex<()>,
     health_task: Mutex<Option<JoinHandle<()>>>,
     proxies: Mutex<network::Proxies>,
+    /// What could not be written to the record (a full disk): the change is kept in
+    /// memory and carried on with, and the messages reach the user with the action.
+    unsaved: Mutex<Vec<String>>,
 }
 
 impl Ctr {
@@ -124,6 +127,7 @@ impl Ctr {
             op: tokio::sync::Mutex::new(()),
             health_task: Mutex::new(None),
             proxies: Mutex::new(network::Proxies::default()),
+            unsaved: Mutex::new(Vec::new()),
         }
     }
 
@@ -131,12 +135,22 @@ impl Ctr {
         lock(&self.rec).clone()
     }
 
-    /// Changes the record and writes it to disk.
+    /// Changes the record and writes it to disk. The change holds in memory even when
+    /// the write fails; the failure is also kept for [`Ctr::take_unsaved`].
     pub fn update(&self, f: impl FnOnce(&mut Record)) -> Result<(), String> {
         let mut r = lock(&self.rec);
         f(&mut r);
-        r.save(&self.dir)
-            .map_err(|e| format!("saving container {}: {e}", r.name))
+        r.save(&self.dir).map_err(|e| {
+            let m = format!("container {}: could not record its state: {e}", r.name);
+            tracing::warn!("{m}");
+            lock(&self.unsaved).push(m.clone());
+            m
+        })
+    }
+
+    /// The record writes that failed since the last call.
+    pub fn take_unsaved(&self) -> Vec<String> {
+        std::mem::take(&mut *lock(&self.unsaved))
     }
 
     pub fn live(&self) -> Option<crate::runtime::Container> {
@@ -369,7 +383,11 @@ pub async fn run(root: PathBuf, run_dir: PathBuf, helper: PathBuf) -> Result<(),
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600))?;
     }
-    std::fs::write(run_dir.join("rcompose.pid"), format!("{}\n", std::process::id()))?;
+    // Informational only: a full disk must not keep the engine from serving.
+    let pid_file = run_dir.join("rcompose.pid");
+    if let Err(e) = crate::images::store::write_atomic(&pid_file, format!("{}\n", std::process::id()).as_bytes()) {
+        tracing::warn!("could not write {}: {e}", pid_file.display());
+    }
     tracing::info!("engine ready on {}", sock.display());
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;

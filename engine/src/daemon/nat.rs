@@ -32,8 +32,13 @@ impl Nat {
 }
 
 impl Engine {
-    /// Makes the NAT table match the networks and the running containers' ports.
+    /// Makes the isolation between networks and the NAT table match the networks and
+    /// the running containers' ports.
     pub async fn sync_nat(&self) {
+        // Isolation is policy routing, with or without nft.
+        if let Err(e) = self.net.isolate().await {
+            tracing::warn!("{e}");
+        }
         if !self.nat.enabled {
             return;
         }

@@ -89,6 +89,10 @@ pub struct Net {
     resolver: Arc<RwLock<Resolver>>,
     dns: Mutex<HashMap<String, JoinHandle<()>>>,
     upstreams: Vec<SocketAddr>,
+    /// The policy-routing table that keeps networks apart (`netd::isolation`).
+    isolation_table: u32,
+    /// One isolation update at a time, each from the records as they are then.
+    isolation_lock: tokio::sync::Mutex<()>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -131,11 +135,36 @@ impl Net {
             resolver: Arc::default(),
             dns: Mutex::default(),
             upstreams: netd::dns_server::upstreams(&resolv),
+            isolation_table: netd::isolation::table_id(root),
+            isolation_lock: tokio::sync::Mutex::new(()),
         })
     }
 
+    /// Makes the isolation between networks match the records: every bridge of this
+    /// engine is kept from routing to any of its networks' subnets.
+    pub async fn isolate(&self) -> Result<(), String> {
+        let _one = self.isolation_lock.lock().await;
+        let members: Vec<netd::isolation::Member> = self
+            .records()
+            .into_iter()
+            .map(|r| netd::isolation::Member {
+                subnets: [r.subnet.as_str(), r.subnet6.as_str()]
+                    .iter()
+                    .filter_map(|s| s.parse().ok())
+                    .collect(),
+                bridge: r.bridge,
+            })
+            .collect();
+        netd::isolation::sync(&self.nl, self.isolation_table, &members)
+            .await
+            .map_err(|errors| {
+                let all: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+                format!("isolating the networks: {}", all.join("; "))
+            })
+    }
+
     fn record_path(&self, name: &str) -> PathBuf {
-        self.dir.join(format!("{name}.json"))
+        super::state::child(&self.dir, &format!("{name}.json"))
     }
 
     pub fn record(&self, name: &str) -> Option<NetworkRecord> {
@@ -185,6 +214,8 @@ impl Net {
             let data = serde_json::to_vec_pretty(&rec).map_err(|e| e.to_string())?;
             crate::images::store::write_atomic(&self.record_path(name), &data).map_err(|e| e.to_string())?;
         }
+        // Kept apart from the other networks before anything can join it.
+        self.isolate().await.map_err(|e| format!("network {name}: {e}"))?;
         let gateway6 = alloc.v6.as_ref().map(|v| (v.gateway, v.subnet.prefix_len()));
         links::ensure_bridge(&self.nl, &bridge, alloc.subnet, alloc.gateway, gateway6, spec.mtu)
             .await
@@ -249,9 +280,10 @@ impl Net {
             .map_err(|e| format!("network {name}: {e}"))?;
         lock(&self.ipam).remove_network(name).map_err(|e| e.to_string())?;
         match std::fs::remove_file(self.record_path(name)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.to_string()),
-            _ => Ok(()),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.to_string()),
+            _ => {}
         }
+        self.isolate().await.map_err(|e| format!("network {name}: {e}"))
     }
 
     pub fn allocate(&self, network: &str, owner: &str, wanted: Option<&str>) -> Result<Ipv4Addr, String> {

@@ -180,6 +180,22 @@ async fn archive_out(ctr: &super::Ctr, path: String, follow: bool) -> Response<B
         .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed()))
 }
 
+/// The most a request body held in memory may be: a project's model (a Compose file
+/// is read up to 32 MiB, its env files and configs besides), with room to spare.
+pub const MAX_BODY: usize = 64 << 20;
+
+/// A whole request body, refused with 413 past [`MAX_BODY`] (before it is all read).
+async fn read_body(body: Incoming) -> Result<Bytes, Response<Body>> {
+    match http_body_util::Limited::new(body, MAX_BODY).collect().await {
+        Ok(b) => Ok(b.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body larger than {} MiB", MAX_BODY >> 20),
+        )),
+        Err(e) => Err(error(StatusCode::BAD_REQUEST, e.to_string())),
+    }
+}
+
 /// A request body as a blocking reader, chunk by chunk as it arrives: what `archive_in`
 /// unpacks, so that a large tree is never held in memory.
 struct BodyReader {
@@ -264,9 +280,9 @@ async fn archive_in(engine: Arc<Engine>, id: &str, req: Request<Incoming>) -> Re
 /// the upgraded connection (or started and left, with `detach`).
 async fn exec(engine: Arc<Engine>, id: &str, mut req: Request<Incoming>) -> Response<Body> {
     let upgrade = hyper::upgrade::on(&mut req);
-    let body = match req.into_body().collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    let body = match read_body(req.into_body()).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
     };
     let r: api::ExecRequest = match parse(&body) {
         Ok(r) => r,
@@ -349,9 +365,9 @@ async fn handle(engine: Arc<Engine>, req: Request<Incoming>) -> Result<Response<
         }
     }
     let q = query(req.uri().query());
-    let body = match req.into_body().collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => return Ok(error(StatusCode::BAD_REQUEST, e.to_string())),
+    let body = match read_body(req.into_body()).await {
+        Ok(b) => b,
+        Err(resp) => return Ok(resp),
     };
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     let resp = match (&method, segs.as_slice()) {

@@ -162,10 +162,38 @@ pub fn service_from_json(v: &serde_json::Value) -> Result<Service, String> {
     p.services.shift_remove("s").ok_or_else(|| "no service".to_string())
 }
 
+/// `dir/name` for a name the engine keeps a file or directory of, when the name is one
+/// plain file name. Anything else (`..`, a `/`, empty) gives a path with a NUL byte,
+/// which every system call refuses: a name that slipped past the checks can make
+/// nothing happen on disk, least of all outside `dir`.
+pub fn child(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+    let plain = !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name.contains(['/', '\0'])
+        && name.len() <= compose::names::MAX;
+    if plain {
+        dir.join(name)
+    } else {
+        dir.join("\0refused")
+    }
+}
+
 /// Decodes a whole project from its JSON.
+/// Every name in it is checked as the loader checks it: an API client need not have
+/// used the loader, and names become paths in the engine's state.
 pub fn project_from_json(v: &serde_json::Value) -> Result<compose::Project, String> {
     let yaml: serde_yaml_ng::Value = serde_yaml_ng::to_value(v).map_err(|e| e.to_string())?;
-    compose::decode(&yaml).map_err(|(path, m)| if path.is_empty() { m } else { format!("{path}: {m}") })
+    let p = compose::decode(&yaml).map_err(|(path, m)| if path.is_empty() { m } else { format!("{path}: {m}") })?;
+    if let Some(name) = &p.name {
+        if !compose::loader::valid_project_name(name) {
+            return Err(format!(
+                "invalid project name {name:?}: must contain only characters from [a-z0-9_-] and start with [a-z0-9]"
+            ));
+        }
+    }
+    compose::names::check(&p).map_err(|(key, m)| format!("{key}: {m}"))?;
+    Ok(p)
 }
 
 /// Docker's "3 seconds", "About a minute", "2 hours" for a duration in seconds.

@@ -119,12 +119,15 @@ impl Engine {
         Box::pin(async move { me.start(&ctr).await })
     }
 
-    /// Waits for the container's init to end, then records it and applies the policy.
-    pub(super) async fn supervise(self: Arc<Self>, ctr: Arc<Ctr>, pid: i32, start_time: u64) {
-        wait_exit(pid).await;
+    /// Waits for the container's monitor to end (it has recorded the exit then), then
+    /// records it and applies the policy.
+    pub(super) async fn supervise(self: Arc<Self>, ctr: Arc<Ctr>, monitor: i32, start_time: u64) {
+        wait_exit(monitor).await;
         {
             let _op = ctr.op.lock().await;
-            let same = ctr.live().is_some_and(|c| c.pid == pid && c.start_time == start_time);
+            let same = ctr
+                .live()
+                .is_some_and(|c| c.monitor == monitor && c.monitor_start == start_time);
             if !same {
                 // Someone else (stop, remove) took care of it.
                 return;

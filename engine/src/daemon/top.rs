@@ -1,6 +1,6 @@
 //! `top` and `stats`. `top`: a running container's processes as `ps -ef` shows them (the columns Docker's
-//! `top` prints by default), read from its cgroup and `/proc`. The container's init (the
-//! rcompose helper) is left out: Docker shows the workload only.
+//! `top` prints by default), read from its cgroup and `/proc`. The monitor is outside
+//! the container's cgroup, so only the container's own processes are there.
 
 use super::Ctr;
 
@@ -23,7 +23,7 @@ pub fn rows(ctr: &Ctr) -> Option<Vec<Vec<String>>> {
         .collect::<Vec<_>>()];
     let mut pids = live.cgroup.pids();
     pids.sort_unstable();
-    for pid in pids.into_iter().filter(|p| *p != live.pid) {
+    for pid in pids {
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
             continue;
         };
@@ -121,6 +121,6 @@ pub fn sample(ctr: &Ctr) -> Option<crate::api::StatsSample> {
         net_tx: tx,
         block_read,
         block_write,
-        pids: cg.pids().into_iter().filter(|p| *p != live.pid).count() as u64,
+        pids: cg.pids().len() as u64,
     })
 }

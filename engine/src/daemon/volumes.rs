@@ -18,7 +18,7 @@ pub struct VolumeRecord {
 }
 
 pub fn dir(root: &Path, name: &str) -> PathBuf {
-    root.join("volumes").join(name)
+    super::state::child(&root.join("volumes"), name)
 }
 
 pub fn data_dir(root: &Path, name: &str) -> PathBuf {

@@ -1,27 +1,35 @@
 //! The container runtime: containers as DESIGN.md describes them. The engine never forks
 //! itself: it executes a sealed memfd copy of the rcompose binary as a single-threaded
 //! helper (see [`init`]), hands it the container's [`spec::ContainerSpec`] over a
-//! socketpair, puts the container's init into its cgroup while the init waits, then lets
-//! it go. The init stays as PID 1 and keeps the logs and the exit status, so the engine
-//! can go away and come back without the container noticing.
+//! socketpair, puts the container's first process into its cgroup while it waits, then
+//! lets it go. A monitor outside the container ([`monitor`]) keeps the logs and the
+//! exit status, so the engine can go away and come back without the container noticing;
+//! the workload itself is the container's PID 1 ([`workload`]).
 
+pub mod atomic;
 pub mod attach;
 pub mod cgroups;
 pub mod devices_bpf;
+pub mod exec_helper;
+pub mod fds;
 pub mod init;
+pub mod inroot;
 pub mod limits;
 pub mod logs;
 pub mod memfd;
+pub mod mini_init;
+pub mod monitor;
 pub mod mounts;
 pub mod process;
 pub mod seccomp;
 pub mod service;
 pub mod spec;
 pub mod userns;
+pub mod workload;
 
 use cgroups::{Cgroup, Limits, Manager};
 use spec::{Command, ContainerSpec, ExitStatus, Report};
-use std::os::unix::io::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::io::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -48,13 +56,21 @@ pub struct Runtime {
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Container {
     pub id: String,
-    /// Host PID of the container's init.
+    /// Host PID of the container's first process (its PID 1): what is signalled, and
+    /// whose namespaces an exec joins.
     pub pid: i32,
     pub dir: PathBuf,
     pub cgroup: Cgroup,
-    /// The init's start time (clock ticks since boot), which tells it from a later
-    /// process that reuses its PID.
+    /// The first process's start time (clock ticks since boot), which tells it from a
+    /// later process that reuses its PID.
     pub start_time: u64,
+    /// Host PID of its monitor, which records the exit and ends after it (0 in the
+    /// state of a container started before monitors were: it is not adopted).
+    #[serde(default)]
+    pub monitor: i32,
+    /// The monitor's start time.
+    #[serde(default)]
+    pub monitor_start: u64,
     /// Its user namespace's mapping, when it has one.
     #[serde(default)]
     pub userns: Option<spec::IdMap>,
@@ -122,9 +138,16 @@ impl Runtime {
         for d in ["upper", "work", "rootfs"] {
             std::fs::create_dir_all(spec.dir.join(d))?;
         }
-        std::fs::write(spec.dir.join("hosts"), &spec.hosts)?;
-        std::fs::write(spec.dir.join("hostname"), format!("{}\n", spec.hostname))?;
-        std::fs::write(spec.dir.join("resolv.conf"), &spec.resolv_conf)?;
+        // Written again at each start: atomically, so that a full disk leaves the last
+        // ones whole.
+        for (name, data) in [
+            ("hosts", spec.hosts.clone()),
+            ("hostname", format!("{}\n", spec.hostname)),
+            ("resolv.conf", spec.resolv_conf.clone()),
+        ] {
+            crate::images::store::write_atomic(&spec.dir.join(name), data.as_bytes())
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+        }
         if let Some(map) = spec.userns {
             // The container's root owns its root directory and generated files.
             for f in ["upper", "hosts", "hostname", "resolv.conf"] {
@@ -132,10 +155,11 @@ impl Runtime {
             }
         }
         let _ = std::fs::remove_file(spec.dir.join("exit.json"));
-        std::fs::write(
-            spec.dir.join("config.json"),
-            serde_json::to_vec_pretty(spec).map_err(std::io::Error::other)?,
-        )?;
+        crate::images::store::write_atomic(
+            &spec.dir.join("config.json"),
+            &serde_json::to_vec_pretty(spec).map_err(std::io::Error::other)?,
+        )
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
 
         let (mut helper, ours) = self.spawn_helper(init::ARG, None, &spec.dir.join("helper.log"))?;
         let fd = ours.as_raw_fd();
@@ -150,8 +174,8 @@ impl Runtime {
         }
         let _ = helper.wait();
         let report = report.map_err(fail)?;
-        let pid = match report {
-            Report::Created { pid } => pid,
+        let (pid, monitor) = match report {
+            Report::Created { pid, monitor } => (pid, monitor),
             Report::Failed { exit_code, message } => return Err(RuntimeError::Start { exit_code, message }),
             other => {
                 return Err(RuntimeError::Start {
@@ -163,6 +187,7 @@ impl Runtime {
         let kill = || {
             // SAFETY: kill has no memory-safety preconditions.
             unsafe { libc::kill(pid, libc::SIGKILL) };
+            wait_gone(monitor, Duration::from_secs(5));
         };
         let cgroup = match self
             .cgroups
@@ -173,7 +198,6 @@ impl Runtime {
             Err(e) => {
                 let _ = init::send(fd, &Command::Abort);
                 kill();
-                wait_gone(pid, Duration::from_secs(5));
                 return Err(e.into());
             }
         };
@@ -183,6 +207,8 @@ impl Runtime {
             dir: spec.dir.clone(),
             cgroup,
             start_time: start_time(pid).unwrap_or(0),
+            monitor,
+            monitor_start: start_time(monitor).unwrap_or(0),
             userns: spec.userns,
         };
         // Written before the workload starts: from here on the container outlives us.
@@ -248,6 +274,7 @@ impl Runtime {
         stdio: Option<[std::process::Stdio; 3]>,
         timeout: Option<Duration>,
     ) -> Result<i32, RuntimeError> {
+        let has_stdio = stdio.is_some();
         let (mut helper, sock) = self.spawn_helper(init::EXEC_ARG, stdio, &c.dir.join("exec-helper.log"))?;
         let session = (|| -> Result<(), RuntimeError> {
             let fd = sock.as_raw_fd();
@@ -257,15 +284,16 @@ impl Runtime {
             };
             init::send(
                 fd,
-                &init::ExecSpec {
+                &exec_helper::ExecSpec {
                     pid: c.pid,
                     process: process.clone(),
                     userns: c.userns,
+                    stdio: has_stdio,
                 },
             )
             .map_err(fail)?;
-            let helper_pid = match init::recv::<Report>(fd).map_err(fail)? {
-                Report::Created { pid } => pid,
+            let child = match init::recv::<Report>(fd).map_err(fail)? {
+                Report::Created { pid, .. } => pid,
                 Report::Failed { exit_code, message } => return Err(RuntimeError::Start { exit_code, message }),
                 other => {
                     return Err(RuntimeError::Start {
@@ -274,8 +302,9 @@ impl Runtime {
                     })
                 }
             };
-            // Into the container's cgroup before anything runs inside.
-            c.cgroup.add(helper_pid)?;
+            // Into the container's cgroup before anything runs inside (the helper itself
+            // stays out: it counts against no limit of the container's).
+            c.cgroup.add(child)?;
             init::send(fd, &Command::Go).map_err(fail)?;
             match init::recv::<Report>(fd).map_err(fail)? {
                 Report::Started { .. } => {}
@@ -320,21 +349,7 @@ impl Runtime {
         stdio: Option<[std::process::Stdio; 3]>,
         log: &Path,
     ) -> Result<(std::process::Child, OwnedFd), RuntimeError> {
-        let mut fds = [0; 2];
-        // SAFETY: socketpair writes two descriptors into `fds`.
-        if unsafe {
-            libc::socketpair(
-                libc::AF_UNIX,
-                libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
-                0,
-                fds.as_mut_ptr(),
-            )
-        } != 0
-        {
-            return Err(std::io::Error::last_os_error().into());
-        }
-        // SAFETY: both descriptors were just created and are owned here.
-        let (ours, theirs) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let (ours, theirs) = fds::socketpair()?;
         let theirs_fd = theirs.as_raw_fd();
         let mut cmd = std::process::Command::new(self.exe.path());
         cmd.arg(arg);
@@ -348,7 +363,8 @@ impl Runtime {
                     .stderr(std::fs::File::create(log)?);
             }
         }
-        // SAFETY: only async-signal-safe calls (fcntl, dup2) between fork and exec.
+        // SAFETY: only async-signal-safe calls (fcntl, dup2, close_range) between fork
+        // and exec.
         unsafe {
             cmd.pre_exec(move || {
                 if theirs_fd == init::SOCK_FD {
@@ -359,7 +375,8 @@ impl Runtime {
                 } else if libc::dup2(theirs_fd, init::SOCK_FD) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
-                Ok(())
+                // Nothing else the engine holds (or inherited) reaches the helper.
+                fds::cloexec_from(init::SOCK_FD + 1)
             });
         }
         let child = cmd.spawn()?;
@@ -368,10 +385,10 @@ impl Runtime {
     }
 
     /// Finds a container started earlier (by this or a previous engine) from its
-    /// directory: `Some` while its init still runs, the very process that was started.
+    /// directory: `Some` while its monitor still runs, the very process that was started.
     pub fn adopt(&self, dir: &Path) -> Option<Container> {
         let c: Container = serde_json::from_slice(&std::fs::read(dir.join("state.json")).ok()?).ok()?;
-        let running = start_time(c.pid) == Some(c.start_time) && !wait_gone(c.pid, Duration::ZERO);
+        let running = start_time(c.monitor) == Some(c.monitor_start) && !wait_gone(c.monitor, Duration::ZERO);
         running.then_some(c)
     }
 
@@ -380,24 +397,30 @@ impl Runtime {
         self.cgroups.remove_tree(&self.cgroup_parent);
     }
 
-    /// Sends `signal` to the workload (through its init), waits up to `grace`, then
-    /// kills everything in the container. Returns the exit status.
+    /// Sends `signal` to the container's PID 1 (which, as with Docker, ignores it
+    /// without a handler), waits up to `grace` for the exit to be recorded, then kills
+    /// everything in the container. Returns the exit status.
     pub fn stop(&self, c: &Container, signal: i32, grace: Duration) -> Option<ExitStatus> {
         // SAFETY: kill has no memory-safety preconditions.
         unsafe { libc::kill(c.pid, signal) };
-        if !wait_gone(c.pid, grace) {
+        if !wait_gone(c.monitor, grace) {
             let _ = c.cgroup.kill_all();
             // SAFETY: as above.
             unsafe { libc::kill(c.pid, libc::SIGKILL) };
-            wait_gone(c.pid, Duration::from_secs(10));
+            wait_gone(c.monitor, Duration::from_secs(10));
         }
         self.status(c)
+    }
+
+    /// Whether the container has ended and its exit is recorded, waiting up to `timeout`.
+    pub fn wait(&self, c: &Container, timeout: Duration) -> bool {
+        wait_gone(c.monitor, timeout)
     }
 
     /// Kills whatever is left and removes the container's cgroup.
     pub fn cleanup(&self, c: &Container) {
         let _ = c.cgroup.kill_all();
-        wait_gone(c.pid, Duration::from_secs(10));
+        wait_gone(c.monitor, Duration::from_secs(10));
         let _ = c.cgroup.remove();
         c.cgroup.remove_parent_if_empty();
     }

@@ -205,40 +205,49 @@ pub fn find_program(arg0: &str, env: &[String]) -> Result<String, (i32, String)>
     Err((127, format!("exec: \"{arg0}\": executable file not found in $PATH")))
 }
 
+/// A process with everything applied but the program's execution.
+pub struct Ready {
+    program: CString,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+    arg0: String,
+}
+
 /// Applies everything and executes the workload; returns only on failure, with Docker's
 /// exit code (127 not found, 126 not executable, 1 otherwise) and message.
 /// With `userns` (an open user namespace), the process enters it first and the user
 /// and capabilities are the namespace's.
 pub fn exec(p: &Process, user: &User, userns: Option<std::os::unix::io::RawFd>) -> (i32, String) {
+    match prepare(p, user, userns) {
+        Ok(ready) => ready.exec(),
+        Err(e) => e,
+    }
+}
+
+/// Resource limits, the user namespace, seccomp, capabilities (bounding as asked;
+/// inheritable and ambient empty, as Docker has them since CVE-2022-24769), groups and
+/// user, `no_new_privs` when asked; and the program found on `PATH`.
+pub fn prepare(p: &Process, user: &User, userns: Option<std::os::unix::io::RawFd>) -> Result<Ready, (i32, String)> {
     let fail = |msg: String| (1, msg);
-    let rlimits = match check_rlimits(&p.rlimits) {
-        Ok(r) => r,
-        Err(e) => return fail(e),
-    };
-    for (res, soft, hard) in rlimits {
+    for (res, soft, hard) in check_rlimits(&p.rlimits).map_err(fail)? {
         let l = libc::rlimit {
             rlim_cur: soft,
             rlim_max: hard,
         };
         // SAFETY: setrlimit reads `l`.
         if unsafe { libc::setrlimit(res, &l) } != 0 {
-            return fail(format!("setrlimit: {}", std::io::Error::last_os_error()));
+            return Err(fail(format!("setrlimit: {}", std::io::Error::last_os_error())));
         }
     }
     // After the limits (the namespace's root could not raise them), before seccomp
     // (which refuses setns).
     if let Some(fd) = userns {
-        if let Err(e) = super::userns::join(fd) {
-            return fail(e);
-        }
+        super::userns::join(fd).map_err(fail)?;
     }
     let Some(arg0) = p.args.first() else {
-        return fail("no command specified".into());
+        return Err(fail("no command specified".into()));
     };
-    let program = match find_program(arg0, &p.env) {
-        Ok(path) => path,
-        Err(e) => return e,
-    };
+    let program = find_program(arg0, &p.env)?;
     // Seccomp goes on while all capabilities are still held (no no_new_privs needed).
     let filter = match p.seccomp.as_str() {
         "unconfined" => None,
@@ -246,41 +255,25 @@ pub fn exec(p: &Process, user: &User, userns: Option<std::os::unix::io::RawFd>) 
         profile => Some(super::seccomp::docker_profile(profile)),
     };
     if let Some(prog) = filter {
-        let prog = match prog {
-            Ok(prog) => prog,
-            Err(e) => return fail(e),
-        };
-        if let Err(e) = seccompiler::apply_filter(&prog) {
-            return fail(format!("applying seccomp: {e}"));
-        }
+        let prog = prog.map_err(fail)?;
+        super::seccomp::install(&prog).map_err(fail)?;
     }
     let keep: HashSet<caps::Capability> = p.capabilities.iter().filter_map(|c| c.parse().ok()).collect();
     for c in caps::all() {
         if !keep.contains(&c) {
-            if let Err(e) = caps::drop(None, caps::CapSet::Bounding, c) {
-                return fail(format!("dropping {c}: {e}"));
-            }
+            caps::drop(None, caps::CapSet::Bounding, c).map_err(|e| fail(format!("dropping {c}: {e}")))?;
         }
     }
+    for set in [caps::CapSet::Inheritable, caps::CapSet::Ambient] {
+        caps::clear(None, set).map_err(|e| fail(format!("clearing capabilities: {e}")))?;
+    }
     let groups: Vec<nix::unistd::Gid> = user.groups.iter().map(|g| nix::unistd::Gid::from_raw(*g)).collect();
-    if let Err(e) = nix::unistd::setgroups(&groups) {
-        return fail(format!("setgroups: {e}"));
-    }
-    if let Err(e) = nix::unistd::setgid(nix::unistd::Gid::from_raw(user.gid)) {
-        return fail(format!("setgid {}: {e}", user.gid));
-    }
-    if let Err(e) = nix::unistd::setuid(nix::unistd::Uid::from_raw(user.uid)) {
-        return fail(format!("setuid {}: {e}", user.uid));
-    }
+    nix::unistd::setgroups(&groups).map_err(|e| fail(format!("setgroups: {e}")))?;
+    nix::unistd::setgid(nix::unistd::Gid::from_raw(user.gid)).map_err(|e| fail(format!("setgid {}: {e}", user.gid)))?;
+    nix::unistd::setuid(nix::unistd::Uid::from_raw(user.uid)).map_err(|e| fail(format!("setuid {}: {e}", user.uid)))?;
     if user.uid == 0 {
-        for set in [
-            caps::CapSet::Effective,
-            caps::CapSet::Permitted,
-            caps::CapSet::Inheritable,
-        ] {
-            if let Err(e) = caps::set(None, set, &keep) {
-                return fail(format!("setting capabilities: {e}"));
-            }
+        for set in [caps::CapSet::Effective, caps::CapSet::Permitted] {
+            caps::set(None, set, &keep).map_err(|e| fail(format!("setting capabilities: {e}")))?;
         }
     }
     if p.no_new_privileges {
@@ -288,13 +281,23 @@ pub fn exec(p: &Process, user: &User, userns: Option<std::os::unix::io::RawFd>) 
         unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
     }
     let c = |s: &str| CString::new(s).unwrap_or_default();
-    let argv: Vec<CString> = p.args.iter().map(|a| c(a)).collect();
-    let envp: Vec<CString> = p.env.iter().map(|e| c(e)).collect();
-    let e = nix::unistd::execve(&c(&program), &argv, &envp).err();
-    match e {
-        Some(nix::errno::Errno::ENOENT) => (127, format!("exec: \"{arg0}\": no such file or directory")),
-        Some(e) => (126, format!("exec: \"{arg0}\": {}", e.desc().to_lowercase())),
-        None => (1, "exec returned".into()),
+    Ok(Ready {
+        program: c(&program),
+        argv: p.args.iter().map(|a| c(a)).collect(),
+        envp: p.env.iter().map(|e| c(e)).collect(),
+        arg0: arg0.clone(),
+    })
+}
+
+impl Ready {
+    /// Executes the program; returns only on failure, with Docker's exit code.
+    pub fn exec(self) -> (i32, String) {
+        let arg0 = &self.arg0;
+        match nix::unistd::execve(&self.program, &self.argv, &self.envp).err() {
+            Some(nix::errno::Errno::ENOENT) => (127, format!("exec: \"{arg0}\": no such file or directory")),
+            Some(e) => (126, format!("exec: \"{arg0}\": {}", e.desc().to_lowercase())),
+            None => (1, "exec returned".into()),
+        }
     }
 }
 

@@ -100,6 +100,41 @@ const CLONE_NAMESPACES: [u64; 7] = [
     0x4000_0000,
 ];
 
+/// Installs `prog` on the calling thread. Unlike seccompiler's `apply_filter`, which
+/// always sets `no_new_privs` first, this leaves it as it is: the caller still holds
+/// `CAP_SYS_ADMIN`, which lets the kernel take a filter without it, so that
+/// `no_new_privs` stays off unless `no-new-privileges:true` asks for it (as runc does).
+pub fn install(prog: &seccompiler::BpfProgram) -> Result<(), String> {
+    let mut filter: Vec<libc::sock_filter> = prog
+        .iter()
+        .map(|f| libc::sock_filter {
+            code: f.code,
+            jt: f.jt,
+            jf: f.jf,
+            k: f.k,
+        })
+        .collect();
+    let len = u16::try_from(filter.len()).map_err(|_| format!("a seccomp filter of {} instructions is too long", filter.len()))?;
+    let fprog = libc::sock_fprog {
+        len,
+        filter: filter.as_mut_ptr(),
+    };
+    // SAFETY: seccomp reads one sock_fprog and the instructions it points to, which
+    // outlive the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            0,
+            &fprog as *const libc::sock_fprog,
+        )
+    };
+    if rc != 0 {
+        return Err(format!("applying seccomp: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
 /// The BPF program of the default profile for a process with the capabilities `caps`
 /// (`CAP_…` names), with the effect of Docker's allow-list:
 /// - the syscalls of [`refused`] fail with EPERM unless a capability lifts them, and so

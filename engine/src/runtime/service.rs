@@ -393,6 +393,7 @@ pub fn container_spec(
         devices,
         device_cgroup_rules: svc.device_cgroup_rules.clone().unwrap_or_default(),
         userns: None,
+        init: svc.init == Some(true),
     };
 
     // Limits: service keys, else deploy.resources.

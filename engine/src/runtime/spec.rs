@@ -150,6 +150,9 @@ pub struct ContainerSpec {
     /// `userns_mode: auto`: the workload runs in a user namespace with this mapping.
     #[serde(default)]
     pub userns: Option<IdMap>,
+    /// `init: true`: a minimal init of ours is PID 1 and runs the workload.
+    #[serde(default)]
+    pub init: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -163,8 +166,13 @@ pub struct Device {
 /// Helper -> engine.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Report {
-    /// The container's init exists (host PID); its namespaces are made. Waits for `Go`.
-    Created { pid: i32 },
+    /// The container's first process exists (host PID), its namespaces are made, and
+    /// it waits for `Go`; `monitor` is the host PID of its monitor (0 for an exec).
+    Created {
+        pid: i32,
+        #[serde(default)]
+        monitor: i32,
+    },
     /// The workload was executed.
     Started { pid_in_container: i32 },
     /// Setting up or executing failed; `exit_code` is Docker's (126, 127, 1).

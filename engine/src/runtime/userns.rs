@@ -1,15 +1,15 @@
 //! User namespaces (`userns_mode: auto`): the container's root is an unprivileged host
 //! ID of a range of its own, as with Docker's `userns-remap` and Podman's `auto`.
 //!
-//! The shape: the container's init stays in the host's user namespace, where it builds
-//! the root filesystem, devices and network as for any container, and only the workload
-//! (and every exec) enters the container's user namespace just before `execve`. So the
-//! init keeps writing its logs and exit status in the engine's directory, which the
-//! container's IDs cannot reach. The image layers and the engine's volumes are mounted
+//! The shape: the container's first process stays in the host's user namespace while it
+//! builds the root filesystem, devices and network as for any container, and enters the
+//! container's user namespace just before `execve` (as every exec does). Its monitor,
+//! outside the container, keeps writing the logs and exit status in the engine's
+//! directory, which the container's IDs cannot reach. The image layers and the engine's volumes are mounted
 //! with an ID mapping (idmapped mounts, Linux 5.12+; overlayfs over them 5.19+), so the
 //! image's root-owned files are the container root's without copying or chowning them.
-//! The namespace is made by a short-lived child and kept open by the init at
-//! [`USERNS_FD`], where exec helpers find it.
+//! The namespace is made by a short-lived child of the monitor; once the workload runs,
+//! exec helpers find it as the first process's `/proc/<pid>/ns/user`.
 //!
 //! The new mount API has no wrapper in nix or libc, hence the few raw syscalls here.
 //! Range allocation is pure ([`pick_base`], [`pool_from_subid`]) and unit-tested.
@@ -20,8 +20,6 @@ use std::io::{Read, Write};
 use std::os::unix::io::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
-/// Where the init keeps the container's user namespace open.
-pub const USERNS_FD: RawFd = 100;
 /// IDs per container unless `auto:size=N` says otherwise (as Podman's default).
 pub const DEFAULT_SIZE: u32 = 65536;
 /// The host IDs handed out when `/etc/subuid` has no `rcompose` entry: far above any
@@ -291,14 +289,6 @@ pub fn join(fd: RawFd) -> Result<(), String> {
     nix::unistd::setresgid(zero_g, zero_g, zero_g).map_err(|e| format!("setresgid 0 in the user namespace: {e}"))?;
     nix::unistd::setresuid(zero_u, zero_u, zero_u).map_err(|e| format!("setresuid 0 in the user namespace: {e}"))?;
     Ok(())
-}
-
-/// Whether `/proc/<pid>/fd/<USERNS_FD>` is a user namespace (the init of a container
-/// with one); the path to join it by.
-pub fn of_init(pid: i32) -> Option<String> {
-    let path = format!("/proc/{pid}/fd/{USERNS_FD}");
-    let link = std::fs::read_link(&path).ok()?;
-    link.to_string_lossy().starts_with("user:[").then_some(path)
 }
 
 #[cfg(test)]
