@@ -1,8 +1,8 @@
 //! The flags of the commands that act on a project through the engine (`up`, `down`,
 //! `ps`, `logs`, `exec`, `cp`, ...), with Docker Compose's names and defaults.
 
-use crate::cli::TableFormat;
-use clap::Args;
+use clap::{Args, Subcommand, ValueEnum};
+use std::path::PathBuf;
 
 #[derive(Debug, Args, Clone, Default)]
 pub struct UpArgs {
@@ -81,7 +81,7 @@ pub struct UpArgs {
     /// Watch source code and rebuild/refresh containers when files are updated
     #[arg(short = 'w', long)]
     pub watch: bool,
-    #[arg(add = crate::completion::services())]
+    #[arg(add = crate::suggest::services())]
     pub services: Vec<String>,
 }
 
@@ -99,7 +99,7 @@ pub struct CreateArgs {
     pub pull: Option<String>,
     #[arg(long)]
     pub quiet_pull: bool,
-    #[arg(add = crate::completion::services())]
+    #[arg(add = crate::suggest::services())]
     pub services: Vec<String>,
 }
 
@@ -117,7 +117,7 @@ pub struct DownArgs {
     /// Specify a shutdown timeout in seconds
     #[arg(short = 't', long, value_name = "SECONDS")]
     pub timeout: Option<u64>,
-    #[arg(add = crate::completion::services())]
+    #[arg(add = crate::suggest::services())]
     pub services: Vec<String>,
 }
 
@@ -145,7 +145,7 @@ pub struct PsArgs {
     #[arg(long)]
     pub no_trunc: bool,
     #[arg(value_name = "SERVICE")]
-    #[arg(add = crate::completion::services())]
+    #[arg(add = crate::suggest::services())]
     pub service: Vec<String>,
 }
 
@@ -175,13 +175,13 @@ pub struct LogsArgs {
     /// index of the container if service has multiple replicas
     #[arg(long)]
     pub index: Option<u32>,
-    #[arg(add = crate::completion::services())]
+    #[arg(add = crate::suggest::services())]
     pub services: Vec<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct ServicesArgs {
-    #[arg(add = crate::completion::services())]
+    #[arg(add = crate::suggest::services())]
     pub services: Vec<String>,
 }
 
@@ -190,7 +190,7 @@ pub struct StopArgs {
     /// Specify a shutdown timeout in seconds
     #[arg(short = 't', long, value_name = "SECONDS")]
     pub timeout: Option<u64>,
-    #[arg(add = crate::completion::services())]
+    #[arg(add = crate::suggest::services())]
     pub services: Vec<String>,
 }
 
@@ -202,7 +202,7 @@ pub struct KillArgs {
     /// Remove containers for services not defined in the Compose file
     #[arg(long)]
     pub remove_orphans: bool,
-    #[arg(add = crate::completion::services())]
+    #[arg(add = crate::suggest::services())]
     pub services: Vec<String>,
 }
 
@@ -217,7 +217,7 @@ pub struct RmArgs {
     /// Remove any anonymous volumes attached to containers
     #[arg(short, long)]
     pub volumes: bool,
-    #[arg(add = crate::completion::services())]
+    #[arg(add = crate::suggest::services())]
     pub services: Vec<String>,
 }
 
@@ -243,7 +243,7 @@ pub struct WaitArgs {
     #[arg(long)]
     pub down_project: bool,
     #[arg(required = true)]
-    #[arg(add = crate::completion::services())]
+    #[arg(add = crate::suggest::services())]
     pub services: Vec<String>,
 }
 
@@ -252,7 +252,7 @@ pub struct EventsArgs {
     /// Output events as a stream of json objects
     #[arg(long)]
     pub json: bool,
-    #[arg(add = crate::completion::services())]
+    #[arg(add = crate::suggest::services())]
     pub services: Vec<String>,
 }
 
@@ -264,7 +264,7 @@ pub struct ImagesArgs {
     /// Only display IDs
     #[arg(short, long)]
     pub quiet: bool,
-    #[arg(add = crate::completion::services())]
+    #[arg(add = crate::suggest::services())]
     pub services: Vec<String>,
 }
 
@@ -276,7 +276,7 @@ pub struct PortArgs {
     /// tcp or udp
     #[arg(long, default_value = "tcp")]
     pub protocol: String,
-    #[arg(add = crate::completion::services())]
+    #[arg(add = crate::suggest::services())]
     pub service: String,
     pub private_port: u16,
 }
@@ -295,7 +295,7 @@ pub struct AttachArgs {
     /// Proxy all received signals to the process
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub sig_proxy: bool,
-    #[arg(add = crate::completion::services())]
+    #[arg(add = crate::suggest::services())]
     pub service: String,
 }
 
@@ -325,7 +325,7 @@ pub struct ExecArgs {
     /// Give extended privileges to the process
     #[arg(long)]
     pub privileged: bool,
-    #[arg(add = crate::completion::services())]
+    #[arg(add = crate::suggest::services())]
     pub service: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
     pub command: Vec<String>,
@@ -354,7 +354,7 @@ pub struct StatsArgs {
     /// Format output: table, json
     #[arg(long, value_enum, default_value_t = TableFormat::Table)]
     pub format: TableFormat,
-    #[arg(add = crate::completion::services())]
+    #[arg(add = crate::suggest::services())]
     pub service: Option<String>,
 }
 
@@ -425,8 +425,203 @@ pub struct RunArgs {
     /// Pull image before running ("always"|"missing"|"never")
     #[arg(long)]
     pub pull: Option<String>,
-    #[arg(add = crate::completion::services())]
+    #[arg(add = crate::suggest::services())]
     pub service: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq, Default)]
+pub enum Format {
+    #[default]
+    Yaml,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// Format the output
+    #[arg(long, value_enum, default_value_t = Format::Yaml)]
+    pub format: Format,
+    /// Print the service names, one per line
+    #[arg(long)]
+    pub services: bool,
+    /// Print the volume names, one per line
+    #[arg(long)]
+    pub volumes: bool,
+    /// Print the network names, one per line
+    #[arg(long)]
+    pub networks: bool,
+    /// Print the profile names, one per line
+    #[arg(long)]
+    pub profiles: bool,
+    /// Print the image names, one per line
+    #[arg(long)]
+    pub images: bool,
+    /// Print the model names, one per line
+    #[arg(long)]
+    pub models: bool,
+    /// Print the service config hash, one per line ("*" for all services)
+    #[arg(long, value_name = "SERVICES")]
+    pub hash: Option<String>,
+    /// Print the environment used for interpolation
+    #[arg(long)]
+    pub environment: bool,
+    /// Print the variables the model uses, with their defaults
+    #[arg(long)]
+    pub variables: bool,
+    /// Only validate the configuration, don't print anything
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Save to file (default to stdout)
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Don't interpolate environment variables
+    #[arg(long)]
+    pub no_interpolate: bool,
+    /// Don't resolve file paths
+    #[arg(long)]
+    pub no_path_resolution: bool,
+    /// Don't normalize the model
+    #[arg(long)]
+    pub no_normalize: bool,
+    /// Don't check model consistency
+    #[arg(long)]
+    pub no_consistency: bool,
+    /// Pin image tags to digests
+    #[arg(long)]
+    pub resolve_image_digests: bool,
+    /// Produce an override file with image digests
+    #[arg(long)]
+    pub lock_image_digests: bool,
+    /// Don't resolve service environment variables
+    #[arg(long)]
+    pub no_env_resolution: bool,
+    /// Services to print (with what they depend on)
+    #[arg(add = crate::suggest::services())]
+    pub service: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct VersionArgs {
+    /// Format the output (no `-f`: it names the Compose file here)
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// Shows only the version number
+    #[arg(long)]
+    pub short: bool,
+}
+
+/// Arguments of a command that is not built yet: taken whole, so that the message
+/// names the command rather than a flag.
+#[derive(Debug, Args)]
+pub struct Pending {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImageArgs {
+    #[command(subcommand)]
+    pub command: ImageCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Load an image from a docker save or OCI archive (or an OCI layout directory)
+    Load {
+        /// Read from this archive
+        #[arg(short, long)]
+        input: PathBuf,
+        /// Suppress the load output
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Import a root filesystem (directory or tarball) as an image
+    Import {
+        /// Apply a Dockerfile instruction to the image (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, STOPSIGNAL, USER, VOLUME, WORKDIR)
+        #[arg(short, long = "change")]
+        changes: Vec<String>,
+        /// Directory or tarball
+        source: PathBuf,
+        /// Name the image (NAME[:TAG])
+        name: Option<String>,
+    },
+    /// List images
+    #[command(visible_alias = "list")]
+    Ls {
+        /// Only show image IDs
+        #[arg(short, long)]
+        quiet: bool,
+        /// Format the output
+        #[arg(long, value_enum, default_value_t = TableFormat::Table)]
+        format: TableFormat,
+    },
+    /// Remove one or more images
+    #[command(visible_alias = "remove")]
+    Rm {
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Display detailed information on one or more images
+    Inspect {
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Remove unused images
+    Prune {
+        /// Remove all images, not just dangling ones
+        #[arg(short, long)]
+        all: bool,
+        /// Do not prompt for confirmation (no `-f`: it names the Compose file here)
+        #[arg(long)]
+        force: bool,
+    },
+    /// Download an image from a registry
+    Pull {
+        name: String,
+        /// Suppress verbose output
+        #[arg(short, long)]
+        quiet: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq, Default)]
+pub enum TableFormat {
+    #[default]
+    Table,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// Apply pull policy ("missing"|"always")
+    #[arg(long)]
+    pub policy: Option<String>,
+    /// Pull what is necessary and ignore images that fail to pull
+    #[arg(long)]
+    pub ignore_pull_failures: bool,
+    /// Also pull services declared as dependencies
+    #[arg(long)]
+    pub include_deps: bool,
+    /// Pull without printing progress information
+    #[arg(short, long)]
+    pub quiet: bool,
+    #[arg(add = crate::suggest::services())]
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, clap::Args, Clone, Default)]
+pub struct WatchArgs {
+    /// Do not build & start services before watching
+    #[arg(long)]
+    pub no_up: bool,
+    /// Prune dangling images on rebuild
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub prune: bool,
+    /// Hide build output
+    #[arg(long)]
+    pub quiet: bool,
+    #[arg(add = crate::suggest::services())]
+    pub services: Vec<String>,
 }

@@ -4,9 +4,11 @@
 //! has `tty`, the detach keys (`ctrl-p,ctrl-q`) to leave it running, and signals passed
 //! on (`--sig-proxy`) otherwise. The container's exit code is ours if it stops first.
 
-use crate::cli::{AttachArgs, Global};
+use crate::args::AttachArgs;
+use crate::global::Global;
 use crate::client::{connect, Client};
-use crate::lifecycle::{load_or_name, runtime};
+use crate::client::runtime;
+use crate::project::load_or_name;
 use crate::session::{parse_detach_keys, proxy_signals, pump, End, Opts, RawMode};
 use anyhow::{bail, Result};
 use engine::api::ContainerSummary;

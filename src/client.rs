@@ -171,14 +171,32 @@ impl Client {
     /// A raw body sent as it is produced, chunk by chunk (a tar stream), so that a large
     /// one is never held whole.
     pub async fn put_stream(&self, path: &str, chunks: tokio::sync::mpsc::Receiver<Bytes>) -> Result<()> {
+        self.upload::<serde_json::Value>(Method::PUT, path, chunks).await?;
+        Ok(())
+    }
+
+    /// As [`Client::put_stream`], with any method; the engine's JSON answer.
+    pub async fn upload<T: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        chunks: tokio::sync::mpsc::Receiver<Bytes>,
+    ) -> Result<T> {
         let stream = futures_util::stream::unfold(chunks, |mut rx| async move {
             rx.recv()
                 .await
                 .map(|b| (Ok::<_, std::io::Error>(hyper::body::Frame::data(b)), rx))
         });
         let body = http_body_util::StreamBody::new(stream).boxed();
-        self.request_body(Method::PUT, path, body, false).await?;
-        Ok(())
+        let resp = self.request_body(method, path, body, false).await?;
+        let body = resp.into_body().collect().await?.to_bytes();
+        serde_json::from_slice(&body).context("the engine's answer is not what was expected")
+    }
+
+    pub async fn delete<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
+        let resp = self.send(Method::DELETE, path, None).await?;
+        let body = resp.into_body().collect().await?.to_bytes();
+        serde_json::from_slice(&body).context("the engine's answer is not what was expected")
     }
 
     async fn ping(&self) -> bool {
@@ -248,4 +266,26 @@ fn start_engine(root: &Path, run: &Path) -> Result<()> {
     }
     cmd.spawn().context("starting the engine")?;
     Ok(())
+}
+
+/// The CLI's async runtime: two workers are plenty for one client.
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// A container path as a query value: percent-encoded but for `/._-` and alphanumerics.
+pub(crate) fn query_escape(p: &str) -> String {
+    p.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"/._-".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }

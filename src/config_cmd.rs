@@ -1,6 +1,7 @@
 //! `rcompose config`: the canonical, resolved model, as `docker compose config` prints it.
 
-use crate::cli::{ConfigArgs, Format, Global};
+use crate::args::{ConfigArgs, Format};
+use crate::global::Global;
 use anyhow::{bail, Context, Result};
 use std::io::Write;
 use std::path::Path;
@@ -19,7 +20,7 @@ pub fn run(g: &Global, a: ConfigArgs) -> Result<ExitCode> {
             bail!("rcompose config {flag}: not implemented yet");
         }
     }
-    let mut opts = crate::load_options(g)?;
+    let mut opts = crate::project::load_options(g)?;
     opts.no_interpolate = a.no_interpolate;
     opts.no_path_resolution = a.no_path_resolution;
     opts.services = a.service.clone();

@@ -1,156 +1,47 @@
-//! `rcompose image ...` and `rcompose pull`: the image store, used directly until the
-//! engine's API exists (then these go through it); writers take the store's lock.
+//! `rcompose image ...` and `rcompose pull`, as clients of the engine's image routes: the
+//! engine is the one writer of its store. A directory to `load` (an OCI layout) or to
+//! `import` (a root filesystem) is sent as the tar of it; a file is sent as it is.
 
-use crate::cli::{Global, ImageCommand, PullArgs, TableFormat};
+use crate::args::{ImageCommand, PullArgs, TableFormat};
+use crate::client::{connect, query_escape, runtime, Client};
+use crate::global::Global;
+use crate::table::{ago, human_size, table};
 use anyhow::{bail, Context, Result};
-use engine::images::archive::{self, display_name};
-use engine::images::policy::PullPolicy;
-use engine::images::registry::{self, Progress};
-use engine::images::{import, ImageRecord, ImageRef, Store};
-use std::path::PathBuf;
+use engine::api::{ImageSummary, Lines, PullEvent, PullRequest, StreamMsg};
+use hyper::Method;
+use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
 
-/// `RCOMPOSE_ROOT`, else `/var/lib/rcompose` (the engine's own rule).
-pub fn state_root() -> PathBuf {
-    engine::daemon::paths().0
+/// The 12 hex digits Docker shows of a digest.
+fn short(digest: &str) -> &str {
+    let hex = digest.split_once(':').map(|(_, h)| h).unwrap_or(digest);
+    &hex[..hex.len().min(12)]
 }
 
-fn open_store() -> Result<Store> {
-    let root = state_root();
-    Store::open(&root).with_context(|| format!("opening the image store in {}", root.display()))
-}
-
-pub(crate) fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// Docker's human sizes (decimal units).
-pub fn human_size(n: u64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1000.0 && i < units.len() - 1 {
-        v /= 1000.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{n}B")
-    } else {
-        format!(
-            "{}{}",
-            format!("{v:.3}").trim_end_matches('0').trim_end_matches('.'),
-            units[i]
-        )
-        .replace(".000", "")
-    }
-}
-
-/// Seconds since the epoch of an RFC 3339 time (`2024-05-01T10:00:00.123Z`).
-fn parse_rfc3339(s: &str) -> Option<u64> {
-    let (date, time) = s.split_once('T')?;
-    let mut d = date.split('-').map(|p| p.parse::<i64>());
-    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
-    let hms: Vec<i64> = time
-        .get(..8)?
-        .split(':')
-        .map(|p| p.parse().ok())
-        .collect::<Option<_>>()?;
-    let (yy, mm) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
-    let era = yy.div_euclid(400);
-    let yoe = yy - era * 400;
-    let doy = (153 * mm + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    u64::try_from(days * 86400 + hms.first()? * 3600 + hms.get(1)? * 60 + hms.get(2)?).ok()
-}
-
-pub(crate) fn ago(then: u64) -> String {
-    let d = now().saturating_sub(then);
-    let (n, unit) = match d {
-        0..=59 => return "Less than a minute ago".into(),
-        60..=3599 => (d / 60, "minute"),
-        3600..=86_399 => (d / 3600, "hour"),
-        86_400..=1_209_599 => (d / 86_400, "day"),
-        1_209_600..=5_183_999 => (d / 604_800, "week"),
-        5_184_000..=63_071_999 => (d / 2_592_000, "month"),
-        _ => (d / 31_536_000, "year"),
+/// (repository, tag) of a reference as Docker shows them: `redis`, `latest` for
+/// `docker.io/library/redis`; `<none>` as the tag of one by digest.
+pub fn familiar(image: &str) -> (String, String) {
+    let (name, tag) = match image.split_once('@') {
+        Some((n, _)) => (n, "<none>".to_string()),
+        None => match image.rsplit_once(':').filter(|(_, t)| !t.contains('/')) {
+            Some((n, t)) => (n, t.to_string()),
+            None => (image, "latest".to_string()),
+        },
     };
-    match n {
-        1 if unit == "hour" => "About an hour ago".into(),
-        1 => format!("1 {unit} ago"),
-        n => format!("{n} {unit}s ago"),
-    }
-}
-
-pub(crate) fn table(rows: &[Vec<String>]) -> String {
-    let widths: Vec<usize> = (0..rows[0].len())
-        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
-        .collect();
-    rows.iter()
-        .map(|r| {
-            let line: Vec<String> = r
-                .iter()
-                .enumerate()
-                .map(|(i, c)| {
-                    if i + 1 == r.len() {
-                        c.clone()
-                    } else {
-                        format!("{c:<w$}", w = widths[i] + 3)
-                    }
-                })
-                .collect();
-            line.join("").trim_end().to_string() + "\n"
-        })
-        .collect()
-}
-
-fn split_tag(full: &str) -> (String, String) {
-    match ImageRef::parse(full) {
-        Ok(r) => (r.familiar_repository(), r.tag().unwrap_or("latest").to_string()),
-        Err(_) => (full.to_string(), "<none>".into()),
-    }
-}
-
-fn inspect_json(store: &Store, rec: &ImageRecord, tags: &[String]) -> Result<serde_json::Value> {
-    let cfg = store.config(rec)?;
-    let repo_tags: Vec<String> = tags
-        .iter()
-        .filter_map(|t| ImageRef::parse(t).ok())
-        .map(|r| display_name(&r))
-        .collect();
-    let repo_digests: Vec<String> = tags
-        .iter()
-        .filter_map(|t| ImageRef::parse(t).ok())
-        .map(|r| format!("{}@{}", r.familiar_repository(), rec.manifest))
-        .collect();
-    Ok(serde_json::json!({
-        "Id": rec.config.to_string(),
-        "RepoTags": repo_tags,
-        "RepoDigests": repo_digests,
-        "Created": cfg.created,
-        "Architecture": cfg.architecture,
-        "Os": cfg.os,
-        "Variant": cfg.variant,
-        "Config": cfg.config,
-        "RootFS": {"Type": cfg.rootfs.kind, "Layers": cfg.rootfs.diff_ids},
-        "Size": rec.size(),
-        "Metadata": {"Manifest": rec.manifest.to_string(), "StoredAt": rec.stored_at},
-    }))
+    let repo = name.strip_prefix("docker.io/").unwrap_or(name);
+    let repo = repo.strip_prefix("library/").filter(|r| !r.contains('/')).unwrap_or(repo);
+    (repo.to_string(), tag)
 }
 
 /// Pull progress: a bar per layer on a terminal, plain lines otherwise.
-struct Printer {
+pub struct Printer {
     quiet: bool,
     bars: Option<indicatif::MultiProgress>,
-    layers: std::sync::Mutex<std::collections::HashMap<String, indicatif::ProgressBar>>,
+    layers: std::collections::HashMap<String, indicatif::ProgressBar>,
 }
 
 impl Printer {
-    fn new(quiet: bool) -> Printer {
+    pub fn new(quiet: bool) -> Printer {
         use std::io::IsTerminal;
         let bars = (!quiet && std::io::stderr().is_terminal()).then(indicatif::MultiProgress::new);
         Printer {
@@ -169,194 +60,221 @@ impl Printer {
         }
     }
 
-    fn event(&self, p: Progress) {
+    pub fn event(&mut self, p: &PullEvent) {
         if self.quiet {
             return;
         }
         match p {
-            Progress::Resolved { image, manifest } => self.line(format!(" {image} Pulling ({manifest})")),
-            Progress::LayerExists { layer } => self.line(format!(" {} Already exists", layer.short())),
-            Progress::LayerProgress { layer, done, total } => {
+            PullEvent::Resolved { image, manifest } => self.line(format!(" {image} Pulling ({manifest})")),
+            PullEvent::LayerExists { layer } => self.line(format!(" {} Already exists", short(layer))),
+            PullEvent::LayerProgress { layer, done, total } => {
                 let Some(m) = &self.bars else { return };
-                let mut bars = self.layers.lock().unwrap_or_else(|p| p.into_inner());
-                let bar = bars.entry(layer.to_string()).or_insert_with(|| {
-                    let b = m.add(indicatif::ProgressBar::new(total));
+                let bar = self.layers.entry(layer.clone()).or_insert_with(|| {
+                    let b = m.add(indicatif::ProgressBar::new(*total));
                     let style = indicatif::ProgressStyle::with_template(
                         " {prefix} Downloading [{bar:30}] {bytes}/{total_bytes}",
                     )
                     .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
                     b.set_style(style.progress_chars("=> "));
-                    b.set_prefix(layer.short().to_string());
+                    b.set_prefix(short(layer).to_string());
                     b
                 });
-                bar.set_position(done);
+                bar.set_position(*done);
             }
-            Progress::LayerDownloaded { layer, size } => {
-                if let Some(b) = self
-                    .layers
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(layer.as_str())
-                {
+            PullEvent::LayerDownloaded { layer, size } => {
+                if let Some(b) = self.layers.remove(layer.as_str()) {
                     b.finish_and_clear();
                 }
-                self.line(format!(" {} Pull complete ({})", layer.short(), human_size(size)));
+                self.line(format!(" {} Pull complete ({})", short(layer), human_size(*size)));
             }
-            Progress::Done { image, .. } => self.line(format!(" {image} Pulled")),
+            PullEvent::Done { image, .. } => self.line(format!(" {image} Pulled")),
+            PullEvent::Present { .. } => {}
         }
     }
 }
 
-pub(crate) fn progress_printer(quiet: bool) -> impl Fn(Progress) + Sync {
-    let p = Printer::new(quiet);
-    move |e| p.event(e)
+/// A stream's archive body: the tar of a directory, or a file as it is.
+fn archive_of(path: &Path) -> Result<crate::tarstream::Stream> {
+    if path.is_dir() {
+        let dir = path.to_path_buf();
+        Ok(crate::tarstream::spawn(move |b| {
+            b.follow_symlinks(false);
+            b.mode(tar::HeaderMode::Complete);
+            b.append_dir_all(".", &dir)
+        }))
+    } else {
+        let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        Ok(crate::tarstream::spawn_copy(f))
+    }
 }
 
-pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
+/// Sends `path` as the body of a POST to `route`; the engine's JSON answer.
+async fn upload<T: serde::de::DeserializeOwned>(c: &Client, route: &str, path: &Path) -> Result<T> {
+    let (chunks, worker) = archive_of(path)?;
+    let answer = c.upload(Method::POST, route, chunks).await;
+    let made = crate::tarstream::finish(worker).await;
+    let answer = answer?;
+    made?;
+    Ok(answer)
+}
+
+/// What a finished pull says: the image in full, as Docker shows it, and its manifest.
+#[derive(Default)]
+pub struct Pulled {
+    pub image: String,
+    pub display: String,
+    pub manifest: String,
+}
+
+/// Pulls one image with its progress printed.
+pub async fn pull_one(c: &Client, req: &PullRequest, printer: &mut Printer) -> Result<Pulled> {
+    let mut lines = c.stream(Method::POST, "/v1/images/pull", Some(req)).await?;
+    let mut pulled = Pulled::default();
+    while let Some(m) = lines.next::<StreamMsg>().await? {
+        match m {
+            StreamMsg::Pull(e) => {
+                if let PullEvent::Done { image, display, manifest } = &e {
+                    pulled = Pulled {
+                        image: image.clone(),
+                        display: display.clone(),
+                        manifest: manifest.clone(),
+                    };
+                }
+                printer.event(&e);
+            }
+            StreamMsg::Error { message, .. } => bail!("{message}"),
+            StreamMsg::Done { .. } => return Ok(pulled),
+            _ => {}
+        }
+    }
+    bail!("the engine closed the connection before the pull ended (see its log)")
+}
+
+fn ls(list: &[ImageSummary], quiet: bool, format: TableFormat) {
+    if quiet {
+        for i in list {
+            println!("{}", short(&i.id));
+        }
+        return;
+    }
+    let mut rows = vec![vec![
+        "REPOSITORY".to_string(),
+        "TAG".into(),
+        "IMAGE ID".into(),
+        "CREATED".into(),
+        "SIZE".into(),
+    ]];
+    let mut json = Vec::new();
+    for i in list {
+        let names = if i.names.is_empty() {
+            vec![("<none>".to_string(), "<none>".to_string())]
+        } else {
+            i.names.clone()
+        };
+        for (repo, tag) in names {
+            json.push(serde_json::json!({"Repository": repo, "Tag": tag, "ID": short(&i.id), "CreatedSince": ago(i.created), "Size": human_size(i.size)}));
+            rows.push(vec![repo, tag, short(&i.id).to_string(), ago(i.created), human_size(i.size)]);
+        }
+    }
+    match format {
+        TableFormat::Table => print!("{}", table(&rows)),
+        TableFormat::Json => {
+            for j in json {
+                println!("{j}");
+            }
+        }
+    }
 }
 
 pub fn run(cmd: ImageCommand) -> Result<ExitCode> {
-    let store = open_store()?;
-    match cmd {
-        ImageCommand::Load { input, quiet } => {
-            let lines = archive::load(&store, &input).with_context(|| format!("loading {}", input.display()))?;
-            if !quiet {
-                for l in lines {
-                    println!("{l}");
+    runtime()?.block_on(async move {
+        let c = connect().await?;
+        match cmd {
+            ImageCommand::Load { input, quiet } => {
+                let out: Lines = upload(&c, "/v1/images/load", &input)
+                    .await
+                    .with_context(|| format!("loading {}", input.display()))?;
+                if !quiet {
+                    out.lines.iter().for_each(|l| println!("{l}"));
                 }
             }
-        }
-        ImageCommand::Import { changes, source, name } => {
-            let tag = name.as_deref().map(ImageRef::parse).transpose()?;
-            let rec = import::import(&store, &source, tag.as_ref(), &changes)
-                .with_context(|| format!("importing {}", source.display()))?;
-            println!("{}", rec.config);
-        }
-        ImageCommand::Ls { quiet, format } => {
-            let list = store.list()?;
-            if quiet {
-                for (rec, _) in &list {
-                    println!("{}", rec.config.short());
+            ImageCommand::Import { changes, source, name } => {
+                let mut route = String::from("/v1/images/import?");
+                if let Some(n) = &name {
+                    route.push_str(&format!("tag={}&", query_escape(n)));
                 }
-                return Ok(ExitCode::SUCCESS);
+                for ch in &changes {
+                    route.push_str(&format!("change={}&", query_escape(ch)));
+                }
+                let out: serde_json::Value = upload(&c, &route, &source)
+                    .await
+                    .with_context(|| format!("importing {}", source.display()))?;
+                println!("{}", out["id"].as_str().unwrap_or_default());
             }
-            let mut rows = vec![vec![
-                "REPOSITORY".to_string(),
-                "TAG".into(),
-                "IMAGE ID".into(),
-                "CREATED".into(),
-                "SIZE".into(),
-            ]];
-            let mut json = Vec::new();
-            for (rec, tags) in &list {
-                let created = store
-                    .config(rec)
-                    .ok()
-                    .and_then(|c| c.created)
-                    .and_then(|c| parse_rfc3339(&c))
-                    .unwrap_or(rec.stored_at);
-                let names: Vec<(String, String)> = if tags.is_empty() {
-                    vec![("<none>".into(), "<none>".into())]
-                } else {
-                    tags.iter().map(|t| split_tag(t)).collect()
+            ImageCommand::Ls { quiet, format } => {
+                let list: Vec<ImageSummary> = c.get("/v1/images").await?;
+                ls(&list, quiet, format);
+            }
+            ImageCommand::Rm { images } => {
+                let mut failed = false;
+                for i in images {
+                    match c.delete::<Lines>(&format!("/v1/images/{}", query_escape(&i))).await {
+                        Ok(out) => out.lines.iter().for_each(|l| println!("{l}")),
+                        Err(e) => {
+                            eprintln!("Error response from daemon: {e}");
+                            failed = true;
+                        }
+                    }
+                }
+                if failed {
+                    return Ok(ExitCode::from(1));
+                }
+            }
+            ImageCommand::Inspect { images } => {
+                let mut out = Vec::new();
+                let mut missing = Vec::new();
+                for i in &images {
+                    match c.get::<serde_json::Value>(&format!("/v1/images/{}/json", query_escape(i))).await {
+                        Ok(v) => out.push(v),
+                        Err(e) => missing.push(e.to_string()),
+                    }
+                }
+                println!("{}", serde_json::to_string_pretty(&out)?);
+                if !missing.is_empty() {
+                    for m in missing {
+                        eprintln!("Error: {m}");
+                    }
+                    return Ok(ExitCode::from(1));
+                }
+            }
+            ImageCommand::Prune { all, force: _ } => {
+                let route = if all { "/v1/images/prune?all=1" } else { "/v1/images/prune" };
+                let out: Lines = c.post_json(route, &serde_json::json!({})).await?;
+                if !out.lines.is_empty() {
+                    println!("Deleted Images:");
+                    out.lines.iter().for_each(|l| println!("{l}"));
+                }
+            }
+            ImageCommand::Pull { name, quiet } => {
+                let req = PullRequest {
+                    reference: name.clone(),
+                    policy: None,
+                    auth: crate::credentials::for_registry(&crate::credentials::registry_of(&name)),
                 };
-                for (repo, tag) in names {
-                    json.push(serde_json::json!({"Repository": repo, "Tag": tag, "ID": rec.config.short(), "CreatedSince": ago(created), "Size": human_size(rec.size())}));
-                    rows.push(vec![
-                        repo,
-                        tag,
-                        rec.config.short().to_string(),
-                        ago(created),
-                        human_size(rec.size()),
-                    ]);
+                let p = pull_one(&c, &req, &mut Printer::new(quiet)).await?;
+                if !quiet {
+                    println!("Digest: {}\nStatus: Downloaded image for {}", p.manifest, p.display);
                 }
-            }
-            match format {
-                TableFormat::Table => print!("{}", table(&rows)),
-                TableFormat::Json => {
-                    for j in json {
-                        println!("{j}");
-                    }
-                }
+                println!("{}", p.image);
             }
         }
-        ImageCommand::Rm { images } => {
-            let _lock = store.lock()?;
-            let mut failed = false;
-            for i in images {
-                match store.remove(&i) {
-                    Ok(lines) => lines.iter().for_each(|l| println!("{l}")),
-                    Err(e) => {
-                        eprintln!("Error response from daemon: {e}");
-                        failed = true;
-                    }
-                }
-            }
-            if failed {
-                return Ok(ExitCode::from(1));
-            }
-        }
-        ImageCommand::Inspect { images } => {
-            let list = store.list()?;
-            let mut out = Vec::new();
-            let mut missing = Vec::new();
-            for i in &images {
-                match store.resolve(i) {
-                    Ok(rec) => {
-                        let tags = list
-                            .iter()
-                            .find(|(r, _)| r.manifest == rec.manifest)
-                            .map(|(_, t)| t.clone())
-                            .unwrap_or_default();
-                        out.push(inspect_json(&store, &rec, &tags)?);
-                    }
-                    Err(e) => missing.push(e.to_string()),
-                }
-            }
-            println!("{}", serde_json::to_string_pretty(&out)?);
-            if !missing.is_empty() {
-                for m in missing {
-                    eprintln!("Error: {m}");
-                }
-                return Ok(ExitCode::from(1));
-            }
-        }
-        ImageCommand::Prune { all, force: _ } => {
-            let _lock = store.lock()?;
-            let lines = store.prune(all)?;
-            if !lines.is_empty() {
-                println!("Deleted Images:");
-                lines.iter().for_each(|l| println!("{l}"));
-            }
-        }
-        ImageCommand::Pull { name, quiet } => {
-            let r = ImageRef::parse(&name)?;
-            let _lock = store.lock()?;
-            let store = Arc::new(store);
-            let auth = registry::docker_auth(r.registry(), None);
-            let print = progress_printer(quiet);
-            let rec = runtime()?.block_on(registry::pull(store, &r, auth, &print))?;
-            if !quiet {
-                println!(
-                    "Digest: {}\nStatus: Downloaded image for {}",
-                    rec.manifest,
-                    display_name(&r)
-                );
-            }
-            println!("{}", r.full());
-        }
-    }
-    Ok(ExitCode::SUCCESS)
+        Ok(ExitCode::SUCCESS)
+    })
 }
 
 /// `rcompose pull`: the project's service images, in parallel, each once.
 pub fn pull(g: &Global, a: PullArgs) -> Result<ExitCode> {
-    let mut opts = crate::load_options(g)?;
+    let mut opts = crate::project::load_options(g)?;
     opts.services = a.services.clone();
     let loaded = compose::load(&opts)?;
     for w in &loaded.warnings {
@@ -376,49 +294,36 @@ pub fn pull(g: &Global, a: PullArgs) -> Result<ExitCode> {
     if a.include_deps {
         names = compose::Graph::new(p)?.with_dependencies(&names);
     }
-    let forced = a
-        .policy
-        .as_deref()
-        .map(PullPolicy::parse)
-        .transpose()
-        .map_err(anyhow::Error::msg)?;
-    if forced.is_some_and(|f| !matches!(f, PullPolicy::Missing | PullPolicy::Always)) {
-        bail!("invalid --policy {:?}: missing or always", a.policy.unwrap_or_default());
+    if let Some(f) = a.policy.as_deref().filter(|f| !matches!(*f, "missing" | "always")) {
+        bail!("invalid --policy {f:?}: missing or always");
     }
-    let store = open_store()?;
-    let _lock = store.lock()?;
-    let mut wanted: Vec<ImageRef> = Vec::new();
+    let mut wanted: Vec<String> = Vec::new();
     for n in &names {
         let s = &p.services[n];
         let Some(image) = &s.image else { continue };
-        let own = PullPolicy::parse(s.pull_policy.as_deref().unwrap_or("")).map_err(anyhow::Error::msg)?;
-        if matches!(own, PullPolicy::Never | PullPolicy::Build) {
+        if let Some(own @ ("never" | "build")) = s.pull_policy.as_deref() {
             if !a.quiet {
-                eprintln!(
-                    " {n} Skipped - pull_policy is {}",
-                    s.pull_policy.as_deref().unwrap_or_default()
-                );
+                eprintln!(" {n} Skipped - pull_policy is {own}");
             }
             continue;
         }
-        let r = ImageRef::parse(image).with_context(|| format!("service {n:?}"))?;
-        let present = store.resolve(&r.full()).ok().map(|rec| rec.stored_at);
-        if !forced.unwrap_or(PullPolicy::Always).needs_pull(present, now()) {
-            continue;
-        }
-        if !wanted.contains(&r) {
-            wanted.push(r);
+        if !wanted.contains(image) {
+            wanted.push(image.clone());
         }
     }
-    let store = Arc::new(store);
-    let print = progress_printer(a.quiet);
     let results = runtime()?.block_on(async {
-        let jobs = wanted.iter().map(|r| {
-            let auth = registry::docker_auth(r.registry(), None);
-            registry::pull(store.clone(), r, auth, &print)
+        let c = connect().await?;
+        let jobs = wanted.iter().map(|image| {
+            let c = &c;
+            let req = PullRequest {
+                reference: image.clone(),
+                policy: Some(a.policy.clone().unwrap_or_else(|| "always".into())),
+                auth: crate::credentials::for_registry(&crate::credentials::registry_of(image)),
+            };
+            async move { pull_one(c, &req, &mut Printer::new(a.quiet)).await }
         });
-        futures_util::future::join_all(jobs).await
-    });
+        Ok::<_, anyhow::Error>(futures_util::future::join_all(jobs).await)
+    })?;
     let mut failed = false;
     for res in results {
         if let Err(e) = res {
@@ -433,60 +338,16 @@ pub fn pull(g: &Global, a: PullArgs) -> Result<ExitCode> {
     })
 }
 
-/// Before `up`/`create`: pulls what the services need under `--pull` or each service's
-/// `pull_policy` (`missing` by default). A missing image with `never` is an error.
-pub fn pull_for_up(p: &compose::Project, names: &[String], flag: Option<&str>, quiet: bool) -> Result<()> {
-    let forced = flag.map(PullPolicy::parse).transpose().map_err(anyhow::Error::msg)?;
-    let store = open_store()?;
-    let mut wanted: Vec<ImageRef> = Vec::new();
-    for n in names {
-        let s = &p.services[n];
-        let Some(image) = &s.image else { continue };
-        let policy = match forced {
-            Some(f) => f,
-            None => PullPolicy::parse(s.pull_policy.as_deref().unwrap_or("missing")).map_err(anyhow::Error::msg)?,
-        };
-        let r = ImageRef::parse(image).with_context(|| format!("service {n:?}"))?;
-        let present = store.resolve(&r.full()).ok().map(|rec| rec.stored_at);
-        if matches!(policy, PullPolicy::Never | PullPolicy::Build) {
-            if present.is_none() {
-                bail!("service {n:?}: image {image} not found locally and pull_policy is never");
-            }
-            continue;
-        }
-        if policy.needs_pull(present, now()) && !wanted.contains(&r) {
-            wanted.push(r);
-        }
-    }
-    if wanted.is_empty() {
-        return Ok(());
-    }
-    let _lock = store.lock()?;
-    let store = Arc::new(store);
-    let print = progress_printer(quiet);
-    let results = runtime()?.block_on(async {
-        let jobs = wanted.iter().map(|r| {
-            let auth = registry::docker_auth(r.registry(), None);
-            registry::pull(store.clone(), r, auth, &print)
-        });
-        futures_util::future::join_all(jobs).await
-    });
-    for res in results {
-        res?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn sizes_and_times() {
-        assert_eq!(human_size(999), "999B");
-        assert_eq!(human_size(4_260_000), "4.26MB");
-        assert_eq!(human_size(1_000_000), "1MB");
-        assert_eq!(parse_rfc3339("1970-01-02T00:00:01Z"), Some(86_401));
-        assert_eq!(parse_rfc3339("2024-02-29T12:00:00.5Z"), Some(1_709_208_000));
+    fn references_as_docker_shows_them() {
+        assert_eq!(familiar("busybox"), ("busybox".into(), "latest".into()));
+        assert_eq!(familiar("docker.io/library/redis:7"), ("redis".into(), "7".into()));
+        assert_eq!(familiar("127.0.0.1:5000/t/x"), ("127.0.0.1:5000/t/x".into(), "latest".into()));
+        assert_eq!(familiar("x@sha256:ab"), ("x".into(), "<none>".into()));
+        assert_eq!(short("sha256:0123456789abcdef"), "0123456789ab");
     }
 }

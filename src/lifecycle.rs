@@ -2,105 +2,17 @@
 //! the project is loaded here and sent to the engine, whose progress is printed as
 //! Docker Compose prints it in plain mode (` Container p-web-1  Started`, on stderr).
 
-use crate::cli::{CreateArgs, DownArgs, Global, KillArgs, RmArgs, ScaleArgs, ServicesArgs, StopArgs, UpArgs, WaitArgs};
-use crate::client::{connect, Client};
+use crate::args::{CreateArgs, DownArgs, KillArgs, RmArgs, ScaleArgs, ServicesArgs, StopArgs, UpArgs, WaitArgs, WatchArgs};
+use crate::client::{connect, runtime, Client};
+use crate::global::Global;
+use crate::progress::{code, follow_operation};
+use crate::project::{load, load_or_name, selected_services, up_request, Loaded};
 use crate::logs_cmd::{self, Printer};
 use anyhow::{bail, Context, Result};
-use engine::api::{ActionRequest, DownRequest, StreamMsg, UpRequest};
+use engine::api::{ActionRequest, DownRequest, UpRequest};
 use hyper::Method;
 use std::collections::BTreeMap;
 use std::process::ExitCode;
-
-/// The loaded project, for commands that need a model.
-pub struct Loaded {
-    pub name: String,
-    pub json: serde_json::Value,
-    pub loaded: compose::Loaded,
-}
-
-pub fn load(g: &Global, services: &[String]) -> Result<Loaded> {
-    let mut opts = crate::load_options(g)?;
-    opts.services = services.to_vec();
-    let loaded = compose::load(&opts)?;
-    for w in &loaded.warnings {
-        eprintln!("WARN[0000] {w}");
-    }
-    for s in services {
-        if !loaded.project.services.contains_key(s) {
-            bail!("no such service: {s}");
-        }
-    }
-    let mut json = serde_json::to_value(&loaded.project)?;
-    if let Some(o) = json.as_object_mut() {
-        o.insert("name".into(), serde_json::Value::String(loaded.name.clone()));
-    }
-    Ok(Loaded {
-        name: loaded.name.clone(),
-        json,
-        loaded,
-    })
-}
-
-/// The project's name (and model when a file is found): `-p` alone is enough for the
-/// commands that act on what runs, as with Compose.
-pub fn load_or_name(g: &Global, services: &[String]) -> Result<(String, Option<Loaded>)> {
-    match load(g, services) {
-        Ok(l) => Ok((l.name.clone(), Some(l))),
-        Err(e) => match &g.project_name {
-            Some(p) if g.files.is_empty() && e.to_string().contains("no configuration file provided") => {
-                Ok((p.clone(), None))
-            }
-            _ => Err(e),
-        },
-    }
-}
-
-pub fn runtime() -> Result<tokio::runtime::Runtime> {
-    crate::image_cmd::runtime()
-}
-
-/// Prints an operation's stream; returns its exit code.
-pub async fn follow_operation(lines: crate::client::Lines) -> Result<i32> {
-    Ok(follow_operation_created(lines).await?.0)
-}
-
-/// As [`follow_operation`], with the container a `run` made.
-pub async fn follow_operation_created(mut lines: crate::client::Lines) -> Result<(i32, Option<String>)> {
-    let mut created = None;
-    let mut display = crate::progress::Display::new();
-    let mut ticks = tokio::time::interval(crate::progress::TICK);
-    let err = &mut std::io::stderr();
-    loop {
-        let m = tokio::select! {
-            m = lines.next::<StreamMsg>() => m,
-            _ = ticks.tick(), if display.animated() => {
-                display.tick(err);
-                continue;
-            }
-        };
-        let Some(m) = m? else { break };
-        match m {
-            StreamMsg::Progress(p) => display.event(err, &p.kind, &p.name, &p.status),
-            StreamMsg::Warning(w) => display.warn(err, &w),
-            StreamMsg::Created(name) => created = Some(name),
-            StreamMsg::Error { message, exit_code } => {
-                display.finish(err);
-                eprintln!("{message}");
-                return Ok((exit_code, created));
-            }
-            StreamMsg::Done { exit_code } => {
-                display.finish(err);
-                return Ok((exit_code, created));
-            }
-        }
-    }
-    display.finish(err);
-    bail!("the engine closed the connection before the operation ended (see its log)")
-}
-
-fn code(c: i32) -> ExitCode {
-    ExitCode::from(c.clamp(0, 255) as u8)
-}
 
 fn parse_scale(v: &[String]) -> Result<BTreeMap<String, u32>> {
     v.iter()
@@ -131,7 +43,6 @@ pub fn up(g: &Global, a: UpArgs) -> Result<ExitCode> {
         }
     }
     let selected = selected_services(&l, &a.services, a.no_deps)?;
-    crate::image_cmd::pull_for_up(&l.loaded.project, &selected, a.pull.as_deref(), a.quiet_pull)?;
     let req = UpRequest {
         no_deps: a.no_deps,
         force_recreate: a.force_recreate,
@@ -144,12 +55,14 @@ pub fn up(g: &Global, a: UpArgs) -> Result<ExitCode> {
         timeout: a.timeout,
         wait: a.wait,
         wait_timeout: a.wait_timeout,
+        pull: a.pull.clone(),
+        quiet_pull: a.quiet_pull,
         ..up_request(&l, &a.services)?
     };
     let detached = a.detach || a.wait || a.no_start;
     // Checked before anything starts: a bad rule is said at once.
     let session = if a.watch {
-        Some(crate::watch::command::session(g, &l, &a.services, true)?)
+        Some(crate::watch::session::session(g, &l, &a.services, true)?)
     } else {
         None
     };
@@ -176,53 +89,6 @@ pub fn up(g: &Global, a: UpArgs) -> Result<ExitCode> {
                 }
             }
         }
-    })
-}
-
-/// The request of a plain `up -d` of `services` (all when empty): what `up` adds its
-/// flags to, and what `up --watch` sends (with orphans removed) when the project's
-/// files change.
-pub fn up_request(l: &Loaded, services: &[String]) -> Result<UpRequest> {
-    Ok(UpRequest {
-        project: l.json.clone(),
-        working_dir: l.loaded.project_dir.display().to_string(),
-        config_files: l.loaded.files.iter().map(|f| f.display().to_string()).collect(),
-        services: services.to_vec(),
-        file_values: file_values(&l.loaded)?,
-        ..Default::default()
-    })
-}
-
-/// Secrets and configs taken from environment variables: the engine does not see the
-/// CLI's environment, so their values travel with the request.
-pub fn file_values(l: &compose::Loaded) -> Result<BTreeMap<String, String>> {
-    let mut out = BTreeMap::new();
-    let p = &l.project;
-    let sources = p
-        .secrets
-        .iter()
-        .map(|(k, v)| ("secret", k, v.environment.as_ref()))
-        .chain(p.configs.iter().map(|(k, v)| ("config", k, v.environment.as_ref())));
-    for (kind, key, env) in sources {
-        if let Some(var) = env {
-            let value = l
-                .environment
-                .get(var)
-                .with_context(|| format!("{kind}s.{key}: environment variable {var} is not set"))?;
-            out.insert(format!("{kind}:{key}"), value.clone());
-        }
-    }
-    Ok(out)
-}
-
-fn selected_services(l: &Loaded, services: &[String], no_deps: bool) -> Result<Vec<String>> {
-    let p = &l.loaded.project;
-    Ok(if services.is_empty() {
-        p.services.keys().cloned().collect()
-    } else if no_deps {
-        services.to_vec()
-    } else {
-        compose::Graph::new(p)?.with_dependencies(services)
     })
 }
 
@@ -362,43 +228,19 @@ pub fn down(g: &Global, a: DownArgs) -> Result<ExitCode> {
         bail!("down SERVICE... is not implemented yet");
     }
     let (name, l) = load_or_name(g, &[])?;
-    let images: Vec<String> = match (&rmi, &l) {
-        (Some(_), None) => bail!("down --rmi needs the Compose file"),
-        // `local`: images without a custom tag, which only builds make: none yet.
-        (Some(m), Some(l)) if m == "all" => {
-            let mut v: Vec<String> = l
-                .loaded
-                .project
-                .services
-                .values()
-                .filter_map(|s| s.image.clone())
-                .collect();
-            v.sort();
-            v.dedup();
-            v
-        }
-        _ => Vec::new(),
-    };
+    if rmi.is_some() && l.is_none() {
+        bail!("down --rmi needs the Compose file");
+    }
     let req = DownRequest {
         project: l.map(|l| l.json),
         volumes: a.volumes,
         remove_orphans: a.remove_orphans,
         timeout: a.timeout,
+        rmi,
     };
     let rc = send_down(&name, &req)?;
     if rc != 0 {
         return Ok(code(rc));
-    }
-    if !images.is_empty() {
-        let store = engine::images::Store::open(&engine::daemon::paths().0)?;
-        let _lock = store.lock()?;
-        for i in images {
-            eprintln!(" Image {i}  Removing");
-            match store.remove(&i) {
-                Ok(_) => eprintln!(" Image {i}  Removed"),
-                Err(e) => eprintln!("WARN[0000] removing image {i}: {e}"),
-            }
-        }
     }
     Ok(code(0))
 }
@@ -587,4 +429,26 @@ pub fn scale(g: &Global, a: ScaleArgs) -> Result<ExitCode> {
             ..Default::default()
         },
     )
+}
+
+/// `rcompose watch`: the services brought up (unless `--no-up`), then watched.
+pub fn watch(g: &Global, a: WatchArgs) -> Result<ExitCode> {
+    let l = load(g, &a.services)?;
+    let s = crate::watch::session::session(g, &l, &a.services, false)?;
+    if !a.no_up {
+        let args = UpArgs {
+            detach: true,
+            services: a.services.clone(),
+            ..Default::default()
+        };
+        let rc = up(g, args)?;
+        if rc != ExitCode::SUCCESS {
+            return Ok(rc);
+        }
+    }
+    runtime()?.block_on(async {
+        let c = connect().await?;
+        crate::watch::run(&c, s).await
+    })?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,5 +1,5 @@
 //! `rcompose`: the command line. Loads the project with the `compose` crate and, for the
-//! lifecycle commands, will talk to the engine over its socket.
+//! commands that act on what runs, talks to the engine over its socket (`client`).
 
 mod args;
 mod attach_cmd;
@@ -7,21 +7,30 @@ mod cli;
 mod client;
 mod completion;
 mod config_cmd;
+mod credentials;
+mod cp_cmd;
 mod exec_cmd;
+mod global;
 mod image_cmd;
 mod lifecycle;
 mod logs_cmd;
 mod observe_cmd;
 mod progress;
+mod project;
+mod ps_cmd;
 mod render;
 mod run_cmd;
 mod session;
+mod suggest;
+mod table;
 mod tarstream;
 mod watch;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use cli::{Cli, Command, Format, Global, LogLevel};
+use args::Format;
+use cli::{Cli, Command};
+use global::LogLevel;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -103,43 +112,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Rm(a) => lifecycle::rm(&cli.global, a),
         Command::Pause(a) => lifecycle::pause(&cli.global, a, true),
         Command::Unpause(a) => lifecycle::pause(&cli.global, a, false),
-        Command::Ps(a) => logs_cmd::ps(&cli.global, a),
+        Command::Ps(a) => ps_cmd::ps(&cli.global, a),
         Command::Logs(a) => logs_cmd::logs(&cli.global, a),
-        Command::Ls(a) => logs_cmd::ls(a),
+        Command::Ls(a) => ps_cmd::ls(a),
         Command::Wait(a) => lifecycle::wait(&cli.global, a),
         Command::Exec(a) => exec_cmd::exec(&cli.global, a),
         Command::Attach(a) => attach_cmd::attach(&cli.global, a),
         Command::Run(a) => run_cmd::run(&cli.global, a),
-        Command::Cp(a) => exec_cmd::cp(&cli.global, a),
+        Command::Cp(a) => cp_cmd::cp(&cli.global, a),
         Command::Images(a) => observe_cmd::images(&cli.global, a),
         Command::Port(a) => observe_cmd::port(&cli.global, a),
         Command::Events(a) => observe_cmd::events(&cli.global, a),
         Command::Top(a) => observe_cmd::top(&cli.global, a),
         Command::Stats(a) => observe_cmd::stats(&cli.global, a),
         Command::Scale(a) => lifecycle::scale(&cli.global, a),
-        Command::Watch(a) => watch::command::watch(&cli.global, a),
+        Command::Watch(a) => lifecycle::watch(&cli.global, a),
         Command::Daemon => daemon(),
         other => anyhow::bail!("rcompose {}: not implemented yet", other.name()),
     }
-}
-
-/// The loader's options from the global flags and the process.
-pub fn load_options(g: &Global) -> Result<compose::Options> {
-    Ok(compose::Options {
-        working_dir: std::env::current_dir()?,
-        files: g.files.clone(),
-        project_directory: g.project_directory.clone(),
-        project_name: g.project_name.clone(),
-        env_files: g.env_files.clone(),
-        profiles: g
-            .profile
-            .iter()
-            .flat_map(|p| p.split(','))
-            .map(str::to_string)
-            .collect(),
-        os_env: std::env::vars().collect(),
-        ..Default::default()
-    })
 }
 
 /// `rcompose daemon`: the engine, logging to stderr (the CLI points that at

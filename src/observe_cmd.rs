@@ -1,12 +1,13 @@
 //! Looking at a running project: `images`, `port`, `events`, `top`, `stats`, printed as
 //! Docker Compose prints them.
 
-use crate::cli::{EventsArgs, Global, ImagesArgs, PortArgs, ServicesArgs, StatsArgs, TableFormat};
+use crate::args::{EventsArgs, ImagesArgs, PortArgs, ServicesArgs, StatsArgs, TableFormat};
+use crate::global::Global;
 use crate::client::connect;
-use crate::lifecycle::{load_or_name, runtime};
+use crate::client::runtime;
+use crate::project::load_or_name;
 use anyhow::{bail, Result};
 use engine::api::{ContainerSummary, Event};
-use engine::images::{ImageRef, Store};
 use hyper::Method;
 use std::process::ExitCode;
 
@@ -20,8 +21,18 @@ async fn containers(project: &str) -> Result<Vec<ContainerSummary>> {
 /// `images`: the images the project's containers use.
 pub fn images(g: &Global, a: ImagesArgs) -> Result<ExitCode> {
     let (name, _) = load_or_name(g, &a.services)?;
-    let list = runtime()?.block_on(containers(&name))?;
-    let store = Store::open(&engine::daemon::paths().0)?;
+    let (list, inspected) = runtime()?.block_on(async {
+        let list = containers(&name).await?;
+        let c = connect().await?;
+        let mut inspected = std::collections::HashMap::new();
+        for ctr in &list {
+            if !inspected.contains_key(&ctr.image) {
+                let path = format!("/v1/images/{}/json", crate::client::query_escape(&ctr.image));
+                inspected.insert(ctr.image.clone(), c.get::<serde_json::Value>(&path).await.ok());
+            }
+        }
+        Ok::<_, anyhow::Error>((list, inspected))
+    })?;
     let mut rows = vec![["CONTAINER", "REPOSITORY", "TAG", "PLATFORM", "IMAGE ID", "SIZE"]
         .iter()
         .map(|s| s.to_string())
@@ -32,17 +43,13 @@ pub fn images(g: &Global, a: ImagesArgs) -> Result<ExitCode> {
         .iter()
         .filter(|c| a.services.is_empty() || a.services.contains(&c.service))
     {
-        let (repo, tag) = match ImageRef::parse(&c.image) {
-            Ok(r) => (r.familiar_repository(), r.tag().unwrap_or("latest").to_string()),
-            Err(_) => (c.image.clone(), "<none>".into()),
-        };
-        let rec = store.resolve(&c.image).ok();
-        let (id, size, platform) = match &rec {
-            Some(r) => {
-                let cfg = store.config(r).ok();
-                let platform = cfg.map(|c| format!("{}/{}", c.os, c.architecture)).unwrap_or_default();
-                (r.id().to_string(), r.size(), platform)
-            }
+        let (repo, tag) = crate::image_cmd::familiar(&c.image);
+        let (id, size, platform) = match inspected.get(&c.image).cloned().flatten() {
+            Some(i) => (
+                i["Id"].as_str().unwrap_or_default().to_string(),
+                i["Size"].as_u64().unwrap_or(0),
+                format!("{}/{}", i["Os"].as_str().unwrap_or_default(), i["Architecture"].as_str().unwrap_or_default()),
+            ),
             None => (String::new(), 0, String::new()),
         };
         let short = id
@@ -60,7 +67,7 @@ pub fn images(g: &Global, a: ImagesArgs) -> Result<ExitCode> {
             tag.clone(),
             platform.clone(),
             short,
-            crate::image_cmd::human_size(size),
+            crate::table::human_size(size),
         ]);
         json.push(serde_json::json!({
             "ID": id, "ContainerName": c.name, "Repository": repo, "Tag": tag,
@@ -74,7 +81,7 @@ pub fn images(g: &Global, a: ImagesArgs) -> Result<ExitCode> {
     } else if a.format == TableFormat::Json {
         println!("{}", serde_json::Value::Array(json));
     } else {
-        print!("{}", crate::image_cmd::table(&rows));
+        print!("{}", crate::table::table(&rows));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -141,7 +148,7 @@ pub fn top(g: &Global, a: ServicesArgs) -> Result<ExitCode> {
         {
             let rows: Vec<Vec<String>> = c.get(&format!("/v1/containers/{}/top", s.name)).await?;
             println!("{}", s.name);
-            print!("{}", crate::image_cmd::table(&rows));
+            print!("{}", crate::table::table(&rows));
             println!();
         }
         Ok(ExitCode::SUCCESS)
@@ -253,7 +260,7 @@ pub fn stats(g: &Global, a: StatsArgs) -> Result<ExitCode> {
                     // Redraw in place, as `docker stats` does.
                     print!("\x1b[2J\x1b[H");
                 }
-                print!("{}", crate::image_cmd::table(&rows));
+                print!("{}", crate::table::table(&rows));
             }
             if a.no_stream {
                 return Ok(ExitCode::SUCCESS);

@@ -7,7 +7,10 @@
 //! The redrawing is written here (a few ANSI sequences): indicatif draws bars of its
 //! own, not Compose's table of objects whose lines change order-stably in place.
 
-use crate::cli::{Ansi, Global, Progress};
+use crate::global::{Ansi, Global, Progress};
+use anyhow::{bail, Result};
+use engine::api::StreamMsg;
+use std::process::ExitCode;
 use std::io::{IsTerminal, Write};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -244,6 +247,53 @@ fn paint(s: &str, code: Option<u8>) -> String {
 
 /// How often the table is redrawn.
 pub const TICK: Duration = Duration::from_millis(100);
+
+/// An exit code from an operation's.
+/// Prints an operation's stream; returns its exit code.
+pub async fn follow_operation(lines: crate::client::Lines) -> Result<i32> {
+    Ok(follow_operation_created(lines).await?.0)
+}
+
+/// As [`follow_operation`], with the container a `run` made.
+pub async fn follow_operation_created(mut lines: crate::client::Lines) -> Result<(i32, Option<String>)> {
+    let mut created = None;
+    // The engine sends no pull progress when it was asked for none (`--quiet-pull`).
+    let mut pulls = crate::image_cmd::Printer::new(false);
+    let mut display = Display::new();
+    let mut ticks = tokio::time::interval(TICK);
+    let err = &mut std::io::stderr();
+    loop {
+        let m = tokio::select! {
+            m = lines.next::<StreamMsg>() => m,
+            _ = ticks.tick(), if display.animated() => {
+                display.tick(err);
+                continue;
+            }
+        };
+        let Some(m) = m? else { break };
+        match m {
+            StreamMsg::Progress(p) => display.event(err, &p.kind, &p.name, &p.status),
+            StreamMsg::Warning(w) => display.warn(err, &w),
+            StreamMsg::Created(name) => created = Some(name),
+            StreamMsg::Pull(e) => pulls.event(&e),
+            StreamMsg::Error { message, exit_code } => {
+                display.finish(err);
+                eprintln!("{message}");
+                return Ok((exit_code, created));
+            }
+            StreamMsg::Done { exit_code } => {
+                display.finish(err);
+                return Ok((exit_code, created));
+            }
+        }
+    }
+    display.finish(err);
+    bail!("the engine closed the connection before the operation ended (see its log)")
+}
+
+pub fn code(c: i32) -> ExitCode {
+    ExitCode::from(c.clamp(0, 255) as u8)
+}
 
 #[cfg(test)]
 mod tests {

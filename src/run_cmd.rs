@@ -3,9 +3,12 @@
 //! input with `-i`, the default) until it exits, and its exit code is ours; one that has
 //! ended before the attachment has its log printed instead.
 
-use crate::cli::{Global, RunArgs};
+use crate::args::RunArgs;
+use crate::global::Global;
 use crate::client::connect;
-use crate::lifecycle::{file_values, follow_operation_created, load, runtime};
+use crate::client::runtime;
+use crate::progress::follow_operation_created;
+use crate::project::{file_values, load};
 use anyhow::{bail, Context, Result};
 use engine::api::{ContainerSummary, RunRequest};
 use hyper::Method;
@@ -55,12 +58,6 @@ fn port(spec: &str) -> Result<serde_json::Value> {
 
 pub fn run(g: &Global, a: RunArgs) -> Result<ExitCode> {
     let l = load(g, std::slice::from_ref(&a.service))?;
-    let deps = if a.no_deps {
-        vec![a.service.clone()]
-    } else {
-        compose::Graph::new(&l.loaded.project)?.with_dependencies(std::slice::from_ref(&a.service))
-    };
-    crate::image_cmd::pull_for_up(&l.loaded.project, &deps, a.pull.as_deref(), true)?;
     // A terminal when ours is one, unless -T; `-t` cannot make one out of a pipe.
     let term = std::io::stdin().is_terminal();
     if a.tty && !term && !a.detach {
@@ -77,6 +74,10 @@ pub fn run(g: &Global, a: RunArgs) -> Result<ExitCode> {
         working_dir: l.loaded.project_dir.display().to_string(),
         config_files: l.loaded.files.iter().map(|f| f.display().to_string()).collect(),
         service: a.service.clone(),
+        pull: a.pull.clone(),
+        // As Compose: a run's pulls are quiet.
+        quiet_pull: true,
+        auths: crate::project::auths(&l.loaded.project),
         command: (!a.command.is_empty()).then(|| a.command.clone()),
         entrypoint: a
             .entrypoint

@@ -359,14 +359,15 @@ fn hostile_names_are_refused_before_anything_touches_the_disk() {
     assert!(env.ps().is_empty());
 }
 
-/// Two networks of one project and the default network of another: only containers
-/// that share a network reach each other; published ports stay reachable.
+/// Two networks of one project (one of them named `ipam`, whose record was once the
+/// IPAM's state file and escaped isolation) and the default network of another: only
+/// containers that share a network reach each other; published ports stay reachable.
 fn networks_are_isolated(env: &Env) {
     let web = "    image: rcompose/busybox:latest\n    command: [httpd, -f, -p, '8080', -h, /etc]\n";
     env.write(
         "compose.yaml",
         &format!(
-            "name: one\nservices:\n  a:\n{web}    networks: {{front: {{ipv4_address: 10.231.1.10}}}}\n  c:\n{web}    networks: {{front: {{ipv4_address: 10.231.1.11}}}}\n  b:\n{web}    networks: {{back: {{ipv4_address: 10.231.2.10}}}}\n    ports: ['18090:8080']\nnetworks:\n  front: {{ipam: {{config: [{{subnet: 10.231.1.0/24}}]}}}}\n  back: {{ipam: {{config: [{{subnet: 10.231.2.0/24}}]}}}}\n"
+            "name: one\nservices:\n  a:\n{web}    networks: {{front: {{ipv4_address: 10.231.1.10}}}}\n  c:\n{web}    networks: {{front: {{ipv4_address: 10.231.1.11}}}}\n  b:\n{web}    networks: {{back: {{ipv4_address: 10.231.2.10}}}}\n    ports: ['18090:8080']\nnetworks:\n  front: {{name: ipam, ipam: {{config: [{{subnet: 10.231.1.0/24}}]}}}}\n  back: {{ipam: {{config: [{{subnet: 10.231.2.0/24}}]}}}}\n"
         ),
     );
     env.write(

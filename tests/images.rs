@@ -45,6 +45,22 @@ struct Env {
     state: tempfile::TempDir,
 }
 
+/// The engine the CLI started for this test's root goes with the test (and what it
+/// left: its cgroups, none of them a container's).
+impl Drop for Env {
+    fn drop(&mut self) {
+        let pid = std::fs::read_to_string(self.state.path().join("run/rcompose.pid")).unwrap_or_default();
+        if let Ok(pid) = pid.trim().parse::<i32>() {
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while Path::new(&format!("/proc/{pid}")).exists() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+    }
+}
+
 impl Env {
     fn new() -> Env {
         Env {
@@ -78,7 +94,8 @@ impl Env {
         );
         String::from_utf8(o.stderr).unwrap()
     }
-    /// Every file of the store, with its content digest: to show a failure changed nothing.
+    /// Every file of the store, with its content digest: to show a failure changed nothing
+    /// (the engine's log and run state aside).
     fn snapshot(&self) -> Vec<(PathBuf, String)> {
         let mut out = Vec::new();
         fn walk(p: &Path, base: &Path, out: &mut Vec<(PathBuf, String)>) {
@@ -88,7 +105,13 @@ impl Env {
                 let m = std::fs::symlink_metadata(&path).unwrap();
                 if m.is_dir() {
                     walk(&path, base, out);
-                } else if !path.to_string_lossy().contains("/tmp/") && !path.ends_with(".lock") {
+                } else if !path.to_string_lossy().contains("/tmp/")
+                    && !path.ends_with(".lock")
+                    // The engine's own files (its log, socket, pid, networks' state).
+                    && !["engine.log", "engine.lock", "run", "networks"]
+                        .iter()
+                        .any(|own| path.strip_prefix(base).is_ok_and(|r| r.starts_with(own)))
+                {
                     out.push((
                         path.strip_prefix(base).unwrap().to_path_buf(),
                         sha(&std::fs::read(&path).unwrap_or_default()),

@@ -136,7 +136,7 @@ impl Fixture {
             "container did not exit"
         );
         let status = exit_status(&c.dir).expect("exit status recorded");
-        self.rt.cleanup(&c);
+        assert_eq!(self.rt.cleanup(&c), Vec::<String>::new(), "teardown left something");
         (status.exit_code, self.log(&spec.id))
     }
 
@@ -289,7 +289,7 @@ fn exit_codes_signals_and_missing_commands() {
         let status = f.rt.stop(&c, libc::SIGTERM, Duration::from_secs(10)).unwrap();
         assert_eq!(status.exit_code, 42);
         assert!(f.log("sig").contains("got TERM"));
-        f.rt.cleanup(&c);
+        assert_eq!(f.rt.cleanup(&c), Vec::<String>::new(), "teardown left something");
         // A workload that ignores SIGTERM is killed after the grace period: 137.
         let c: Container =
             f.rt.start(
@@ -310,7 +310,7 @@ fn exit_codes_signals_and_missing_commands() {
                     oom_killed: false,
                 });
         assert_eq!(status.exit_code, 137);
-        f.rt.cleanup(&c);
+        assert_eq!(f.rt.cleanup(&c), Vec::<String>::new(), "teardown left something");
         f.assert_clean();
     });
 }
@@ -340,7 +340,7 @@ fn limits_memory_pids_and_user() {
         assert!(c.cgroup.oom_killed(), "no OOM kill recorded");
         let status = f.rt.status(&c).expect("exit status");
         assert!(status.oom_killed, "{status:?}");
-        f.rt.cleanup(&c);
+        assert_eq!(f.rt.cleanup(&c), Vec::<String>::new(), "teardown left something");
         // A pids limit stops a fork bomb: the kernel refuses forks past it.
         let limits = Limits {
             pids: Some(20),
@@ -360,7 +360,7 @@ fn limits_memory_pids_and_user() {
         assert!(c.cgroup.pids_limit_hits() > 0, "no fork was refused");
         assert!(peak <= 20, "{peak} processes");
         f.rt.stop(&c, libc::SIGKILL, Duration::from_secs(5));
-        f.rt.cleanup(&c);
+        assert_eq!(f.rt.cleanup(&c), Vec::<String>::new(), "teardown left something");
         // A non-root user has no capabilities and its own ids.
         let mut spec = f.spec(
             "user",
@@ -474,7 +474,7 @@ fn exec_joins_the_container_with_and_without_a_tty() {
         // Once the container is stopped, exec is refused.
         f.rt.stop(&c, libc::SIGKILL, Duration::from_secs(5));
         assert!(f.rt.exec(&c, &p, Some(stdio(&out))).is_err());
-        f.rt.cleanup(&c);
+        assert_eq!(f.rt.cleanup(&c), Vec::<String>::new(), "teardown left something");
         f.assert_clean();
     });
 }
@@ -496,7 +496,7 @@ fn cpu_quota_mounts_read_only_sysctls_ulimits_and_freeze() {
         let share = (c.cgroup.cpu_usage_ns().unwrap() - u0) as f64 / t0.elapsed().as_nanos() as f64;
         assert!(share < 0.75, "the busy loop used {share:.2} of a CPU");
         f.rt.stop(&c, libc::SIGKILL, Duration::from_secs(5));
-        f.rt.cleanup(&c);
+        assert_eq!(f.rt.cleanup(&c), Vec::<String>::new(), "teardown left something");
 
         let rw = tempfile::tempdir().unwrap();
         let ro = tempfile::tempdir().unwrap();
@@ -575,7 +575,7 @@ fn cpu_quota_mounts_read_only_sysctls_ulimits_and_freeze() {
         std::thread::sleep(Duration::from_millis(300));
         assert!(f.log("frz").len() > frozen, "no output after thaw");
         f.rt.stop(&c, libc::SIGKILL, Duration::from_secs(5));
-        f.rt.cleanup(&c);
+        assert_eq!(f.rt.cleanup(&c), Vec::<String>::new(), "teardown left something");
         f.assert_clean();
     });
 }
@@ -644,7 +644,7 @@ fn the_engine_can_die_and_the_container_lives_on() {
         let log = f.log("adopt");
         assert!(log.starts_with("running\n") && log.ends_with("stopping\n"), "{log}");
         assert!(f.rt.adopt(&dir).is_none());
-        f.rt.cleanup(&c);
+        assert_eq!(f.rt.cleanup(&c), Vec::<String>::new(), "teardown left something");
         f.assert_clean();
     });
 }
@@ -681,7 +681,7 @@ fn namespace_joins_and_a_tty_workload() {
         let test_net = std::fs::read_link("/proc/thread-self/ns/net").unwrap();
         assert_ne!(a_net, test_net);
         f.rt.stop(&a, libc::SIGKILL, Duration::from_secs(5));
-        f.rt.cleanup(&a);
+        assert_eq!(f.rt.cleanup(&a), Vec::<String>::new(), "teardown left something");
 
         // A host device made available: created inside and allowed by the device rules.
         let mut spec = f.spec(
@@ -949,7 +949,7 @@ fn a_user_namespace_maps_the_container_root_to_its_own_host_ids() {
         assert_eq!((code, out.contains("tty=0:5")), (0, true), "{out}");
 
         f.rt.stop(&c, libc::SIGKILL, Duration::from_secs(5));
-        f.rt.cleanup(&c);
+        assert_eq!(f.rt.cleanup(&c), Vec::<String>::new(), "teardown left something");
         f.assert_clean();
     });
 }

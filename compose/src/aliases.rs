@@ -1,16 +1,19 @@
 //! A budget for YAML alias expansion, as go-yaml has one ("excessive aliasing"): a few
 //! kilobytes of nested anchors and aliases can stand for billions of nodes, which every
 //! later stage of the loader would copy. Before the document is parsed into values, its
-//! events are counted with every alias expanded (each anchor's size known once its node
-//! ends); past a budget proportional to the input's size it is refused, in one pass
-//! over the events, with the position where the budget ran out.
+//! events are weighed with every alias expanded (each anchor's weight known once its
+//! node ends: a node counts one, a scalar one more per byte, so that a long string
+//! repeated by aliases weighs what it expands to); past a budget proportional to the
+//! input's size it is refused, in one pass over the events, with the position where the
+//! budget ran out.
 
 use std::collections::HashMap;
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::Marker;
 
-/// Nodes any input may expand to, plus [`PER_BYTE`] per byte of it.
-const BASE: u64 = 100_000;
+/// The weight any input may expand to, plus [`PER_BYTE`] per byte of it (a document
+/// without aliases weighs about twice its size).
+const BASE: u64 = 1 << 20;
 const PER_BYTE: u64 = 10;
 
 struct Counter {
@@ -40,11 +43,12 @@ impl MarkedEventReceiver for Counter {
             return;
         }
         match ev {
-            Event::Scalar(_, _, anchor, _) => {
+            Event::Scalar(value, _, anchor, _) => {
+                let weight = 1 + value.len() as u64;
                 if anchor > 0 {
-                    self.sizes.insert(anchor, 1);
+                    self.sizes.insert(anchor, weight);
                 }
-                self.add(1, mark);
+                self.add(weight, mark);
             }
             Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
                 self.add(1, mark);
@@ -114,5 +118,10 @@ mod tests {
         assert_eq!(excessive(ordinary), None);
         // Anchored collections count as what they expand to, nested or not.
         assert_eq!(excessive(&bomb(10, 3)), None);
+        // One long string, repeated by aliases: few nodes, but its bytes each time.
+        let mut long = format!("a: &a \"{}\"\nb: [", "x".repeat(1 << 20));
+        long.push_str(&vec!["*a"; 200].join(", "));
+        long.push_str("]\n");
+        assert!(excessive(&long).is_some());
     }
 }

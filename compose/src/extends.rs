@@ -5,7 +5,7 @@
 use crate::discovery::absolute;
 use crate::environment::Env;
 use crate::error::{Error, Result};
-use crate::loader::Ctx;
+use crate::context::Ctx;
 use crate::merge::{merge, scalar_str};
 use serde_yaml_ng::{Mapping, Value};
 use std::path::{Path, PathBuf};

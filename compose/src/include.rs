@@ -5,7 +5,7 @@
 use crate::discovery::absolute;
 use crate::environment::{self, Env};
 use crate::error::{Error, Result};
-use crate::loader::Ctx;
+use crate::context::{Ctx, Process};
 use crate::merge::{key_str, merge, scalar_str};
 use serde_yaml_ng::{Mapping, Value};
 use std::path::{Path, PathBuf};
@@ -20,7 +20,14 @@ fn strings(v: Option<&Value>) -> Vec<String> {
     }
 }
 
-pub(crate) fn apply(ctx: &mut Ctx, tree: &mut Mapping, file: &Path, env: &Env, stack: &mut Vec<PathBuf>) -> Result<()> {
+pub(crate) fn apply(
+    ctx: &mut Ctx,
+    tree: &mut Mapping,
+    file: &Path,
+    env: &Env,
+    stack: &mut Vec<PathBuf>,
+    process: Process,
+) -> Result<()> {
     let Some(includes) = tree.shift_remove("include") else {
         return Ok(());
     };
@@ -95,7 +102,7 @@ pub(crate) fn apply(ctx: &mut Ctx, tree: &mut Mapping, file: &Path, env: &Env, s
                 ));
             }
             stack.push(p.clone());
-            let t = ctx.process(p, &sub_env, stack)?;
+            let t = process(ctx, p, &sub_env, stack)?;
             stack.pop();
             sub = merge(sub, Value::Mapping(t), &mut vec![]).unwrap_or(Value::Mapping(Mapping::new()));
         }

@@ -6,6 +6,7 @@
 //! -> validate -> dependency graph.
 
 mod aliases;
+mod context;
 pub mod discovery;
 pub mod dotenv;
 pub mod environment;

@@ -5,7 +5,7 @@
 
 use crate::environment;
 use crate::error::{Error, Result};
-use crate::loader::{Ctx, Loaded, Options};
+use crate::context::{Ctx, Loaded, Options};
 use crate::model::*;
 use indexmap::IndexMap;
 use std::path::Path;

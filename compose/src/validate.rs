@@ -3,7 +3,7 @@
 //! fixed set must be one of it; `container_name` must be unique.
 
 use crate::error::{Error, Result};
-use crate::loader::Ctx;
+use crate::context::Ctx;
 use crate::model::*;
 use std::collections::HashMap;
 

@@ -75,7 +75,9 @@ fn bench(rt: &Runtime, layers: &[std::path::PathBuf], state: &Path, runs: usize,
         let c = rt.start(&spec, &Limits::default()).unwrap();
         create_to_exec.push(t0.elapsed().as_secs_f64() * 1e3);
         wait_gone(c.pid, Duration::from_secs(10));
-        rt.remove(&c).unwrap();
+        let left = rt.cleanup(&c);
+        assert!(left.is_empty(), "{left:?}");
+        std::fs::remove_dir_all(&c.dir).unwrap();
         cycle.push(t0.elapsed().as_secs_f64() * 1e3);
     }
     (median(create_to_exec), median(cycle))

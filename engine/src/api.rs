@@ -34,6 +34,69 @@ pub struct UpRequest {
     /// Contents of secrets and configs whose source is an environment variable
     /// (`secret:NAME`, `config:NAME`), taken from the CLI's project environment.
     pub file_values: BTreeMap<String, String>,
+    /// `--pull`: `always`, `missing` or `never` for every service, over each one's
+    /// `pull_policy` (`missing` when it has none).
+    pub pull: Option<String>,
+    /// `--quiet-pull`: no pull progress in the stream.
+    pub quiet_pull: bool,
+    /// Credentials by registry host, as the client's Docker configuration has them.
+    pub auths: BTreeMap<String, Credentials>,
+}
+
+/// A registry login: what the client read from its `~/.docker/config.json` (the engine
+/// never reads a user's configuration), as Docker's `X-Registry-Auth` carries it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+/// `POST /v1/images/pull`: one image, answered with a stream of `pull` lines.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PullRequest {
+    pub reference: String,
+    /// `missing`: nothing is pulled when the image is present; `always` (the default).
+    pub policy: Option<String>,
+    pub auth: Option<Credentials>,
+}
+
+/// What a pull reports as it goes (`{"pull": {...}}` lines of a stream).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum PullEvent {
+    /// The manifest for this platform is known.
+    Resolved { image: String, manifest: String },
+    LayerExists { layer: String },
+    /// Bytes of a layer received so far.
+    LayerProgress { layer: String, done: u64, total: u64 },
+    LayerDownloaded { layer: String, size: u64 },
+    /// `image` in full (`docker.io/library/busybox:latest`), `display` as Docker shows it
+    /// (`busybox:latest`).
+    Done { image: String, display: String, manifest: String },
+    /// `policy: missing` and the image is there: nothing was pulled.
+    Present { image: String },
+}
+
+/// An image of the store, as `image ls` shows it (`GET /v1/images`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ImageSummary {
+    /// The config digest (`sha256:...`), Docker's image ID.
+    pub id: String,
+    /// Every name it is tagged with (`docker.io/library/busybox:latest`).
+    pub tags: Vec<String>,
+    /// The same names as Docker shows them: (repository, tag), `busybox`, `latest`.
+    pub names: Vec<(String, String)>,
+    /// Unix seconds: the config's `created`, else when it was stored.
+    pub created: u64,
+    pub size: u64,
+}
+
+/// `image rm`, `image prune`, `image load`: what was done, one line each, as Docker
+/// prints it (`Untagged: ...`, `Deleted: ...`, `Loaded image: ...`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Lines {
+    pub lines: Vec<String>,
 }
 
 /// `POST /v1/projects/{name}/run`: a one-off container of a service, created and
@@ -61,6 +124,10 @@ pub struct RunRequest {
     pub name: Option<String>,
     pub no_deps: bool,
     pub file_values: BTreeMap<String, String>,
+    /// As `up`'s: the pull policy over the services', and the credentials.
+    pub pull: Option<String>,
+    pub quiet_pull: bool,
+    pub auths: BTreeMap<String, Credentials>,
     /// A terminal for the container (`-t`, or standard input is one).
     pub tty: bool,
     /// Standard input kept open (`-i`).
@@ -81,6 +148,8 @@ pub struct DownRequest {
     pub volumes: bool,
     pub remove_orphans: bool,
     pub timeout: Option<u64>,
+    /// `--rmi all|local`: the services' images removed afterwards.
+    pub rmi: Option<String>,
 }
 
 /// `POST /v1/projects/{name}/{start|stop|restart|kill|rm|pause|unpause}`.
@@ -117,6 +186,8 @@ pub enum StreamMsg {
     Warning(String),
     /// `run`: the one-off container made.
     Created(String),
+    /// An image pull's progress (`POST /v1/images/pull`, or `up` pulling).
+    Pull(PullEvent),
     Error {
         message: String,
         exit_code: i32,

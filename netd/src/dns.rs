@@ -1,4 +1,4 @@
-//! Answers of the embedded DNS server of one network (the server's socket comes next):
+//! Answers of the embedded DNS server of one network (its socket is `dns_server`):
 //! A/AAAA for the names of the containers on that network (service names with every
 //! replica, round-robin; container names; aliases), PTR for their addresses, and
 //! "forward" for everything else, which the server sends on to the host's resolvers.

@@ -6,9 +6,9 @@
 //! are watched too: an edit is loaded and applied as a convergence, and one that does
 //! not load is reported while everything keeps running.
 
-pub mod command;
 pub mod ignore;
 pub mod rules;
+pub mod session;
 mod sync;
 
 use crate::client::Client;
@@ -25,7 +25,7 @@ const QUIET: Duration = Duration::from_millis(50);
 const LONGEST: Duration = Duration::from_millis(1000);
 
 /// The project as loaded again after an edit of its files.
-pub type Reload = Box<dyn Fn() -> Result<crate::lifecycle::Loaded> + Send>;
+pub type Reload = Box<dyn Fn() -> Result<crate::project::Loaded> + Send>;
 
 pub struct Session {
     pub project: String,
@@ -280,7 +280,7 @@ async fn reload(c: &Client, s: &mut Session, w: &mut Watches) {
         }
     };
     eprintln!("The project's files changed: applying them");
-    let req = match crate::lifecycle::up_request(&l, &s.services) {
+    let req = match crate::project::up_request(&l, &s.services) {
         Ok(r) => engine::api::UpRequest {
             remove_orphans: true,
             ..r
@@ -294,7 +294,7 @@ async fn reload(c: &Client, s: &mut Session, w: &mut Watches) {
         let lines = c
             .stream(hyper::Method::POST, &format!("/v1/projects/{}/up", l.name), Some(&req))
             .await?;
-        crate::lifecycle::follow_operation(lines).await
+        crate::progress::follow_operation(lines).await
     }
     .await;
     match applied {

@@ -114,7 +114,7 @@ pub async fn sync(c: &Client, project: &str, rule: &Rule, changed: &[PathBuf]) -
         let path = format!(
             "/v1/containers/{}/archive?path={}&whiteouts=1&mkdir=1",
             ctr.id,
-            crate::exec_cmd::query_escape(&dest)
+            crate::client::query_escape(&dest)
         );
         let sent = c.put_stream(&path, chunks).await;
         let made = crate::tarstream::finish(worker).await;

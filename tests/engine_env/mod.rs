@@ -76,12 +76,6 @@ impl Env {
         std::fs::write(fs.join("etc/group"), "root:x:0:\n").unwrap();
         // Image content at a volume's mount point is copied into a new volume.
         std::fs::write(fs.join("data/from-image"), "seed\n").unwrap();
-        let o = Command::new(BIN)
-            .args(["image", "import", fs.to_str().unwrap(), "rcompose/busybox:latest"])
-            .env("RCOMPOSE_ROOT", state.path())
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         // A network namespace of its own, held by the engine started in it.
         let ns = std::thread::spawn(|| {
             nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
@@ -100,6 +94,8 @@ impl Env {
             opts,
         };
         env.wait_for_engine();
+        // Through the engine, the one writer of its image store.
+        env.ok(&["image", "import", fs.to_str().unwrap(), "rcompose/busybox:latest"]);
         env
     }
 
@@ -269,7 +265,7 @@ impl Env {
         let nets: Vec<_> = std::fs::read_dir(self.state.path().join("networks"))
             .unwrap()
             .flatten()
-            .filter(|e| e.file_name() != "ipam.json")
+            .filter(|e| e.file_name() != ".ipam.json")
             .collect();
         assert!(nets.is_empty(), "network records left: {nets:?}");
         let tables = self.in_netns(|| {

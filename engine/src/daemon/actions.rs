@@ -11,9 +11,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Says what could not be recorded (a full disk) while the action went ahead.
-fn report_unsaved(c: &Ctr, out: &Out) {
-    for m in c.take_unsaved() {
+/// Says what could not be recorded (a full disk) or undone while the action went ahead.
+fn report_problems(c: &Ctr, out: &Out) {
+    for m in c.take_problems() {
         out.warn(m);
     }
 }
@@ -30,7 +30,7 @@ impl Engine {
         if c.live().is_some() || c.state() == State::Restarting {
             out.progress("Container", &name, "Stopping");
             let r = self.stop(c, timeout.map(Duration::from_secs), false).await;
-            report_unsaved(c, out);
+            report_problems(c, out);
             r?;
             out.progress("Container", &name, "Stopped");
         }
@@ -41,7 +41,9 @@ impl Engine {
         let _op = c.op.lock().await;
         let name = c.rec().name;
         out.progress("Container", &name, "Removing");
-        self.remove(c).await?;
+        let r = self.remove(c).await;
+        report_problems(c, out);
+        r?;
         out.progress("Container", &name, "Removed");
         Ok(())
     }
@@ -154,6 +156,14 @@ impl Engine {
                 out.progress("Volume", &v.name, "Removed");
             }
         }
+        match (req.rmi.as_deref(), &project) {
+            (None, _) => {}
+            (Some("all"), Some(p)) => self.remove_images(p, &out).await,
+            (Some("all"), None) => return Err("down --rmi needs the Compose file".to_string().into()),
+            // Only builds make the images `local` removes (none without a custom tag).
+            (Some("local"), _) => {}
+            (Some(other), _) => return Err(format!("invalid --rmi {other:?}: all or local").into()),
+        }
         Ok(())
     }
 
@@ -251,7 +261,7 @@ impl Engine {
                         }
                         other => return Err(format!("unknown action {other}")),
                     }
-                    report_unsaved(&c, &out);
+                    report_problems(&c, &out);
                     Ok::<(), String>(())
                 }));
             }

@@ -109,6 +109,8 @@ impl Engine {
             Some((name, _)) => name.clone(),
             None => container_name(n.project_name, n.service_name, svc, n.number),
         };
+        // However the request was made, the name is Docker's kind before it is a path.
+        compose::names::container(&name)?;
         if self.container(&name).is_some() {
             return Err(format!(
                 "Error response from daemon: Conflict. The container name \"/{name}\" is already in use"
@@ -421,7 +423,7 @@ impl Engine {
             Err(e) => {
                 let nets: Vec<String> = rec.networks.iter().map(|n| n.network.clone()).collect();
                 self.net.unregister(&rec.id, &dns_addresses(&rec));
-                self.net.detach(&rec.id, &nets).await;
+                ctr.note_left(self.net.detach(&rec.id, &nets).await);
                 let msg = format!("Error response from daemon: failed to create task for container: {e}");
                 let _ = ctr.update(|r| {
                     r.exit_code = Some(match &e {
@@ -609,7 +611,7 @@ impl Engine {
         }
         let rec = ctr.rec();
         let nets: Vec<String> = rec.networks.iter().map(|n| n.network.clone()).collect();
-        self.net.detach(&rec.id, &nets).await;
+        ctr.note_left(self.net.detach(&rec.id, &nets).await);
         for n in &nets {
             self.net.release(n, &rec.id);
         }

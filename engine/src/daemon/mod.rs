@@ -18,6 +18,8 @@ pub mod container;
 pub mod exec;
 pub mod files;
 pub mod health;
+pub mod image_routes;
+pub mod images;
 pub mod logs;
 pub mod nat;
 pub mod network;
@@ -108,9 +110,10 @@ pub struct Ctr {
     op: tokio::sync::Mutex<()>,
     health_task: Mutex<Option<JoinHandle<()>>>,
     proxies: Mutex<network::Proxies>,
-    /// What could not be written to the record (a full disk): the change is kept in
-    /// memory and carried on with, and the messages reach the user with the action.
-    unsaved: Mutex<Vec<String>>,
+    /// What the engine could not record (a full disk: the change is kept in memory and
+    /// carried on with) or undo (a cgroup that would not go): reported to the user with
+    /// the action under way.
+    problems: Mutex<Vec<String>>,
 }
 
 impl Ctr {
@@ -127,7 +130,7 @@ impl Ctr {
             op: tokio::sync::Mutex::new(()),
             health_task: Mutex::new(None),
             proxies: Mutex::new(network::Proxies::default()),
-            unsaved: Mutex::new(Vec::new()),
+            problems: Mutex::new(Vec::new()),
         }
     }
 
@@ -136,21 +139,31 @@ impl Ctr {
     }
 
     /// Changes the record and writes it to disk. The change holds in memory even when
-    /// the write fails; the failure is also kept for [`Ctr::take_unsaved`].
+    /// the write fails; the failure is also kept for [`Ctr::take_problems`].
     pub fn update(&self, f: impl FnOnce(&mut Record)) -> Result<(), String> {
         let mut r = lock(&self.rec);
         f(&mut r);
         r.save(&self.dir).map_err(|e| {
             let m = format!("container {}: could not record its state: {e}", r.name);
             tracing::warn!("{m}");
-            lock(&self.unsaved).push(m.clone());
+            lock(&self.problems).push(m.clone());
             m
         })
     }
 
-    /// The record writes that failed since the last call.
-    pub fn take_unsaved(&self) -> Vec<String> {
-        std::mem::take(&mut *lock(&self.unsaved))
+    /// Keeps what teardown could not undo, for the action under way to report.
+    pub fn note_left(&self, left: Vec<String>) {
+        let name = lock(&self.rec).name.clone();
+        for l in left {
+            let m = format!("container {name}: {l}");
+            tracing::warn!("{m}");
+            lock(&self.problems).push(m);
+        }
+    }
+
+    /// What could not be recorded or undone since the last call.
+    pub fn take_problems(&self) -> Vec<String> {
+        std::mem::take(&mut *lock(&self.problems))
     }
 
     pub fn live(&self) -> Option<crate::runtime::Container> {
@@ -180,7 +193,7 @@ impl Ctr {
 
 pub struct Engine {
     pub root: PathBuf,
-    pub store: Store,
+    pub store: Arc<Store>,
     pub runtime: Runtime,
     pub net: network::Net,
     nat: nat::Nat,
@@ -207,6 +220,8 @@ impl Engine {
     pub fn open(root: &Path, helper: &Path) -> Result<Arc<Engine>, DaemonError> {
         let setup = |what: &str, e: String| DaemonError::Setup(format!("{what}: {e}"));
         let store = Store::open(root).map_err(|e| setup("image store", e.to_string()))?;
+        // What a crashed engine was still receiving.
+        let _ = std::fs::remove_dir_all(image_routes::uploads(store.root()));
         let runtime = Runtime::new(helper, &cgroup_parent(root)).map_err(|e| setup("runtime", e.to_string()))?;
         let net = network::Net::open(root).map_err(|e| setup("networks", e))?;
         std::fs::create_dir_all(root.join("containers"))?;
@@ -214,7 +229,7 @@ impl Engine {
         std::fs::create_dir_all(root.join("tmp"))?;
         Ok(Arc::new(Engine {
             root: root.to_path_buf(),
-            store,
+            store: Arc::new(store),
             runtime,
             net,
             nat: nat::Nat::new(root),
@@ -320,9 +335,13 @@ impl Engine {
             let Some(rec) = Record::load(&dir) else {
                 tracing::warn!("removing {}: no record (a create that never finished)", dir.display());
                 if let Some(c) = self.runtime.adopt(&dir) {
-                    self.runtime.cleanup(&c);
+                    for l in self.runtime.cleanup(&c) {
+                        tracing::warn!("{}: {l}", dir.display());
+                    }
                 }
-                let _ = std::fs::remove_dir_all(&dir);
+                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                    tracing::warn!("removing {}: {e}", dir.display());
+                }
                 continue;
             };
             let ctr = Arc::new(Ctr::new(dir.clone(), rec));
@@ -343,7 +362,7 @@ impl Engine {
                         let state = std::fs::read(dir.join("state.json")).unwrap_or_default();
                         if let Ok(old) = serde_json::from_slice::<crate::runtime::Container>(&state) {
                             let status = self.runtime.status(&old);
-                            self.runtime.cleanup(&old);
+                            ctr.note_left(self.runtime.cleanup(&old));
                             let _ = ctr.update(|r| {
                                 r.finished_at = Some(state::now());
                                 r.exit_code = Some(status.as_ref().map(|s| s.exit_code).unwrap_or(137));

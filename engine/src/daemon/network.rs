@@ -17,6 +17,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::task::JoinHandle;
 
+/// The IPAM's state in `<root>/networks`.
+const IPAM_STATE: &str = ".ipam.json";
+
 /// What the engine keeps of a network it created (`<root>/networks/<name>.json`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NetworkRecord {
@@ -125,7 +128,15 @@ impl Net {
     pub fn open(root: &Path) -> Result<Net, String> {
         let dir = root.join("networks");
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let ipam = Ipam::load(&dir.join("ipam.json"), netd::ipam::default_pools()).map_err(|e| e.to_string())?;
+        // The IPAM state lives beside the records, under a name no network can have
+        // (names start with a letter or digit): `ipam.json` was also the record of a
+        // network named `ipam`. A state of an older engine is moved to its new name.
+        let state = dir.join(IPAM_STATE);
+        let old = dir.join("ipam.json");
+        if !state.exists() && Ipam::load(&old, Vec::new()).is_ok() && old.exists() {
+            std::fs::rename(&old, &state).map_err(|e| format!("{}: {e}", old.display()))?;
+        }
+        let ipam = Ipam::load(&state, netd::ipam::default_pools()).map_err(|e| e.to_string())?;
         let nl = Rtnl::connect().map_err(|e| format!("netlink: {e}"))?;
         let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         Ok(Net {
@@ -177,7 +188,7 @@ impl Net {
             .into_iter()
             .flatten()
             .flatten()
-            .filter(|e| e.file_name().to_string_lossy().ends_with(".json") && e.file_name() != "ipam.json")
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".json") && e.file_name() != IPAM_STATE)
             .filter_map(|e| serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok())
             .collect();
         v.sort_by(|a: &NetworkRecord, b| a.name.cmp(&b.name));
@@ -187,6 +198,8 @@ impl Net {
     /// Creates the network (bridge, addresses, DNS server) or finds it. Returns whether
     /// it was created now.
     pub async fn ensure(&self, name: &str, spec: &NetSpec) -> Result<bool, String> {
+        // Whatever the request's project said: a name made from its keys is checked too.
+        compose::names::resource("network", name)?;
         let existing = self.record(name);
         if spec.external && existing.is_none() {
             return Err(format!("network {name} declared as external, but could not be found"));
@@ -379,13 +392,23 @@ impl Net {
             .map_err(|e| e.to_string())
     }
 
-    /// Removes a container's host-side veth ends (they usually go with its namespace).
-    pub async fn detach(&self, container_id: &str, networks: &[String]) {
+    /// Removes a container's host-side veth ends (they usually go with its namespace);
+    /// returns those it could not remove.
+    #[must_use = "what teardown could not undo is to be reported"]
+    pub async fn detach(&self, container_id: &str, networks: &[String]) -> Vec<String> {
+        let mut left = Vec::new();
         for n in networks {
-            if let Ok(Some(i)) = self.nl_index(&veth_name(container_id, n)).await {
-                let _ = netd::links::Netlink::delete(&self.nl, i).await;
+            let name = veth_name(container_id, n);
+            let res = match self.nl_index(&name).await {
+                Ok(Some(i)) => netd::links::Netlink::delete(&self.nl, i).await.map_err(|e| e.to_string()),
+                Ok(None) => Ok(()),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = res {
+                left.push(format!("removing its veth {name} on network {n}: {e}"));
             }
         }
+        left
     }
 
     /// Makes a container's names resolvable: `entries` are (network, address, names).

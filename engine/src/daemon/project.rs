@@ -34,6 +34,9 @@ impl Out {
     pub fn warn(&self, m: impl Into<String>) {
         let _ = self.0.send(StreamMsg::Warning(m.into()));
     }
+    pub fn send(&self, m: StreamMsg) {
+        let _ = self.0.send(m);
+    }
 }
 
 /// An operation's failure: Compose's message and exit code.
@@ -136,6 +139,9 @@ impl Engine {
             super::files::file_mounts(&project, svc, &req.file_values).map_err(|e| format!("service {s:?}: {e}"))?;
         }
 
+        // Image ready: pulled as `--pull` or the services' policies say.
+        self.pull_for_services(&project, &selected, req.pull.as_deref(), req.quiet_pull, &req.auths, &out)
+            .await?;
         let services: Vec<&compose::model::Service> = selected.iter().map(|s| &project.services[s]).collect();
         self.ensure_resources(&project, &name, &services, &out).await?;
 

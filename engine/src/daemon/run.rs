@@ -20,6 +20,15 @@ impl Engine {
         // Checked before its dependencies start: nothing is made for a run that cannot be.
         super::container::check_networks(&project, base).map_err(|e| format!("service {:?}: {e}", req.service))?;
         crate::runtime::userns::check_service(base).map_err(|e| format!("service {:?}: {e}", req.service))?;
+        let pulled: Vec<String> = if req.no_deps {
+            vec![req.service.clone()]
+        } else {
+            compose::Graph::new(&project)
+                .map_err(|e| e.to_string())?
+                .with_dependencies(std::slice::from_ref(&req.service))
+        };
+        self.pull_for_services(&project, &pulled, req.pull.as_deref(), req.quiet_pull, &req.auths, &out)
+            .await?;
         if !req.no_deps {
             let graph = compose::Graph::new(&project).map_err(|e| e.to_string())?;
             let deps: Vec<String> = graph
@@ -35,6 +44,9 @@ impl Engine {
                         config_files: req.config_files.clone(),
                         services: deps,
                         file_values: req.file_values.clone(),
+                        pull: req.pull.clone(),
+                        quiet_pull: req.quiet_pull,
+                        auths: req.auths.clone(),
                         ..Default::default()
                     },
                     out.clone(),
@@ -99,6 +111,7 @@ impl Engine {
             .name
             .clone()
             .unwrap_or_else(|| format!("{name}-{}-run-{}", req.service, super::random_hex(6)));
+        compose::names::container(&cname)?;
         let files = super::files::file_mounts(&project, &svc, &req.file_values)?;
         let ctr: Arc<Ctr> = self.create(&NewContainer {
             project: &project,

@@ -16,7 +16,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 
-type Body = BoxBody<Bytes, Infallible>;
+pub(super) type Body = BoxBody<Bytes, Infallible>;
 
 pub async fn serve(listener: tokio::net::UnixListener, engine: Arc<Engine>) -> std::io::Result<()> {
     loop {
@@ -35,7 +35,7 @@ pub async fn serve(listener: tokio::net::UnixListener, engine: Arc<Engine>) -> s
     }
 }
 
-fn json<T: serde::Serialize>(status: StatusCode, v: &T) -> Response<Body> {
+pub(super) fn json<T: serde::Serialize>(status: StatusCode, v: &T) -> Response<Body> {
     let body = serde_json::to_vec(v).unwrap_or_default();
     Response::builder()
         .status(status)
@@ -44,12 +44,12 @@ fn json<T: serde::Serialize>(status: StatusCode, v: &T) -> Response<Body> {
         .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed()))
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response<Body> {
+pub(super) fn error(status: StatusCode, message: impl Into<String>) -> Response<Body> {
     json(status, &serde_json::json!({ "message": message.into() }))
 }
 
 /// A newline-delimited JSON stream from a channel.
-fn ndjson<T: serde::Serialize + Send + 'static>(rx: tokio::sync::mpsc::Receiver<T>) -> Response<Body> {
+pub(super) fn ndjson<T: serde::Serialize + Send + 'static>(rx: tokio::sync::mpsc::Receiver<T>) -> Response<Body> {
     let s = tokio_stream(rx).map(|m| {
         let mut line = serde_json::to_vec(&m).unwrap_or_default();
         line.push(b'\n');
@@ -67,7 +67,7 @@ fn tokio_stream<T: Send + 'static>(rx: tokio::sync::mpsc::Receiver<T>) -> impl f
 }
 
 /// Runs an operation as its own task and streams its progress, then `done`/`error`.
-fn operation<F, Fut>(engine: Arc<Engine>, op: F) -> Response<Body>
+pub(super) fn operation<F, Fut>(engine: Arc<Engine>, op: F) -> Response<Body>
 where
     F: FnOnce(Arc<Engine>, Out) -> Fut + Send + 'static,
     Fut: Future<Output = Result<(), OpError>> + Send + 'static,
@@ -96,7 +96,7 @@ where
     ndjson(rx)
 }
 
-fn query(q: Option<&str>) -> HashMap<String, String> {
+pub(super) fn query(q: Option<&str>) -> HashMap<String, String> {
     q.unwrap_or_default()
         .split('&')
         .filter(|s| !s.is_empty())
@@ -131,11 +131,11 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn truthy(q: &HashMap<String, String>, k: &str) -> bool {
+pub(super) fn truthy(q: &HashMap<String, String>, k: &str) -> bool {
     q.get(k).is_some_and(|v| v == "1" || v == "true")
 }
 
-fn parse<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, Response<Body>> {
+pub(super) fn parse<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, Response<Body>> {
     if body.is_empty() {
         return Ok(T::default());
     }
@@ -155,7 +155,7 @@ async fn archive_out(ctr: &super::Ctr, path: String, follow: bool) -> Response<B
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
     let (tx, rx) = std::sync::mpsc::channel();
-    let _worker = super::archive::read_out(c.pid, ctr.rec().name, path, follow, tx, std::fs::File::from(w));
+    let _worker = super::archive::read_out(c.clone(), ctr.rec().name, path, follow, tx, std::fs::File::from(w));
     match tokio::task::spawn_blocking(move || rx.recv()).await {
         Ok(Ok(Ok(()))) => {}
         Ok(Ok(Err(e))) => return error(StatusCode::NOT_FOUND, e),
@@ -185,7 +185,7 @@ async fn archive_out(ctr: &super::Ctr, path: String, follow: bool) -> Response<B
 pub const MAX_BODY: usize = 64 << 20;
 
 /// A whole request body, refused with 413 past [`MAX_BODY`] (before it is all read).
-async fn read_body(body: Incoming) -> Result<Bytes, Response<Body>> {
+pub(super) async fn read_body(body: Incoming) -> Result<Bytes, Response<Body>> {
     match http_body_util::Limited::new(body, MAX_BODY).collect().await {
         Ok(b) => Ok(b.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(error(
@@ -237,7 +237,7 @@ async fn archive_in(engine: Arc<Engine>, id: &str, req: Request<Incoming>) -> Re
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
     let dest = q.get("path").cloned().unwrap_or_default();
     let worker = super::archive::write_in(
-        c.pid,
+        c.clone(),
         dest,
         how,
         BodyReader {
@@ -363,6 +363,9 @@ async fn handle(engine: Arc<Engine>, req: Request<Incoming>) -> Result<Response<
             let id = id.to_string();
             return Ok(archive_in(engine, &id, req).await);
         }
+    }
+    if path.starts_with("/v1/images") {
+        return Ok(super::image_routes::handle(engine, req).await);
     }
     let q = query(req.uri().query());
     let body = match read_body(req.into_body()).await {

@@ -157,12 +157,17 @@ impl Engine {
         let c2 = c.clone();
         let status = tokio::task::spawn_blocking(move || {
             let s = me.runtime.status(&c2);
-            me.runtime.cleanup(&c2);
-            s
+            (s, me.runtime.cleanup(&c2))
         })
         .await
-        .ok()
-        .flatten();
+        .ok();
+        let status = match status {
+            Some((s, left)) => {
+                ctr.note_left(left);
+                s
+            }
+            None => None,
+        };
         // The veths go with the container's network namespace; a netlink call here would
         // only wait for the kernel's teardown of that namespace. A leftover host end is
         // removed when the container starts again or is removed.

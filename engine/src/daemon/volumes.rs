@@ -37,6 +37,7 @@ fn valid_name(name: &str) -> bool {
 
 /// Creates the volume if needed; returns whether it was created now.
 pub fn ensure(root: &Path, name: &str, project: &str, key: &str, external: bool) -> Result<bool, String> {
+    compose::names::resource("volume", name)?;
     if exists(root, name) {
         return Ok(false);
     }

@@ -8,12 +8,11 @@ use super::manifest::{self, Parsed};
 use super::media;
 use super::reference::ImageRef;
 use super::store::{ImageRecord, Store, StoreError};
-use base64::Engine as _;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
 use oci_client::Client;
-use std::path::{Path, PathBuf};
+
 use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 
@@ -53,51 +52,6 @@ pub enum Progress {
         image: String,
         id: Digest,
     },
-}
-
-/// Credentials for `registry` from Docker's config file (`$DOCKER_CONFIG/config.json`
-/// or `~/.docker/config.json`), as `auths.<registry>.auth` = base64("user:password").
-pub fn docker_auth(registry: &str, config_dir: Option<&Path>) -> RegistryAuth {
-    let dir = config_dir
-        .map(Path::to_path_buf)
-        .or_else(|| std::env::var_os("DOCKER_CONFIG").map(PathBuf::from))
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".docker")));
-    let Some(data) = dir.and_then(|d| std::fs::read(d.join("config.json")).ok()) else {
-        return RegistryAuth::Anonymous;
-    };
-    let Ok(cfg) = serde_json::from_slice::<serde_json::Value>(&data) else {
-        return RegistryAuth::Anonymous;
-    };
-    let keys: Vec<String> = if registry == "docker.io" {
-        vec![
-            "https://index.docker.io/v1/".into(),
-            "index.docker.io".into(),
-            "docker.io".into(),
-            "registry-1.docker.io".into(),
-        ]
-    } else {
-        vec![
-            registry.into(),
-            format!("https://{registry}"),
-            format!("http://{registry}"),
-        ]
-    };
-    for k in keys {
-        let Some(auth) = cfg
-            .pointer(&format!("/auths/{}", k.replace('~', "~0").replace('/', "~1")))
-            .and_then(|a| a.get("auth"))
-            .and_then(|a| a.as_str())
-        else {
-            continue;
-        };
-        let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(auth.trim()) else {
-            continue;
-        };
-        if let Some((user, pass)) = String::from_utf8_lossy(&decoded).split_once(':') {
-            return RegistryAuth::Basic(user.to_string(), pass.to_string());
-        }
-    }
-    RegistryAuth::Anonymous
 }
 
 fn client_for(r: &ImageRef) -> Client {

@@ -173,6 +173,16 @@ pub fn stat_at(dir: BorrowedFd, name: &Path) -> io::Result<libc::stat> {
 
 /// Removes `name` in `dir`: a file, a link, or a whole tree (never following a link).
 pub fn remove_at(dir: BorrowedFd, name: &Path) -> io::Result<()> {
+    remove_below(dir, name, 0)
+}
+
+/// The deepest tree walked by descriptors (each level holds one and a stack frame).
+pub const MAX_DEPTH: usize = 512;
+
+fn remove_below(dir: BorrowedFd, name: &Path, depth: usize) -> io::Result<()> {
+    if depth > MAX_DEPTH {
+        return Err(io::Error::other(format!("deeper than {MAX_DEPTH} levels")));
+    }
     let c = cstr(name)?;
     let st = match stat_at(dir, name) {
         Ok(st) => st,
@@ -182,7 +192,7 @@ pub fn remove_at(dir: BorrowedFd, name: &Path) -> io::Result<()> {
     if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
         let sub = open_beneath(dir, name, libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
         for entry in entries(&sub)? {
-            remove_at(borrow(&sub), Path::new(&entry))?;
+            remove_below(borrow(&sub), Path::new(&entry), depth + 1)?;
         }
         // SAFETY: a valid C string.
         if unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), libc::AT_REMOVEDIR) } != 0 {

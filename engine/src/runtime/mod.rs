@@ -77,7 +77,7 @@ pub struct Container {
 }
 
 /// Field 22 of /proc/<pid>/stat: when the process started.
-fn start_time(pid: i32) -> Option<u64> {
+pub(crate) fn start_time(pid: i32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let (_, rest) = stat.rsplit_once(") ")?;
     rest.split_whitespace().nth(19)?.parse().ok()
@@ -215,7 +215,7 @@ impl Runtime {
         let state = serde_json::to_vec(&c).map_err(std::io::Error::other)?;
         if let Err(e) = crate::images::store::write_atomic(&spec.dir.join("state.json"), &state) {
             kill();
-            self.cleanup(&c);
+            log_left(&spec.name, self.cleanup(&c));
             return Err(RuntimeError::Start {
                 exit_code: 1,
                 message: e.to_string(),
@@ -224,7 +224,7 @@ impl Runtime {
         if let Err(message) = plug(pid) {
             let _ = init::send(fd, &Command::Abort);
             kill();
-            self.cleanup(&c);
+            log_left(&spec.name, self.cleanup(&c));
             let _ = std::fs::remove_file(spec.dir.join("state.json"));
             return Err(RuntimeError::Start { exit_code: 1, message });
         }
@@ -234,12 +234,12 @@ impl Runtime {
         match started {
             Ok(Report::Started { .. }) => Ok(c),
             Ok(Report::Failed { exit_code, message }) => {
-                self.cleanup(&c);
+                log_left(&spec.name, self.cleanup(&c));
                 Err(RuntimeError::Start { exit_code, message })
             }
             Ok(other) => {
                 kill();
-                self.cleanup(&c);
+                log_left(&spec.name, self.cleanup(&c));
                 Err(RuntimeError::Start {
                     exit_code: 1,
                     message: format!("unexpected report {other:?}"),
@@ -247,7 +247,7 @@ impl Runtime {
             }
             Err(e) => {
                 kill();
-                self.cleanup(&c);
+                log_left(&spec.name, self.cleanup(&c));
                 Err(e)
             }
         }
@@ -417,18 +417,30 @@ impl Runtime {
         wait_gone(c.monitor, timeout)
     }
 
-    /// Kills whatever is left and removes the container's cgroup.
-    pub fn cleanup(&self, c: &Container) {
-        let _ = c.cgroup.kill_all();
-        wait_gone(c.monitor, Duration::from_secs(10));
-        let _ = c.cgroup.remove();
+    /// Kills whatever is left and removes the container's cgroup, carrying on past each
+    /// failure; returns what could not be undone.
+    #[must_use = "what teardown could not undo is to be reported"]
+    pub fn cleanup(&self, c: &Container) -> Vec<String> {
+        let mut left = Vec::new();
+        if let Err(e) = c.cgroup.kill_all() {
+            left.push(format!("killing the container's processes: {e}"));
+        }
+        if !wait_gone(c.monitor, Duration::from_secs(10)) {
+            left.push(format!("the container's monitor (pid {}) did not end", c.monitor));
+        }
+        if let Err(e) = c.cgroup.remove() {
+            left.push(format!("removing the container's cgroup: {e}"));
+        }
         c.cgroup.remove_parent_if_empty();
+        left
     }
+}
 
-    /// Removes the container's files (after `cleanup`).
-    pub fn remove(&self, c: &Container) -> std::io::Result<()> {
-        self.cleanup(c);
-        std::fs::remove_dir_all(&c.dir)
+/// A failed start's teardown: what it could not undo goes to the log (the start's own
+/// error is what the caller reports).
+fn log_left(name: &str, left: Vec<String>) {
+    for l in left {
+        tracing::warn!("container {name}: after a failed start: {l}");
     }
 }
 

@@ -189,9 +189,21 @@ fn finish(dir: BorrowedFd, name: &CString, h: &tar::Header, mode: u32, link: boo
         check(unsafe { libc::fchownat(dir.as_raw_fd(), name.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW) })?;
     }
     if !link {
-        // After the owner: a chown clears the set-ID bits.
-        // SAFETY: a valid C string; the entry is not a link, so nothing is followed.
-        check(unsafe { libc::fchmodat(dir.as_raw_fd(), name.as_ptr(), mode, 0) })?;
+        // After the owner: a chown clears the set-ID bits. Never by name: chmod follows
+        // links, and the container may have put one where the entry was a moment ago.
+        // The entry itself is opened without following anything, checked to be no link,
+        // and changed through its descriptor.
+        let path = Path::new(std::ffi::OsStr::from_bytes(name.as_bytes()));
+        let fd = inroot::open_beneath(dir, path, libc::O_PATH | libc::O_NOFOLLOW, 0)?;
+        let st = nix::sys::stat::fstat(&fd).map_err(std::io::Error::from)?;
+        if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+            return Err(std::io::Error::other("replaced by a link while it was written"));
+        }
+        // An O_PATH descriptor takes no fchmod; its /proc/self/fd entry names exactly
+        // the inode it holds.
+        let by_fd = CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).map_err(std::io::Error::other)?;
+        // SAFETY: a valid C string naming this process's own descriptor.
+        check(unsafe { libc::fchmodat(libc::AT_FDCWD, by_fd.as_ptr(), mode, 0) })?;
     }
     let mtime = h.mtime().unwrap_or(0) as libc::time_t;
     let t = libc::timespec { tv_sec: mtime, tv_nsec: 0 };
@@ -266,15 +278,15 @@ pub fn unpack_at(src: impl Read, root: BorrowedFd, dest: &Path, how: Unpack) -> 
     Ok(())
 }
 
-/// Unpacks a tar stream into the container whose first process is `pid`, at `dest`.
+/// Unpacks a tar stream into the container `c`, at `dest`.
 pub fn write_in(
-    pid: i32,
+    c: crate::runtime::Container,
     dest: String,
     how: Unpack,
     src: impl Read + Send + 'static,
 ) -> std::thread::JoinHandle<Result<(), String>> {
     std::thread::spawn(move || {
-        let root = super::container_root(pid)?;
+        let root = super::container_root(&c)?;
         unpack_at(src, inroot::borrow(&root), Path::new(&dest), how)
     })
 }
@@ -397,5 +409,24 @@ mod tests {
         unpack_at(&stream(&[("z", Some("ok"))])[..], inroot::borrow(&r), Path::new("/up/../../d"), Unpack::default()).unwrap();
         assert!(inside.join("d/z").exists());
         assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0, "nothing outside");
+    }
+
+    #[test]
+    fn a_link_swapped_in_for_an_entry_is_never_followed() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let host = tempfile::NamedTempFile::new().unwrap();
+        std::fs::set_permissions(host.path(), std::fs::Permissions::from_mode(0o600)).unwrap();
+        // What the container did while the entry was written: a link in its place.
+        std::os::unix::fs::symlink(host.path(), t.path().join("x")).unwrap();
+        let dir = root(&t);
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o777);
+        h.set_mtime(0);
+        let e = finish(inroot::borrow(&dir), &CString::new("x").unwrap(), &h, 0o777, false, &Unpack::default());
+        assert!(e.is_err());
+        let mode = std::fs::metadata(host.path()).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o600, "the host file's mode was changed");
+        assert_ne!(std::fs::metadata(host.path()).unwrap().modified().unwrap(), std::time::UNIX_EPOCH);
     }
 }

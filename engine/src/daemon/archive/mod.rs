@@ -17,14 +17,24 @@ pub use out::read_out;
 use std::os::unix::io::OwnedFd;
 use std::path::{Component, Path, PathBuf};
 
+/// How deep a tree `cp` walks (and a deletion removes): each level holds descriptors
+/// and a stack frame of the engine's.
+pub const MAX_DEPTH: usize = crate::runtime::inroot::MAX_DEPTH;
+
 /// The `.wh.` prefix of a whiteout entry.
 pub const WHITEOUT: &str = ".wh.";
 
-/// The root of the container whose first process is `pid`, as that process sees it.
-pub(crate) fn container_root(pid: i32) -> Result<OwnedFd, String> {
-    std::fs::File::open(format!("/proc/{pid}/root"))
+/// The root of the container `c`, as its first process sees it. Checked after it is
+/// opened to be that process's still: a workload that has just exited may have left
+/// its PID to another process (the host's root, then).
+pub(crate) fn container_root(c: &crate::runtime::Container) -> Result<OwnedFd, String> {
+    let root = std::fs::File::open(format!("/proc/{}/root", c.pid))
         .map(OwnedFd::from)
-        .map_err(|e| format!("the container's root: {e}"))
+        .map_err(|e| format!("the container's root: {e}"))?;
+    if crate::runtime::start_time(c.pid) != Some(c.start_time) {
+        return Err("the container's process has exited".into());
+    }
+    Ok(root)
 }
 
 /// The name a copied item gets: the last component of its path (`.` for the root).

@@ -115,6 +115,15 @@ fn append<W: Write>(b: &mut tar::Builder<W>, fd: OwnedFd, name: &Path, shown: &P
     let st = fstat(inroot::borrow(&fd))?;
     match st.st_mode & libc::S_IFMT {
         libc::S_IFDIR => {
+            // Each level holds two descriptors and a frame: a tree the container made
+            // deep enough to exhaust either is refused instead.
+            if name.components().count() > super::MAX_DEPTH {
+                return Err(std::io::Error::other(format!(
+                    "{}: deeper than {} levels",
+                    shown.display(),
+                    super::MAX_DEPTH
+                )));
+            }
             let mut h = header(&st, tar::EntryType::Directory);
             b.append_data(&mut h, name, std::io::empty())?;
             // A virtual filesystem mounted here shows as its (empty) mount point.
@@ -199,11 +208,11 @@ fn source(root: &OwnedFd, path: &str, follow: bool, container: &str) -> Result<O
     Ok(fd)
 }
 
-/// Writes `path` of the container whose first process is `pid` (a file, a link or a
+/// Writes `path` of the container `c` (a file, a link or a
 /// whole tree) as a tar stream to `out`. `ready` says first whether it can be copied
 /// (with the reason when not).
 pub fn read_out(
-    pid: i32,
+    c: crate::runtime::Container,
     container: String,
     path: String,
     follow: bool,
@@ -211,7 +220,7 @@ pub fn read_out(
     out: impl Write + Send + 'static,
 ) -> std::thread::JoinHandle<Result<(), String>> {
     std::thread::spawn(move || {
-        let fd = super::container_root(pid).and_then(|root| source(&root, &path, follow, &container));
+        let fd = super::container_root(&c).and_then(|root| source(&root, &path, follow, &container));
         let fd = match fd {
             Ok(fd) => fd,
             Err(msg) => {
