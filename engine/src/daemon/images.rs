@@ -15,34 +15,6 @@ use oci_client::secrets::RegistryAuth;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// Unix seconds now.
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// Seconds since the epoch of an RFC 3339 time (`2024-02-29T12:00:00.5Z`), UTC only.
-fn parse_rfc3339(s: &str) -> Option<u64> {
-    let (date, time) = s.split_once('T')?;
-    let mut d = date.splitn(3, '-').map(|x| x.parse::<i64>().ok());
-    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
-    let time = time.trim_end_matches('Z');
-    let mut t = time.splitn(3, ':');
-    let (h, min) = (t.next()?.parse::<i64>().ok()?, t.next()?.parse::<i64>().ok()?);
-    let sec = t.next()?.split('.').next()?.parse::<i64>().ok()?;
-    // Days from civil (Howard Hinnant's algorithm).
-    let y2 = if m <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    u64::try_from(days * 86_400 + h * 3600 + min * 60 + sec).ok()
-}
-
 fn auth_of(c: Option<&Credentials>) -> RegistryAuth {
     match c {
         Some(c) if !c.username.is_empty() => RegistryAuth::Basic(c.username.clone(), c.password.clone()),
@@ -98,7 +70,7 @@ impl Engine {
             .config(rec)
             .ok()
             .and_then(|c| c.created)
-            .and_then(|c| parse_rfc3339(&c))
+            .and_then(|c| crate::timefmt::parse(&c))
             .unwrap_or(rec.stored_at)
     }
 
@@ -189,7 +161,7 @@ impl Engine {
             return Err(format!("invalid pull policy {policy:?}: missing or always"));
         }
         let present = self.store.resolve(&r.full()).ok().map(|rec| rec.stored_at);
-        if !policy.needs_pull(present, now()) {
+        if !policy.needs_pull(present, super::state::now().max(0) as u64) {
             out.send(StreamMsg::Pull(PullEvent::Present { image: r.full() }));
             return Ok(());
         }
@@ -244,7 +216,7 @@ impl Engine {
                 }
                 continue;
             }
-            if policy.needs_pull(present, now()) && !wanted.contains(&r) {
+            if policy.needs_pull(present, super::state::now().max(0) as u64) && !wanted.contains(&r) {
                 wanted.push(r);
             }
         }
@@ -269,17 +241,5 @@ impl Engine {
                 Err(e) => out.warn(format!("removing image {i}: {e}")),
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn image_times() {
-        assert_eq!(parse_rfc3339("1970-01-02T00:00:01Z"), Some(86_401));
-        assert_eq!(parse_rfc3339("2024-02-29T12:00:00.5Z"), Some(1_709_208_000));
-        assert_eq!(parse_rfc3339("yesterday"), None);
     }
 }
