@@ -11,7 +11,7 @@ use crate::client::runtime;
 use crate::project::load_or_name;
 use crate::session::{parse_detach_keys, proxy_signals, pump, End, Opts, RawMode};
 use anyhow::{bail, Result};
-use engine::api::ContainerSummary;
+use engine::api::{ContainerSummary, ErrorKind};
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
@@ -27,12 +27,13 @@ pub struct Attachment {
 }
 
 /// Attaches to `container` until it stops (`Some(exit code)`) or the detach keys are
-/// typed (`Some(End::Detached)`); `Ok(None)` when it does not run any more.
-pub async fn attach_to(c: &Client, container: &str, how: &Attachment) -> Result<Option<End>> {
+/// typed (`Ok(End::Detached)`); `Err(the engine's error)` inside when it does not run
+/// any more.
+pub async fn attach_to(c: &Client, container: &str, how: &Attachment) -> Result<Result<End, anyhow::Error>> {
     let path = format!("/v1/containers/{container}/attach");
     let io = match c.upgrade(&path, &serde_json::json!({})).await {
         Ok(io) => io,
-        Err(e) if e.to_string().contains(engine::daemon::attach::NOT_RUNNING) => return Ok(None),
+        Err(e) if crate::client::error_kind(&e) == Some(ErrorKind::NotRunning) => return Ok(Err(e)),
         Err(e) => return Err(e),
     };
     let _raw = if how.tty && how.input {
@@ -50,7 +51,7 @@ pub async fn attach_to(c: &Client, container: &str, how: &Attachment) -> Result<
     if let Some(p) = proxy {
         p.abort();
     }
-    Ok(Some(end?))
+    Ok(Ok(end?))
 }
 
 pub fn attach(g: &Global, a: AttachArgs) -> Result<ExitCode> {
@@ -74,8 +75,8 @@ pub fn attach(g: &Global, a: AttachArgs) -> Result<ExitCode> {
             sig_proxy: a.sig_proxy,
         };
         match attach_to(&c, &target.id, &how).await? {
-            Some(end) => Ok(end),
-            None => bail!("{}", engine::daemon::attach::NOT_RUNNING),
+            Ok(end) => Ok(end),
+            Err(not_running) => Err(not_running),
         }
     });
     // Standard input may still be read by a blocking thread: leave without waiting for it.
@@ -89,6 +90,6 @@ pub fn attach(g: &Global, a: AttachArgs) -> Result<ExitCode> {
 
 fn is_oneoff(s: &ContainerSummary) -> bool {
     s.labels
-        .get(engine::daemon::state::LABEL_ONEOFF)
+        .get(conventions::labels::LABEL_ONEOFF)
         .is_some_and(|v| v == "True")
 }

@@ -3,6 +3,7 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
+use engine::api::{ApiError, ErrorKind};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -114,11 +115,11 @@ impl Client {
                 .await
                 .map(|b| b.to_bytes())
                 .unwrap_or_default();
-            let msg = serde_json::from_slice::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_string))
-                .unwrap_or_else(|| format!("the engine answered {status}"));
-            bail!("{msg}");
+            let err = serde_json::from_slice::<ApiError>(&body).unwrap_or_else(|_| ApiError {
+                kind: ErrorKind::Internal,
+                message: format!("the engine answered {status}"),
+            });
+            return Err(err.into());
         }
         Ok(resp)
     }
@@ -206,9 +207,9 @@ impl Client {
 
 /// Connects to the engine of the state root, starting it if none answers.
 pub async fn connect() -> Result<Client> {
-    let (root, run) = engine::daemon::paths();
+    let (root, run) = engine::api::paths();
     let client = Client {
-        socket: run.join(engine::daemon::SOCKET),
+        socket: run.join(engine::api::SOCKET),
     };
     if client.ping().await {
         return Ok(client);
@@ -261,7 +262,7 @@ fn start_engine(root: &Path, run: &Path) -> Result<()> {
         cmd.pre_exec(|| {
             libc::setsid();
             // The caller's shell's descriptors are not the engine's to keep.
-            engine::runtime::fds::cloexec_from(3)
+            safefs::fds::cloexec_from(3)
         });
     }
     cmd.spawn().context("starting the engine")?;
@@ -288,4 +289,9 @@ pub(crate) fn query_escape(p: &str) -> String {
             }
         })
         .collect()
+}
+
+/// The kind of the engine's error answer `e` is, if it is one.
+pub fn error_kind(e: &anyhow::Error) -> Option<ErrorKind> {
+    e.downcast_ref::<ApiError>().map(|a| a.kind)
 }

@@ -85,7 +85,7 @@ pub fn run(g: &Global, a: ConfigArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     match &a.output {
-        Some(path) => engine::images::store::write_atomic(path, out.as_bytes())
+        Some(path) => safefs::atomic::write(path, out.as_bytes())
             .with_context(|| format!("writing {}", path.display()))?,
         None => std::io::stdout().write_all(out.as_bytes())?,
     }

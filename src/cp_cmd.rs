@@ -85,7 +85,7 @@ pub fn cp(g: &Global, a: CpArgs) -> Result<ExitCode> {
             if a.dest == "-" {
                 std::io::stdout().write_all(&data)?;
             } else {
-                let how = engine::daemon::archive::Unpack {
+                let how = safefs::archive::Unpack {
                     owners: a.archive,
                     ..Default::default()
                 };
@@ -94,7 +94,7 @@ pub fn cp(g: &Global, a: CpArgs) -> Result<ExitCode> {
                 let dest = std::env::current_dir()?.join(&a.dest);
                 let root = std::fs::File::open("/")?;
                 use std::os::unix::io::AsFd;
-                engine::daemon::archive::unpack_at(&data[..], root.as_fd(), &dest, how).map_err(anyhow::Error::msg)?;
+                safefs::archive::unpack_at(&data[..], root.as_fd(), &dest, how).map_err(anyhow::Error::msg)?;
             }
         }
         Ok(ExitCode::SUCCESS)

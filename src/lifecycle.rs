@@ -355,7 +355,7 @@ pub fn stop(g: &Global, a: StopArgs, verb: &str) -> Result<ExitCode> {
 }
 
 pub fn kill(g: &Global, a: KillArgs) -> Result<ExitCode> {
-    if engine::runtime::service::signal_number(&a.signal).is_none() {
+    if conventions::signals::number(&a.signal).is_none() {
         bail!("invalid signal: {}", a.signal);
     }
     let rc = action(

@@ -138,11 +138,11 @@ fn time_arg(flag: &str, s: &str) -> Result<String> {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     if let Ok(secs) = s.parse::<i64>() {
-        return Ok(engine::timefmt::at(secs, Some(0)));
+        return Ok(conventions::timefmt::at(secs, Some(0)));
     }
     let d = compose::model::units::parse_duration(s).map_err(|_| anyhow::anyhow!(bad()))?;
     let then = now.saturating_sub(d.as_std());
-    Ok(engine::timefmt::at(then.as_secs() as i64, Some(then.subsec_nanos())))
+    Ok(conventions::timefmt::at(then.as_secs() as i64, Some(then.subsec_nanos())))
 }
 
 pub fn logs(g: &Global, a: LogsArgs) -> Result<ExitCode> {

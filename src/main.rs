@@ -36,8 +36,8 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     // The container helper: before anything else, while the process is one thread.
     match std::env::args_os().nth(1) {
-        Some(a) if a == engine::runtime::init::ARG => engine::runtime::init::main(),
-        Some(a) if a == engine::runtime::init::EXEC_ARG => engine::runtime::exec_helper::main(),
+        Some(a) if a == runtime::init::ARG => runtime::init::main(),
+        Some(a) if a == runtime::init::EXEC_ARG => runtime::exec_helper::main(),
         _ => {}
     }
     completion::answer_if_asked();
@@ -137,8 +137,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
 fn daemon() -> Result<ExitCode> {
     // Whatever the shell that started us held open stays with us and goes no further:
     // no container, helper or child of ours gets it.
-    engine::runtime::fds::cloexec_from(3).context("marking inherited descriptors close-on-exec")?;
-    let (root, run) = engine::daemon::paths();
+    safefs::fds::cloexec_from(3).context("marking inherited descriptors close-on-exec")?;
+    let (root, run) = engine::api::paths();
     let helper = std::env::current_exe()?;
     // Few malloc arenas: every blocking thread would otherwise get one of its own, and
     // the engine's footprint grows with the number of containers started at once.
@@ -150,7 +150,7 @@ fn daemon() -> Result<ExitCode> {
         .thread_keep_alive(std::time::Duration::from_millis(500))
         .enable_all()
         .build()?;
-    rt.block_on(engine::daemon::run(root, run, helper))?;
+    rt.block_on(engine::serve(root, run, helper))?;
     // Blocking threads (log followers) must not hold the exit up.
     rt.shutdown_timeout(std::time::Duration::from_millis(100));
     Ok(ExitCode::SUCCESS)

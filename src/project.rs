@@ -61,7 +61,7 @@ pub fn load_or_name(g: &Global, services: &[String]) -> Result<(String, Option<L
     match load(g, services) {
         Ok(l) => Ok((l.name.clone(), Some(l))),
         Err(e) => match &g.project_name {
-            Some(p) if g.files.is_empty() && e.to_string().contains("no configuration file provided") => {
+            Some(p) if g.files.is_empty() && matches!(e.downcast_ref::<compose::Error>(), Some(compose::Error::NoConfigFile)) => {
                 Ok((p.clone(), None))
             }
             _ => Err(e),

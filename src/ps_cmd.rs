@@ -98,7 +98,7 @@ pub fn ps(g: &Global, a: PsArgs) -> Result<ExitCode> {
                 s.service.clone(),
                 format!(
                     "{} ago",
-                    engine::daemon::state::human_duration(engine::daemon::state::now() - s.created)
+                    conventions::durations::human_duration(conventions::durations::now() - s.created)
                 ),
                 s.status.clone(),
                 ports_column(s),

@@ -131,7 +131,7 @@ pub fn run(g: &Global, a: RunArgs) -> Result<ExitCode> {
             sig_proxy: true,
         };
         match crate::attach_cmd::attach_to(&c, &container, &how).await? {
-            Some(crate::session::End::Exited(code)) => {
+            Ok(crate::session::End::Exited(code)) => {
                 if a.rm {
                     c.stream(Method::DELETE, &format!("/v1/containers/{container}"), None::<&()>)
                         .await?;
@@ -139,9 +139,9 @@ pub fn run(g: &Global, a: RunArgs) -> Result<ExitCode> {
                 return Ok(code);
             }
             // Left running, as Docker leaves it (and removes nothing).
-            Some(crate::session::End::Detached) => return Ok(0),
+            Ok(crate::session::End::Detached) => return Ok(0),
             // Ended before the attachment: its output is in the log.
-            None => {}
+            Err(_) => {}
         }
         let printer = crate::logs_cmd::Printer::new(false, false, false);
         crate::logs_cmd::follow_one(

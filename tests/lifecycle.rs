@@ -727,3 +727,42 @@ secrets:
     env.ok(&["down", "-v", "-t", "0"]);
     env.assert_nothing_left();
 }
+
+/// A service over an image with its own command line, environment and working
+/// directory, with a bind mount, a tmpfs and a user: merged and run as Docker does.
+#[test]
+fn a_compose_service_runs_as_docker_would_run_it() {
+    if !root() {
+        return;
+    }
+    let env = Env::new();
+    let fs = env.state.path().join("busybox-rootfs");
+    env.ok(&[
+        "image",
+        "import",
+        "--change",
+        "CMD [\"/bin/busybox\", \"echo\", \"from-image\"]",
+        "--change",
+        "ENV FROM_IMAGE=yes GREETING=image",
+        "--change",
+        "WORKDIR /tmp",
+        fs.to_str().unwrap(),
+        "local",
+    ]);
+    let host = tempfile::tempdir().unwrap();
+    std::fs::write(host.path().join("in.txt"), "host file").unwrap();
+    env.write(
+        "compose.yaml",
+        &format!(
+            "services:\n  app:\n    image: local\n    entrypoint: [/bin/busybox, sh, -c]\n    command: ['echo $$GREETING $$FROM_IMAGE $$(pwd) $$(cat /data/in.txt) $$(busybox id -u); echo x > /scratch/y && echo tmpfs-ok']\n    environment: {{GREETING: service}}\n    user: nobody\n    volumes: ['{}:/data:ro']\n    tmpfs: ['/scratch']\n",
+            host.path().display()
+        ),
+    );
+    let out = env.ok(&["run", "--rm", "app"]);
+    assert!(
+        out.contains("service yes /tmp host file 65534\n") && out.contains("tmpfs-ok"),
+        "{out}"
+    );
+    env.ok(&["down"]);
+    env.assert_nothing_left();
+}

@@ -3,10 +3,10 @@
 //! checks from inside the container what isolation it has. After each: no process,
 //! mount or cgroup of it is left.
 
-use engine::images::{import, Store};
-use engine::runtime::cgroups::Limits;
-use engine::runtime::spec::{ContainerSpec, Process};
-use engine::runtime::{exit_status, process, Container, Runtime};
+use images::{import, Store};
+use runtime::cgroups::Limits;
+use runtime::spec::{ContainerSpec, Process};
+use runtime::{exit_status, process, Container, Runtime};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -250,7 +250,7 @@ fn exit_codes_signals_and_missing_commands() {
         let mut spec = f.spec("e127", "");
         spec.process.args = vec!["no-such-command".into()];
         match f.rt.start(&spec, &Limits::default()) {
-            Err(engine::runtime::RuntimeError::Start { exit_code, message }) => {
+            Err(runtime::RuntimeError::Start { exit_code, message }) => {
                 assert_eq!(exit_code, 127);
                 assert_eq!(message, "exec: \"no-such-command\": executable file not found in $PATH");
             }
@@ -261,7 +261,7 @@ fn exit_codes_signals_and_missing_commands() {
         spec.process.args = vec!["/etc/passwd".into()];
         assert!(matches!(
             f.rt.start(&spec, &Limits::default()),
-            Err(engine::runtime::RuntimeError::Start { exit_code: 126, .. })
+            Err(runtime::RuntimeError::Start { exit_code: 126, .. })
         ));
         // A user that does not exist.
         let mut spec = f.spec("euser", "true");
@@ -303,7 +303,7 @@ fn exit_codes_signals_and_missing_commands() {
         std::thread::sleep(Duration::from_millis(200));
         let status =
             f.rt.stop(&c, libc::SIGTERM, Duration::from_millis(300))
-                .unwrap_or(engine::runtime::spec::ExitStatus {
+                .unwrap_or(runtime::spec::ExitStatus {
                     exit_code: 137,
                     signal: Some(9),
                     finished_at: String::new(),
@@ -434,7 +434,7 @@ fn exec_joins_the_container_with_and_without_a_tty() {
         let mut missing = p.clone();
         missing.args = vec!["nope".into()];
         match f.rt.exec(&c, &missing, Some(stdio(&out))) {
-            Err(engine::runtime::RuntimeError::Start { exit_code, message }) => {
+            Err(runtime::RuntimeError::Start { exit_code, message }) => {
                 assert_eq!((exit_code, message.contains("executable file not found")), (127, true))
             }
             other => panic!("{other:?}"),
@@ -511,20 +511,20 @@ fn cpu_quota_mounts_read_only_sysctls_ulimits_and_freeze() {
         spec.sysctls = vec![("net.ipv4.ip_forward".into(), "1".into())];
         spec.process.rlimits = vec![("nofile".into(), 512, 1024)];
         spec.mounts = vec![
-            engine::runtime::spec::Mount {
+            runtime::spec::Mount {
                 kind: "bind".into(),
                 source: rw.path().into(),
                 target: "/rw".into(),
                 ..Default::default()
             },
-            engine::runtime::spec::Mount {
+            runtime::spec::Mount {
                 kind: "bind".into(),
                 source: ro.path().into(),
                 target: "/ro".into(),
                 read_only: true,
                 ..Default::default()
             },
-            engine::runtime::spec::Mount {
+            runtime::spec::Mount {
                 kind: "tmpfs".into(),
                 target: "/scratch".into(),
                 data: "size=1m".into(),
@@ -688,7 +688,7 @@ fn namespace_joins_and_a_tty_workload() {
             "dev",
             "echo x > /dev/mynull && echo dev=writable; busybox head -c 3 /dev/mynull | busybox wc -c",
         );
-        spec.devices = vec![engine::runtime::spec::Device {
+        spec.devices = vec![runtime::spec::Device {
             host: "/dev/null".into(),
             container: "/dev/mynull".into(),
             permissions: "rw".into(),
@@ -745,60 +745,6 @@ fn seccomp_default_unconfined_and_a_custom_profile() {
 }
 
 #[test]
-fn a_compose_service_runs_as_docker_would_run_it() {
-    if !root() {
-        return;
-    }
-    in_netns(|| {
-        let f = Fixture::new();
-        // An image with its own command and environment, imported like the examples' are.
-        let store = Store::open(f.state.path()).unwrap();
-        let fs = f.state.path().join("busybox-rootfs");
-        let rec = import::import(
-            &store,
-            &fs,
-            None,
-            &[
-                "CMD [\"/bin/busybox\", \"echo\", \"from-image\"]".into(),
-                "ENV FROM_IMAGE=yes GREETING=image".into(),
-                "WORKDIR /tmp".into(),
-            ],
-        )
-        .unwrap();
-        let image = store.config(&rec).unwrap();
-        let host = tempfile::tempdir().unwrap();
-        std::fs::write(host.path().join("in.txt"), "host file").unwrap();
-        let yaml = format!(
-            "services:\n  app:\n    image: local\n    entrypoint: [/bin/busybox, sh, -c]\n    command: ['echo $GREETING $FROM_IMAGE $(pwd) $(cat /data/in.txt) $(busybox id -u); echo x > /scratch/y && echo tmpfs-ok']\n    environment: {{GREETING: service}}\n    user: nobody\n    volumes: ['{}:/data:ro']\n    tmpfs: ['/scratch']\n",
-            host.path().display()
-        );
-        // Decoded directly (no interpolation), so `$` is written as the shell sees it.
-        let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&yaml).unwrap();
-        let project = compose::decode(&doc).unwrap();
-        let none = |_: &str| None;
-        let ctx = engine::runtime::service::SpecContext {
-            service: "app",
-            container_id: "c0ffee00c0ffee00",
-            container_name: "proj-app-1",
-            layers: engine::runtime::service::layer_dirs(&store, &rec),
-            dir: f.state.path().join("containers/c0ffee00c0ffee00"),
-            volume_dir: &none,
-            namespace_of: &|_: &str, _: &str| None,
-            host_resolv_conf: "",
-        };
-        let (spec, limits, _) =
-            engine::runtime::service::container_spec(&ctx, &project.services["app"], &image).unwrap();
-        let (code, out) = f.run(&spec, &limits);
-        assert_eq!(code, 0, "{out}");
-        assert!(
-            out.contains("service yes /tmp host file 65534\n") && out.contains("tmpfs-ok"),
-            "{out}"
-        );
-        f.assert_clean();
-    });
-}
-
-#[test]
 fn a_host_wide_sysctl_is_refused() {
     if !root() {
         return;
@@ -838,7 +784,7 @@ fn a_user_namespace_maps_the_container_root_to_its_own_host_ids() {
     in_netns(|| {
         use std::os::unix::fs::MetadataExt;
         let f = Fixture::new();
-        let map = engine::runtime::spec::IdMap {
+        let map = runtime::spec::IdMap {
             uid: 1_500_000_000,
             gid: 1_600_000_000,
             size: 65536,
@@ -861,20 +807,20 @@ fn a_user_namespace_maps_the_container_root_to_its_own_host_ids() {
         );
         spec.userns = Some(map);
         spec.mounts = vec![
-            engine::runtime::spec::Mount {
+            runtime::spec::Mount {
                 kind: "bind".into(),
                 source: vol.clone(),
                 target: "/vol".into(),
                 idmap: true,
                 ..Default::default()
             },
-            engine::runtime::spec::Mount {
+            runtime::spec::Mount {
                 kind: "bind".into(),
                 source: plain.clone(),
                 target: "/plain".into(),
                 ..Default::default()
             },
-            engine::runtime::spec::Mount {
+            runtime::spec::Mount {
                 kind: "tmpfs".into(),
                 target: "/scratch".into(),
                 data: "mode=755".into(),

@@ -7,6 +7,59 @@ use std::collections::BTreeMap;
 
 pub const API_VERSION: &str = "v1";
 
+/// The engine's socket's file name, in its runtime directory.
+pub const SOCKET: &str = "rcompose.sock";
+pub const DEFAULT_ROOT: &str = "/var/lib/rcompose";
+pub const DEFAULT_RUN: &str = "/run/rcompose";
+
+/// Where the engine keeps its state and where its API listens: `RCOMPOSE_ROOT` and
+/// `RCOMPOSE_RUN`, else the defaults (a root of one's own runs under it).
+pub fn paths() -> (std::path::PathBuf, std::path::PathBuf) {
+    use std::path::{Path, PathBuf};
+    let root = std::env::var_os("RCOMPOSE_ROOT")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT));
+    let run = std::env::var_os("RCOMPOSE_RUN")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            if root == Path::new(DEFAULT_ROOT) {
+                PathBuf::from(DEFAULT_RUN)
+            } else {
+                root.join("run")
+            }
+        });
+    (root, run)
+}
+
+/// What kind of failure an error answer reports, so that a client matches kinds and
+/// never message texts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// No such container, project, image or route.
+    NotFound,
+    /// The container does not run (attach, exec, top, cp).
+    NotRunning,
+    /// The state forbids it (a name taken, a container in use).
+    Conflict,
+    /// The request is malformed or names something invalid.
+    Invalid,
+    /// A body over the engine's limit.
+    TooLarge,
+    /// The engine failed.
+    Internal,
+}
+
+/// An error answer's body: `{"kind": ..., "message": ...}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
 /// `POST /v1/projects/{name}/up`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]

@@ -95,7 +95,7 @@ fn whiteout(b: &mut tar::Builder<crate::tarstream::ChunkWriter>, rel: &Path) -> 
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let wh = rel.with_file_name(format!("{}{name}", engine::daemon::archive::WHITEOUT));
+    let wh = rel.with_file_name(format!("{}{name}", safefs::archive::WHITEOUT));
     let mut h = tar::Header::new_gnu();
     h.set_size(0);
     h.set_mode(0o644);

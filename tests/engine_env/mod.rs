@@ -276,7 +276,7 @@ impl Env {
                 .unwrap_or_default()
         });
         assert!(!tables.contains("rcompose_"), "NAT table left: {tables}");
-        let parent = engine::daemon::cgroup_parent(self.state.path());
+        let parent = engine::cgroup_parent(self.state.path());
         let mut left = Vec::new();
         for base in [
             "/sys/fs/cgroup/pids",
@@ -302,8 +302,8 @@ impl Drop for Env {
         let _ = self.daemon.kill();
         let _ = self.daemon.wait();
         // Whatever a failed test left running: kill it and remove its cgroups.
-        if let Ok(m) = engine::runtime::cgroups::Manager::detect() {
-            m.remove_tree(&engine::daemon::cgroup_parent(self.state.path()));
+        if let Ok(m) = runtime::cgroups::Manager::detect() {
+            m.remove_tree(&engine::cgroup_parent(self.state.path()));
         }
         if self.opts.tmpfs.is_some() {
             // Lazily: a container's mount made beneath it may still be going away.

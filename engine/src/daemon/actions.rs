@@ -200,7 +200,7 @@ impl Engine {
             };
         }
         let signal = match &req.signal {
-            Some(s) => crate::runtime::service::signal_number(s).ok_or_else(|| format!("invalid signal {s:?}"))?,
+            Some(s) => conventions::signals::number(s).ok_or_else(|| format!("invalid signal {s:?}"))?,
             None => libc::SIGKILL,
         };
         for level in levels {
@@ -287,7 +287,7 @@ impl Engine {
             let r = c.rec();
             let e = by.entry(r.project.clone()).or_default();
             *e.0.entry(c.state().as_str().to_string()).or_default() += 1;
-            e.1 = r.labels.get(state::LABEL_FILES).cloned().unwrap_or_default();
+            e.1 = r.labels.get(conventions::labels::LABEL_FILES).cloned().unwrap_or_default();
         }
         by.into_iter()
             .map(|(name, (states, files))| crate::api::ProjectSummary {

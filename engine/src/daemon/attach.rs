@@ -6,7 +6,7 @@
 
 use super::{Ctr, Engine};
 use crate::api::frames;
-use crate::runtime::attach::{path_in, SOCKET};
+use runtime::attach::{path_in, SOCKET};
 use std::os::unix::io::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;

@@ -6,11 +6,11 @@
 use super::files::{write_files, FileMount};
 use super::network::Proxies;
 use super::ports::{bind_ports, spawn_proxy};
-use super::state::{self, NetAttach, Record};
+use super::state::{NetAttach, Record};
 use super::{lock, volumes, Ctr, Engine};
-use crate::runtime::service::{self, SpecContext};
-use crate::runtime::spec::IdMap;
-use crate::runtime::userns;
+use super::spec::{self, SpecContext};
+use runtime::spec::IdMap;
+use runtime::userns;
 use compose::model::Service;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -118,14 +118,14 @@ impl Engine {
         }
         let id = super::random_hex(32);
         let mut labels = svc.labels.clone().unwrap_or_default();
-        labels.insert(state::LABEL_PROJECT.into(), n.project_name.into());
-        labels.insert(state::LABEL_SERVICE.into(), n.service_name.into());
-        labels.insert(state::LABEL_NUMBER.into(), n.number.to_string());
-        labels.insert(state::LABEL_HASH.into(), compose::service_hash(svc));
+        labels.insert(conventions::labels::LABEL_PROJECT.into(), n.project_name.into());
+        labels.insert(conventions::labels::LABEL_SERVICE.into(), n.service_name.into());
+        labels.insert(conventions::labels::LABEL_NUMBER.into(), n.number.to_string());
+        labels.insert(conventions::labels::LABEL_HASH.into(), compose::service_hash(svc));
         let oneoff = if n.oneoff.is_some() { "True" } else { "False" };
-        labels.insert(state::LABEL_ONEOFF.into(), oneoff.into());
-        labels.insert(state::LABEL_WORKDIR.into(), n.working_dir.into());
-        labels.insert(state::LABEL_FILES.into(), n.config_files.join(","));
+        labels.insert(conventions::labels::LABEL_ONEOFF.into(), oneoff.into());
+        labels.insert(conventions::labels::LABEL_WORKDIR.into(), n.working_dir.into());
+        labels.insert(conventions::labels::LABEL_FILES.into(), n.config_files.join(","));
         let mode = svc.network_mode.clone().unwrap_or_default();
         let networks = if mode.is_empty() || mode == "bridge" || mode == "default" {
             let mut v: Vec<(i64, NetAttach)> = Vec::new();
@@ -180,7 +180,7 @@ impl Engine {
             image_id: n.image_id.clone(),
             config_hash: compose::service_hash(svc),
             labels,
-            created: state::now(),
+            created: conventions::durations::now(),
             service_json: serde_json::to_value(svc).map_err(|e| e.to_string())?,
             networks,
             network_mode: mode,
@@ -261,7 +261,7 @@ impl Engine {
             .resolve(&rec.image)
             .map_err(|_| format!("Error response from daemon: No such image: {}", rec.image))?;
         let config = self.store.config(&image).map_err(|e| e.to_string())?;
-        let layers = service::layer_dirs(&self.store, &image);
+        let layers = spec::layer_dirs(&self.store, &image);
 
         // Addresses, kept for the container's life.
         let mut nets = rec.networks.clone();
@@ -289,9 +289,40 @@ impl Engine {
             }
         }
 
+        // What the spec takes of the engine's: the legacy links' addresses, the files
+        // written for it, `volumes_from`, the user-namespace range, the network's DNS.
+        let mut links = Vec::new();
+        for l in svc.links.iter().flatten() {
+            let (target, alias) = l.split_once(':').unwrap_or((l, l));
+            let ip = self
+                .containers()
+                .into_iter()
+                .filter(|c| c.live().is_some())
+                .map(|c| c.rec())
+                .find(|r| r.name == target || (r.project == rec.project && r.service == target))
+                .and_then(|r| r.networks.iter().find_map(|n| n.ip.clone()));
+            match ip {
+                Some(ip) => links.push((ip, alias.to_string())),
+                None => return Err(format!("links {l:?}: {target} is not running")),
+            }
+        }
+        let userns = match spec::userns::check_service(&svc)? {
+            Some(size) => Some(self.userns_range(ctr, size)?),
+            None => None,
+        };
+        let allocated = spec::Allocated {
+            files: rec.files.clone(),
+            volumes_from: self.volumes_from(&rec.project, &svc)?,
+            userns,
+            links,
+            own_ip: nets.first().and_then(|n| n.ip.clone()),
+            dns_server: nets.first().and_then(|n| self.net.network(&n.network)).map(|(_, gw)| IpAddr::V4(gw)),
+            attached_run: rec.attached_run,
+            console_size: rec.console_size,
+        };
         // In a block of its own: the context's closures are not `Sync`, so they must be
         // gone before the next await.
-        let (mut spec, limits, _stop) = {
+        let (spec, limits, _stop) = {
             let root = self.root.clone();
             let vmap = rec.volumes.clone();
             let volume_dir = move |key: &str| vmap.get(key).map(|full| volumes::data_dir(&root, full));
@@ -306,57 +337,10 @@ impl Engine {
                 volume_dir: &volume_dir,
                 namespace_of: &ns_of,
                 host_resolv_conf: &self.host_resolv,
+                allocated,
             };
-            service::container_spec(&ctx, &svc, &config).map_err(|e| e.to_string())?
+            spec::container_spec(&ctx, &svc, &config).map_err(|e| e.to_string())?
         };
-        for (src, target) in &rec.files {
-            spec.mounts.push(crate::runtime::spec::Mount {
-                kind: "bind".into(),
-                source: src.clone(),
-                target: target.into(),
-                read_only: true,
-                // The engine's files: owned as the container counts owners.
-                idmap: true,
-                ..Default::default()
-            });
-        }
-        spec.mounts.extend(self.volumes_from(&rec.project, &svc)?);
-        if let Some(size) = userns::check_service(&svc)? {
-            spec.userns = Some(self.userns_range(ctr, size)?);
-        }
-        spec.process.stdin_once = rec.attached_run && spec.process.stdin_open;
-        spec.process.attach_replay = rec.attached_run;
-        spec.process.console_size = rec.console_size;
-        // Legacy links: the linked service under its alias, for this container only.
-        for l in svc.links.iter().flatten() {
-            let (target, alias) = l.split_once(':').unwrap_or((l, l));
-            let ip = self
-                .containers()
-                .into_iter()
-                .filter(|c| c.live().is_some())
-                .map(|c| c.rec())
-                .find(|r| r.name == target || (r.project == rec.project && r.service == target))
-                .and_then(|r| r.networks.iter().find_map(|n| n.ip.clone()));
-            match ip {
-                Some(ip) => spec.hosts.push_str(&format!("{ip}\t{alias}\n")),
-                None => return Err(format!("links {l:?}: {target} is not running")),
-            }
-        }
-        // The network's side of /etc/hosts and /etc/resolv.conf.
-        if let Some(ip) = nets.first().and_then(|n| n.ip.clone()) {
-            spec.hosts.push_str(&format!("{ip}\t{}\n", spec.hostname));
-        }
-        if svc.dns.is_none() {
-            if let Some((_, gw)) = nets.first().and_then(|n| self.net.network(&n.network)) {
-                let rest: String = spec
-                    .resolv_conf
-                    .lines()
-                    .filter(|l| !l.starts_with("nameserver"))
-                    .map(|l| format!("{l}\n"))
-                    .collect();
-                spec.resolv_conf = format!("nameserver {gw}\n{rest}");
-            }
-        }
 
         // Published ports are bound before anything runs: a port in use fails the start
         // with nothing left behind.
@@ -427,10 +411,10 @@ impl Engine {
                 let msg = format!("Error response from daemon: failed to create task for container: {e}");
                 let _ = ctr.update(|r| {
                     r.exit_code = Some(match &e {
-                        crate::runtime::RuntimeError::Start { exit_code, .. } => *exit_code,
+                        runtime::RuntimeError::Start { exit_code, .. } => *exit_code,
                         _ => 128,
                     });
-                    r.finished_at = Some(state::now());
+                    r.finished_at = Some(conventions::durations::now());
                 });
                 return Err(msg);
             }
@@ -440,7 +424,7 @@ impl Engine {
         ctr.update(|r| {
             r.ports = bindings;
             r.desired_running = true;
-            r.started_at = Some(state::now());
+            r.started_at = Some(conventions::durations::now());
             r.finished_at = None;
             r.exit_code = None;
             r.oom_killed = false;
@@ -472,7 +456,7 @@ impl Engine {
     pub async fn resume(
         self: &Arc<Self>,
         ctr: &Arc<Ctr>,
-        c: crate::runtime::Container,
+        c: runtime::Container,
         check: Option<super::health::Check>,
     ) -> Result<(), String> {
         let rec = ctr.rec();
@@ -551,7 +535,7 @@ impl Engine {
         let signal = svc
             .stop_signal
             .as_deref()
-            .and_then(service::signal_number)
+            .and_then(conventions::signals::number)
             .unwrap_or(libc::SIGTERM);
         let grace = grace
             .or_else(|| svc.stop_grace_period.map(|d| d.as_std()))

@@ -12,8 +12,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The process to run, from the container's own process settings.
-pub fn process(ctr: &Ctr, req: &ExecRequest) -> Result<crate::runtime::spec::Process, String> {
-    let spec: crate::runtime::spec::ContainerSpec = std::fs::read(ctr.dir.join("config.json"))
+pub fn process(ctr: &Ctr, req: &ExecRequest) -> Result<runtime::spec::Process, String> {
+    let spec: runtime::spec::ContainerSpec = std::fs::read(ctr.dir.join("config.json"))
         .ok()
         .and_then(|d| serde_json::from_slice(&d).ok())
         .ok_or("the container's spec is unreadable")?;
@@ -36,7 +36,7 @@ pub fn process(ctr: &Ctr, req: &ExecRequest) -> Result<crate::runtime::spec::Pro
         p.cwd = w;
     }
     if req.privileged {
-        p.capabilities = crate::runtime::process::capabilities(&[], &[], true)?;
+        p.capabilities = runtime::process::capabilities(&[], &[], true)?;
     }
     p.tty = req.tty;
     Ok(p)
@@ -236,7 +236,7 @@ impl Engine {
                     }
                     frames::RESIZE => {
                         if let Some(m) = &master {
-                            crate::runtime::attach::resize(m.as_raw_fd(), &data);
+                            runtime::attach::resize(m.as_raw_fd(), &data);
                         }
                     }
                     _ => {}
@@ -254,7 +254,7 @@ impl Engine {
         tracing::debug!("exec: process ended: {code:?}");
         let code = match code {
             Ok(Ok(code)) => code,
-            Ok(Err(crate::runtime::RuntimeError::Start { exit_code, message })) => return Err((exit_code, message)),
+            Ok(Err(runtime::RuntimeError::Start { exit_code, message })) => return Err((exit_code, message)),
             Ok(Err(e)) => return Err((126, e.to_string())),
             Err(e) => return Err((126, e.to_string())),
         };

@@ -114,7 +114,7 @@ impl Engine {
         &self,
         project: &str,
         svc: &Service,
-    ) -> Result<Vec<crate::runtime::spec::Mount>, String> {
+    ) -> Result<Vec<runtime::spec::Mount>, String> {
         let mut out = Vec::new();
         for v in svc.volumes_from.iter().flatten() {
             let (target, mode) = match v.rsplit_once(':') {
@@ -137,7 +137,7 @@ impl Engine {
                     }
                 })
                 .ok_or_else(|| format!("volumes_from {v:?}: no container of {target}"))?;
-            let spec: crate::runtime::spec::ContainerSpec = std::fs::read(src.dir.join("config.json"))
+            let spec: runtime::spec::ContainerSpec = std::fs::read(src.dir.join("config.json"))
                 .ok()
                 .and_then(|d| serde_json::from_slice(&d).ok())
                 .ok_or_else(|| format!("volumes_from {v:?}: {target} has not been started yet"))?;
@@ -154,7 +154,7 @@ impl Engine {
     /// Runs a `post_start`/`pre_stop` hook in the running container; its exit code must be 0.
     pub(super) async fn run_hook(self: &Arc<Self>, ctr: &Arc<Ctr>, hook: &compose::model::Hook) -> Result<(), String> {
         let c = ctr.live().ok_or("the container is not running")?;
-        let spec: crate::runtime::spec::ContainerSpec = std::fs::read(ctr.dir.join("config.json"))
+        let spec: runtime::spec::ContainerSpec = std::fs::read(ctr.dir.join("config.json"))
             .ok()
             .and_then(|d| serde_json::from_slice(&d).ok())
             .ok_or("the container's spec is unreadable")?;
@@ -176,7 +176,7 @@ impl Engine {
             }
         }
         if hook.privileged == Some(true) {
-            p.capabilities = crate::runtime::process::capabilities(&[], &[], true)?;
+            p.capabilities = runtime::process::capabilities(&[], &[], true)?;
         }
         p.tty = false;
         let me = self.clone();

@@ -5,8 +5,8 @@
 //! environment, namespaces and cgroup.
 
 use super::{lock, Ctr, Engine};
-use crate::images::config::HealthConfig;
-use crate::runtime::spec::ContainerSpec;
+use images::config::HealthConfig;
+use runtime::spec::ContainerSpec;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -5,7 +5,7 @@
 use super::state::State;
 use super::Ctr;
 use crate::api::LogLine;
-use crate::runtime::logs::LOG_FILE;
+use runtime::logs::LOG_FILE;
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Seek};
 use std::os::unix::fs::MetadataExt;

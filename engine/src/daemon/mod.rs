@@ -12,14 +12,16 @@
 //! engines of different roots (tests run many) never share a socket.
 
 pub mod actions;
-pub mod archive;
+mod copy;
+mod pull_policy;
+pub mod spec;
 pub mod attach;
 pub mod container;
 pub mod exec;
 pub mod files;
 pub mod health;
 pub mod image_routes;
-pub mod images;
+mod image_actions;
 pub mod logs;
 pub mod nat;
 pub mod network;
@@ -33,8 +35,8 @@ pub mod top;
 pub mod volumes;
 
 use crate::api::Event;
-use crate::images::Store;
-use crate::runtime::Runtime;
+use images::Store;
+use runtime::Runtime;
 use state::{Record, State};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -42,29 +44,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
-
-pub const DEFAULT_ROOT: &str = "/var/lib/rcompose";
-pub const DEFAULT_RUN: &str = "/run/rcompose";
-pub const SOCKET: &str = "rcompose.sock";
-
-/// The state root and runtime directory from the environment.
-pub fn paths() -> (PathBuf, PathBuf) {
-    let root = std::env::var_os("RCOMPOSE_ROOT")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT));
-    let run = std::env::var_os("RCOMPOSE_RUN")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            if root == Path::new(DEFAULT_ROOT) {
-                PathBuf::from(DEFAULT_RUN)
-            } else {
-                root.join("run")
-            }
-        });
-    (root, run)
-}
 
 /// The cgroup directory (under the engine's own) holding this root's containers.
 pub fn cgroup_parent(root: &Path) -> String {
@@ -100,7 +79,7 @@ pub struct Ctr {
     pub id: String,
     pub dir: PathBuf,
     rec: Mutex<Record>,
-    live: Mutex<Option<crate::runtime::Container>>,
+    live: Mutex<Option<runtime::Container>>,
     health: Mutex<String>,
     restarting: AtomicBool,
     paused: AtomicBool,
@@ -166,7 +145,7 @@ impl Ctr {
         std::mem::take(&mut *lock(&self.problems))
     }
 
-    pub fn live(&self) -> Option<crate::runtime::Container> {
+    pub fn live(&self) -> Option<runtime::Container> {
         lock(&self.live).clone()
     }
 
@@ -295,7 +274,7 @@ impl Engine {
         attributes.insert("name".into(), rec.name.clone());
         attributes.insert("image".into(), rec.image.clone());
         let _ = self.events.send(Event {
-            time: crate::timefmt::rfc3339(true),
+            time: conventions::timefmt::rfc3339(true),
             kind: "container".into(),
             action: action.into(),
             id: rec.id.clone(),
@@ -360,11 +339,11 @@ impl Engine {
                     if rec.started_at.is_some() && rec.finished_at.is_none() {
                         // It ended while we were away: record how, then apply its policy.
                         let state = std::fs::read(dir.join("state.json")).unwrap_or_default();
-                        if let Ok(old) = serde_json::from_slice::<crate::runtime::Container>(&state) {
+                        if let Ok(old) = serde_json::from_slice::<runtime::Container>(&state) {
                             let status = self.runtime.status(&old);
                             ctr.note_left(self.runtime.cleanup(&old));
                             let _ = ctr.update(|r| {
-                                r.finished_at = Some(state::now());
+                                r.finished_at = Some(conventions::durations::now());
                                 r.exit_code = Some(status.as_ref().map(|s| s.exit_code).unwrap_or(137));
                                 r.oom_killed = status.is_some_and(|s| s.oom_killed);
                             });
@@ -395,7 +374,7 @@ pub async fn run(root: PathBuf, run_dir: PathBuf, helper: PathBuf) -> Result<(),
     engine.adopt_all().await;
     // What a crashed engine left in the NAT table goes now.
     engine.sync_nat().await;
-    let sock = run_dir.join(SOCKET);
+    let sock = run_dir.join(crate::api::SOCKET);
     let _ = std::fs::remove_file(&sock);
     let listener = tokio::net::UnixListener::bind(&sock)?;
     {
@@ -404,7 +383,7 @@ pub async fn run(root: PathBuf, run_dir: PathBuf, helper: PathBuf) -> Result<(),
     }
     // Informational only: a full disk must not keep the engine from serving.
     let pid_file = run_dir.join("rcompose.pid");
-    if let Err(e) = crate::images::store::write_atomic(&pid_file, format!("{}\n", std::process::id()).as_bytes()) {
+    if let Err(e) = images::store::write_atomic(&pid_file, format!("{}\n", std::process::id()).as_bytes()) {
         tracing::warn!("could not write {}: {e}", pid_file.display());
     }
     tracing::info!("engine ready on {}", sock.display());

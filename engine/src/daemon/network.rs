@@ -225,7 +225,7 @@ impl Net {
         if created {
             // On disk first: a crash from here on is cleaned up by `down` or the next start.
             let data = serde_json::to_vec_pretty(&rec).map_err(|e| e.to_string())?;
-            crate::images::store::write_atomic(&self.record_path(name), &data).map_err(|e| e.to_string())?;
+            images::store::write_atomic(&self.record_path(name), &data).map_err(|e| e.to_string())?;
         }
         // Kept apart from the other networks before anything can join it.
         self.isolate().await.map_err(|e| format!("network {name}: {e}"))?;

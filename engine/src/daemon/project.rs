@@ -135,7 +135,7 @@ impl Engine {
             }
             super::supervise::policy(svc).map_err(|e| format!("service {s:?}: {e}"))?;
             container::check_networks(&project, svc).map_err(|e| format!("service {s:?}: {e}"))?;
-            crate::runtime::userns::check_service(svc).map_err(|e| format!("service {s:?}: {e}"))?;
+            super::spec::userns::check_service(svc).map_err(|e| format!("service {s:?}: {e}"))?;
             super::files::file_mounts(&project, svc, &req.file_values).map_err(|e| format!("service {s:?}: {e}"))?;
         }
 

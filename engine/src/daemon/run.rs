@@ -19,7 +19,7 @@ impl Engine {
         };
         // Checked before its dependencies start: nothing is made for a run that cannot be.
         super::container::check_networks(&project, base).map_err(|e| format!("service {:?}: {e}", req.service))?;
-        crate::runtime::userns::check_service(base).map_err(|e| format!("service {:?}: {e}", req.service))?;
+        super::spec::userns::check_service(base).map_err(|e| format!("service {:?}: {e}", req.service))?;
         let pulled: Vec<String> = if req.no_deps {
             vec![req.service.clone()]
         } else {

@@ -4,7 +4,7 @@
 
 use super::project::{OpError, Out};
 use super::Engine;
-use crate::api::{self, StreamMsg};
+use crate::api::{self, ApiError, ErrorKind, StreamMsg};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http_body_util::combinators::BoxBody;
@@ -44,8 +44,26 @@ pub(super) fn json<T: serde::Serialize>(status: StatusCode, v: &T) -> Response<B
         .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed()))
 }
 
+/// An error answer of the kind its status says.
 pub(super) fn error(status: StatusCode, message: impl Into<String>) -> Response<Body> {
-    json(status, &serde_json::json!({ "message": message.into() }))
+    let kind = match status {
+        StatusCode::NOT_FOUND => ErrorKind::NotFound,
+        StatusCode::CONFLICT => ErrorKind::Conflict,
+        StatusCode::BAD_REQUEST => ErrorKind::Invalid,
+        StatusCode::PAYLOAD_TOO_LARGE => ErrorKind::TooLarge,
+        _ => ErrorKind::Internal,
+    };
+    error_of(status, kind, message)
+}
+
+pub(super) fn error_of(status: StatusCode, kind: ErrorKind, message: impl Into<String>) -> Response<Body> {
+    json(
+        status,
+        &ApiError {
+            kind,
+            message: message.into(),
+        },
+    )
 }
 
 /// A newline-delimited JSON stream from a channel.
@@ -145,8 +163,7 @@ pub(super) fn parse<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Re
 /// `GET /v1/containers/{id}/archive`: the path as a tar stream, or Docker's message.
 async fn archive_out(ctr: &super::Ctr, path: String, follow: bool) -> Response<Body> {
     let Some(c) = ctr.live() else {
-        return error(
-            StatusCode::CONFLICT,
+        return error_of(StatusCode::CONFLICT, ErrorKind::NotRunning,
             format!("container {} is not running", ctr.rec().name),
         );
     };
@@ -155,7 +172,7 @@ async fn archive_out(ctr: &super::Ctr, path: String, follow: bool) -> Response<B
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
     let (tx, rx) = std::sync::mpsc::channel();
-    let _worker = super::archive::read_out(c.clone(), ctr.rec().name, path, follow, tx, std::fs::File::from(w));
+    let _worker = super::copy::read_out(c.clone(), ctr.rec().name, path, follow, tx, std::fs::File::from(w));
     match tokio::task::spawn_blocking(move || rx.recv()).await {
         Ok(Ok(Ok(()))) => {}
         Ok(Ok(Err(e))) => return error(StatusCode::NOT_FOUND, e),
@@ -226,9 +243,9 @@ async fn archive_in(engine: Arc<Engine>, id: &str, req: Request<Incoming>) -> Re
         return error(StatusCode::NOT_FOUND, format!("No such container: {id}"));
     };
     let Some(c) = ctr.live() else {
-        return error(StatusCode::CONFLICT, format!("container {id} is not running"));
+        return error_of(StatusCode::CONFLICT, ErrorKind::NotRunning, format!("container {id} is not running"));
     };
-    let how = super::archive::Unpack {
+    let how = safefs::archive::Unpack {
         owners: truthy(&q, "owners"),
         whiteouts: truthy(&q, "whiteouts"),
         mkdir: truthy(&q, "mkdir"),
@@ -236,7 +253,7 @@ async fn archive_in(engine: Arc<Engine>, id: &str, req: Request<Incoming>) -> Re
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
     let dest = q.get("path").cloned().unwrap_or_default();
-    let worker = super::archive::write_in(
+    let worker = super::copy::write_in(
         c.clone(),
         dest,
         how,
@@ -292,8 +309,7 @@ async fn exec(engine: Arc<Engine>, id: &str, mut req: Request<Incoming>) -> Resp
         return error(StatusCode::NOT_FOUND, format!("No such container: {id}"));
     };
     if ctr.live().is_none() {
-        return error(
-            StatusCode::CONFLICT,
+        return error_of(StatusCode::CONFLICT, ErrorKind::NotRunning,
             format!("container {} is not running", ctr.rec().name),
         );
     }
@@ -322,7 +338,7 @@ async fn attach(engine: Arc<Engine>, id: &str, mut req: Request<Incoming>) -> Re
     let restarts = ctr.rec().restart_count;
     let sock = match engine.attach_connect(&ctr).await {
         Ok(s) => s,
-        Err(e) => return error(StatusCode::CONFLICT, e),
+        Err(e) => return error_of(StatusCode::CONFLICT, ErrorKind::NotRunning, e),
     };
     tokio::spawn(async move {
         match upgrade.await {
@@ -406,17 +422,16 @@ async fn handle(engine: Arc<Engine>, req: Request<Incoming>) -> Result<Response<
             None => error(StatusCode::NOT_FOUND, format!("No such container: {id}")),
             Some(ctr) => match super::top::rows(&ctr) {
                 Some(rows) => json(StatusCode::OK, &rows),
-                None => error(StatusCode::CONFLICT, format!("container {id} is not running")),
+                None => error_of(StatusCode::CONFLICT, ErrorKind::NotRunning, format!("container {id} is not running")),
             },
         },
         (&Method::POST, ["v1", "containers", id, "kill"]) => match engine.container(id) {
             None => error(StatusCode::NOT_FOUND, format!("No such container: {id}")),
             Some(ctr) => {
                 let name = q.get("signal").map(String::as_str).unwrap_or("SIGKILL");
-                match crate::runtime::service::signal_number(name) {
+                match conventions::signals::number(name) {
                     None => error(StatusCode::BAD_REQUEST, format!("invalid signal {name:?}")),
-                    Some(_) if ctr.live().is_none() => error(
-                        StatusCode::CONFLICT,
+                    Some(_) if ctr.live().is_none() => error_of(StatusCode::CONFLICT, ErrorKind::NotRunning,
                         format!("container {} is not running", ctr.rec().name),
                     ),
                     Some(sig) => match engine.kill(&ctr, sig) {
@@ -434,7 +449,7 @@ async fn handle(engine: Arc<Engine>, req: Request<Incoming>) -> Result<Response<
             None => error(StatusCode::NOT_FOUND, format!("No such container: {id}")),
             Some(ctr) => match super::top::sample(&ctr) {
                 Some(s) => json(StatusCode::OK, &s),
-                None => error(StatusCode::CONFLICT, format!("container {id} is not running")),
+                None => error_of(StatusCode::CONFLICT, ErrorKind::NotRunning, format!("container {id} is not running")),
             },
         },
         (&Method::GET, ["v1", "events"]) => {

@@ -3,18 +3,11 @@
 //! engine reads these back and adopts what still runs.
 
 use crate::api::{ContainerSummary, PortSummary};
+use conventions::durations::{human_duration, now};
 use compose::model::Service;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-
-pub const LABEL_PROJECT: &str = "com.docker.compose.project";
-pub const LABEL_SERVICE: &str = "com.docker.compose.service";
-pub const LABEL_NUMBER: &str = "com.docker.compose.container-number";
-pub const LABEL_HASH: &str = "com.docker.compose.config-hash";
-pub const LABEL_ONEOFF: &str = "com.docker.compose.oneoff";
-pub const LABEL_WORKDIR: &str = "com.docker.compose.project.working_dir";
-pub const LABEL_FILES: &str = "com.docker.compose.project.config_files";
 
 /// A container's network attachment.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -107,7 +100,7 @@ pub struct Record {
     /// `userns_mode: auto`: the host IDs the container's 0.. map to, kept for its life
     /// (its upper layer's files are owned by them).
     #[serde(default)]
-    pub userns: Option<crate::runtime::spec::IdMap>,
+    pub userns: Option<runtime::spec::IdMap>,
 }
 
 impl Record {
@@ -117,7 +110,7 @@ impl Record {
 
     pub fn save(&self, dir: &Path) -> std::io::Result<()> {
         let data = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
-        crate::images::store::write_atomic(&Self::path(dir), &data).map_err(|e| std::io::Error::other(e.to_string()))
+        images::store::write_atomic(&Self::path(dir), &data).map_err(|e| std::io::Error::other(e.to_string()))
     }
 
     pub fn load(dir: &Path) -> Option<Record> {
@@ -194,31 +187,6 @@ pub fn project_from_json(v: &serde_json::Value) -> Result<compose::Project, Stri
     }
     compose::names::check(&p).map_err(|(key, m)| format!("{key}: {m}"))?;
     Ok(p)
-}
-
-/// Docker's "3 seconds", "About a minute", "2 hours" for a duration in seconds.
-pub fn human_duration(secs: i64) -> String {
-    let s = secs.max(0);
-    match s {
-        0 => "Less than a second".into(),
-        1 => "1 second".into(),
-        2..=59 => format!("{s} seconds"),
-        60..=119 => "About a minute".into(),
-        120..=3599 => format!("{} minutes", s / 60),
-        3600..=7199 => "About an hour".into(),
-        7200..=172_799 => format!("{} hours", s / 3600),
-        172_800..=1_209_599 => format!("{} days", s / 86_400),
-        1_209_600..=5_183_999 => format!("{} weeks", s / 604_800),
-        5_184_000..=63_071_999 => format!("{} months", s / 2_592_000),
-        _ => format!("{} years", s / 31_536_000),
-    }
-}
-
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// The state a container is in, as Docker names it.
@@ -320,15 +288,6 @@ pub(crate) fn test_service(keys: &str) -> compose::model::Service {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_as_docker_prints_them() {
-        assert_eq!(human_duration(0), "Less than a second");
-        assert_eq!(human_duration(3), "3 seconds");
-        assert_eq!(human_duration(90), "About a minute");
-        assert_eq!(human_duration(600), "10 minutes");
-        assert_eq!(human_duration(3 * 3600), "3 hours");
-    }
 
     #[test]
     fn status_column() {

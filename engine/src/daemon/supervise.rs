@@ -4,7 +4,7 @@
 //! restarts back off: 100 ms doubling to a minute, back to 100 ms after a run of 10 s.
 //! A container the user stopped (`stop`, `kill`, `down`) is never restarted.
 
-use super::state::{self, Record};
+use super::state::Record;
 use super::{lock, Ctr, Engine};
 use std::os::unix::io::{FromRawFd, OwnedFd};
 use std::sync::atomic::Ordering;
@@ -102,7 +102,7 @@ async fn wait_exit(pid: i32) {
             let _ = a.readable().await;
         }
         Err(_) => {
-            while !crate::runtime::wait_gone(pid, Duration::ZERO) {
+            while !runtime::wait_gone(pid, Duration::ZERO) {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
@@ -173,7 +173,7 @@ impl Engine {
         // removed when the container starts again or is removed.
         let exit_code = status.as_ref().map(|s| s.exit_code).unwrap_or(137);
         let oom = status.as_ref().is_some_and(|s| s.oom_killed);
-        let ran = state::now() - rec.started_at.unwrap_or(0);
+        let ran = conventions::durations::now() - rec.started_at.unwrap_or(0);
         // Docker's back-off: doubles while the container keeps dying young.
         let prev = ctr.backoff_ms.load(Ordering::SeqCst);
         let next = if ran >= 10 || prev == 0 {
@@ -187,7 +187,7 @@ impl Engine {
         let _ = ctr.update(|r| {
             r.exit_code = Some(exit_code);
             r.oom_killed = oom;
-            r.finished_at = Some(state::now());
+            r.finished_at = Some(conventions::durations::now());
             if window.is_some_and(|w| ran >= w.as_secs() as i64) {
                 r.attempts = 0;
             }

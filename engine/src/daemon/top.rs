@@ -15,7 +15,7 @@ pub fn rows(ctr: &Ctr) -> Option<Vec<Vec<String>>> {
         .ok()
         .and_then(|s| s.split_whitespace().next()?.parse().ok())
         .unwrap_or(0.0);
-    let now = super::state::now();
+    let now = conventions::durations::now();
     let boot = now - uptime as i64;
     let mut out = vec![["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]
         .iter()

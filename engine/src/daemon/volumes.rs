@@ -55,10 +55,10 @@ pub fn ensure(root: &Path, name: &str, project: &str, key: &str, external: bool)
         name: name.into(),
         project: project.into(),
         key: key.into(),
-        created: super::state::now(),
+        created: conventions::durations::now(),
     };
     let data = serde_json::to_vec_pretty(&rec).map_err(|e| e.to_string())?;
-    crate::images::store::write_atomic(&dir(root, name).join("volume.json"), &data)
+    images::store::write_atomic(&dir(root, name).join("volume.json"), &data)
         .map_err(|e| format!("creating volume {name}: {e}"))?;
     Ok(true)
 }
@@ -137,7 +137,7 @@ pub fn fill_from_image(tmp: &Path, layers: &[PathBuf], target: &str, dest: &Path
 
 /// Copies `root`/`rel` (the image's content at `target`) into `dest`, if a directory.
 fn copy_from(root: &Path, rel: &str, target: &str, dest: &Path) -> Result<(), String> {
-    let src = crate::images::safepath::resolve_in_root(root, Path::new(rel)).map_err(|e| e.to_string())?;
+    let src = safefs::safepath::resolve_in_root(root, Path::new(rel)).map_err(|e| e.to_string())?;
     if src.is_dir() {
         copy_tree(&src, dest).map_err(|e| format!("filling the volume from {target}: {e}"))
     } else {

@@ -1,0 +1,38 @@
+//! The process's command line and stop signal, as Docker merges a service's with its
+//! image's: a service `entrypoint` replaces the image's and clears its `Cmd`.
+
+use super::StopConfig;
+use images::config::ContainerConfig;
+use compose::model::Service;
+use std::time::Duration;
+
+/// Entrypoint then command; an empty line is refused by the caller.
+pub(super) fn args(svc: &Service, ic: &ContainerConfig) -> Vec<String> {
+    let entrypoint = svc
+        .entrypoint
+        .clone()
+        .or_else(|| ic.entrypoint.clone())
+        .unwrap_or_default();
+    let cmd = match (&svc.command, &svc.entrypoint) {
+        (Some(c), _) => c.clone(),
+        (None, Some(_)) => Vec::new(),
+        (None, None) => ic.cmd.clone().unwrap_or_default(),
+    };
+    entrypoint.into_iter().chain(cmd).collect()
+}
+
+/// The stop signal (the service's, the image's, else SIGTERM) and grace period.
+pub(super) fn stop(svc: &Service, ic: &ContainerConfig) -> Result<StopConfig, String> {
+    let signal = svc
+        .stop_signal
+        .as_deref()
+        .or(ic.stop_signal.as_deref())
+        .unwrap_or("SIGTERM");
+    Ok(StopConfig {
+        signal: conventions::signals::number(signal).ok_or_else(|| format!("invalid stop_signal {signal:?}"))?,
+        grace: svc
+            .stop_grace_period
+            .map(|d| d.as_std())
+            .unwrap_or(Duration::from_secs(10)),
+    })
+}
