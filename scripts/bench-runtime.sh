@@ -10,7 +10,7 @@ set -euo pipefail
 runs=${1:-50}
 cd "$(dirname "$0")/.."
 cargo build --release -j2 -q
-cargo build --release -j2 -q -p engine --example bench_runtime
+cargo build --release -j2 -q -p runtime --example bench_runtime
 work=$(mktemp -d /tmp/rcompose-rtbench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 rootfs=$work/rootfs

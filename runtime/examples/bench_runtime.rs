@@ -4,10 +4,10 @@
 //!
 //!   bench_runtime <rcompose binary> <busybox rootfs dir> <runs>
 
-use engine::images::{import, Store};
-use engine::runtime::cgroups::Limits;
-use engine::runtime::spec::{ContainerSpec, IdMap, Process};
-use engine::runtime::{process, wait_gone, Runtime};
+use images::{import, Store};
+use runtime::cgroups::Limits;
+use runtime::spec::{ContainerSpec, IdMap, Process};
+use runtime::{process, wait_gone, Runtime};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
