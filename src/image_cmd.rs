@@ -281,19 +281,12 @@ pub fn pull(g: &Global, a: PullArgs) -> Result<ExitCode> {
         eprintln!("WARN[0000] {w}");
     }
     let p = &loaded.project;
-    let mut names: Vec<String> = if a.services.is_empty() {
-        p.services.keys().cloned().collect()
-    } else {
-        a.services.clone()
-    };
-    for n in &names {
+    for n in &a.services {
         if !p.services.contains_key(n) {
             bail!("no such service: {n}");
         }
     }
-    if a.include_deps {
-        names = compose::Graph::new(p)?.with_dependencies(&names);
-    }
+    let names = compose::Graph::new(p)?.selection(p, &a.services, !a.include_deps);
     if let Some(f) = a.policy.as_deref().filter(|f| !matches!(*f, "missing" | "always")) {
         bail!("invalid --policy {f:?}: missing or always");
     }

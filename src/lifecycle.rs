@@ -5,8 +5,8 @@
 use crate::args::{CreateArgs, DownArgs, KillArgs, RmArgs, ScaleArgs, ServicesArgs, StopArgs, UpArgs, WaitArgs, WatchArgs};
 use crate::client::{connect, runtime, Client};
 use crate::global::Global;
-use crate::progress::{code, follow_operation};
-use crate::project::{load, load_or_name, selected_services, up_request, Loaded};
+use crate::progress::{code, follow_operation, follow_operation_outcome};
+use crate::project::{load, load_or_name, up_request, Loaded};
 use crate::logs_cmd::{self, Printer};
 use anyhow::{bail, Context, Result};
 use engine::api::{ActionRequest, DownRequest, UpRequest};
@@ -37,12 +37,6 @@ pub fn up(g: &Global, a: UpArgs) -> Result<ExitCode> {
     }
     let l = load(g, &a.services)?;
     let scale = parse_scale(&a.scale)?;
-    for s in scale.keys() {
-        if !l.loaded.project.services.contains_key(s) {
-            bail!("no such service: {s}");
-        }
-    }
-    let selected = selected_services(&l, &a.services, a.no_deps)?;
     let req = UpRequest {
         no_deps: a.no_deps,
         force_recreate: a.force_recreate,
@@ -71,7 +65,8 @@ pub fn up(g: &Global, a: UpArgs) -> Result<ExitCode> {
         let lines = c
             .stream(Method::POST, &format!("/v1/projects/{}/up", l.name), Some(&req))
             .await?;
-        let rc = follow_operation(lines).await?;
+        let done = follow_operation_outcome(lines).await?;
+        let (rc, selected) = (done.exit_code, done.services);
         if rc != 0 {
             return Ok(code(rc));
         }

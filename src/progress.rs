@@ -251,12 +251,23 @@ pub const TICK: Duration = Duration::from_millis(100);
 /// An exit code from an operation's.
 /// Prints an operation's stream; returns its exit code.
 pub async fn follow_operation(lines: crate::client::Lines) -> Result<i32> {
-    Ok(follow_operation_created(lines).await?.0)
+    Ok(follow_operation_outcome(lines).await?.exit_code)
 }
 
-/// As [`follow_operation`], with the container a `run` made.
-pub async fn follow_operation_created(mut lines: crate::client::Lines) -> Result<(i32, Option<String>)> {
+/// How an operation ended, with what the engine said of it on the way.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub exit_code: i32,
+    /// `run`: the one-off container made.
+    pub created: Option<String>,
+    /// `up`: the services it acted on.
+    pub services: Vec<String>,
+}
+
+/// As [`follow_operation`], with the whole [`Outcome`].
+pub async fn follow_operation_outcome(mut lines: crate::client::Lines) -> Result<Outcome> {
     let mut created = None;
+    let mut services = Vec::new();
     // The engine sends no pull progress when it was asked for none (`--quiet-pull`).
     let mut pulls = crate::image_cmd::Printer::new(false);
     let mut display = Display::new();
@@ -275,15 +286,24 @@ pub async fn follow_operation_created(mut lines: crate::client::Lines) -> Result
             StreamMsg::Progress(p) => display.event(err, &p.kind, &p.name, &p.status),
             StreamMsg::Warning(w) => display.warn(err, &w),
             StreamMsg::Created(name) => created = Some(name),
+            StreamMsg::Services(s) => services = s,
             StreamMsg::Pull(e) => pulls.event(&e),
             StreamMsg::Error { message, exit_code } => {
                 display.finish(err);
                 eprintln!("{message}");
-                return Ok((exit_code, created));
+                return Ok(Outcome {
+                    exit_code,
+                    created,
+                    services,
+                });
             }
             StreamMsg::Done { exit_code } => {
                 display.finish(err);
-                return Ok((exit_code, created));
+                return Ok(Outcome {
+                    exit_code,
+                    created,
+                    services,
+                });
             }
         }
     }

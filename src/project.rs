@@ -111,13 +111,3 @@ pub fn file_values(l: &compose::Loaded) -> Result<BTreeMap<String, String>> {
     Ok(out)
 }
 
-pub fn selected_services(l: &Loaded, services: &[String], no_deps: bool) -> Result<Vec<String>> {
-    let p = &l.loaded.project;
-    Ok(if services.is_empty() {
-        p.services.keys().cloned().collect()
-    } else if no_deps {
-        services.to_vec()
-    } else {
-        compose::Graph::new(p)?.with_dependencies(services)
-    })
-}

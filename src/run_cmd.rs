@@ -7,7 +7,7 @@ use crate::args::RunArgs;
 use crate::global::Global;
 use crate::client::connect;
 use crate::client::runtime;
-use crate::progress::follow_operation_created;
+use crate::progress::follow_operation_outcome;
 use crate::project::{file_values, load};
 use anyhow::{bail, Context, Result};
 use engine::api::{ContainerSummary, RunRequest};
@@ -108,7 +108,9 @@ pub fn run(g: &Global, a: RunArgs) -> Result<ExitCode> {
         let lines = c
             .stream(Method::POST, &format!("/v1/projects/{name}/run"), Some(&req))
             .await?;
-        let (rc, created) = follow_operation_created(lines).await?;
+        let crate::progress::Outcome {
+            exit_code: rc, created, ..
+        } = follow_operation_outcome(lines).await?;
         let Some(container) = created else {
             return Ok(rc);
         };

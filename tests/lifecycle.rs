@@ -737,6 +737,12 @@ fn a_compose_service_runs_as_docker_would_run_it() {
     }
     let env = Env::new();
     let fs = env.state.path().join("busybox-rootfs");
+    // The image's accounts, as the runtime's tests give it: `user: nobody` resolves there.
+    std::fs::write(
+        fs.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n",
+    )
+    .unwrap();
     env.ok(&[
         "image",
         "import",

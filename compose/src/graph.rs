@@ -150,6 +150,18 @@ impl Graph {
         v
     }
 
+    /// The services a command acts on: all of them when `names` is empty, else `names`
+    /// with what they need (only `names` with `--no-deps`).
+    pub fn selection(&self, p: &Project, names: &[String], no_deps: bool) -> Vec<String> {
+        if names.is_empty() {
+            p.services.keys().cloned().collect()
+        } else if no_deps {
+            names.to_vec()
+        } else {
+            self.with_dependencies(names)
+        }
+    }
+
     /// `names` and everything they need, transitively.
     pub fn with_dependencies(&self, names: &[String]) -> Vec<String> {
         let mut seen: Vec<String> = Vec::new();

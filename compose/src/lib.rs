@@ -26,6 +26,7 @@ pub mod paths;
 pub mod read;
 pub mod source;
 mod validate;
+pub use validate::container_name_unique;
 
 pub use error::{Error, Result};
 pub use graph::Graph;

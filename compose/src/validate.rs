@@ -26,6 +26,17 @@ fn valid_pull_policy(p: &str) -> bool {
     ) || p.strip_prefix("every_").is_some_and(|d| parse_duration(d).is_ok())
 }
 
+/// A `container_name` names one container: refused with more than one replica (the
+/// file's, or as many as `up --scale` asks for).
+pub fn container_name_unique(name: &str, s: &crate::model::Service, replicas: i64) -> std::result::Result<(), String> {
+    match &s.container_name {
+        Some(c) if replicas > 1 => Err(format!(
+            "service {name:?} sets container_name {c:?} and has {replicas} replicas: container names must be unique"
+        )),
+        _ => Ok(()),
+    }
+}
+
 pub(crate) fn run(p: &Project, ctx: &Ctx) -> Result<()> {
     let err = |key: &str, msg: String| Err(Error::invalid(ctx.at(key), msg));
     let mut container_names: HashMap<&str, &str> = HashMap::new();
@@ -38,8 +49,8 @@ pub(crate) fn run(p: &Project, ctx: &Ctx) -> Result<()> {
             );
         }
         if let Some(c) = &s.container_name {
-            if s.replicas() > 1 {
-                return err(&format!("{key}.container_name"), format!("service {name:?} sets container_name {c:?} and has {} replicas: container names must be unique", s.replicas()));
+            if let Err(m) = container_name_unique(name, s, s.replicas()) {
+                return err(&format!("{key}.container_name"), m);
             }
             if let Some(other) = container_names.insert(c, name) {
                 return err(

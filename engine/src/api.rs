@@ -239,6 +239,8 @@ pub enum StreamMsg {
     Warning(String),
     /// `run`: the one-off container made.
     Created(String),
+    /// `up`: the services it acts on (the ones named, with their dependencies).
+    Services(Vec<String>),
     /// An image pull's progress (`POST /v1/images/pull`, or `up` pulling).
     Pull(PullEvent),
     Error {

@@ -11,6 +11,7 @@ pub mod cgroups;
 pub mod devices_bpf;
 pub mod exec_helper;
 pub mod init;
+pub mod kernel;
 pub mod limits;
 pub mod logs;
 pub mod memfd;

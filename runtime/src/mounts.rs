@@ -10,7 +10,8 @@
 
 use super::spec::{ContainerSpec, IdMap, Mount};
 use safefs::safepath::resolve_in_root;
-use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use super::kernel::{Host, Kernel};
+use nix::mount::MsFlags;
 use std::fs;
 use std::os::unix::io::RawFd;
 use std::path::{Path, PathBuf};
@@ -65,17 +66,6 @@ fn target_in(root: &Path, target: &Path, file: bool) -> Result<PathBuf, String> 
     Ok(p)
 }
 
-fn do_mount(
-    src: Option<&str>,
-    target: &Path,
-    fstype: Option<&str>,
-    flags: MsFlags,
-    data: Option<&str>,
-) -> Result<(), String> {
-    mount(src, target, fstype, flags, data)
-        .map_err(|e| err(&format!("mounting {}", fstype.or(src).unwrap_or("")), target, e))
-}
-
 fn propagation(p: &str) -> MsFlags {
     match p {
         "shared" => MsFlags::MS_SHARED,
@@ -103,22 +93,19 @@ fn owned_by_root(data: &str, userns: Option<(RawFd, IdMap)>) -> String {
     }
 }
 
-fn user_mount(root: &Path, m: &Mount, userns: Option<(RawFd, IdMap)>) -> Result<(), String> {
+fn user_mount(k: &mut dyn Kernel, root: &Path, m: &Mount, userns: Option<(RawFd, IdMap)>) -> Result<(), String> {
     match m.kind.as_str() {
         "bind" => {
             let meta = fs::metadata(&m.source).map_err(|e| err("bind source", &m.source, e))?;
             let target = target_in(root, &m.target, !meta.is_dir())?;
             let src = m.source.to_string_lossy();
             match userns {
-                Some((fd, _)) if m.idmap => {
-                    let tree = super::userns::idmapped_tree(&m.source, fd, false)?;
-                    super::userns::attach(&tree, &target)?;
-                }
-                _ => do_mount(Some(&src), &target, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?,
+                Some((fd, _)) if m.idmap => k.bind_idmapped(&m.source, &target, fd)?,
+                _ => k.mount(Some(&src), &target, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?,
             }
-            do_mount(None, &target, None, propagation(&m.propagation), None)?;
+            k.mount(None, &target, None, propagation(&m.propagation), None)?;
             if m.read_only {
-                do_mount(
+                k.mount(
                     None,
                     &target,
                     None,
@@ -133,7 +120,7 @@ fn user_mount(root: &Path, m: &Mount, userns: Option<(RawFd, IdMap)>) -> Result<
             if m.read_only {
                 flags |= MsFlags::MS_RDONLY;
             }
-            do_mount(
+            k.mount(
                 Some("tmpfs"),
                 &target,
                 Some("tmpfs"),
@@ -149,9 +136,14 @@ fn user_mount(root: &Path, m: &Mount, userns: Option<(RawFd, IdMap)>) -> Result<
 /// Everything up to and including `pivot_root`; afterwards `/` is the container's.
 /// `userns`: the container's user namespace, open, when it has one.
 pub fn setup(spec: &ContainerSpec, own_netns: bool, userns: Option<RawFd>) -> Result<(), String> {
+    setup_with(&mut Host, spec, own_netns, userns)
+}
+
+/// [`setup`] through the kernel `k`: the container's mount plan.
+pub fn setup_with(k: &mut dyn Kernel, spec: &ContainerSpec, own_netns: bool, userns: Option<RawFd>) -> Result<(), String> {
     let userns = userns.zip(spec.userns);
     let root = spec.dir.join("rootfs");
-    do_mount(None, Path::new("/"), None, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None)?;
+    k.mount(None, Path::new("/"), None, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None)?;
     if spec.layers.is_empty() {
         return Err("the image has no layers".into());
     }
@@ -165,7 +157,7 @@ pub fn setup(spec: &ContainerSpec, own_netns: bool, userns: Option<RawFd>) -> Re
         // (overlayfs takes paths); it goes with the old root below.
         let at = spec.dir.join("idmap").join(i.to_string());
         fs::create_dir_all(&at).map_err(|e| err("creating", &at, e))?;
-        super::userns::attach(&super::userns::idmapped_tree(l, fd, false)?, &at)?;
+        k.bind_idmapped(l, &at, fd)?;
         lower.push(at.to_string_lossy().into_owned());
     }
     let opts = format!(
@@ -174,11 +166,11 @@ pub fn setup(spec: &ContainerSpec, own_netns: bool, userns: Option<RawFd>) -> Re
         spec.dir.join("upper").display(),
         spec.dir.join("work").display()
     );
-    do_mount(Some("overlay"), &root, Some("overlay"), MsFlags::empty(), Some(&opts))?;
+    k.mount(Some("overlay"), &root, Some("overlay"), MsFlags::empty(), Some(&opts))?;
 
     let nosuid_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     let proc_dir = target_in(&root, Path::new("/proc"), false)?;
-    do_mount(Some("proc"), &proc_dir, Some("proc"), nosuid_noexec, None)?;
+    k.mount(Some("proc"), &proc_dir, Some("proc"), nosuid_noexec, None)?;
     for (key, value) in &spec.sysctls {
         // Only namespaced sysctls: anything else would change the host.
         if !namespaced_sysctl(key, own_netns) {
@@ -188,11 +180,11 @@ pub fn setup(spec: &ContainerSpec, own_netns: bool, userns: Option<RawFd>) -> Re
             return Err(format!("invalid sysctl name {key:?}"));
         }
         let p = proc_dir.join("sys").join(key.replace('.', "/"));
-        fs::write(&p, value).map_err(|e| format!("sysctl {key}={value}: {e}"))?;
+        k.write(&p, value).map_err(|e| format!("sysctl {key}={value}: {e}"))?;
     }
 
     let dev = target_in(&root, Path::new("/dev"), false)?;
-    do_mount(
+    k.mount(
         Some("tmpfs"),
         &dev,
         Some("tmpfs"),
@@ -201,20 +193,7 @@ pub fn setup(spec: &ContainerSpec, own_netns: bool, userns: Option<RawFd>) -> Re
     )?;
     for (name, major, minor) in DEVICES {
         let p = dev.join(name);
-        nix::sys::stat::mknod(
-            &p,
-            nix::sys::stat::SFlag::S_IFCHR,
-            nix::sys::stat::Mode::from_bits_truncate(0o666),
-            nix::sys::stat::makedev(*major, *minor),
-        )
-        .map_err(|e| err("creating device", &p, e))?;
-        nix::sys::stat::fchmodat(
-            nix::fcntl::AT_FDCWD,
-            &p,
-            nix::sys::stat::Mode::from_bits_truncate(0o666),
-            nix::sys::stat::FchmodatFlags::FollowSymlink,
-        )
-        .map_err(|e| err("chmod", &p, e))?;
+        k.mknod_char(&p, *major, *minor)?;
     }
     for (link, to) in [
         ("fd", "/proc/self/fd"),
@@ -229,7 +208,7 @@ pub fn setup(spec: &ContainerSpec, own_netns: bool, userns: Option<RawFd>) -> Re
     for d in ["pts", "shm", "mqueue"] {
         fs::create_dir(dev.join(d)).map_err(|e| err("creating", &dev.join(d), e))?;
     }
-    do_mount(
+    k.mount(
         Some("devpts"),
         &dev.join("pts"),
         Some("devpts"),
@@ -240,7 +219,7 @@ pub fn setup(spec: &ContainerSpec, own_netns: bool, userns: Option<RawFd>) -> Re
             userns.map_or(0, |(_, m)| m.gid) + 5
         )),
     )?;
-    do_mount(
+    k.mount(
         Some("shm"),
         &dev.join("shm"),
         Some("tmpfs"),
@@ -250,11 +229,11 @@ pub fn setup(spec: &ContainerSpec, own_netns: bool, userns: Option<RawFd>) -> Re
             userns,
         )),
     )?;
-    do_mount(Some("mqueue"), &dev.join("mqueue"), Some("mqueue"), nosuid_noexec, None)?;
+    k.mount(Some("mqueue"), &dev.join("mqueue"), Some("mqueue"), nosuid_noexec, None)?;
 
     let sys = target_in(&root, Path::new("/sys"), false)?;
     if own_netns {
-        do_mount(
+        k.mount(
             Some("sysfs"),
             &sys,
             Some("sysfs"),
@@ -263,8 +242,8 @@ pub fn setup(spec: &ContainerSpec, own_netns: bool, userns: Option<RawFd>) -> Re
         )?;
     } else {
         // sysfs of another network namespace cannot be mounted: bind the host's, read-only.
-        do_mount(Some("/sys"), &sys, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
-        do_mount(
+        k.mount(Some("/sys"), &sys, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
+        k.mount(
             None,
             &sys,
             None,
@@ -276,7 +255,7 @@ pub fn setup(spec: &ContainerSpec, own_netns: bool, userns: Option<RawFd>) -> Re
     let mut mounts = spec.mounts.clone();
     mounts.sort_by_key(|m| m.target.components().count());
     for m in &mounts {
-        user_mount(&root, m, userns)?;
+        user_mount(k, &root, m, userns)?;
     }
     for (name, target) in [
         ("hosts", "/etc/hosts"),
@@ -285,28 +264,28 @@ pub fn setup(spec: &ContainerSpec, own_netns: bool, userns: Option<RawFd>) -> Re
     ] {
         let t = target_in(&root, Path::new(target), true)?;
         let src = spec.dir.join(name);
-        do_mount(Some(&src.to_string_lossy()), &t, None, MsFlags::MS_BIND, None)?;
+        k.mount(Some(&src.to_string_lossy()), &t, None, MsFlags::MS_BIND, None)?;
     }
 
-    nix::unistd::chdir(&root).map_err(|e| err("chdir", &root, e))?;
-    nix::unistd::pivot_root(".", ".").map_err(|e| err("pivot_root", &root, e))?;
-    umount2(".", MntFlags::MNT_DETACH).map_err(|e| format!("detaching the old root: {e}"))?;
-    nix::unistd::chdir("/").map_err(|e| format!("chdir /: {e}"))?;
+    k.chdir(&root)?;
+    k.pivot_root()?;
+    k.umount_detach(Path::new("."))?;
+    k.chdir(Path::new("/"))?;
 
     if !spec.privileged {
         for p in MASKED {
             let path = Path::new(p);
-            match fs::symlink_metadata(path) {
-                Ok(m) if m.is_dir() => do_mount(Some("tmpfs"), path, Some("tmpfs"), MsFlags::MS_RDONLY, None)?,
-                Ok(_) => do_mount(Some("/dev/null"), path, None, MsFlags::MS_BIND, None)?,
-                Err(_) => {}
+            match k.kind(path) {
+                Some(true) => k.mount(Some("tmpfs"), path, Some("tmpfs"), MsFlags::MS_RDONLY, None)?,
+                Some(false) => k.mount(Some("/dev/null"), path, None, MsFlags::MS_BIND, None)?,
+                None => {}
             }
         }
         for p in READ_ONLY {
             let path = Path::new(p);
-            if path.exists() {
-                do_mount(Some(p), path, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
-                do_mount(
+            if k.kind(path).is_some() {
+                k.mount(Some(p), path, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
+                k.mount(
                     None,
                     path,
                     None,
@@ -317,7 +296,7 @@ pub fn setup(spec: &ContainerSpec, own_netns: bool, userns: Option<RawFd>) -> Re
         }
     }
     if spec.read_only {
-        do_mount(
+        k.mount(
             None,
             Path::new("/"),
             None,
@@ -360,7 +339,158 @@ pub fn device_numbers(path: &Path) -> Result<(nix::sys::stat::SFlag, u64, u64), 
 
 #[cfg(test)]
 mod tests {
+    use super::super::kernel::{Call, Recording};
     use super::*;
+
+    /// A container's directory as the runtime lays it out, with two layers, a volume,
+    /// a secret, and the files the masks find; the spec with volumes, tmpfs, a secret
+    /// and a read-only root.
+    fn service_spec(t: &Path) -> ContainerSpec {
+        for d in ["c/rootfs/proc", "c/rootfs/sys/firmware", "c/upper", "c/work", "l1", "l2", "vol"] {
+            fs::create_dir_all(t.join(d)).unwrap();
+        }
+        fs::write(t.join("c/rootfs/proc/kcore"), "").unwrap();
+        fs::write(t.join("c/secret-db"), "s3cret").unwrap();
+        ContainerSpec {
+            dir: t.join("c"),
+            layers: vec![t.join("l1"), t.join("l2")],
+            read_only: true,
+            shm_size: 1 << 20,
+            sysctls: vec![("net.core.somaxconn".into(), "1024".into())],
+            mounts: vec![
+                Mount {
+                    kind: "bind".into(),
+                    source: t.join("vol"),
+                    target: "/var/lib/data".into(),
+                    idmap: true,
+                    ..Default::default()
+                },
+                Mount {
+                    kind: "tmpfs".into(),
+                    target: "/run".into(),
+                    data: "size=1m".into(),
+                    ..Default::default()
+                },
+                Mount {
+                    kind: "bind".into(),
+                    source: t.join("c/secret-db"),
+                    target: "/run/secrets/db".into(),
+                    read_only: true,
+                    idmap: true,
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_mount_plan_of_a_service_with_volumes_tmpfs_secrets_and_a_read_only_root() {
+        let t = tempfile::tempdir().unwrap();
+        let spec = service_spec(t.path());
+        let root = t.path().join("c/rootfs");
+        let mut k = Recording::new(&root);
+        setup_with(&mut k, &spec, true, None).unwrap();
+        let (rec, bind, ro, nosuid, nodev, noexec) = (
+            MsFlags::MS_REC,
+            MsFlags::MS_BIND,
+            MsFlags::MS_RDONLY,
+            MsFlags::MS_NOSUID,
+            MsFlags::MS_NODEV,
+            MsFlags::MS_NOEXEC,
+        );
+        let remount_ro = bind | MsFlags::MS_REMOUNT | ro;
+        let d = t.path().display();
+        let overlay = format!("lowerdir={d}/l2:{d}/l1,upperdir={d}/c/upper,workdir={d}/c/work");
+        let want: Vec<(String, String, String, MsFlags)> = [
+            // Nothing propagates back to the host; then the layers, highest first.
+            ("", "/", "", rec | MsFlags::MS_PRIVATE),
+            ("overlay", "/", overlay.as_str(), MsFlags::empty()),
+            ("proc", "/proc", "", nosuid | nodev | noexec),
+            ("tmpfs", "/dev", "mode=755,size=65536k", nosuid | MsFlags::MS_STRICTATIME),
+            ("devpts", "/dev/pts", "newinstance,ptmxmode=0666,mode=0620,gid=5", nosuid | noexec),
+            ("tmpfs", "/dev/shm", "mode=1777,size=1048576", nosuid | nodev | noexec),
+            ("mqueue", "/dev/mqueue", "", nosuid | nodev | noexec),
+            ("sysfs", "/sys", "", nosuid | nodev | noexec | ro),
+            // The service's mounts, shallowest first: the tmpfs before the secret in it.
+            ("tmpfs", "/run", "size=1m", nosuid | nodev),
+            (&format!("{d}/vol"), "/var/lib/data", "", bind | rec),
+            ("", "/var/lib/data", "", MsFlags::MS_PRIVATE | rec),
+            (&format!("{d}/c/secret-db"), "/run/secrets/db", "", bind | rec),
+            ("", "/run/secrets/db", "", MsFlags::MS_PRIVATE | rec),
+            ("", "/run/secrets/db", "", remount_ro),
+            (&format!("{d}/c/hosts"), "/etc/hosts", "", bind),
+            (&format!("{d}/c/hostname"), "/etc/hostname", "", bind),
+            (&format!("{d}/c/resolv.conf"), "/etc/resolv.conf", "", bind),
+            // After pivot_root: Docker's masks over what the image has, then read-only.
+            ("/dev/null", "/proc/kcore", "", bind),
+            ("tmpfs", "/sys/firmware", "", ro),
+            ("", "/", "", remount_ro),
+        ]
+        .iter()
+        .map(|(a, b, c, f)| (a.to_string(), b.to_string(), c.to_string(), *f))
+        .collect();
+        assert_eq!(k.mounts(), want);
+        // The root's last word is read-only, after the masks.
+        assert_eq!(k.mounts().last().map(|m| m.3), Some(remount_ro));
+        // The pivot, between the plan's two halves, and the sysctl written through /proc.
+        let pivot = k.calls.iter().position(|c| *c == Call::PivotRoot).unwrap();
+        let first_mask = k
+            .calls
+            .iter()
+            .position(|c| matches!(c, Call::Mount { target, .. } if target == "/proc/kcore"))
+            .unwrap();
+        assert!(pivot < first_mask);
+        assert!(k
+            .calls
+            .contains(&Call::Write("/proc/sys/net/core/somaxconn".into(), "1024".into())));
+        assert!(k.calls.contains(&Call::Mknod("/dev/null".into(), 1, 3)));
+        // Mount points made inside the root, the secret's as a file.
+        assert!(root.join("var/lib/data").is_dir() && root.join("run/secrets/db").is_file());
+    }
+
+    #[test]
+    fn a_privileged_container_has_no_masks_and_a_user_namespace_idmaps_the_engine_files() {
+        let t = tempfile::tempdir().unwrap();
+        let mut spec = service_spec(t.path());
+        spec.privileged = true;
+        spec.read_only = false;
+        spec.userns = Some(IdMap {
+            uid: 100_000,
+            gid: 100_000,
+            size: 65536,
+        });
+        let root = t.path().join("c/rootfs");
+        let mut k = Recording::new(&root);
+        setup_with(&mut k, &spec, true, Some(7)).unwrap();
+        let after_pivot: Vec<&Call> = k.calls.iter().skip_while(|c| **c != Call::PivotRoot).collect();
+        assert!(
+            !after_pivot.iter().any(|c| matches!(c, Call::Mount { .. })),
+            "{after_pivot:?}"
+        );
+        let d = t.path().display();
+        let idmapped: Vec<(String, String)> = k
+            .calls
+            .iter()
+            .filter_map(|c| match c {
+                Call::BindIdmapped { source, target } => Some((source.clone(), target.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            idmapped,
+            [
+                (format!("{d}/l2"), format!("{d}/c/idmap/0")),
+                (format!("{d}/l1"), format!("{d}/c/idmap/1")),
+                (format!("{d}/vol"), "/var/lib/data".to_string()),
+                (format!("{d}/c/secret-db"), "/run/secrets/db".to_string()),
+            ]
+        );
+        // tmpfs mounts belong to the container's root, its terminals to its tty group.
+        let data: Vec<String> = k.mounts().into_iter().map(|m| m.2).collect();
+        assert!(data.contains(&"size=1m,uid=100000,gid=100000".to_string()), "{data:?}");
+        assert!(data.contains(&"newinstance,ptmxmode=0666,mode=0620,gid=100005".to_string()));
+    }
 
     #[test]
     fn tmpfs_owned_by_the_container_root() {

@@ -38,17 +38,6 @@ pub struct NewContainer<'a> {
     pub console_size: Option<(u16, u16)>,
 }
 
-/// Keys the engine does not implement yet: refused by name rather than ignored.
-pub fn unsupported(svc: &Service) -> Option<&'static str> {
-    [
-        (svc.pre_start.is_some(), "pre_start"),
-        (svc.external_links.is_some(), "external_links"),
-    ]
-    .into_iter()
-    .find(|(set, _)| *set)
-    .map(|(_, k)| k)
-}
-
 /// The hardware address a container gets on its network `key`: the network's own
 /// `mac_address`, else the service's on its first network, else none (one is made from
 /// its address).
@@ -67,32 +56,6 @@ pub fn mac_address(svc: &Service, key: &str, first: bool) -> Result<Option<[u8; 
     netd::links::parse_mac(&value)
         .map(Some)
         .map_err(|e| format!("{at}: {e}"))
-}
-
-/// A service's network keys, checked before anything is made (by `up` and `run`):
-/// every `mac_address`, `interface_name`, and `ipv6_address` (on a network with IPv6).
-pub fn check_networks(project: &compose::Project, svc: &Service) -> Result<(), String> {
-    if let Some(m) = &svc.mac_address {
-        netd::links::parse_mac(m).map_err(|e| format!("mac_address: {e}"))?;
-    }
-    for (key, o) in svc.networks.iter().flatten() {
-        mac_address(svc, key, false)?;
-        let Some(o) = o else { continue };
-        if let Some(name) = &o.interface_name {
-            if name.is_empty() || name.len() > 15 || name.contains(['/', ' ', ':']) {
-                return Err(format!(
-                    "networks.{key}.interface_name {name:?}: an interface name is 1 to 15 bytes, without '/', ':' or spaces"
-                ));
-            }
-        }
-        let six = project.networks.get(key).and_then(|n| n.enable_ipv6) == Some(true);
-        if let Some(a) = o.ipv6_address.as_ref().filter(|_| !six) {
-            return Err(format!(
-                "networks.{key}.ipv6_address {a:?}: network {key:?} does not have enable_ipv6"
-            ));
-        }
-    }
-    Ok(())
 }
 
 pub fn container_name(project: &str, service: &str, svc: &Service, number: u32) -> String {
@@ -181,7 +144,7 @@ impl Engine {
             config_hash: compose::service_hash(svc),
             labels,
             created: conventions::durations::now(),
-            service_json: serde_json::to_value(svc).map_err(|e| e.to_string())?,
+            model: svc.clone(),
             networks,
             network_mode: mode,
             volumes: vols,
@@ -255,7 +218,7 @@ impl Engine {
         }
         let t0 = std::time::Instant::now();
         let rec = ctr.rec();
-        let svc = rec.service()?;
+        let svc = rec.model.clone();
         let image = self
             .store
             .resolve(&rec.image)
@@ -503,7 +466,7 @@ impl Engine {
 
     /// The health check of a container made earlier: its service's over its image's.
     pub(super) fn health_check(&self, rec: &Record) -> Option<super::health::Check> {
-        let svc = rec.service().ok()?;
+        let svc = &rec.model;
         let image = self
             .store
             .resolve(&rec.image)
@@ -531,7 +494,7 @@ impl Engine {
             return Ok(());
         };
         let rec = ctr.rec();
-        let svc = rec.service().unwrap_or_default();
+        let svc = &rec.model;
         let signal = svc
             .stop_signal
             .as_deref()

@@ -12,6 +12,7 @@
 //! engines of different roots (tests run many) never share a socket.
 
 pub mod actions;
+mod admission;
 mod copy;
 mod pull_policy;
 pub mod spec;

@@ -108,36 +108,15 @@ impl Engine {
         let lock = self.project_lock(&name);
         let _guard = lock.lock().await;
         let graph = compose::Graph::new(&project).map_err(|e| e.to_string())?;
-        for s in &req.services {
-            if !project.services.contains_key(s) {
-                return Err(format!("no such service: {s}").into());
-            }
-        }
-        let selected: Vec<String> = if req.services.is_empty() {
-            project.services.keys().cloned().collect()
-        } else if req.no_deps {
-            req.services.clone()
-        } else {
-            graph.with_dependencies(&req.services)
-        };
-        for s in &selected {
-            let svc = &project.services[s];
-            if let Some(key) = container::unsupported(svc) {
-                return Err(format!("service {s:?}: {key} is not implemented yet").into());
-            }
-            if svc.image.is_none() {
-                return Err(format!("service {s:?} has neither an image nor a build context specified: building images is not implemented yet").into());
-            }
-            if svc.container_name.is_some() && self.replicas(&req, s, svc) > 1 {
-                return Err(
-                    format!("services.{s}: can't set container_name and {s} as container name must be unique").into(),
-                );
-            }
-            super::supervise::policy(svc).map_err(|e| format!("service {s:?}: {e}"))?;
-            container::check_networks(&project, svc).map_err(|e| format!("service {s:?}: {e}"))?;
-            super::spec::userns::check_service(svc).map_err(|e| format!("service {s:?}: {e}"))?;
-            super::files::file_mounts(&project, svc, &req.file_values).map_err(|e| format!("service {s:?}: {e}"))?;
-        }
+        let selected = graph.selection(&project, &req.services, req.no_deps);
+        super::admission::check(&super::admission::Admission {
+            project: &project,
+            selected: &selected,
+            named: &req.services,
+            scale: &req.scale,
+            file_values: &req.file_values,
+        })?;
+        out.send(StreamMsg::Services(selected.clone()));
 
         // Image ready: pulled as `--pull` or the services' policies say.
         self.pull_for_services(&project, &selected, req.pull.as_deref(), req.quiet_pull, &req.auths, &out)

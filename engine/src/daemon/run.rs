@@ -18,24 +18,20 @@ impl Engine {
             return Err(format!("no such service: {}", req.service).into());
         };
         // Checked before its dependencies start: nothing is made for a run that cannot be.
-        super::container::check_networks(&project, base).map_err(|e| format!("service {:?}: {e}", req.service))?;
-        super::spec::userns::check_service(base).map_err(|e| format!("service {:?}: {e}", req.service))?;
-        let pulled: Vec<String> = if req.no_deps {
-            vec![req.service.clone()]
-        } else {
-            compose::Graph::new(&project)
-                .map_err(|e| e.to_string())?
-                .with_dependencies(std::slice::from_ref(&req.service))
-        };
+        let graph = compose::Graph::new(&project).map_err(|e| e.to_string())?;
+        let service = std::slice::from_ref(&req.service);
+        let pulled = graph.selection(&project, service, req.no_deps);
+        super::admission::check(&super::admission::Admission {
+            project: &project,
+            selected: service,
+            named: service,
+            scale: &Default::default(),
+            file_values: &req.file_values,
+        })?;
         self.pull_for_services(&project, &pulled, req.pull.as_deref(), req.quiet_pull, &req.auths, &out)
             .await?;
         if !req.no_deps {
-            let graph = compose::Graph::new(&project).map_err(|e| e.to_string())?;
-            let deps: Vec<String> = graph
-                .with_dependencies(std::slice::from_ref(&req.service))
-                .into_iter()
-                .filter(|s| *s != req.service)
-                .collect();
+            let deps: Vec<String> = pulled.iter().filter(|s| **s != req.service).cloned().collect();
             if !deps.is_empty() {
                 self.up(
                     UpRequest {

@@ -53,8 +53,10 @@ pub struct Record {
     pub labels: BTreeMap<String, String>,
     /// Unix seconds.
     pub created: i64,
-    /// The service as it was when the container was created (JSON of the model).
-    pub service_json: serde_json::Value,
+    /// The service as it was when the container was created: decoded once, when the
+    /// engine received the project (or read the record back from disk).
+    #[serde(rename = "service_json", with = "service_model")]
+    pub model: Service,
     pub networks: Vec<NetAttach>,
     /// `none`, `host`, or empty for bridge networks.
     #[serde(default)]
@@ -117,18 +119,14 @@ impl Record {
         serde_json::from_slice(&std::fs::read(Self::path(dir)).ok()?).ok()
     }
 
-    /// The service model this container was made from.
-    pub fn service(&self) -> Result<Service, String> {
-        service_from_json(&self.service_json)
-    }
-
     pub fn command_line(&self) -> String {
-        let svc = self.service().unwrap_or_default();
+        let svc = &self.model;
         let args: Vec<String> = svc
             .entrypoint
-            .unwrap_or_default()
-            .into_iter()
-            .chain(svc.command.unwrap_or_default())
+            .iter()
+            .flatten()
+            .chain(svc.command.iter().flatten())
+            .cloned()
             .collect();
         shell_words_join(&args)
     }
@@ -145,6 +143,22 @@ fn shell_words_join(args: &[String]) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// The record's service on disk: the model's JSON, read back through the loader's
+/// decoder (the one that knows the short syntaxes), once per engine start.
+mod service_model {
+    use compose::model::Service;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(svc: &Service, s: S) -> Result<S::Ok, S::Error> {
+        svc.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Service, D::Error> {
+        let v = serde_json::Value::deserialize(d)?;
+        super::service_from_json(&v).map_err(serde::de::Error::custom)
+    }
 }
 
 /// Decodes one service of the model from its JSON (as the CLI sent it).
@@ -264,12 +278,8 @@ pub fn summary(rec: &Record, state: State, health: &str) -> ContainerSummary {
         networks: rec.networks.iter().map(|n| n.network.clone()).collect(),
         number: rec.number,
         restart_count: rec.restart_count,
-        tty: rec.service_json.get("tty").and_then(|v| v.as_bool()).unwrap_or(false),
-        stdin_open: rec
-            .service_json
-            .get("stdin_open")
-            .and_then(|v| v.as_bool())
-            .unwrap_or(false),
+        tty: rec.model.tty == Some(true),
+        stdin_open: rec.model.stdin_open == Some(true),
     }
 }
 
@@ -318,9 +328,11 @@ mod tests {
         let back = service_from_json(&serde_json::to_value(s).unwrap()).unwrap();
         assert_eq!(&back, s);
         let rec = Record {
-            service_json: serde_json::to_value(s).unwrap(),
+            model: s.clone(),
             ..Default::default()
         };
+        let on_disk: Record = serde_json::from_slice(&serde_json::to_vec(&rec).unwrap()).unwrap();
+        assert_eq!(on_disk.model, *s);
         assert_eq!(rec.command_line(), "sh -c 'echo hi'");
     }
 }

@@ -183,7 +183,7 @@ impl Engine {
         };
         ctr.backoff_ms.store(next, Ordering::SeqCst);
         // A run longer than the policy's window was a success: attempts count afresh.
-        let window = rec.service().ok().and_then(|s| policy(&s).ok()).and_then(|p| p.window);
+        let window = policy(&rec.model).ok().and_then(|p| p.window);
         let _ = ctr.update(|r| {
             r.exit_code = Some(exit_code);
             r.oom_killed = oom;
@@ -206,7 +206,7 @@ impl Engine {
     /// Applies the restart policy to a container that has ended.
     pub(super) async fn after_exit(self: Arc<Self>, ctr: Arc<Ctr>) {
         let rec = ctr.rec();
-        let Ok(p) = rec.service().and_then(|s| policy(&s)) else {
+        let Ok(p) = policy(&rec.model) else {
             return;
         };
         if !should_restart(&p, &rec) {
