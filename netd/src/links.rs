@@ -272,9 +272,21 @@ pub struct Attachment<'a> {
     pub gateway6: Option<std::net::Ipv6Addr>,
 }
 
+/// A `mac_address` that is not a unicast hardware address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid MAC address {value:?}{why}")]
+pub struct MacError {
+    pub value: String,
+    pub why: &'static str,
+}
+
 /// A `mac_address` value, `02:42:ac:11:00:02` (or with dashes): a unicast address.
-pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
-    let bad = || format!("invalid MAC address {s:?}");
+pub fn parse_mac(s: &str) -> Result<[u8; 6], MacError> {
+    let invalid = |why: &'static str| MacError {
+        value: s.to_string(),
+        why,
+    };
+    let bad = || invalid("");
     let parts: Vec<&str> = s.split([':', '-']).collect();
     if parts.len() != 6 {
         return Err(bad());
@@ -287,10 +299,10 @@ pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
         *m = u8::from_str_radix(p, 16).map_err(|_| bad())?;
     }
     if mac[0] & 1 == 1 {
-        return Err(format!("invalid MAC address {s:?}: a multicast address"));
+        return Err(invalid(": a multicast address"));
     }
     if mac == [0; 6] {
-        return Err(format!("invalid MAC address {s:?}: all zeroes"));
+        return Err(invalid(": all zeroes"));
     }
     Ok(mac)
 }
@@ -388,10 +400,10 @@ mod tests {
             "02:42:ac:11:0:02",
             "zz:42:ac:11:00:02",
         ] {
-            assert!(parse_mac(bad).unwrap_err().contains("invalid MAC address"), "{bad}");
+            assert!(parse_mac(bad).unwrap_err().to_string().contains("invalid MAC address"), "{bad}");
         }
-        assert!(parse_mac("01:00:5e:00:00:01").unwrap_err().contains("multicast"));
-        assert!(parse_mac("00:00:00:00:00:00").unwrap_err().contains("zeroes"));
+        assert!(parse_mac("01:00:5e:00:00:01").unwrap_err().to_string().contains("multicast"));
+        assert!(parse_mac("00:00:00:00:00:00").unwrap_err().to_string().contains("zeroes"));
     }
 
     /// A link: name, MTU, up, addresses, controller.

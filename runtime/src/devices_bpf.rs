@@ -25,9 +25,14 @@ pub struct Rule {
     pub access: i32,
 }
 
+/// A device cgroup rule that does not parse.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("invalid device rule {0:?} (expected e.g. \"c 1:3 rwm\")")]
+pub struct RuleError(pub String);
+
 /// Parses `c 1:3 rwm`, `b *:* m`, `a` (everything).
-pub fn parse_rule(s: &str) -> Result<Rule, String> {
-    let bad = || format!("invalid device rule {s:?} (expected e.g. \"c 1:3 rwm\")");
+pub fn parse_rule(s: &str) -> Result<Rule, RuleError> {
+    let bad = || RuleError(s.to_string());
     let mut parts = s.split_whitespace();
     let kind = match parts.next().ok_or_else(bad)? {
         "a" => {

@@ -147,7 +147,7 @@ fn run(spec: &ExecSpec, files: Vec<(File, CloneFlags, &str)>) -> (i32, String) {
     };
     let user = match super::workload::user_of(inroot::borrow(&root), &spec.process) {
         Ok(u) => u,
-        Err(e) => return (126, e),
+        Err(e) => return (126, e.to_string()),
     };
     let mut p = spec.process.clone();
     super::init::default_env(&mut p, &user);

@@ -5,54 +5,65 @@
 //! without root. Plain file work (directories, mount points, symlinks in `/dev`) is done
 //! on the file system either way: the fake's root is a temporary directory.
 
+use super::mounts::MountError;
 use nix::mount::{MntFlags, MsFlags};
 use std::os::unix::io::RawFd;
 use std::path::{Path, PathBuf};
 
 pub trait Kernel {
-    fn mount(&mut self, src: Option<&str>, target: &Path, fstype: Option<&str>, flags: MsFlags, data: Option<&str>) -> Result<(), String>;
+    fn mount(&mut self, src: Option<&str>, target: &Path, fstype: Option<&str>, flags: MsFlags, data: Option<&str>) -> Result<(), MountError>;
     /// Detaches the mount at `target` (the old root after `pivot_root`).
-    fn umount_detach(&mut self, target: &Path) -> Result<(), String>;
-    fn chdir(&mut self, dir: &Path) -> Result<(), String>;
+    fn umount_detach(&mut self, target: &Path) -> Result<(), MountError>;
+    fn chdir(&mut self, dir: &Path) -> Result<(), MountError>;
     /// `pivot_root(".", ".")`: the working directory becomes `/`.
-    fn pivot_root(&mut self) -> Result<(), String>;
+    fn pivot_root(&mut self) -> Result<(), MountError>;
     /// A character device node, mode 0666.
-    fn mknod_char(&mut self, path: &Path, major: u64, minor: u64) -> Result<(), String>;
+    fn mknod_char(&mut self, path: &Path, major: u64, minor: u64) -> Result<(), MountError>;
     /// `source` bound at `target`, its owners seen through the user namespace `userns`.
-    fn bind_idmapped(&mut self, source: &Path, target: &Path, userns: RawFd) -> Result<(), String>;
+    fn bind_idmapped(&mut self, source: &Path, target: &Path, userns: RawFd) -> Result<(), MountError>;
     /// Writes a file the kernel serves (a sysctl under `/proc/sys`).
-    fn write(&mut self, path: &Path, value: &str) -> Result<(), String>;
+    fn write(&mut self, path: &Path, value: &str) -> Result<(), MountError>;
     /// Whether `path` (after `pivot_root`, in the container) is a directory, another
     /// file, or missing.
     fn kind(&self, path: &Path) -> Option<bool>;
 }
 
-fn err(what: &str, path: &Path, e: impl std::fmt::Display) -> String {
-    format!("{what} {}: {e}", path.display())
+fn err(what: &str, path: &Path, e: impl std::fmt::Display) -> MountError {
+    MountError::Os {
+        what: format!("{what} {}", path.display()),
+        message: e.to_string(),
+    }
+}
+
+fn os(what: &str, e: impl std::fmt::Display) -> MountError {
+    MountError::Os {
+        what: what.to_string(),
+        message: e.to_string(),
+    }
 }
 
 /// The real kernel, for the container's init in its new mount namespace.
 pub struct Host;
 
 impl Kernel for Host {
-    fn mount(&mut self, src: Option<&str>, target: &Path, fstype: Option<&str>, flags: MsFlags, data: Option<&str>) -> Result<(), String> {
+    fn mount(&mut self, src: Option<&str>, target: &Path, fstype: Option<&str>, flags: MsFlags, data: Option<&str>) -> Result<(), MountError> {
         nix::mount::mount(src, target, fstype, flags, data)
             .map_err(|e| err(&format!("mounting {}", fstype.or(src).unwrap_or("")), target, e))
     }
 
-    fn umount_detach(&mut self, target: &Path) -> Result<(), String> {
-        nix::mount::umount2(target, MntFlags::MNT_DETACH).map_err(|e| format!("detaching the old root: {e}"))
+    fn umount_detach(&mut self, target: &Path) -> Result<(), MountError> {
+        nix::mount::umount2(target, MntFlags::MNT_DETACH).map_err(|e| os("detaching the old root", e))
     }
 
-    fn chdir(&mut self, dir: &Path) -> Result<(), String> {
+    fn chdir(&mut self, dir: &Path) -> Result<(), MountError> {
         nix::unistd::chdir(dir).map_err(|e| err("chdir", dir, e))
     }
 
-    fn pivot_root(&mut self) -> Result<(), String> {
-        nix::unistd::pivot_root(".", ".").map_err(|e| format!("pivot_root: {e}"))
+    fn pivot_root(&mut self) -> Result<(), MountError> {
+        nix::unistd::pivot_root(".", ".").map_err(|e| os("pivot_root", e))
     }
 
-    fn mknod_char(&mut self, p: &Path, major: u64, minor: u64) -> Result<(), String> {
+    fn mknod_char(&mut self, p: &Path, major: u64, minor: u64) -> Result<(), MountError> {
         use nix::sys::stat::{fchmodat, makedev, mknod, FchmodatFlags, Mode, SFlag};
         let mode = Mode::from_bits_truncate(0o666);
         mknod(p, SFlag::S_IFCHR, mode, makedev(major, minor)).map_err(|e| err("creating device", p, e))?;
@@ -60,11 +71,11 @@ impl Kernel for Host {
         fchmodat(nix::fcntl::AT_FDCWD, p, mode, FchmodatFlags::FollowSymlink).map_err(|e| err("chmod", p, e))
     }
 
-    fn bind_idmapped(&mut self, source: &Path, target: &Path, userns: RawFd) -> Result<(), String> {
-        super::userns::attach(&super::userns::idmapped_tree(source, userns, false)?, target)
+    fn bind_idmapped(&mut self, source: &Path, target: &Path, userns: RawFd) -> Result<(), MountError> {
+        Ok(super::userns::attach(&super::userns::idmapped_tree(source, userns, false)?, target)?)
     }
 
-    fn write(&mut self, path: &Path, value: &str) -> Result<(), String> {
+    fn write(&mut self, path: &Path, value: &str) -> Result<(), MountError> {
         std::fs::write(path, value).map_err(|e| err("writing", path, e))
     }
 
@@ -141,7 +152,7 @@ impl Recording {
 }
 
 impl Kernel for Recording {
-    fn mount(&mut self, src: Option<&str>, target: &Path, fstype: Option<&str>, flags: MsFlags, data: Option<&str>) -> Result<(), String> {
+    fn mount(&mut self, src: Option<&str>, target: &Path, fstype: Option<&str>, flags: MsFlags, data: Option<&str>) -> Result<(), MountError> {
         let target = self.shown(target);
         let src = src.map(|s| self.shown(Path::new(s)));
         self.calls.push(Call::Mount {
@@ -154,37 +165,37 @@ impl Kernel for Recording {
         Ok(())
     }
 
-    fn umount_detach(&mut self, target: &Path) -> Result<(), String> {
+    fn umount_detach(&mut self, target: &Path) -> Result<(), MountError> {
         let t = self.shown(target);
         self.calls.push(Call::UmountDetach(t));
         Ok(())
     }
 
-    fn chdir(&mut self, dir: &Path) -> Result<(), String> {
+    fn chdir(&mut self, dir: &Path) -> Result<(), MountError> {
         let d = self.shown(dir);
         self.calls.push(Call::Chdir(d));
         Ok(())
     }
 
-    fn pivot_root(&mut self) -> Result<(), String> {
+    fn pivot_root(&mut self) -> Result<(), MountError> {
         self.pivoted = true;
         self.calls.push(Call::PivotRoot);
         Ok(())
     }
 
-    fn mknod_char(&mut self, path: &Path, major: u64, minor: u64) -> Result<(), String> {
+    fn mknod_char(&mut self, path: &Path, major: u64, minor: u64) -> Result<(), MountError> {
         let p = self.shown(path);
         self.calls.push(Call::Mknod(p, major, minor));
         Ok(())
     }
 
-    fn bind_idmapped(&mut self, source: &Path, target: &Path, _userns: RawFd) -> Result<(), String> {
+    fn bind_idmapped(&mut self, source: &Path, target: &Path, _userns: RawFd) -> Result<(), MountError> {
         let (source, target) = (self.shown(source), self.shown(target));
         self.calls.push(Call::BindIdmapped { source, target });
         Ok(())
     }
 
-    fn write(&mut self, path: &Path, value: &str) -> Result<(), String> {
+    fn write(&mut self, path: &Path, value: &str) -> Result<(), MountError> {
         let p = self.shown(path);
         self.calls.push(Call::Write(p, value.to_string()));
         Ok(())

@@ -5,6 +5,11 @@
 //! lets it go. A monitor outside the container ([`monitor`]) keeps the logs and the
 //! exit status, so the engine can go away and come back without the container noticing;
 //! the workload itself is the container's PID 1 ([`workload`]).
+//!
+//! It knows no Compose: the engine turns a service into a [`spec::ContainerSpec`] (its
+//! `daemon/spec` room), as an OCI runtime takes a bundle. The root filesystem's mount
+//! plan ([`mounts`]) goes through the [`kernel::Kernel`] seam, which tests replace with a
+//! recording fake.
 
 pub mod attach;
 pub mod cgroups;
@@ -103,7 +108,7 @@ impl Runtime {
         &self,
         spec: &ContainerSpec,
         limits: &Limits,
-        plug: &mut dyn FnMut(i32) -> Result<(), String>,
+        plug: &mut dyn FnMut(i32) -> Result<(), Box<dyn std::error::Error + Send + Sync>>,
     ) -> Result<Container, RuntimeError> {
         // Device access: Docker's defaults (everything when privileged), the service's
         // devices and its extra rules.
@@ -116,7 +121,7 @@ impl Runtime {
             };
             for d in &spec.devices {
                 let (kind, major, minor) =
-                    mounts::device_numbers(&d.host).map_err(|message| RuntimeError::Start { exit_code: 1, message })?;
+                    mounts::device_numbers(&d.host).map_err(|e| RuntimeError::Start { exit_code: 1, message: e.to_string() })?;
                 let t = if kind == nix::sys::stat::SFlag::S_IFBLK {
                     'b'
                 } else {
@@ -224,7 +229,7 @@ impl Runtime {
             kill();
             log_left(&spec.name, self.cleanup(&c));
             let _ = std::fs::remove_file(spec.dir.join("state.json"));
-            return Err(RuntimeError::Start { exit_code: 1, message });
+            return Err(RuntimeError::Start { exit_code: 1, message: message.to_string() });
         }
         let started = init::send(fd, &Command::Go)
             .map_err(fail)

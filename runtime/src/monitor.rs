@@ -83,7 +83,7 @@ pub fn main(spec: ContainerSpec) -> ! {
     let userns = spec
         .userns
         .as_ref()
-        .map(|map| super::userns::create(map, owned_by_userns(&spec)).unwrap_or_else(|e| fail(1, e)));
+        .map(|map| super::userns::create(map, owned_by_userns(&spec)).unwrap_or_else(|e| fail(1, e.to_string())));
     match spec.namespaces.pid.as_deref() {
         None => unshare(CloneFlags::CLONE_NEWPID).unwrap_or_else(|e| fail(1, format!("creating the PID namespace: {e}"))),
         Some("host") => {}

@@ -16,6 +16,33 @@ use std::fs;
 use std::os::unix::io::RawFd;
 use std::path::{Path, PathBuf};
 
+/// What can go wrong building a container's root.
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    #[error("the image has no layers")]
+    NoLayers,
+    #[error("mount type {0:?} is not supported")]
+    UnsupportedType(String),
+    #[error("sysctl {0} is not namespaced (or the network namespace is shared) and would change the host: refused")]
+    HostSysctl(String),
+    #[error("invalid sysctl name {0:?}")]
+    InvalidSysctl(String),
+    #[error("device {}: not a device node", .0.display())]
+    NotADevice(std::path::PathBuf),
+    #[error(transparent)]
+    Userns(#[from] super::userns::UsernsError),
+    /// A system call or file operation failed: what was being done, and the system's words.
+    #[error("{what}: {message}")]
+    Os { what: String, message: String },
+}
+
+fn os(what: impl Into<String>, e: impl std::fmt::Display) -> MountError {
+    MountError::Os {
+        what: what.into(),
+        message: e.to_string(),
+    }
+}
+
 /// Docker's masked paths (hidden unless privileged).
 const MASKED: &[&str] = &[
     "/proc/asound",
@@ -44,13 +71,13 @@ const DEVICES: &[(&str, u64, u64)] = &[
     ("tty", 5, 0),
 ];
 
-fn err(what: &str, path: &Path, e: impl std::fmt::Display) -> String {
-    format!("{what} {}: {e}", path.display())
+fn err(what: &str, path: &Path, e: impl std::fmt::Display) -> MountError {
+    os(format!("{what} {}", path.display()), e)
 }
 
 /// The host path of `target` inside `root`, created as a directory (or an empty file
 /// when `file`) if missing.
-fn target_in(root: &Path, target: &Path, file: bool) -> Result<PathBuf, String> {
+fn target_in(root: &Path, target: &Path, file: bool) -> Result<PathBuf, MountError> {
     let rel = target.strip_prefix("/").unwrap_or(target);
     let p = resolve_in_root(root, rel).map_err(|e| err("resolving", target, e))?;
     if !p.exists() {
@@ -93,7 +120,7 @@ fn owned_by_root(data: &str, userns: Option<(RawFd, IdMap)>) -> String {
     }
 }
 
-fn user_mount(k: &mut dyn Kernel, root: &Path, m: &Mount, userns: Option<(RawFd, IdMap)>) -> Result<(), String> {
+fn user_mount(k: &mut dyn Kernel, root: &Path, m: &Mount, userns: Option<(RawFd, IdMap)>) -> Result<(), MountError> {
     match m.kind.as_str() {
         "bind" => {
             let meta = fs::metadata(&m.source).map_err(|e| err("bind source", &m.source, e))?;
@@ -128,24 +155,24 @@ fn user_mount(k: &mut dyn Kernel, root: &Path, m: &Mount, userns: Option<(RawFd,
                 Some(&owned_by_root(&m.data, userns)),
             )?;
         }
-        other => return Err(format!("mount type {other:?} is not supported")),
+        other => return Err(MountError::UnsupportedType(other.to_string())),
     }
     Ok(())
 }
 
 /// Everything up to and including `pivot_root`; afterwards `/` is the container's.
 /// `userns`: the container's user namespace, open, when it has one.
-pub fn setup(spec: &ContainerSpec, own_netns: bool, userns: Option<RawFd>) -> Result<(), String> {
+pub fn setup(spec: &ContainerSpec, own_netns: bool, userns: Option<RawFd>) -> Result<(), MountError> {
     setup_with(&mut Host, spec, own_netns, userns)
 }
 
 /// [`setup`] through the kernel `k`: the container's mount plan.
-pub fn setup_with(k: &mut dyn Kernel, spec: &ContainerSpec, own_netns: bool, userns: Option<RawFd>) -> Result<(), String> {
+pub fn setup_with(k: &mut dyn Kernel, spec: &ContainerSpec, own_netns: bool, userns: Option<RawFd>) -> Result<(), MountError> {
     let userns = userns.zip(spec.userns);
     let root = spec.dir.join("rootfs");
     k.mount(None, Path::new("/"), None, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None)?;
     if spec.layers.is_empty() {
-        return Err("the image has no layers".into());
+        return Err(MountError::NoLayers);
     }
     let mut lower = Vec::new();
     for (i, l) in spec.layers.iter().rev().enumerate() {
@@ -174,13 +201,13 @@ pub fn setup_with(k: &mut dyn Kernel, spec: &ContainerSpec, own_netns: bool, use
     for (key, value) in &spec.sysctls {
         // Only namespaced sysctls: anything else would change the host.
         if !namespaced_sysctl(key, own_netns) {
-            return Err(format!("sysctl {key} is not namespaced (or the network namespace is shared) and would change the host: refused"));
+            return Err(MountError::HostSysctl(key.clone()));
         }
         if key.contains("..") || key.contains('/') {
-            return Err(format!("invalid sysctl name {key:?}"));
+            return Err(MountError::InvalidSysctl(key.clone()));
         }
         let p = proc_dir.join("sys").join(key.replace('.', "/"));
-        k.write(&p, value).map_err(|e| format!("sysctl {key}={value}: {e}"))?;
+        k.write(&p, value).map_err(|e| os(format!("sysctl {key}={value}"), e))?;
     }
 
     let dev = target_in(&root, Path::new("/dev"), false)?;
@@ -323,7 +350,7 @@ pub fn namespaced_sysctl(key: &str, own_netns: bool) -> bool {
 }
 
 /// The type and numbers of a host device node.
-pub fn device_numbers(path: &Path) -> Result<(nix::sys::stat::SFlag, u64, u64), String> {
+pub fn device_numbers(path: &Path) -> Result<(nix::sys::stat::SFlag, u64, u64), MountError> {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
     let m = fs::metadata(path).map_err(|e| err("device", path, e))?;
     let kind = if m.file_type().is_char_device() {
@@ -331,7 +358,7 @@ pub fn device_numbers(path: &Path) -> Result<(nix::sys::stat::SFlag, u64, u64), 
     } else if m.file_type().is_block_device() {
         nix::sys::stat::SFlag::S_IFBLK
     } else {
-        return Err(format!("device {}: not a device node", path.display()));
+        return Err(MountError::NotADevice(path.to_path_buf()));
     };
     let rdev = m.rdev();
     Ok((kind, nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev)))

@@ -24,8 +24,27 @@ pub const DEFAULT_CAPS: &[&str] = &[
     "CAP_AUDIT_WRITE",
 ];
 
+/// A process spec the kernel or the image cannot honour.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ProcessError {
+    #[error("unknown capability {0:?}")]
+    UnknownCapability(String),
+    #[error("unable to find user {0}: no matching entries in passwd file")]
+    NoSuchUser(String),
+    #[error("invalid uid for user {0}")]
+    InvalidUid(String),
+    #[error("unable to find group {0}: no matching entries in group file")]
+    NoSuchGroup(String),
+    #[error("unknown ulimit {0:?}")]
+    UnknownUlimit(String),
+    #[error("ulimit {name}: hard limit {hard} is above the host's {host}")]
+    AboveHostLimit { name: String, hard: u64, host: u64 },
+    #[error("ulimit {name}: soft limit {soft} is above the hard limit {hard}")]
+    SoftAboveHard { name: String, soft: u64, hard: u64 },
+}
+
 /// Docker's default set with `cap_add`/`cap_drop` (names with or without `CAP_`, `ALL`).
-pub fn capabilities(add: &[String], drop: &[String], privileged: bool) -> Result<Vec<String>, String> {
+pub fn capabilities(add: &[String], drop: &[String], privileged: bool) -> Result<Vec<String>, ProcessError> {
     let norm = |c: &str| {
         let u = c.to_ascii_uppercase();
         if u == "ALL" || u.starts_with("CAP_") {
@@ -38,7 +57,7 @@ pub fn capabilities(add: &[String], drop: &[String], privileged: bool) -> Result
     for c in add.iter().chain(drop) {
         let n = norm(c);
         if n != "ALL" && !all.contains(&n) {
-            return Err(format!("unknown capability {c:?}"));
+            return Err(ProcessError::UnknownCapability(c.clone()));
         }
     }
     let mut set: Vec<String> = if privileged {
@@ -72,7 +91,7 @@ pub struct User {
 }
 
 /// Resolves `user[:group]` (names or numbers) against passwd/group file contents.
-pub fn resolve_user(spec: &str, group_add: &[String], passwd: &str, group: &str) -> Result<User, String> {
+pub fn resolve_user(spec: &str, group_add: &[String], passwd: &str, group: &str) -> Result<User, ProcessError> {
     let (u, g) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
@@ -92,9 +111,9 @@ pub fn resolve_user(spec: &str, group_add: &[String], passwd: &str, group: &str)
             let f = entries
                 .iter()
                 .find(|f| f[0] == u)
-                .ok_or_else(|| format!("unable to find user {u}: no matching entries in passwd file"))?;
+                .ok_or_else(|| ProcessError::NoSuchUser(u.to_string()))?;
             (
-                f[2].parse().map_err(|_| format!("invalid uid for user {u}"))?,
+                f[2].parse().map_err(|_| ProcessError::InvalidUid(u.to_string()))?,
                 f[3].parse().unwrap_or(0),
                 f[5].to_string(),
                 Some(u.to_string()),
@@ -106,14 +125,14 @@ pub fn resolve_user(spec: &str, group_add: &[String], passwd: &str, group: &str)
         .map(|l| l.split(':').collect::<Vec<_>>())
         .filter(|f| f.len() >= 4)
         .collect();
-    let lookup_group = |g: &str| -> Result<u32, String> {
+    let lookup_group = |g: &str| -> Result<u32, ProcessError> {
         match g.parse::<u32>() {
             Ok(n) => Ok(n),
             Err(_) => groups_file
                 .iter()
                 .find(|f| f[0] == g)
                 .and_then(|f| f[2].parse().ok())
-                .ok_or_else(|| format!("unable to find group {g}: no matching entries in group file")),
+                .ok_or_else(|| ProcessError::NoSuchGroup(g.to_string())),
         }
     };
     if let Some(g) = g {
@@ -161,10 +180,10 @@ fn rlimit_resource(name: &str) -> Option<libc::__rlimit_resource_t> {
 
 /// Checks ulimits against the host's hard limits (raising past them is refused with a
 /// message, never silently capped); returns the resources to set.
-pub fn check_rlimits(limits: &[(String, u64, u64)]) -> Result<Vec<(libc::__rlimit_resource_t, u64, u64)>, String> {
+pub fn check_rlimits(limits: &[(String, u64, u64)]) -> Result<Vec<(libc::__rlimit_resource_t, u64, u64)>, ProcessError> {
     let mut out = Vec::new();
     for (name, soft, hard) in limits {
-        let res = rlimit_resource(name).ok_or_else(|| format!("unknown ulimit {name:?}"))?;
+        let res = rlimit_resource(name).ok_or_else(|| ProcessError::UnknownUlimit(name.clone()))?;
         let mut cur = libc::rlimit {
             rlim_cur: 0,
             rlim_max: 0,
@@ -172,15 +191,18 @@ pub fn check_rlimits(limits: &[(String, u64, u64)]) -> Result<Vec<(libc::__rlimi
         // SAFETY: getrlimit writes into `cur`.
         unsafe { libc::getrlimit(res, &mut cur) };
         if *hard > cur.rlim_max {
-            return Err(format!(
-                "ulimit {name}: hard limit {hard} is above the host's {}",
-                cur.rlim_max
-            ));
+            return Err(ProcessError::AboveHostLimit {
+                name: name.clone(),
+                hard: *hard,
+                host: cur.rlim_max,
+            });
         }
         if soft > hard {
-            return Err(format!(
-                "ulimit {name}: soft limit {soft} is above the hard limit {hard}"
-            ));
+            return Err(ProcessError::SoftAboveHard {
+                name: name.clone(),
+                soft: *soft,
+                hard: *hard,
+            });
         }
         out.push((res, *soft, *hard));
     }
@@ -229,7 +251,7 @@ pub fn exec(p: &Process, user: &User, userns: Option<std::os::unix::io::RawFd>) 
 /// user, `no_new_privs` when asked; and the program found on `PATH`.
 pub fn prepare(p: &Process, user: &User, userns: Option<std::os::unix::io::RawFd>) -> Result<Ready, (i32, String)> {
     let fail = |msg: String| (1, msg);
-    for (res, soft, hard) in check_rlimits(&p.rlimits).map_err(fail)? {
+    for (res, soft, hard) in check_rlimits(&p.rlimits).map_err(|e| fail(e.to_string()))? {
         let l = libc::rlimit {
             rlim_cur: soft,
             rlim_max: hard,
@@ -242,7 +264,7 @@ pub fn prepare(p: &Process, user: &User, userns: Option<std::os::unix::io::RawFd
     // After the limits (the namespace's root could not raise them), before seccomp
     // (which refuses setns).
     if let Some(fd) = userns {
-        super::userns::join(fd).map_err(fail)?;
+        super::userns::join(fd).map_err(|e| fail(e.to_string()))?;
     }
     let Some(arg0) = p.args.first() else {
         return Err(fail("no command specified".into()));
@@ -255,8 +277,8 @@ pub fn prepare(p: &Process, user: &User, userns: Option<std::os::unix::io::RawFd
         profile => Some(super::seccomp::docker_profile(profile)),
     };
     if let Some(prog) = filter {
-        let prog = prog.map_err(fail)?;
-        super::seccomp::install(&prog).map_err(fail)?;
+        let prog = prog.map_err(|e| fail(e.to_string()))?;
+        super::seccomp::install(&prog).map_err(|e| fail(e.to_string()))?;
     }
     let keep: HashSet<caps::Capability> = p.capabilities.iter().filter_map(|c| c.parse().ok()).collect();
     for c in caps::all() {
@@ -345,9 +367,11 @@ mod tests {
         );
         assert!(resolve_user("nope", &[], PASSWD, GROUP)
             .unwrap_err()
+            .to_string()
             .contains("unable to find user nope"));
         assert!(resolve_user("app:nogroup", &[], PASSWD, GROUP)
             .unwrap_err()
+            .to_string()
             .contains("unable to find group nogroup"));
     }
 
@@ -385,6 +409,7 @@ mod tests {
         );
         assert!(check_rlimits(&[("nofile".into(), 10, u64::MAX - 1)])
             .unwrap_err()
+            .to_string()
             .contains("above the host's"));
         assert!(check_rlimits(&[("bogus".into(), 1, 1)]).is_err());
     }

@@ -100,11 +100,26 @@ const CLONE_NAMESPACES: [u64; 7] = [
     0x4000_0000,
 ];
 
+/// A seccomp profile that cannot be compiled or installed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SeccompError {
+    /// A Docker JSON profile this runtime cannot read.
+    #[error("seccomp profile: {0}")]
+    Profile(String),
+    /// The filter compiler or the kernel refused the program.
+    #[error("seccomp: {0}")]
+    Compile(String),
+    #[error("a seccomp filter of {0} instructions is too long")]
+    TooLong(usize),
+    #[error("applying seccomp: {0}")]
+    Install(String),
+}
+
 /// Installs `prog` on the calling thread. Unlike seccompiler's `apply_filter`, which
 /// always sets `no_new_privs` first, this leaves it as it is: the caller still holds
 /// `CAP_SYS_ADMIN`, which lets the kernel take a filter without it, so that
 /// `no_new_privs` stays off unless `no-new-privileges:true` asks for it (as runc does).
-pub fn install(prog: &seccompiler::BpfProgram) -> Result<(), String> {
+pub fn install(prog: &seccompiler::BpfProgram) -> Result<(), SeccompError> {
     let mut filter: Vec<libc::sock_filter> = prog
         .iter()
         .map(|f| libc::sock_filter {
@@ -114,7 +129,7 @@ pub fn install(prog: &seccompiler::BpfProgram) -> Result<(), String> {
             k: f.k,
         })
         .collect();
-    let len = u16::try_from(filter.len()).map_err(|_| format!("a seccomp filter of {} instructions is too long", filter.len()))?;
+    let len = u16::try_from(filter.len()).map_err(|_| SeccompError::TooLong(filter.len()))?;
     let fprog = libc::sock_fprog {
         len,
         filter: filter.as_mut_ptr(),
@@ -130,7 +145,7 @@ pub fn install(prog: &seccompiler::BpfProgram) -> Result<(), String> {
         )
     };
     if rc != 0 {
-        return Err(format!("applying seccomp: {}", std::io::Error::last_os_error()));
+        return Err(SeccompError::Install(std::io::Error::last_os_error().to_string()));
     }
     Ok(())
 }
@@ -149,15 +164,15 @@ pub fn install(prog: &seccompiler::BpfProgram) -> Result<(), String> {
 /// because seccompiler matches single syscall numbers and one action per filter:
 /// listing every number above the newest known would make every syscall walk hundreds
 /// of comparisons.
-pub fn default_seccomp(caps: &[String]) -> Result<seccompiler::BpfProgram, String> {
+pub fn default_seccomp(caps: &[String]) -> Result<seccompiler::BpfProgram, SeccompError> {
     use seccompiler::{
         SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule, TargetArch,
     };
     let arch: TargetArch = std::env::consts::ARCH
         .try_into()
-        .map_err(|e| format!("seccomp: {e:?}"))?;
+        .map_err(|e| SeccompError::Compile(format!("{e:?}")))?;
     let has = |c: &str| caps.iter().any(|k| k == c);
-    let err = |e: seccompiler::BackendError| format!("seccomp: {e}");
+    let err = |e: seccompiler::BackendError| SeccompError::Compile(e.to_string());
     let cond = |index, op, value| SeccompCondition::new(index, SeccompCmpArgLen::Qword, op, value).map_err(err);
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = refused()
         .into_iter()
@@ -169,14 +184,14 @@ pub fn default_seccomp(caps: &[String]) -> Result<seccompiler::BpfProgram, Strin
         let clone_rules = CLONE_NAMESPACES
             .iter()
             .map(|flag| SeccompRule::new(vec![cond(0, SeccompCmpOp::MaskedEq(*flag), *flag)?]).map_err(err))
-            .collect::<Result<Vec<_>, String>>()?;
+            .collect::<Result<Vec<_>, SeccompError>>()?;
         rules.insert(libc::SYS_clone, clone_rules);
     }
     // One rule whose conditions must all hold: none of the allowed values.
     let personality = PERSONALITIES
         .iter()
         .map(|v| cond(0, SeccompCmpOp::Ne, *v))
-        .collect::<Result<Vec<_>, String>>()?;
+        .collect::<Result<Vec<_>, SeccompError>>()?;
     rules.insert(libc::SYS_personality, vec![SeccompRule::new(personality).map_err(err)?]);
     rules.insert(
         libc::SYS_socket,
@@ -193,7 +208,7 @@ pub fn default_seccomp(caps: &[String]) -> Result<seccompiler::BpfProgram, Strin
     let audit_arch = match std::env::consts::ARCH {
         "x86_64" => 62 | 0x8000_0000 | 0x4000_0000,
         "aarch64" => 183 | 0x8000_0000 | 0x4000_0000,
-        other => return Err(format!("seccomp: no default profile for {other}")),
+        other => return Err(SeccompError::Compile(format!("no default profile for {other}"))),
     };
     let clone3 = (!admin).then_some(libc::SYS_clone3 as u32);
     let mut full = unknown_syscalls_prefix(audit_arch, clone3);
@@ -240,11 +255,11 @@ fn unknown_syscalls_prefix(audit_arch: u32, clone3: Option<u32>) -> Vec<seccompi
 /// default action, syscall groups with one action shared by all groups, `errnoRet`, and
 /// argument conditions. `includes`/`excludes` (by capability or architecture) are
 /// refused by name. Names this architecture does not have are skipped, as Docker does.
-pub fn docker_profile(json: &str) -> Result<seccompiler::BpfProgram, String> {
+pub fn docker_profile(json: &str) -> Result<seccompiler::BpfProgram, SeccompError> {
     use serde_json::{json, Value};
-    let bad = |m: String| format!("seccomp profile: {m}");
+    let bad = SeccompError::Profile;
     let v: Value = serde_json::from_str(json).map_err(|e| bad(e.to_string()))?;
-    let action = |name: &str, ret: Option<u64>| -> Result<Value, String> {
+    let action = |name: &str, ret: Option<u64>| -> Result<Value, SeccompError> {
         Ok(match name {
             "SCMP_ACT_ALLOW" => json!("allow"),
             "SCMP_ACT_ERRNO" => json!({ "errno": ret.unwrap_or(libc::EPERM as u64) }),
@@ -345,7 +360,7 @@ mod tests {
         assert!(default_seccomp(&[]).is_ok());
         let profile = r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir","mkdirat","no_such_syscall_anywhere"],"action":"SCMP_ACT_ERRNO"},{"names":["personality"],"action":"SCMP_ACT_ERRNO","args":[{"index":0,"value":8,"op":"SCMP_CMP_EQ"}]}]}"#;
         assert!(docker_profile(profile).is_ok());
-        assert!(docker_profile(r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_ERRNO"},{"names":["rmdir"],"action":"SCMP_ACT_KILL"}]}"#).unwrap_err().contains("different actions"));
+        assert!(docker_profile(r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_ERRNO"},{"names":["rmdir"],"action":"SCMP_ACT_KILL"}]}"#).unwrap_err().to_string().contains("different actions"));
         assert!(docker_profile(r#"{"defaultAction":"SCMP_ACT_NOPE"}"#).is_err());
         assert!(docker_profile("not json").is_err());
     }

@@ -20,6 +20,25 @@ use std::io::{Read, Write};
 use std::os::unix::io::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
+/// What can go wrong making, mapping or joining a user namespace.
+#[derive(Debug, thiserror::Error)]
+pub enum UsernsError {
+    #[error("creating a user namespace: refused (user namespaces may be disabled on this host: user.max_user_namespaces)")]
+    Disabled,
+    #[error("creating namespaces in the user namespace: refused")]
+    OwnedNamespaces,
+    /// A system call or file operation failed: what was being done, and the system's words.
+    #[error("{what}: {message}")]
+    Os { what: String, message: String },
+}
+
+fn os(what: impl Into<String>, e: impl std::fmt::Display) -> UsernsError {
+    UsernsError::Os {
+        what: what.into(),
+        message: e.to_string(),
+    }
+}
+
 /// IDs per container unless `auto:size=N` says otherwise (as Podman's default).
 pub const DEFAULT_SIZE: u32 = 65536;
 /// The host IDs handed out when `/etc/subuid` has no `rcompose` entry: far above any
@@ -78,8 +97,8 @@ pub fn pick_base(pool: (u32, u32), used: &[(u32, u32)], size: u32) -> Option<u32
     None
 }
 
-fn os_err(what: &str) -> String {
-    format!("{what}: {}", std::io::Error::last_os_error())
+fn os_err(what: &str) -> UsernsError {
+    os(what, std::io::Error::last_os_error())
 }
 
 /// Makes a user namespace with `map` (container IDs 0.. onto the host's range) and
@@ -91,9 +110,9 @@ fn os_err(what: &str) -> String {
 pub fn create(
     map: &IdMap,
     owned: nix::sched::CloneFlags,
-) -> Result<(OwnedFd, Vec<(File, nix::sched::CloneFlags)>), String> {
-    let (to_parent_r, to_parent_w) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
-    let (to_child_r, to_child_w) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
+) -> Result<(OwnedFd, Vec<(File, nix::sched::CloneFlags)>), UsernsError> {
+    let (to_parent_r, to_parent_w) = nix::unistd::pipe().map_err(|e| os("pipe", e))?;
+    let (to_child_r, to_child_w) = nix::unistd::pipe().map_err(|e| os("pipe", e))?;
     // SAFETY: the caller is single-threaded; the child only makes syscalls and exits.
     match unsafe { nix::unistd::fork() } {
         Ok(nix::unistd::ForkResult::Child) => {
@@ -121,12 +140,12 @@ pub fn create(
                 hear.read(&mut b).is_ok_and(|n| n == 1) && b[0] == b'1'
             };
             let result = if !said() {
-                Err("creating a user namespace: refused (user namespaces may be disabled on this host: user.max_user_namespaces)".to_string())
+                Err(UsernsError::Disabled)
             } else {
                 open_with_maps(child.as_raw(), map).and_then(|ns| {
                     let _ = tell.write_all(b"1");
                     if !said() {
-                        return Err("creating namespaces in the user namespace: refused".into());
+                        return Err(UsernsError::OwnedNamespaces);
                     }
                     let mut files = Vec::new();
                     for (flag, kind) in [
@@ -136,7 +155,7 @@ pub fn create(
                     ] {
                         if owned.contains(flag) {
                             let path = format!("/proc/{child}/ns/{kind}");
-                            let f = File::open(&path).map_err(|e| format!("opening {path}: {e}"))?;
+                            let f = File::open(&path).map_err(|e| os(format!("opening {path}"), e))?;
                             files.push((f, flag));
                         }
                     }
@@ -147,24 +166,24 @@ pub fn create(
             let _ = nix::sys::wait::waitpid(child, None);
             result
         }
-        Err(e) => Err(format!("fork: {e}")),
+        Err(e) => Err(os("fork", e)),
     }
 }
 
-fn open_with_maps(pid: i32, map: &IdMap) -> Result<OwnedFd, String> {
+fn open_with_maps(pid: i32, map: &IdMap) -> Result<OwnedFd, UsernsError> {
     let write = |file: &str, text: String| {
-        std::fs::write(format!("/proc/{pid}/{file}"), text).map_err(|e| format!("writing {file}: {e}"))
+        std::fs::write(format!("/proc/{pid}/{file}"), text).map_err(|e| os(format!("writing {file}"), e))
     };
     write("uid_map", format!("0 {} {}\n", map.uid, map.size))?;
     write("gid_map", format!("0 {} {}\n", map.gid, map.size))?;
-    let f = File::open(format!("/proc/{pid}/ns/user")).map_err(|e| format!("opening the user namespace: {e}"))?;
+    let f = File::open(format!("/proc/{pid}/ns/user")).map_err(|e| os("opening the user namespace", e))?;
     Ok(OwnedFd::from(f))
 }
 
 /// A detached copy of the mount at `path` whose file owners are seen through
 /// `userns`'s mapping (host 0 appears as the container's 0).
-pub fn idmapped_tree(path: &Path, userns: RawFd, recursive: bool) -> Result<OwnedFd, String> {
-    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).map_err(|e| e.to_string())?;
+pub fn idmapped_tree(path: &Path, userns: RawFd, recursive: bool) -> Result<OwnedFd, UsernsError> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).map_err(|e| os("a path", e))?;
     let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as u32;
     if recursive {
         flags |= AT_RECURSIVE;
@@ -208,8 +227,8 @@ pub fn idmapped_tree(path: &Path, userns: RawFd, recursive: bool) -> Result<Owne
 }
 
 /// Attaches a detached tree from [`idmapped_tree`] at `target`.
-pub fn attach(tree: &OwnedFd, target: &Path) -> Result<(), String> {
-    let c = std::ffi::CString::new(target.as_os_str().as_encoded_bytes()).map_err(|e| e.to_string())?;
+pub fn attach(tree: &OwnedFd, target: &Path) -> Result<(), UsernsError> {
+    let c = std::ffi::CString::new(target.as_os_str().as_encoded_bytes()).map_err(|e| os("a path", e))?;
     let empty = c"";
     // SAFETY: move_mount takes two (fd, path) pairs and flags; the result is checked.
     let r = unsafe {
@@ -230,15 +249,15 @@ pub fn attach(tree: &OwnedFd, target: &Path) -> Result<(), String> {
 
 /// Enters the user namespace open at `fd` and becomes its root (the container's 0, so
 /// later `setuid` to another user drops capabilities as the kernel does for root).
-pub fn join(fd: RawFd) -> Result<(), String> {
+pub fn join(fd: RawFd) -> Result<(), UsernsError> {
     // SAFETY: the descriptor stays open for the call.
     let f = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
     nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWUSER)
-        .map_err(|e| format!("joining the container's user namespace: {e}"))?;
+        .map_err(|e| os("joining the container's user namespace", e))?;
     let zero_g = nix::unistd::Gid::from_raw(0);
     let zero_u = nix::unistd::Uid::from_raw(0);
-    nix::unistd::setresgid(zero_g, zero_g, zero_g).map_err(|e| format!("setresgid 0 in the user namespace: {e}"))?;
-    nix::unistd::setresuid(zero_u, zero_u, zero_u).map_err(|e| format!("setresuid 0 in the user namespace: {e}"))?;
+    nix::unistd::setresgid(zero_g, zero_g, zero_g).map_err(|e| os("setresgid 0 in the user namespace", e))?;
+    nix::unistd::setresuid(zero_u, zero_u, zero_u).map_err(|e| os("setresuid 0 in the user namespace", e))?;
     Ok(())
 }
 

@@ -118,7 +118,7 @@ pub fn main(spec: ContainerSpec, given: Given) -> ! {
     }
     let own_netns = spec.namespaces.net.is_none();
     if let Err(e) = super::mounts::setup(&spec, own_netns, userns_fd) {
-        die(ctl, 1, e);
+        die(ctl, 1, e.to_string());
     }
     if spec.namespaces.uts.is_none() {
         let _ = nix::unistd::sethostname(&spec.hostname);
@@ -129,7 +129,7 @@ pub fn main(spec: ContainerSpec, given: Given) -> ! {
         }
     }
     let root = inroot::own_root().unwrap_or_else(|e| die(ctl, 1, format!("opening the root: {e}")));
-    let user = user_of(inroot::borrow(&root), &spec.process).unwrap_or_else(|e| die(ctl, 1, e));
+    let user = user_of(inroot::borrow(&root), &spec.process).unwrap_or_else(|e| die(ctl, 1, e.to_string()));
     let mut p = spec.process.clone();
     super::init::default_env(&mut p, &user);
     stdio(&spec, &given, &root, &user, ctl);
@@ -155,7 +155,7 @@ pub fn main(spec: ContainerSpec, given: Given) -> ! {
 pub fn user_of(
     root: std::os::unix::io::BorrowedFd,
     p: &super::spec::Process,
-) -> Result<process::User, String> {
+) -> Result<process::User, process::ProcessError> {
     let read = |path: &str| -> String {
         inroot::read_file(root, Path::new(path), ACCOUNTS_LIMIT)
             .map(|d| String::from_utf8_lossy(&d).into_owned())

@@ -2,7 +2,8 @@
 //! then networks and, with `-v`, volumes), `start`/`stop`/`restart`/`kill`/`rm`/
 //! `pause`/`unpause`, and the listings behind `ps` and `ls`.
 
-use super::project::{OpResult, Out};
+use super::container::ContainerError;
+use super::project::{OpError, OpResult, Out};
 use super::state::{self, State};
 use super::{volumes, Ctr, Engine};
 use crate::api::{ActionRequest, DownRequest};
@@ -24,7 +25,7 @@ impl Engine {
         c: &Arc<Ctr>,
         timeout: Option<u64>,
         out: &Out,
-    ) -> Result<(), String> {
+    ) -> Result<(), ContainerError> {
         let _op = c.op.lock().await;
         let name = c.rec().name;
         if c.live().is_some() || c.state() == State::Restarting {
@@ -37,7 +38,7 @@ impl Engine {
         Ok(())
     }
 
-    pub(super) async fn remove_reporting(self: &Arc<Self>, c: &Arc<Ctr>, out: &Out) -> Result<(), String> {
+    pub(super) async fn remove_reporting(self: &Arc<Self>, c: &Arc<Ctr>, out: &Out) -> Result<(), ContainerError> {
         let _op = c.op.lock().await;
         let name = c.rec().name;
         out.progress("Container", &name, "Removing");
@@ -259,14 +260,14 @@ impl Engine {
                             me.remove(&c).await?;
                             out.progress("Container", &n, "Removed");
                         }
-                        other => return Err(format!("unknown action {other}")),
+                        other => return Err(OpError::from(format!("unknown action {other}"))),
                     }
                     report_problems(&c, &out);
-                    Ok::<(), String>(())
+                    Ok::<(), OpError>(())
                 }));
             }
             for t in tasks {
-                t.await.map_err(|e| e.to_string())??;
+                t.await??;
             }
         }
         Ok(())

@@ -13,20 +13,30 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
-/// Docker's words for attaching to a container that does not run.
-pub const NOT_RUNNING: &str = "You cannot attach to a stopped container, start it first";
+/// Why an attachment cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    /// Docker's words for attaching to a container that does not run.
+    #[error("You cannot attach to a stopped container, start it first")]
+    NotRunning,
+    #[error("{}: {source}", .dir.display())]
+    Dir { dir: std::path::PathBuf, source: std::io::Error },
+}
 
 impl Engine {
     /// Connects to the container's attach socket; an error when it does not run.
-    pub async fn attach_connect(&self, ctr: &Ctr) -> Result<UnixStream, String> {
+    pub async fn attach_connect(&self, ctr: &Ctr) -> Result<UnixStream, AttachError> {
         if ctr.live().is_none() {
-            return Err(NOT_RUNNING.into());
+            return Err(AttachError::NotRunning);
         }
         // Through a descriptor of its directory: a socket's path must fit 108 bytes.
-        let dir = std::fs::File::open(&ctr.dir).map_err(|e| format!("{}: {e}", ctr.dir.display()))?;
+        let dir = std::fs::File::open(&ctr.dir).map_err(|source| AttachError::Dir {
+            dir: ctr.dir.clone(),
+            source,
+        })?;
         let sock = UnixStream::connect(path_in(dir.as_raw_fd(), SOCKET)).await;
         drop(dir);
-        sock.map_err(|_| NOT_RUNNING.to_string())
+        sock.map_err(|_| AttachError::NotRunning)
     }
 
     /// Carries an attachment on the upgraded connection `io` until the workload ends or

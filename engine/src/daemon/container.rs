@@ -4,7 +4,7 @@
 //! Every step is taken with the container's `op` lock held by the caller.
 
 use super::files::{write_files, FileMount};
-use super::network::Proxies;
+use super::network::{NetError, Proxies};
 use super::ports::{bind_ports, spawn_proxy};
 use super::state::{NetAttach, Record};
 use super::{lock, volumes, Ctr, Engine};
@@ -17,6 +17,58 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// What can go wrong in a container's life, in Docker's words where Docker has them.
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    /// A name the engine never puts on disk (see `compose::names`).
+    #[error("{0}")]
+    Refused(String),
+    #[error("Error response from daemon: Conflict. The container name \"/{0}\" is already in use")]
+    NameInUse(String),
+    #[error("Error response from daemon: No such image: {0}")]
+    NoSuchImage(String),
+    #[error("container {0} is not running")]
+    NotRunning(String),
+    #[error("links {link:?}: {target} is not running")]
+    LinkNotRunning { link: String, target: String },
+    #[error("userns_mode: no free range of {size} IDs left in the pool ({file})")]
+    NoIdRange { size: u32, file: String },
+    #[error("Error response from daemon: failed to create task for container: {0}")]
+    Start(runtime::RuntimeError),
+    #[error("container {name}: post_start hook: {message}")]
+    Hook { name: String, message: String },
+    #[error("service {service:?}: {source}")]
+    Net { service: String, source: NetError },
+    #[error(transparent)]
+    Network(#[from] NetError),
+    #[error(transparent)]
+    Volume(#[from] super::volumes::VolumeError),
+    #[error(transparent)]
+    Spec(#[from] super::spec::SpecError),
+    #[error(transparent)]
+    Record(#[from] super::state::RecordError),
+    #[error(transparent)]
+    Image(#[from] images::store::StoreError),
+    #[error(transparent)]
+    Cgroup(#[from] runtime::cgroups::CgroupError),
+    #[error(transparent)]
+    Files(#[from] super::files::FilesError),
+    #[error(transparent)]
+    Ports(#[from] super::ports::PortError),
+    #[error(transparent)]
+    UsernsMode(#[from] super::spec::userns::UsernsModeError),
+    #[error("{0}")]
+    Join(#[from] tokio::task::JoinError),
+    /// A file or system call of the engine's.
+    #[error("{what}: {source}")]
+    Os { what: String, source: std::io::Error },
+}
+
+fn os(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ContainerError {
+    let what = what.into();
+    move |source| ContainerError::Os { what, source }
+}
 
 /// What a new container is made from.
 pub struct NewContainer<'a> {
@@ -38,26 +90,6 @@ pub struct NewContainer<'a> {
     pub console_size: Option<(u16, u16)>,
 }
 
-/// The hardware address a container gets on its network `key`: the network's own
-/// `mac_address`, else the service's on its first network, else none (one is made from
-/// its address).
-pub fn mac_address(svc: &Service, key: &str, first: bool) -> Result<Option<[u8; 6]>, String> {
-    let on_net = svc
-        .networks
-        .as_ref()
-        .and_then(|m| m.get(key))
-        .and_then(|o| o.as_ref())
-        .and_then(|o| o.mac_address.clone());
-    let (value, at) = match (on_net, &svc.mac_address) {
-        (Some(m), _) => (m, format!("networks.{key}.mac_address")),
-        (None, Some(m)) if first => (m.clone(), "mac_address".to_string()),
-        _ => return Ok(None),
-    };
-    netd::links::parse_mac(&value)
-        .map(Some)
-        .map_err(|e| format!("{at}: {e}"))
-}
-
 pub fn container_name(project: &str, service: &str, svc: &Service, number: u32) -> String {
     svc.container_name
         .clone()
@@ -66,18 +98,16 @@ pub fn container_name(project: &str, service: &str, svc: &Service, number: u32) 
 
 impl Engine {
     /// Creates a container: its record and directory, nothing running.
-    pub fn create(&self, n: &NewContainer) -> Result<Arc<Ctr>, String> {
+    pub fn create(&self, n: &NewContainer) -> Result<Arc<Ctr>, ContainerError> {
         let svc = n.service;
         let name = match &n.oneoff {
             Some((name, _)) => name.clone(),
             None => container_name(n.project_name, n.service_name, svc, n.number),
         };
         // However the request was made, the name is Docker's kind before it is a path.
-        compose::names::container(&name)?;
+        compose::names::container(&name).map_err(ContainerError::Refused)?;
         if self.container(&name).is_some() {
-            return Err(format!(
-                "Error response from daemon: Conflict. The container name \"/{name}\" is already in use"
-            ));
+            return Err(ContainerError::NameInUse(name));
         }
         let id = super::random_hex(32);
         let mut labels = svc.labels.clone().unwrap_or_default();
@@ -155,15 +185,15 @@ impl Engine {
             ..Default::default()
         };
         let dir = self.root.join("containers").join(&id);
-        std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(&dir).map_err(os(format!("creating {}", dir.display())))?;
         let mut rec = rec;
         if let Err(e) = write_files(&dir, &n.files).map(|f| rec.files = f) {
             let _ = std::fs::remove_dir_all(&dir);
-            return Err(e);
+            return Err(e.into());
         }
         if let Err(e) = rec.save(&dir) {
             let _ = std::fs::remove_dir_all(&dir);
-            return Err(format!("saving container {}: {e}", rec.name));
+            return Err(os(format!("saving container {}", rec.name))(e));
         }
         let ctr = Arc::new(Ctr::new(dir, rec.clone()));
         self.insert(ctr.clone());
@@ -185,7 +215,7 @@ impl Engine {
     /// The container's host ID range (`userns_mode: auto`): the one it has, or the
     /// lowest free one of the pools (`rcompose` in /etc/subuid and /etc/subgid, else
     /// [`userns::DEFAULT_POOL`]), recorded before it is used.
-    fn userns_range(&self, ctr: &Arc<Ctr>, size: u32) -> Result<IdMap, String> {
+    fn userns_range(&self, ctr: &Arc<Ctr>, size: u32) -> Result<IdMap, ContainerError> {
         // One allocation at a time, or two starts could take the same range.
         static ALLOC: std::sync::Mutex<()> = std::sync::Mutex::new(());
         let _guard = ALLOC.lock().unwrap_or_else(|e| e.into_inner());
@@ -200,7 +230,10 @@ impl Engine {
             .collect();
         let pick = |file: &str, used: Vec<(u32, u32)>| {
             userns::pick_base(userns::pool(file), &used, size)
-                .ok_or_else(|| format!("userns_mode: no free range of {size} IDs left in the pool ({file})"))
+                .ok_or_else(|| ContainerError::NoIdRange {
+                    size,
+                    file: file.to_string(),
+                })
         };
         let map = IdMap {
             uid: pick("/etc/subuid", taken.iter().map(|m| (m.uid, m.size)).collect())?,
@@ -212,7 +245,7 @@ impl Engine {
     }
 
     /// Starts a created or exited container.
-    pub async fn start(self: &Arc<Self>, ctr: &Arc<Ctr>) -> Result<(), String> {
+    pub async fn start(self: &Arc<Self>, ctr: &Arc<Ctr>) -> Result<(), ContainerError> {
         if ctr.live().is_some() {
             return Ok(());
         }
@@ -222,8 +255,8 @@ impl Engine {
         let image = self
             .store
             .resolve(&rec.image)
-            .map_err(|_| format!("Error response from daemon: No such image: {}", rec.image))?;
-        let config = self.store.config(&image).map_err(|e| e.to_string())?;
+            .map_err(|_| ContainerError::NoSuchImage(rec.image.clone()))?;
+        let config = self.store.config(&image)?;
         let layers = spec::layer_dirs(&self.store, &image);
 
         // Addresses, kept for the container's life.
@@ -234,7 +267,10 @@ impl Engine {
             let ip6 = self
                 .net
                 .allocate6(&n.network, &rec.id, n.ipv6_address.as_deref())
-                .map_err(|e| format!("service {:?}: {e}", rec.service))?;
+                .map_err(|source| ContainerError::Net {
+                    service: rec.service.clone(),
+                    source,
+                })?;
             n.ip6 = ip6.map(|a| a.to_string());
         }
         ctr.update(|r| r.networks = nets.clone())?;
@@ -266,7 +302,12 @@ impl Engine {
                 .and_then(|r| r.networks.iter().find_map(|n| n.ip.clone()));
             match ip {
                 Some(ip) => links.push((ip, alias.to_string())),
-                None => return Err(format!("links {l:?}: {target} is not running")),
+                None => {
+                    return Err(ContainerError::LinkNotRunning {
+                        link: l.clone(),
+                        target: target.to_string(),
+                    })
+                }
             }
         }
         let userns = match spec::userns::check_service(&svc)? {
@@ -302,7 +343,7 @@ impl Engine {
                 host_resolv_conf: &self.host_resolv,
                 allocated,
             };
-            spec::container_spec(&ctx, &svc, &config).map_err(|e| e.to_string())?
+            spec::container_spec(&ctx, &svc, &config)?
         };
 
         // Published ports are bound before anything runs: a port in use fails the start
@@ -331,7 +372,7 @@ impl Engine {
                     first_external = false;
                 }
                 let svc_net = svc.networks.as_ref().and_then(|m| m.get(&n.key)).cloned().flatten();
-                let mac = mac_address(&svc, &n.key, i == 0)?;
+                let mac = super::network::mac_address(&svc, &n.key, i == 0)?;
                 let ifname = svc_net
                     .and_then(|o| o.interface_name)
                     .unwrap_or_else(|| format!("eth{i}"));
@@ -351,7 +392,7 @@ impl Engine {
         // With the addresses just allocated (`rec` predates them).
         let entries = dns_entries(&ctr.rec());
         let started = tokio::task::spawn_blocking(move || {
-            let mut plug = |pid: i32| -> Result<(), String> {
+            let mut plug = |pid: i32| -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
                 for plug in &attach {
                     me.net.attach_blocking(&rt, pid, &id, plug)?;
                 }
@@ -363,15 +404,13 @@ impl Engine {
             };
             me.runtime.start_with(&spec, &limits, &mut plug)
         })
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
         let c = match started {
             Ok(c) => c,
             Err(e) => {
                 let nets: Vec<String> = rec.networks.iter().map(|n| n.network.clone()).collect();
                 self.net.unregister(&rec.id, &dns_addresses(&rec));
                 ctr.note_left(self.net.detach(&rec.id, &nets).await);
-                let msg = format!("Error response from daemon: failed to create task for container: {e}");
                 let _ = ctr.update(|r| {
                     r.exit_code = Some(match &e {
                         runtime::RuntimeError::Start { exit_code, .. } => *exit_code,
@@ -379,7 +418,7 @@ impl Engine {
                     });
                     r.finished_at = Some(conventions::durations::now());
                 });
-                return Err(msg);
+                return Err(ContainerError::Start(e));
             }
         };
         let t_run = t0.elapsed();
@@ -397,7 +436,10 @@ impl Engine {
         if r.is_ok() {
             for hook in svc.post_start.iter().flatten() {
                 if let Err(e) = self.run_hook(ctr, hook).await {
-                    r = Err(format!("container {}: post_start hook: {e}", rec.name));
+                    r = Err(ContainerError::Hook {
+                        name: rec.name.clone(),
+                        message: e.to_string(),
+                    });
                     break;
                 }
             }
@@ -421,7 +463,7 @@ impl Engine {
         ctr: &Arc<Ctr>,
         c: runtime::Container,
         check: Option<super::health::Check>,
-    ) -> Result<(), String> {
+    ) -> Result<(), ContainerError> {
         let rec = ctr.rec();
         let (pid, start_time) = (c.monitor, c.monitor_start);
         *lock(&ctr.live) = Some(c);
@@ -483,7 +525,7 @@ impl Engine {
         ctr: &Arc<Ctr>,
         grace: Option<Duration>,
         keep_wanted: bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), ContainerError> {
         if !keep_wanted {
             // A record that cannot be written (a full disk) never keeps a container
             // from stopping: the failure is reported with the action.
@@ -514,37 +556,31 @@ impl Engine {
         }
         self.emit(&rec, "kill", &[("signal", signal.to_string())]);
         let me = self.clone();
-        tokio::task::spawn_blocking(move || me.runtime.stop(&c, signal, grace))
-            .await
-            .map_err(|e| e.to_string())?;
+        tokio::task::spawn_blocking(move || me.runtime.stop(&c, signal, grace)).await?;
         self.finish_exit(ctr).await;
         self.emit(&rec, "stop", &[]);
         Ok(())
     }
 
     /// Sends a signal to a running container's workload.
-    pub fn kill(&self, ctr: &Arc<Ctr>, signal: i32) -> Result<(), String> {
-        let c = ctr
-            .live()
-            .ok_or_else(|| format!("container {} is not running", ctr.rec().name))?;
+    pub fn kill(&self, ctr: &Arc<Ctr>, signal: i32) -> Result<(), ContainerError> {
+        let c = ctr.live().ok_or_else(|| ContainerError::NotRunning(ctr.rec().name))?;
         // As for stop: the signal goes whether or not the record can be written.
         let _ = ctr.update(|r| r.desired_running = false);
         // SAFETY: kill has no memory-safety preconditions.
         if unsafe { libc::kill(c.pid, signal) } != 0 {
-            return Err(std::io::Error::last_os_error().to_string());
+            return Err(os("kill")(std::io::Error::last_os_error()));
         }
         self.emit(&ctr.rec(), "kill", &[("signal", signal.to_string())]);
         Ok(())
     }
 
-    pub fn pause(&self, ctr: &Arc<Ctr>, pause: bool) -> Result<(), String> {
-        let c = ctr
-            .live()
-            .ok_or_else(|| format!("container {} is not running", ctr.rec().name))?;
+    pub fn pause(&self, ctr: &Arc<Ctr>, pause: bool) -> Result<(), ContainerError> {
+        let c = ctr.live().ok_or_else(|| ContainerError::NotRunning(ctr.rec().name))?;
         if pause {
-            c.cgroup.freeze().map_err(|e| e.to_string())?;
+            c.cgroup.freeze()?;
         } else {
-            c.cgroup.thaw().map_err(|e| e.to_string())?;
+            c.cgroup.thaw()?;
         }
         ctr.paused.store(pause, Ordering::SeqCst);
         self.emit(&ctr.rec(), if pause { "pause" } else { "unpause" }, &[]);
@@ -552,7 +588,7 @@ impl Engine {
     }
 
     /// Removes a stopped container: its addresses, files and record.
-    pub async fn remove(self: &Arc<Self>, ctr: &Arc<Ctr>) -> Result<(), String> {
+    pub async fn remove(self: &Arc<Self>, ctr: &Arc<Ctr>) -> Result<(), ContainerError> {
         if ctr.live().is_some() {
             self.stop(ctr, None, false).await?;
         }
@@ -565,7 +601,7 @@ impl Engine {
         // The record goes first: a crash midway leaves a directory that the next start
         // recognizes as unfinished and removes.
         let _ = std::fs::remove_file(Record::path(&ctr.dir));
-        std::fs::remove_dir_all(&ctr.dir).map_err(|e| format!("removing container {}: {e}", rec.name))?;
+        std::fs::remove_dir_all(&ctr.dir).map_err(os(format!("removing container {}", rec.name)))?;
         self.forget(&ctr.id);
         self.emit(&rec, "destroy", &[]);
         Ok(())

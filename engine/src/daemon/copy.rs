@@ -9,15 +9,29 @@ use std::io::{Read, Write};
 use std::os::unix::io::OwnedFd;
 use std::path::Path;
 
+/// Why a copy with a container did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    #[error("the container's root: {0}")]
+    Root(std::io::Error),
+    #[error("the container's process has exited")]
+    Exited,
+    #[error(transparent)]
+    Archive(#[from] safefs::archive::ArchiveError),
+    /// Writing the stream out.
+    #[error("{0}")]
+    Stream(#[from] std::io::Error),
+}
+
 /// The root of the container `c`, as its first process sees it. Checked after it is
 /// opened to be that process's still: a workload that has just exited may have left
 /// its PID to another process (the host's root, then).
-fn container_root(c: &Container) -> Result<OwnedFd, String> {
+fn container_root(c: &Container) -> Result<OwnedFd, CopyError> {
     let root = std::fs::File::open(format!("/proc/{}/root", c.pid))
         .map(OwnedFd::from)
-        .map_err(|e| format!("the container's root: {e}"))?;
+        .map_err(CopyError::Root)?;
     if runtime::start_time(c.pid) != Some(c.start_time) {
-        return Err("the container's process has exited".into());
+        return Err(CopyError::Exited);
     }
     Ok(root)
 }
@@ -28,10 +42,10 @@ pub fn write_in(
     dest: String,
     how: Unpack,
     src: impl Read + Send + 'static,
-) -> std::thread::JoinHandle<Result<(), String>> {
+) -> std::thread::JoinHandle<Result<(), CopyError>> {
     std::thread::spawn(move || {
         let root = container_root(&c)?;
-        archive::unpack_at(src, inroot::borrow(&root), Path::new(&dest), how)
+        Ok(archive::unpack_at(src, inroot::borrow(&root), Path::new(&dest), how)?)
     })
 }
 
@@ -44,14 +58,16 @@ pub fn read_out(
     follow: bool,
     ready: std::sync::mpsc::Sender<Result<(), String>>,
     out: impl Write + Send + 'static,
-) -> std::thread::JoinHandle<Result<(), String>> {
+) -> std::thread::JoinHandle<Result<(), CopyError>> {
     std::thread::spawn(move || {
-        let fd = container_root(&c).and_then(|root| archive::open_source(&root, &path, follow, &container));
+        let fd = container_root(&c)
+            .and_then(|root| Ok(archive::open_source(&root, &path, follow, &container)?));
         let fd = match fd {
             Ok(fd) => fd,
-            Err(msg) => {
-                let _ = ready.send(Err(msg.clone()));
-                return Err(msg);
+            Err(e) => {
+                // Why, for the answer's status line (the stream has not begun).
+                let _ = ready.send(Err(e.to_string()));
+                return Err(e);
             }
         };
         let _ = ready.send(Ok(()));
@@ -59,6 +75,6 @@ pub fn read_out(
         if let Err(e) = &res {
             tracing::warn!("cp {container}:{path}: {e}");
         }
-        res.map_err(|e| e.to_string())
+        Ok(res?)
     })
 }

@@ -11,15 +11,28 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// An exec that cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("the container's spec is unreadable")]
+    Unreadable,
+    #[error("exec needs a command")]
+    NoCommand,
+    #[error("the container is not running")]
+    NotRunning,
+    #[error(transparent)]
+    Process(#[from] runtime::process::ProcessError),
+}
+
 /// The process to run, from the container's own process settings.
-pub fn process(ctr: &Ctr, req: &ExecRequest) -> Result<runtime::spec::Process, String> {
+pub fn process(ctr: &Ctr, req: &ExecRequest) -> Result<runtime::spec::Process, ExecError> {
     let spec: runtime::spec::ContainerSpec = std::fs::read(ctr.dir.join("config.json"))
         .ok()
         .and_then(|d| serde_json::from_slice(&d).ok())
-        .ok_or("the container's spec is unreadable")?;
+        .ok_or(ExecError::Unreadable)?;
     let mut p = spec.process;
     if req.cmd.is_empty() {
-        return Err("exec needs a command".into());
+        return Err(ExecError::NoCommand);
     }
     p.args = req.cmd.clone();
     for kv in &req.env {
@@ -165,7 +178,7 @@ impl Engine {
         tx: tokio::sync::mpsc::Sender<(u8, Vec<u8>)>,
     ) -> Result<i32, (i32, String)> {
         let c = ctr.live().ok_or((1, "the container is not running".to_string()))?;
-        let p = process(ctr, req).map_err(|e| (126, e))?;
+        let p = process(ctr, req).map_err(|e| (126, e.to_string()))?;
         let io = |e: std::io::Error| (126, e.to_string());
         // The caller's ends: where its input goes, where the output comes from.
         let (stdin_w, outputs, stdio, master): Ends = if req.tty {
@@ -266,8 +279,8 @@ impl Engine {
     }
 
     /// `exec -d`: started and left to run.
-    pub fn exec_detached(self: &Arc<Self>, ctr: &Arc<Ctr>, req: &ExecRequest) -> Result<(), String> {
-        let c = ctr.live().ok_or("the container is not running")?;
+    pub fn exec_detached(self: &Arc<Self>, ctr: &Arc<Ctr>, req: &ExecRequest) -> Result<(), ExecError> {
+        let c = ctr.live().ok_or(ExecError::NotRunning)?;
         let p = process(ctr, req)?;
         let me = self.clone();
         let name = ctr.rec().name;

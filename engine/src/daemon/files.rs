@@ -18,13 +18,52 @@ pub struct FileMount {
     pub mode: u32,
 }
 
+/// What can go wrong with a container's secrets, configs, `volumes_from` or hooks.
+#[derive(Debug, thiserror::Error)]
+pub enum FilesError {
+    #[error("service refers to undefined {kind} {source_name}: invalid compose project")]
+    Undefined { kind: &'static str, source_name: String },
+    #[error("{kind}s.{source_name}: external {kind}s are not implemented yet")]
+    External { kind: &'static str, source_name: String },
+    #[error("{kind}s.{source_name}: reading {file}: {message}")]
+    Read { kind: &'static str, source_name: String, file: String, message: String },
+    #[error("{kind}s.{source_name}: its environment variable was not sent")]
+    NotSent { kind: &'static str, source_name: String },
+    #[error("{kind}s.{source_name}: needs file, environment or content")]
+    NoContent { kind: &'static str, source_name: String },
+    #[error("{kind}s.{source_name}: invalid {what} {value:?}")]
+    InvalidId { kind: &'static str, source_name: String, what: &'static str, value: String },
+    #[error("{}: {source}", .path.display())]
+    Write { path: std::path::PathBuf, source: std::io::Error },
+    #[error("writing {} for {target}: {source}", .path.display())]
+    WriteFor { path: std::path::PathBuf, target: String, source: std::io::Error },
+    #[error("volumes_from {0:?}: no container of {1}")]
+    NoSource(String, String),
+    #[error("volumes_from {0:?}: {1} has not been started yet")]
+    NotStarted(String, String),
+    #[error("the container is not running")]
+    NotRunning,
+    #[error("the container's spec is unreadable")]
+    Unreadable,
+    #[error("hook has no command")]
+    NoCommand,
+    #[error("exited with code {0}")]
+    Exited(i32),
+    #[error(transparent)]
+    Process(#[from] runtime::process::ProcessError),
+    #[error(transparent)]
+    Runtime(#[from] runtime::RuntimeError),
+    #[error("{0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
 /// The service's secrets and configs from the project's definitions: `file`,
 /// `environment` (values sent by the CLI as `secret:NAME`/`config:NAME`) or `content`.
 pub fn file_mounts(
     project: &compose::Project,
     svc: &Service,
     values: &BTreeMap<String, String>,
-) -> Result<Vec<FileMount>, String> {
+) -> Result<Vec<FileMount>, FilesError> {
     let mut out = Vec::new();
     let secrets = svc.secrets.iter().flatten().map(|r| ("secret", r));
     let configs = svc.configs.iter().flatten().map(|r| ("config", r));
@@ -34,13 +73,19 @@ pub fn file_mounts(
             let d = project
                 .secrets
                 .get(&source)
-                .ok_or_else(|| format!("service refers to undefined secret {source}: invalid compose project"))?;
+                .ok_or_else(|| FilesError::Undefined {
+                    kind: "secret",
+                    source_name: source.clone(),
+                })?;
             (d.file.clone(), d.environment.clone(), None, d.external.clone())
         } else {
             let d = project
                 .configs
                 .get(&source)
-                .ok_or_else(|| format!("service refers to undefined config {source}: invalid compose project"))?;
+                .ok_or_else(|| FilesError::Undefined {
+                    kind: "config",
+                    source_name: source.clone(),
+                })?;
             (
                 d.file.clone(),
                 d.environment.clone(),
@@ -49,27 +94,50 @@ pub fn file_mounts(
             )
         };
         if external.is_some_and(|e| e.is_external()) {
-            return Err(format!("{kind}s.{source}: external {kind}s are not implemented yet"));
+            return Err(FilesError::External {
+                kind,
+                source_name: source,
+            });
         }
         let content = match (file, env, content) {
-            (Some(f), _, _) => compose::read::bytes(std::path::Path::new(&f)).map_err(|e| format!("{kind}s.{source}: reading {f}: {e}"))?,
+            (Some(f), _, _) => compose::read::bytes(std::path::Path::new(&f)).map_err(|e| FilesError::Read {
+                kind,
+                source_name: source.clone(),
+                message: e.to_string(),
+                file: f.clone(),
+            })?,
             (_, Some(_), _) => values
                 .get(&format!("{kind}:{source}"))
-                .ok_or_else(|| format!("{kind}s.{source}: its environment variable was not sent"))?
+                .ok_or_else(|| FilesError::NotSent {
+                    kind,
+                    source_name: source.clone(),
+                })?
                 .clone()
                 .into_bytes(),
             (_, _, Some(c)) => c.into_bytes(),
-            _ => return Err(format!("{kind}s.{source}: needs file, environment or content")),
+            _ => {
+                return Err(FilesError::NoContent {
+                    kind,
+                    source_name: source,
+                })
+            }
         };
         let target = match (kind, r.target.clone()) {
             (_, Some(t)) if t.starts_with('/') => t,
             ("secret", t) => format!("/run/secrets/{}", t.unwrap_or_else(|| source.clone())),
             (_, t) => format!("/{}", t.unwrap_or_else(|| source.clone())),
         };
-        let id = |v: &Option<String>, what: &str| -> Result<u32, String> {
+        let id = |v: &Option<String>, what: &'static str| -> Result<u32, FilesError> {
             v.as_deref()
                 .filter(|s| !s.is_empty())
-                .map(|s| s.parse().map_err(|_| format!("{kind}s.{source}: invalid {what} {s:?}")))
+                .map(|s| {
+                    s.parse().map_err(|_| FilesError::InvalidId {
+                        kind,
+                        source_name: source.clone(),
+                        what,
+                        value: s.to_string(),
+                    })
+                })
                 .transpose()
                 .map(|o| o.unwrap_or(0))
         };
@@ -88,20 +156,27 @@ pub fn file_mounts(
 pub(super) fn write_files(
     dir: &std::path::Path,
     files: &[FileMount],
-) -> Result<Vec<(std::path::PathBuf, String)>, String> {
+) -> Result<Vec<(std::path::PathBuf, String)>, FilesError> {
     use std::os::unix::fs::PermissionsExt;
     let mut out = Vec::new();
     if files.is_empty() {
         return Ok(out);
     }
     let fdir = dir.join("files");
-    std::fs::create_dir_all(&fdir).map_err(|e| format!("{}: {e}", fdir.display()))?;
+    std::fs::create_dir_all(&fdir).map_err(|source| FilesError::Write {
+        path: fdir.clone(),
+        source,
+    })?;
     for (i, f) in files.iter().enumerate() {
         let p = fdir.join(i.to_string());
         let res = std::fs::write(&p, &f.content)
             .and_then(|_| std::fs::set_permissions(&p, std::fs::Permissions::from_mode(f.mode & 0o7777)))
             .and_then(|_| std::os::unix::fs::chown(&p, Some(f.uid), Some(f.gid)));
-        res.map_err(|e| format!("writing {} for {}: {e}", p.display(), f.target))?;
+        res.map_err(|source| FilesError::WriteFor {
+            path: p.clone(),
+            target: f.target.clone(),
+            source,
+        })?;
         out.push((p, f.target.clone()));
     }
     Ok(out)
@@ -114,7 +189,7 @@ impl Engine {
         &self,
         project: &str,
         svc: &Service,
-    ) -> Result<Vec<runtime::spec::Mount>, String> {
+    ) -> Result<Vec<runtime::spec::Mount>, FilesError> {
         let mut out = Vec::new();
         for v in svc.volumes_from.iter().flatten() {
             let (target, mode) = match v.rsplit_once(':') {
@@ -136,11 +211,11 @@ impl Engine {
                         r.project == project && r.service == target
                     }
                 })
-                .ok_or_else(|| format!("volumes_from {v:?}: no container of {target}"))?;
+                .ok_or_else(|| FilesError::NoSource(v.clone(), target.to_string()))?;
             let spec: runtime::spec::ContainerSpec = std::fs::read(src.dir.join("config.json"))
                 .ok()
                 .and_then(|d| serde_json::from_slice(&d).ok())
-                .ok_or_else(|| format!("volumes_from {v:?}: {target} has not been started yet"))?;
+                .ok_or_else(|| FilesError::NotStarted(v.clone(), target.to_string()))?;
             for mut m in spec.mounts.into_iter().filter(|m| m.kind == "bind") {
                 if mode == "ro" {
                     m.read_only = true;
@@ -152,16 +227,16 @@ impl Engine {
     }
 
     /// Runs a `post_start`/`pre_stop` hook in the running container; its exit code must be 0.
-    pub(super) async fn run_hook(self: &Arc<Self>, ctr: &Arc<Ctr>, hook: &compose::model::Hook) -> Result<(), String> {
-        let c = ctr.live().ok_or("the container is not running")?;
+    pub(super) async fn run_hook(self: &Arc<Self>, ctr: &Arc<Ctr>, hook: &compose::model::Hook) -> Result<(), FilesError> {
+        let c = ctr.live().ok_or(FilesError::NotRunning)?;
         let spec: runtime::spec::ContainerSpec = std::fs::read(ctr.dir.join("config.json"))
             .ok()
             .and_then(|d| serde_json::from_slice(&d).ok())
-            .ok_or("the container's spec is unreadable")?;
+            .ok_or(FilesError::Unreadable)?;
         let mut p = spec.process.clone();
         p.args = hook.command.clone().unwrap_or_default();
         if p.args.is_empty() {
-            return Err("hook has no command".into());
+            return Err(FilesError::NoCommand);
         }
         if let Some(u) = &hook.user {
             p.user = u.clone();
@@ -182,11 +257,9 @@ impl Engine {
         let me = self.clone();
         let code =
             tokio::task::spawn_blocking(move || me.runtime.exec_with(&c, &p, None, Some(Duration::from_secs(60))))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?;
+                .await??;
         if code != 0 {
-            return Err(format!("exited with code {code}"));
+            return Err(FilesError::Exited(code));
         }
         Ok(())
     }

@@ -4,7 +4,7 @@
 //! under `--pull` or each service's `pull_policy`. Credentials come with the request:
 //! the engine never reads a user's Docker configuration.
 
-use super::project::{OpError, Out};
+use super::project::Out;
 use super::Engine;
 use crate::api::{Credentials, ImageSummary, PullEvent, StreamMsg};
 use images::archive::display_name;
@@ -43,10 +43,36 @@ fn event(p: Progress) -> Option<PullEvent> {
     })
 }
 
+/// What can go wrong with the engine's images: the store's, the registry's, an
+/// archive's or an import's error, or a policy that does not apply.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error(transparent)]
+    Store(#[from] images::store::StoreError),
+    #[error(transparent)]
+    Reference(#[from] images::reference::RefError),
+    #[error(transparent)]
+    Pull(#[from] images::registry::PullError),
+    #[error(transparent)]
+    Load(#[from] images::archive::LoadError),
+    #[error(transparent)]
+    Import(#[from] images::import::ImportError),
+    #[error(transparent)]
+    Policy(#[from] super::pull_policy::PolicyError),
+    #[error("invalid pull policy {0:?}: missing or always")]
+    PullPolicy(String),
+    #[error("service {service:?}: {source}")]
+    Service { service: String, source: Box<ImageError> },
+    #[error("service {service:?}: image {image} not found locally and pull_policy is never")]
+    NotLocal { service: String, image: String },
+    #[error("{0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
 impl Engine {
     /// Every image of the store, with its tags.
-    pub fn image_list(&self) -> Result<Vec<ImageSummary>, String> {
-        let list = self.store.list().map_err(|e| e.to_string())?;
+    pub fn image_list(&self) -> Result<Vec<ImageSummary>, ImageError> {
+        let list = self.store.list()?;
         Ok(list
             .into_iter()
             .map(|(rec, tags)| ImageSummary {
@@ -75,17 +101,17 @@ impl Engine {
     }
 
     /// `docker image inspect`'s object for one image; `None` when there is no such image.
-    pub fn image_inspect(&self, name: &str) -> Result<Option<serde_json::Value>, String> {
+    pub fn image_inspect(&self, name: &str) -> Result<Option<serde_json::Value>, ImageError> {
         let Ok(rec) = self.store.resolve(name) else {
             return Ok(None);
         };
-        let list = self.store.list().map_err(|e| e.to_string())?;
+        let list = self.store.list()?;
         let tags = list
             .iter()
             .find(|(r, _)| r.manifest == rec.manifest)
             .map(|(_, t)| t.clone())
             .unwrap_or_default();
-        let cfg = self.store.config(&rec).map_err(|e| e.to_string())?;
+        let cfg = self.store.config(&rec)?;
         let refs: Vec<ImageRef> = tags.iter().filter_map(|t| ImageRef::parse(t).ok()).collect();
         let repo_tags: Vec<String> = refs.iter().map(display_name).collect();
         let repo_digests: Vec<String> = refs
@@ -107,26 +133,23 @@ impl Engine {
         })))
     }
 
-    pub async fn image_remove(self: &Arc<Self>, name: String) -> Result<Vec<String>, String> {
+    pub async fn image_remove(self: &Arc<Self>, name: String) -> Result<Vec<String>, ImageError> {
         let me = self.clone();
-        tokio::task::spawn_blocking(move || me.store.remove(&name).map_err(|e| e.to_string()))
-            .await
-            .map_err(|e| e.to_string())?
+        tokio::task::spawn_blocking(move || me.store.remove(&name).map_err(ImageError::from))
+            .await?
     }
 
-    pub async fn image_prune(self: &Arc<Self>, all: bool) -> Result<Vec<String>, String> {
+    pub async fn image_prune(self: &Arc<Self>, all: bool) -> Result<Vec<String>, ImageError> {
         let me = self.clone();
-        tokio::task::spawn_blocking(move || me.store.prune(all).map_err(|e| e.to_string()))
-            .await
-            .map_err(|e| e.to_string())?
+        tokio::task::spawn_blocking(move || me.store.prune(all).map_err(ImageError::from))
+            .await?
     }
 
     /// Loads a `docker save` or OCI archive held at `path`.
-    pub async fn image_load(self: &Arc<Self>, path: std::path::PathBuf) -> Result<Vec<String>, String> {
+    pub async fn image_load(self: &Arc<Self>, path: std::path::PathBuf) -> Result<Vec<String>, ImageError> {
         let me = self.clone();
-        tokio::task::spawn_blocking(move || images::archive::load(&me.store, &path).map_err(|e| e.to_string()))
-            .await
-            .map_err(|e| e.to_string())?
+        tokio::task::spawn_blocking(move || images::archive::load(&me.store, &path).map_err(ImageError::from))
+            .await?
     }
 
     /// Imports the root filesystem tarball at `path` as a one-layer image; its ID.
@@ -135,16 +158,15 @@ impl Engine {
         path: std::path::PathBuf,
         tag: Option<String>,
         changes: Vec<String>,
-    ) -> Result<String, String> {
-        let tag = tag.as_deref().map(ImageRef::parse).transpose().map_err(|e| e.to_string())?;
+    ) -> Result<String, ImageError> {
+        let tag = tag.as_deref().map(ImageRef::parse).transpose()?;
         let me = self.clone();
         tokio::task::spawn_blocking(move || {
             images::import::import(&me.store, &path, tag.as_ref(), &changes)
                 .map(|rec| rec.config.to_string())
-                .map_err(|e| e.to_string())
+                .map_err(ImageError::from)
         })
-        .await
-        .map_err(|e| e.to_string())?
+        .await?
     }
 
     /// Pulls one image (unless `missing` and present), its progress to `out`.
@@ -154,11 +176,11 @@ impl Engine {
         policy: Option<&str>,
         auth: Option<&Credentials>,
         out: &Out,
-    ) -> Result<(), String> {
-        let r = ImageRef::parse(reference).map_err(|e| e.to_string())?;
+    ) -> Result<(), ImageError> {
+        let r = ImageRef::parse(reference)?;
         let policy = PullPolicy::parse(policy.unwrap_or("always"))?;
         if !matches!(policy, PullPolicy::Missing | PullPolicy::Always) {
-            return Err(format!("invalid pull policy {policy:?}: missing or always"));
+            return Err(ImageError::PullPolicy(format!("{policy:?}")));
         }
         let present = self.store.resolve(&r.full()).ok().map(|rec| rec.stored_at);
         if !policy.needs_pull(present, conventions::durations::now().max(0) as u64) {
@@ -168,15 +190,13 @@ impl Engine {
         self.pull_one(&r, auth, out, false).await
     }
 
-    async fn pull_one(&self, r: &ImageRef, auth: Option<&Credentials>, out: &Out, quiet: bool) -> Result<(), String> {
+    async fn pull_one(&self, r: &ImageRef, auth: Option<&Credentials>, out: &Out, quiet: bool) -> Result<(), ImageError> {
         let print = |p: Progress| {
             if let Some(e) = event(p).filter(|_| !quiet) {
                 out.send(StreamMsg::Pull(e));
             }
         };
-        let rec = registry::pull(self.store.clone(), r, auth_of(auth), &print)
-            .await
-            .map_err(|e| e.to_string())?;
+        let rec = registry::pull(self.store.clone(), r, auth_of(auth), &print).await?;
         if !quiet {
             out.send(StreamMsg::Pull(PullEvent::Done {
                 image: r.full(),
@@ -198,7 +218,7 @@ impl Engine {
         quiet: bool,
         auths: &BTreeMap<String, Credentials>,
         out: &Out,
-    ) -> Result<(), OpError> {
+    ) -> Result<(), ImageError> {
         let forced = flag.map(PullPolicy::parse).transpose()?;
         let mut wanted: Vec<ImageRef> = Vec::new();
         for n in names {
@@ -208,11 +228,17 @@ impl Engine {
                 Some(f) => f,
                 None => PullPolicy::parse(s.pull_policy.as_deref().unwrap_or("missing"))?,
             };
-            let r = ImageRef::parse(image).map_err(|e| format!("service {n:?}: {e}"))?;
+            let r = ImageRef::parse(image).map_err(|e| ImageError::Service {
+                service: n.clone(),
+                source: Box::new(e.into()),
+            })?;
             let present = self.store.resolve(&r.full()).ok().map(|rec| rec.stored_at);
             if matches!(policy, PullPolicy::Never | PullPolicy::Build) {
                 if present.is_none() {
-                    return Err(format!("service {n:?}: image {image} not found locally and pull_policy is never").into());
+                    return Err(ImageError::NotLocal {
+                        service: n.clone(),
+                        image: image.clone(),
+                    });
                 }
                 continue;
             }

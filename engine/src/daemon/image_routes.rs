@@ -5,6 +5,8 @@
 //! read from there (`tmp` is the store's writers', cleared when one starts).
 
 use super::server::{error, json, operation, parse, query, read_body, truthy, Body};
+use super::image_actions::ImageError;
+use super::project::OpError;
 use super::Engine;
 use crate::api::{self, Lines};
 use http_body_util::BodyExt;
@@ -34,13 +36,13 @@ pub(super) async fn handle(engine: Arc<Engine>, req: Request<Incoming>) -> Respo
     match (&method, rest) {
         (&Method::GET, "" | "/") => match engine.image_list() {
             Ok(l) => json(StatusCode::OK, &l),
-            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         },
         (&Method::POST, "/pull") => match parse::<api::PullRequest>(&body) {
             Ok(r) => operation(engine, move |e, out| async move {
                 e.pull(&r.reference, r.policy.as_deref(), r.auth.as_ref(), &out)
                     .await
-                    .map_err(Into::into)
+                    .map_err(OpError::from)
             }),
             Err(resp) => resp,
         },
@@ -50,7 +52,7 @@ pub(super) async fn handle(engine: Arc<Engine>, req: Request<Incoming>) -> Respo
             match engine.image_inspect(&name) {
                 Ok(Some(v)) => json(StatusCode::OK, &v),
                 Ok(None) => error(StatusCode::NOT_FOUND, format!("No such image: {name}")),
-                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
             }
         }
         (&Method::DELETE, r) if r.len() > 1 => lines(engine.image_remove(name_of(r)).await),
@@ -64,11 +66,11 @@ fn name_of(rest: &str) -> String {
     query(Some(&format!("n={raw}"))).remove("n").unwrap_or_default()
 }
 
-fn lines(r: Result<Vec<String>, String>) -> Response<Body> {
+fn lines(r: Result<Vec<String>, ImageError>) -> Response<Body> {
     match r {
         Ok(lines) => json(StatusCode::OK, &Lines { lines }),
-        Err(e) if e.starts_with("No such image") => error(StatusCode::NOT_FOUND, e),
-        Err(e) => error(StatusCode::CONFLICT, e),
+        Err(e @ ImageError::Store(images::store::StoreError::NotFound(_))) => error(StatusCode::NOT_FOUND, e.to_string()),
+        Err(e) => error(StatusCode::CONFLICT, e.to_string()),
     }
 }
 
@@ -127,7 +129,7 @@ async fn load(engine: Arc<Engine>, req: Request<Incoming>) -> Response<Body> {
     let _ = std::fs::remove_file(&path);
     match res {
         Ok(lines) => json(StatusCode::OK, &Lines { lines }),
-        Err(e) => error(StatusCode::BAD_REQUEST, e),
+        Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
     }
 }
 
@@ -151,6 +153,6 @@ async fn import(engine: Arc<Engine>, q: std::collections::HashMap<String, String
     let _ = std::fs::remove_file(&path);
     match res {
         Ok(id) => json(StatusCode::OK, &serde_json::json!({ "id": id })),
-        Err(e) => error(StatusCode::BAD_REQUEST, e),
+        Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
     }
 }

@@ -4,7 +4,7 @@
 //!
 //! State is written to disk before it is acted on (`state::Record`, the runtime's own
 //! `state.json`, netd's IPAM), so a restarted engine adopts the containers that kept
-//! running while it was away (their init holds their logs and exit status) and applies
+//! running while it was away (their monitor holds their logs and exit status) and applies
 //! restart policies to those that ended meanwhile.
 //!
 //! The runtime directory (socket, pid file) is `RCOMPOSE_RUN`; when unset it is
@@ -120,14 +120,17 @@ impl Ctr {
 
     /// Changes the record and writes it to disk. The change holds in memory even when
     /// the write fails; the failure is also kept for [`Ctr::take_problems`].
-    pub fn update(&self, f: impl FnOnce(&mut Record)) -> Result<(), String> {
+    pub fn update(&self, f: impl FnOnce(&mut Record)) -> Result<(), state::RecordError> {
         let mut r = lock(&self.rec);
         f(&mut r);
-        r.save(&self.dir).map_err(|e| {
-            let m = format!("container {}: could not record its state: {e}", r.name);
-            tracing::warn!("{m}");
-            lock(&self.problems).push(m.clone());
-            m
+        r.save(&self.dir).map_err(|source| {
+            let e = state::RecordError {
+                name: r.name.clone(),
+                source,
+            };
+            tracing::warn!("{e}");
+            lock(&self.problems).push(e.to_string());
+            e
         })
     }
 
@@ -203,7 +206,7 @@ impl Engine {
         // What a crashed engine was still receiving.
         let _ = std::fs::remove_dir_all(image_routes::uploads(store.root()));
         let runtime = Runtime::new(helper, &cgroup_parent(root)).map_err(|e| setup("runtime", e.to_string()))?;
-        let net = network::Net::open(root).map_err(|e| setup("networks", e))?;
+        let net = network::Net::open(root).map_err(|e| setup("networks", e.to_string()))?;
         std::fs::create_dir_all(root.join("containers"))?;
         std::fs::create_dir_all(root.join("volumes"))?;
         std::fs::create_dir_all(root.join("tmp"))?;

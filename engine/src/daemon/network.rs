@@ -117,6 +117,68 @@ pub struct Plug {
     pub ip6: Option<std::net::Ipv6Addr>,
 }
 
+/// What can go wrong with a network: the errors of netd's parts, with the network's
+/// name where there is one.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// A name the engine never puts on disk (see `compose::names`).
+    #[error("{0}")]
+    Refused(String),
+    #[error("network {0} declared as external, but could not be found")]
+    ExternalMissing(String),
+    #[error("network {0} not found")]
+    NotFound(String),
+    #[error("network {0}: its bridge is gone")]
+    BridgeGone(String),
+    #[error(transparent)]
+    Ipam(#[from] netd::ipam::IpamError),
+    #[error(transparent)]
+    Link(#[from] links::LinkError),
+    #[error("isolating the networks: {}", .0.join("; "))]
+    Isolation(Vec<String>),
+    #[error("network {network}: DNS server on {at}: {source}")]
+    Dns { network: String, at: SocketAddr, source: std::io::Error },
+    /// The network's state on disk.
+    #[error("{}: {source}", .path.display())]
+    State { path: PathBuf, source: std::io::Error },
+    /// Any of the above, for the network named.
+    #[error("network {network}: {source}")]
+    On { network: String, source: Box<NetError> },
+    #[error("attaching to network {network}: {source}")]
+    Attach { network: String, source: links::LinkError },
+    #[error("{at}: {source}")]
+    Mac { at: String, source: links::MacError },
+}
+
+impl NetError {
+    fn on(network: &str) -> impl FnOnce(NetError) -> NetError + '_ {
+        move |e| NetError::On {
+            network: network.to_string(),
+            source: Box::new(e),
+        }
+    }
+}
+
+/// The hardware address a container gets on its network `key`: the network's own
+/// `mac_address`, else the service's on its first network, else none (one is made from
+/// its address).
+pub fn mac_address(svc: &compose::model::Service, key: &str, first: bool) -> Result<Option<[u8; 6]>, NetError> {
+    let on_net = svc
+        .networks
+        .as_ref()
+        .and_then(|m| m.get(key))
+        .and_then(|o| o.as_ref())
+        .and_then(|o| o.mac_address.clone());
+    let (value, at) = match (on_net, &svc.mac_address) {
+        (Some(m), _) => (m, format!("networks.{key}.mac_address")),
+        (None, Some(m)) if first => (m.clone(), "mac_address".to_string()),
+        _ => return Ok(None),
+    };
+    netd::links::parse_mac(&value)
+        .map(Some)
+        .map_err(|source| NetError::Mac { at, source })
+}
+
 /// A veth host-end name that fits in 15 bytes, stable for a container and network.
 pub fn veth_name(container_id: &str, network: &str) -> String {
     let h = links::stable_hash(container_id.bytes().chain([0]).chain(network.bytes()));
@@ -125,19 +187,19 @@ pub fn veth_name(container_id: &str, network: &str) -> String {
 
 impl Net {
     /// Opens the state under `<root>/networks` (the tokio runtime must be running).
-    pub fn open(root: &Path) -> Result<Net, String> {
+    pub fn open(root: &Path) -> Result<Net, NetError> {
         let dir = root.join("networks");
-        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        std::fs::create_dir_all(&dir).map_err(|source| NetError::State { path: dir.clone(), source })?;
         // The IPAM state lives beside the records, under a name no network can have
         // (names start with a letter or digit): `ipam.json` was also the record of a
         // network named `ipam`. A state of an older engine is moved to its new name.
         let state = dir.join(IPAM_STATE);
         let old = dir.join("ipam.json");
         if !state.exists() && Ipam::load(&old, Vec::new()).is_ok() && old.exists() {
-            std::fs::rename(&old, &state).map_err(|e| format!("{}: {e}", old.display()))?;
+            std::fs::rename(&old, &state).map_err(|source| NetError::State { path: old.clone(), source })?;
         }
-        let ipam = Ipam::load(&state, netd::ipam::default_pools()).map_err(|e| e.to_string())?;
-        let nl = Rtnl::connect().map_err(|e| format!("netlink: {e}"))?;
+        let ipam = Ipam::load(&state, netd::ipam::default_pools())?;
+        let nl = Rtnl::connect()?;
         let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         Ok(Net {
             dir,
@@ -153,7 +215,7 @@ impl Net {
 
     /// Makes the isolation between networks match the records: every bridge of this
     /// engine is kept from routing to any of its networks' subnets.
-    pub async fn isolate(&self) -> Result<(), String> {
+    pub async fn isolate(&self) -> Result<(), NetError> {
         let _one = self.isolation_lock.lock().await;
         let members: Vec<netd::isolation::Member> = self
             .records()
@@ -168,10 +230,7 @@ impl Net {
             .collect();
         netd::isolation::sync(&self.nl, self.isolation_table, &members)
             .await
-            .map_err(|errors| {
-                let all: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-                format!("isolating the networks: {}", all.join("; "))
-            })
+            .map_err(|errors| NetError::Isolation(errors.iter().map(|e| e.to_string()).collect()))
     }
 
     fn record_path(&self, name: &str) -> PathBuf {
@@ -197,18 +256,18 @@ impl Net {
 
     /// Creates the network (bridge, addresses, DNS server) or finds it. Returns whether
     /// it was created now.
-    pub async fn ensure(&self, name: &str, spec: &NetSpec) -> Result<bool, String> {
+    pub async fn ensure(&self, name: &str, spec: &NetSpec) -> Result<bool, NetError> {
         // Whatever the request's project said: a name made from its keys is checked too.
-        compose::names::resource("network", name)?;
+        compose::names::resource("network", name).map_err(NetError::Refused)?;
         let existing = self.record(name);
         if spec.external && existing.is_none() {
-            return Err(format!("network {name} declared as external, but could not be found"));
+            return Err(NetError::ExternalMissing(name.into()));
         }
         let created = existing.is_none();
         let host_routes = netd::ipam::parse_routes(&std::fs::read_to_string("/proc/net/route").unwrap_or_default());
         let alloc = lock(&self.ipam)
             .create_network(name, &spec.ipam, &host_routes)
-            .map_err(|e| format!("network {name}: {e}"))?;
+            .map_err(|e| NetError::on(name)(e.into()))?;
         let bridge = links::bridge_name(name);
         let rec = NetworkRecord {
             name: name.into(),
@@ -224,20 +283,24 @@ impl Net {
         };
         if created {
             // On disk first: a crash from here on is cleaned up by `down` or the next start.
-            let data = serde_json::to_vec_pretty(&rec).map_err(|e| e.to_string())?;
-            images::store::write_atomic(&self.record_path(name), &data).map_err(|e| e.to_string())?;
+            let path = self.record_path(name);
+            let data = serde_json::to_vec_pretty(&rec).map_err(|e| NetError::State {
+                path: path.clone(),
+                source: e.into(),
+            })?;
+            safefs::atomic::write(&path, &data).map_err(|source| NetError::State { path, source })?;
         }
         // Kept apart from the other networks before anything can join it.
-        self.isolate().await.map_err(|e| format!("network {name}: {e}"))?;
+        self.isolate().await.map_err(NetError::on(name))?;
         let gateway6 = alloc.v6.as_ref().map(|v| (v.gateway, v.subnet.prefix_len()));
         links::ensure_bridge(&self.nl, &bridge, alloc.subnet, alloc.gateway, gateway6, spec.mtu)
             .await
-            .map_err(|e| format!("network {name}: {e}"))?;
+            .map_err(|e| NetError::on(name)(e.into()))?;
         self.ensure_dns(name, alloc.gateway)?;
         Ok(created)
     }
 
-    fn ensure_dns(&self, name: &str, gateway: Ipv4Addr) -> Result<(), String> {
+    fn ensure_dns(&self, name: &str, gateway: Ipv4Addr) -> Result<(), NetError> {
         let mut dns = lock(&self.dns);
         if dns.get(name).is_some_and(|t| !t.is_finished()) {
             return Ok(());
@@ -248,10 +311,15 @@ impl Net {
             .zones
             .entry(name.to_string())
             .or_default();
-        let sock = std::net::UdpSocket::bind(SocketAddr::new(IpAddr::V4(gateway), 53))
+        let at = SocketAddr::new(IpAddr::V4(gateway), 53);
+        let sock = std::net::UdpSocket::bind(at)
             .and_then(|s| s.set_nonblocking(true).map(|_| s))
             .and_then(tokio::net::UdpSocket::from_std)
-            .map_err(|e| format!("network {name}: DNS server on {gateway}:53: {e}"))?;
+            .map_err(|source| NetError::Dns {
+                network: name.to_string(),
+                at,
+                source,
+            })?;
         let resolver = self.resolver.clone();
         let me = name.to_string();
         let answer: netd::dns_server::Answerer = Arc::new(move |from: IpAddr, q: &[u8]| {
@@ -279,7 +347,7 @@ impl Net {
     }
 
     /// Removes a network this engine created: DNS server, bridge, addresses, record.
-    pub async fn remove(&self, name: &str) -> Result<(), String> {
+    pub async fn remove(&self, name: &str) -> Result<(), NetError> {
         if let Some(t) = lock(&self.dns).remove(name) {
             t.abort();
         }
@@ -290,19 +358,20 @@ impl Net {
             .remove(name);
         links::remove_bridge(&self.nl, &links::bridge_name(name))
             .await
-            .map_err(|e| format!("network {name}: {e}"))?;
-        lock(&self.ipam).remove_network(name).map_err(|e| e.to_string())?;
-        match std::fs::remove_file(self.record_path(name)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.to_string()),
+            .map_err(|e| NetError::on(name)(e.into()))?;
+        lock(&self.ipam).remove_network(name)?;
+        let path = self.record_path(name);
+        match std::fs::remove_file(&path) {
+            Err(source) if source.kind() != std::io::ErrorKind::NotFound => {
+                return Err(NetError::State { path, source })
+            }
             _ => {}
         }
-        self.isolate().await.map_err(|e| format!("network {name}: {e}"))
+        self.isolate().await.map_err(NetError::on(name))
     }
 
-    pub fn allocate(&self, network: &str, owner: &str, wanted: Option<&str>) -> Result<Ipv4Addr, String> {
-        lock(&self.ipam)
-            .allocate(network, owner, wanted)
-            .map_err(|e| e.to_string())
+    pub fn allocate(&self, network: &str, owner: &str, wanted: Option<&str>) -> Result<Ipv4Addr, NetError> {
+        Ok(lock(&self.ipam).allocate(network, owner, wanted)?)
     }
 
     pub fn release(&self, network: &str, owner: &str) {
@@ -327,10 +396,8 @@ impl Net {
         network: &str,
         owner: &str,
         wanted: Option<&str>,
-    ) -> Result<Option<std::net::Ipv6Addr>, String> {
-        lock(&self.ipam)
-            .allocate6(network, owner, wanted)
-            .map_err(|e| e.to_string())
+    ) -> Result<Option<std::net::Ipv6Addr>, NetError> {
+        Ok(lock(&self.ipam).allocate6(network, owner, wanted)?)
     }
 
     /// Plugs a container (its init is `pid`) into a network; blocking, for the runtime's
@@ -341,7 +408,7 @@ impl Net {
         pid: i32,
         container_id: &str,
         plug: &Plug,
-    ) -> Result<(), String> {
+    ) -> Result<(), NetError> {
         let Plug {
             network,
             ifname,
@@ -354,14 +421,14 @@ impl Net {
         let (network, ip) = (network.as_str(), *ip);
         let (subnet, gateway) = self
             .network(network)
-            .ok_or_else(|| format!("network {network} not found"))?;
+            .ok_or_else(|| NetError::NotFound(network.to_string()))?;
         let netns = PathBuf::from(format!("/proc/{pid}/ns/net"));
         let host_name = veth_name(container_id, network);
         rt.block_on(async {
             let bridge = self
                 .nl_index(&links::bridge_name(network))
                 .await?
-                .ok_or_else(|| format!("network {network}: its bridge is gone"))?;
+                .ok_or_else(|| NetError::BridgeGone(network.to_string()))?;
             // A leftover host end (a container that died with the engine away) goes first.
             if let Some(old) = self.nl_index(&host_name).await? {
                 let _ = netd::links::Netlink::delete(&self.nl, old).await;
@@ -382,14 +449,15 @@ impl Net {
                 },
             )
             .await
-            .map_err(|e| format!("attaching to network {network}: {e}"))
+            .map_err(|source| NetError::Attach {
+                network: network.to_string(),
+                source,
+            })
         })
     }
 
-    async fn nl_index(&self, name: &str) -> Result<Option<u32>, String> {
-        netd::links::Netlink::index_of(&self.nl, name)
-            .await
-            .map_err(|e| e.to_string())
+    async fn nl_index(&self, name: &str) -> Result<Option<u32>, NetError> {
+        Ok(netd::links::Netlink::index_of(&self.nl, name).await?)
     }
 
     /// Removes a container's host-side veth ends (they usually go with its namespace);
@@ -400,7 +468,7 @@ impl Net {
         for n in networks {
             let name = veth_name(container_id, n);
             let res = match self.nl_index(&name).await {
-                Ok(Some(i)) => netd::links::Netlink::delete(&self.nl, i).await.map_err(|e| e.to_string()),
+                Ok(Some(i)) => netd::links::Netlink::delete(&self.nl, i).await.map_err(NetError::from),
                 Ok(None) => Ok(()),
                 Err(e) => Err(e),
             };

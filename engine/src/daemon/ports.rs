@@ -7,8 +7,27 @@ use compose::model::Service;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+/// A published port that cannot be bound as asked.
+#[derive(Debug, thiserror::Error)]
+pub enum PortError {
+    #[error("container {0}: published ports need a network")]
+    NoNetwork(String),
+    #[error("ports: protocol {0:?} is not implemented yet")]
+    Protocol(String),
+    #[error("invalid published port range {0:?}")]
+    InvalidRange(String),
+    #[error("invalid published port {0:?}")]
+    InvalidPort(String),
+    #[error("invalid host_ip {0:?}")]
+    InvalidHostIp(String),
+    #[error("Error response from daemon: failed to set up container networking: driver failed programming external connectivity on endpoint {endpoint}: {source}")]
+    Unavailable { endpoint: String, source: Box<PortError> },
+    #[error(transparent)]
+    Bind(#[from] netd::ports::PortError),
+}
+
 /// Binds one recorded port again (an adopted container) and serves it.
-pub(super) async fn spawn_proxy(b: &PortBinding, target: IpAddr) -> Result<tokio::task::JoinHandle<()>, String> {
+pub(super) async fn spawn_proxy(b: &PortBinding, target: IpAddr) -> Result<tokio::task::JoinHandle<()>, PortError> {
     bind_one(b, target).await.map(|(h, _)| h)
 }
 
@@ -18,21 +37,21 @@ pub(super) async fn bind_ports(
     target: Option<IpAddr>,
     name: &str,
     previous: &[PortBinding],
-) -> Result<(Proxies, Vec<PortBinding>), String> {
+) -> Result<(Proxies, Vec<PortBinding>), PortError> {
     let mut proxies = Proxies::default();
     let mut out = Vec::new();
     let ports = svc.ports.clone().unwrap_or_default();
     if ports.is_empty() {
         return Ok((proxies, out));
     }
-    let target = target.ok_or_else(|| format!("container {name}: published ports need a network"))?;
+    let target = target.ok_or_else(|| PortError::NoNetwork(name.to_string()))?;
     for p in ports {
         let Some(container_port) = p.target.and_then(|t| u16::try_from(t).ok()) else {
             continue;
         };
         let protocol = p.protocol.clone().unwrap_or_else(|| "tcp".into());
         if protocol != "tcp" && protocol != "udp" {
-            return Err(format!("ports: protocol {protocol:?} is not implemented yet"));
+            return Err(PortError::Protocol(protocol.clone()));
         }
         let host_ip = p
             .host_ip
@@ -52,14 +71,14 @@ pub(super) async fn bind_ports(
             let (a, b) = (a.parse::<u16>(), b.parse::<u16>());
             match (a, b) {
                 (Ok(a), Ok(b)) if a <= b => (a..=b).collect(),
-                _ => return Err(format!("invalid published port range {published:?}")),
+                _ => return Err(PortError::InvalidRange(published.clone())),
             }
         } else {
             vec![published
                 .parse::<u16>()
-                .map_err(|_| format!("invalid published port {published:?}"))?]
+                .map_err(|_| PortError::InvalidPort(published.clone()))?]
         };
-        let mut last_err = String::new();
+        let mut last_err = None;
         let mut bound = None;
         for port in &candidates {
             let b = PortBinding {
@@ -73,13 +92,14 @@ pub(super) async fn bind_ports(
                     bound = Some(x);
                     break;
                 }
-                Err(e) => last_err = e,
+                Err(e) => last_err = Some(e),
             }
         }
         let Some((handle, binding)) = bound else {
-            return Err(format!(
-                "Error response from daemon: failed to set up container networking: driver failed programming external connectivity on endpoint {name}: {last_err}"
-            ));
+            return Err(PortError::Unavailable {
+                endpoint: name.to_string(),
+                source: Box::new(last_err.unwrap_or_else(|| PortError::InvalidPort(published.clone()))),
+            });
         };
         proxies.0.push(handle);
         out.push(binding);
@@ -87,20 +107,20 @@ pub(super) async fn bind_ports(
     Ok((proxies, out))
 }
 
-async fn bind_one(b: &PortBinding, target: IpAddr) -> Result<(tokio::task::JoinHandle<()>, PortBinding), String> {
+async fn bind_one(b: &PortBinding, target: IpAddr) -> Result<(tokio::task::JoinHandle<()>, PortBinding), PortError> {
     let ip: IpAddr = b
         .host_ip
         .parse()
-        .map_err(|_| format!("invalid host_ip {:?}", b.host_ip))?;
+        .map_err(|_| PortError::InvalidHostIp(b.host_ip.clone()))?;
     let addr = SocketAddr::new(ip, b.host_port);
     let to = SocketAddr::new(target, b.container_port);
     let mut bound = b.clone();
     let handle = if b.protocol == "udp" {
-        let s = netd::ports::bind_udp(addr).await.map_err(|e| e.to_string())?;
+        let s = netd::ports::bind_udp(addr).await?;
         bound.host_port = s.local_addr().map(|a| a.port()).unwrap_or(b.host_port);
         tokio::spawn(netd::ports::proxy_udp(s, to, Duration::from_secs(60)))
     } else {
-        let l = netd::ports::bind_tcp(addr).await.map_err(|e| e.to_string())?;
+        let l = netd::ports::bind_tcp(addr).await?;
         bound.host_port = l.local_addr().map(|a| a.port()).unwrap_or(b.host_port);
         tokio::spawn(netd::ports::proxy_tcp(l, to))
     };

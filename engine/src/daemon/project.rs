@@ -3,7 +3,7 @@
 //! parallel as soon as their `depends_on` conditions hold, `--wait`. The other project
 //! actions are in `actions`. Messages and their wording are Compose's.
 
-use super::container::{self, NewContainer};
+use super::container::{self, ContainerError, NewContainer};
 use super::state::{self, State};
 use super::{network, volumes, Ctr, Engine};
 use crate::api::{Progress, StreamMsg, UpRequest};
@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, watch};
 
 /// A dependency as a service waits for it: its name, the condition, whether it is
 /// `required`, and where its outcome arrives.
-type Dependency = (String, Condition, bool, watch::Receiver<Option<Result<bool, String>>>);
+type Dependency = (String, Condition, bool, watch::Receiver<Option<Result<bool, OpError>>>);
 
 /// Where an operation reports.
 #[derive(Clone)]
@@ -52,6 +52,38 @@ impl From<String> for OpError {
     }
 }
 
+impl std::fmt::Display for OpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// The engine's errors as an operation's failure: their message, exit code 1.
+macro_rules! op_errors {
+    ($($t:ty),* $(,)?) => {
+        $(impl From<$t> for OpError {
+            fn from(e: $t) -> Self {
+                OpError { message: e.to_string(), exit_code: 1 }
+            }
+        })*
+    };
+}
+
+op_errors!(
+    super::network::NetError,
+    super::volumes::VolumeError,
+    super::container::ContainerError,
+    super::state::DecodeError,
+    super::state::RecordError,
+    super::files::FilesError,
+    super::admission::AdmissionError,
+    super::supervise::PolicyError,
+    super::image_actions::ImageError,
+    compose::Error,
+    tokio::task::JoinError,
+    DependencyError,
+);
+
 pub type OpResult = Result<(), OpError>;
 
 fn full_volume_name(p: &Project, name: &str, key: &str) -> String {
@@ -68,6 +100,21 @@ fn full_network_name(p: &Project, name: &str, key: &str) -> String {
         .unwrap_or_else(|| format!("{name}_{key}"))
 }
 
+/// A dependency that did not get where its dependents wait for it, in Compose's words.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DependencyError {
+    #[error("dependency failed to start: container {container} exited ({code})")]
+    Exited { container: String, code: i32 },
+    #[error("dependency failed to start: container {0} has no healthcheck configured")]
+    NoHealthcheck(String),
+    #[error("dependency failed to start: container {0} is unhealthy")]
+    Unhealthy(String),
+    #[error("service \"{service}\" didn't complete successfully: exit {code}")]
+    Failed { service: String, code: i32 },
+    #[error("engine shutting down")]
+    ShuttingDown,
+}
+
 /// What a service needs of a dependency before it starts.
 #[derive(Debug, Clone, PartialEq)]
 enum Condition {
@@ -78,12 +125,12 @@ enum Condition {
 
 impl Engine {
     /// The ID of the service's image, which must be in the store.
-    pub(super) fn image_id(&self, svc: &Service) -> Result<String, String> {
+    pub(super) fn image_id(&self, svc: &Service) -> Result<String, ContainerError> {
         let image = svc.image.clone().unwrap_or_default();
         Ok(self
             .store
             .resolve(&image)
-            .map_err(|_| format!("Error response from daemon: No such image: {image}"))?
+            .map_err(|_| ContainerError::NoSuchImage(image.clone()))?
             .id()
             .to_string())
     }
@@ -142,11 +189,11 @@ impl Engine {
         }
 
         // One task per service, each waiting for what it depends on.
-        let mut done: HashMap<String, watch::Sender<Option<Result<bool, String>>>> = HashMap::new();
+        let mut done: HashMap<String, watch::Sender<Option<Result<bool, OpError>>>> = HashMap::new();
         for s in &selected {
             done.insert(s.clone(), watch::channel(None).0);
         }
-        let receivers: HashMap<String, watch::Receiver<Option<Result<bool, String>>>> =
+        let receivers: HashMap<String, watch::Receiver<Option<Result<bool, OpError>>>> =
             done.iter().map(|(k, v)| (k.clone(), v.subscribe())).collect();
         let project = Arc::new(project);
         let req = Arc::new(req);
@@ -177,7 +224,7 @@ impl Engine {
                 r.map(|_| ())
             }));
         }
-        let mut first_err: Option<String> = None;
+        let mut first_err: Option<OpError> = None;
         for t in tasks {
             match t.await {
                 Ok(Ok(())) => {}
@@ -185,12 +232,12 @@ impl Engine {
                     first_err.get_or_insert(e);
                 }
                 Err(e) => {
-                    first_err.get_or_insert(e.to_string());
+                    first_err.get_or_insert(e.into());
                 }
             }
         }
         if let Some(e) = first_err {
-            return Err(e.into());
+            return Err(e);
         }
         if req.wait && !req.no_start {
             self.wait_ready(&project, &name, &selected, req.wait_timeout, &out)
@@ -215,7 +262,7 @@ impl Engine {
         req: &UpRequest,
         deps: Vec<Dependency>,
         out: &Out,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, OpError> {
         let svc = &project.services[s];
         let mut dep_recreated = false;
         for (d, cond, required, mut rx) in deps {
@@ -233,9 +280,9 @@ impl Engine {
             }
             if let Err(e) = self.wait_condition(name, &d, &cond, out).await {
                 if required {
-                    return Err(e);
+                    return Err(e.into());
                 }
-                out.warn(e);
+                out.warn(e.to_string());
             }
         }
 
@@ -332,11 +379,11 @@ impl Engine {
                 out.progress("Container", &rec.name, "Starting");
                 me.start(&c).await?;
                 out.progress("Container", &rec.name, "Started");
-                Ok::<(), String>(())
+                Ok::<(), ContainerError>(())
             }));
         }
         for t in starts {
-            t.await.map_err(|e| e.to_string())??;
+            t.await??;
         }
         Ok(recreated)
     }
@@ -405,7 +452,7 @@ impl Engine {
     }
 
     /// Waits until `service`'s containers satisfy `cond`, with Compose's messages.
-    async fn wait_condition(&self, project: &str, service: &str, cond: &Condition, out: &Out) -> Result<(), String> {
+    async fn wait_condition(&self, project: &str, service: &str, cond: &Condition, out: &Out) -> Result<(), DependencyError> {
         if *cond == Condition::Started {
             return Ok(());
         }
@@ -423,23 +470,16 @@ impl Engine {
                         let st = c.state();
                         let h = c.health();
                         if st == State::Exited || st == State::Created {
-                            return Err(format!(
-                                "dependency failed to start: container {} exited ({})",
-                                rec.name,
-                                rec.exit_code.unwrap_or(0)
-                            ));
+                            return Err(DependencyError::Exited {
+                                container: rec.name,
+                                code: rec.exit_code.unwrap_or(0),
+                            });
                         }
                         if h.is_empty() && st == State::Running {
-                            return Err(format!(
-                                "dependency failed to start: container {} has no healthcheck configured",
-                                rec.name
-                            ));
+                            return Err(DependencyError::NoHealthcheck(rec.name));
                         }
                         if h == "unhealthy" {
-                            return Err(format!(
-                                "dependency failed to start: container {} is unhealthy",
-                                rec.name
-                            ));
+                            return Err(DependencyError::Unhealthy(rec.name));
                         }
                         all &= h == "healthy";
                     }
@@ -448,9 +488,10 @@ impl Engine {
                         if st == State::Exited {
                             let code = rec.exit_code.unwrap_or(0);
                             if code != 0 {
-                                return Err(format!(
-                                    "service \"{service}\" didn't complete successfully: exit {code}"
-                                ));
+                                return Err(DependencyError::Failed {
+                                    service: service.to_string(),
+                                    code,
+                                });
                             }
                         } else {
                             all = false;
@@ -471,7 +512,7 @@ impl Engine {
                 return Ok(());
             }
             if changes.changed().await.is_err() {
-                return Err("engine shutting down".into());
+                return Err(DependencyError::ShuttingDown);
             }
         }
     }
@@ -517,11 +558,11 @@ impl Engine {
                         continue;
                     }
                     if st != State::Running {
-                        return Err(format!(
+                        return Err(OpError::from(format!(
                             "container {} exited ({})",
                             c.rec().name,
                             c.rec().exit_code.unwrap_or(0)
-                        ));
+                        )));
                     }
                     out.progress(
                         "Container",
@@ -534,7 +575,7 @@ impl Engine {
                     );
                 }
             }
-            Ok::<(), String>(())
+            Ok::<(), OpError>(())
         };
         match timeout {
             Some(t) => tokio::time::timeout(Duration::from_secs(t), work)
@@ -542,13 +583,12 @@ impl Engine {
                 .map_err(|_| OpError {
                     message: format!("timeout waiting for the project to be running and healthy ({t}s)"),
                     exit_code: 1,
-                })?
-                .map_err(Into::into),
-            None => work.await.map_err(Into::into),
+                })?,
+            None => work.await,
         }
     }
 
-    async fn stop_and_remove(self: &Arc<Self>, c: &Arc<Ctr>, timeout: Option<u64>, out: &Out) -> Result<(), String> {
+    async fn stop_and_remove(self: &Arc<Self>, c: &Arc<Ctr>, timeout: Option<u64>, out: &Out) -> Result<(), ContainerError> {
         self.stop_reporting(c, timeout, out).await?;
         self.remove_reporting(c, out).await
     }

@@ -2,6 +2,11 @@
 
 use compose::model::parse_duration;
 
+/// A `pull_policy` (or `--pull`) that is not one.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("invalid pull_policy {0:?}")]
+pub struct PolicyError(pub String);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PullPolicy {
     Always,
@@ -13,7 +18,7 @@ pub enum PullPolicy {
 }
 
 impl PullPolicy {
-    pub fn parse(s: &str) -> Result<PullPolicy, String> {
+    pub fn parse(s: &str) -> Result<PullPolicy, PolicyError> {
         Ok(match s {
             "always" => PullPolicy::Always,
             "never" => PullPolicy::Never,
@@ -23,7 +28,7 @@ impl PullPolicy {
             "weekly" => PullPolicy::Every(7 * 86_400),
             other => match other.strip_prefix("every_").map(parse_duration) {
                 Some(Ok(d)) if d.0 >= 1_000_000_000 => PullPolicy::Every(d.0 / 1_000_000_000),
-                _ => return Err(format!("invalid pull_policy {other:?}")),
+                _ => return Err(PolicyError(other.to_string())),
             },
         })
     }

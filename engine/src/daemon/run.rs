@@ -127,7 +127,7 @@ impl Engine {
         let _op = ctr.op.lock().await;
         if let Err(e) = self.start(&ctr).await {
             return Err(OpError {
-                message: e,
+                message: e.to_string(),
                 exit_code: 126,
             });
         }

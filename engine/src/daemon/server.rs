@@ -288,7 +288,7 @@ async fn archive_in(engine: Arc<Engine>, id: &str, req: Request<Incoming>) -> Re
             format!("the archive did not arrive whole: {e}"),
         ),
         (Ok(Ok(Ok(()))), None) => json(StatusCode::OK, &serde_json::json!({})),
-        (Ok(Ok(Err(e))), None) => error(StatusCode::BAD_REQUEST, e),
+        (Ok(Ok(Err(e))), None) => error(StatusCode::BAD_REQUEST, e.to_string()),
         _ => error(StatusCode::INTERNAL_SERVER_ERROR, "the copy failed"),
     }
 }
@@ -316,7 +316,7 @@ async fn exec(engine: Arc<Engine>, id: &str, mut req: Request<Incoming>) -> Resp
     if r.detach {
         return match engine.exec_detached(&ctr, &r) {
             Ok(()) => json(StatusCode::OK, &serde_json::json!({})),
-            Err(e) => error(StatusCode::BAD_REQUEST, e),
+            Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
         };
     }
     tokio::spawn(async move {
@@ -338,7 +338,10 @@ async fn attach(engine: Arc<Engine>, id: &str, mut req: Request<Incoming>) -> Re
     let restarts = ctr.rec().restart_count;
     let sock = match engine.attach_connect(&ctr).await {
         Ok(s) => s,
-        Err(e) => return error_of(StatusCode::CONFLICT, ErrorKind::NotRunning, e),
+        Err(e @ super::attach::AttachError::NotRunning) => {
+            return error_of(StatusCode::CONFLICT, ErrorKind::NotRunning, e.to_string())
+        }
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
     tokio::spawn(async move {
         match upgrade.await {
@@ -436,7 +439,7 @@ async fn handle(engine: Arc<Engine>, req: Request<Incoming>) -> Result<Response<
                     ),
                     Some(sig) => match engine.kill(&ctr, sig) {
                         Ok(()) => json(StatusCode::OK, &serde_json::json!({})),
-                        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+                        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
                     },
                 }
             }
@@ -488,7 +491,7 @@ async fn handle(engine: Arc<Engine>, req: Request<Incoming>) -> Result<Response<
                 let _op = ctr.op.lock().await;
                 match engine.remove(&ctr).await {
                     Ok(()) => json(StatusCode::OK, &serde_json::json!({})),
-                    Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+                    Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
                 }
             }
         },

@@ -9,6 +9,28 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+/// A container's record that could not be written (a full disk, a broken state root).
+#[derive(Debug, thiserror::Error)]
+#[error("container {name}: could not record its state: {source}")]
+pub struct RecordError {
+    pub name: String,
+    pub source: std::io::Error,
+}
+
+/// A project or service the engine was sent that it cannot take.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DecodeError {
+    /// Where in the model, and the loader's words.
+    #[error("{}", if .path.is_empty() { .message.clone() } else { format!("{}: {}", .path, .message) })]
+    Model { path: String, message: String },
+    #[error("invalid project name {0:?}: must contain only characters from [a-z0-9_-] and start with [a-z0-9]")]
+    ProjectName(String),
+    #[error("{key}: {message}")]
+    Name { key: String, message: String },
+    #[error("no service")]
+    NoService,
+}
+
 /// A container's network attachment.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NetAttach {
@@ -161,12 +183,23 @@ mod service_model {
     }
 }
 
+fn model(e: impl std::fmt::Display) -> DecodeError {
+    DecodeError::Model {
+        path: String::new(),
+        message: e.to_string(),
+    }
+}
+
 /// Decodes one service of the model from its JSON (as the CLI sent it).
-pub fn service_from_json(v: &serde_json::Value) -> Result<Service, String> {
+pub fn service_from_json(v: &serde_json::Value) -> Result<Service, DecodeError> {
     let doc = serde_json::json!({ "services": { "s": v } });
-    let yaml: serde_yaml_ng::Value = serde_yaml_ng::to_value(&doc).map_err(|e| e.to_string())?;
-    let mut p = compose::decode(&yaml).map_err(|(path, m)| format!("{path}: {m}"))?;
-    p.services.shift_remove("s").ok_or_else(|| "no service".to_string())
+    let yaml: serde_yaml_ng::Value = serde_yaml_ng::to_value(&doc).map_err(model)?;
+    // The service's keys are shown as the loader names them, under `services.s`.
+    let mut p = compose::decode(&yaml).map_err(|(path, message)| DecodeError::Model {
+        path: if path.is_empty() { ":".into() } else { path },
+        message,
+    })?;
+    p.services.shift_remove("s").ok_or(DecodeError::NoService)
 }
 
 /// `dir/name` for a name the engine keeps a file or directory of, when the name is one
@@ -189,17 +222,15 @@ pub fn child(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
 /// Decodes a whole project from its JSON.
 /// Every name in it is checked as the loader checks it: an API client need not have
 /// used the loader, and names become paths in the engine's state.
-pub fn project_from_json(v: &serde_json::Value) -> Result<compose::Project, String> {
-    let yaml: serde_yaml_ng::Value = serde_yaml_ng::to_value(v).map_err(|e| e.to_string())?;
-    let p = compose::decode(&yaml).map_err(|(path, m)| if path.is_empty() { m } else { format!("{path}: {m}") })?;
+pub fn project_from_json(v: &serde_json::Value) -> Result<compose::Project, DecodeError> {
+    let yaml: serde_yaml_ng::Value = serde_yaml_ng::to_value(v).map_err(model)?;
+    let p = compose::decode(&yaml).map_err(|(path, message)| DecodeError::Model { path, message })?;
     if let Some(name) = &p.name {
         if !compose::loader::valid_project_name(name) {
-            return Err(format!(
-                "invalid project name {name:?}: must contain only characters from [a-z0-9_-] and start with [a-z0-9]"
-            ));
+            return Err(DecodeError::ProjectName(name.clone()));
         }
     }
-    compose::names::check(&p).map_err(|(key, m)| format!("{key}: {m}"))?;
+    compose::names::check(&p).map_err(|(key, message)| DecodeError::Name { key, message })?;
     Ok(p)
 }
 

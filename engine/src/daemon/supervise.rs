@@ -25,14 +25,25 @@ pub struct Policy {
     pub window: Option<Duration>,
 }
 
-pub fn policy(svc: &compose::model::Service) -> Result<Policy, String> {
+/// A restart policy that is not one.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PolicyError {
+    #[error("invalid restart policy {0:?}: the maximum retry count must be a number")]
+    RetryCount(String),
+    #[error("invalid restart policy {0:?}")]
+    Restart(String),
+    #[error("invalid deploy.restart_policy.condition {0:?}")]
+    Condition(String),
+}
+
+pub fn policy(svc: &compose::model::Service) -> Result<Policy, PolicyError> {
     if let Some(r) = svc.restart.as_deref() {
         let (mode, max) = r.split_once(':').unwrap_or((r, ""));
         let max_attempts = if max.is_empty() {
             0
         } else {
             max.parse()
-                .map_err(|_| format!("invalid restart policy {r:?}: the maximum retry count must be a number"))?
+                .map_err(|_| PolicyError::RetryCount(r.to_string()))?
         };
         return match mode {
             "no" | "always" | "unless-stopped" if max.is_empty() => Ok(Policy {
@@ -47,7 +58,7 @@ pub fn policy(svc: &compose::model::Service) -> Result<Policy, String> {
                 delay: None,
                 window: None,
             }),
-            _ => Err(format!("invalid restart policy {r:?}")),
+            _ => Err(PolicyError::Restart(r.to_string())),
         };
     }
     if let Some(rp) = svc.deploy.as_ref().and_then(|d| d.restart_policy.as_ref()) {
@@ -55,7 +66,7 @@ pub fn policy(svc: &compose::model::Service) -> Result<Policy, String> {
             "none" => "no",
             "on-failure" => "on-failure",
             "any" => "always",
-            other => return Err(format!("invalid deploy.restart_policy.condition {other:?}")),
+            other => return Err(PolicyError::Condition(other.to_string())),
         };
         return Ok(Policy {
             mode: mode.into(),
@@ -114,7 +125,7 @@ type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send
 impl Engine {
     /// `start` behind a declared `Send` future: start -> supervise -> restart -> start
     /// is a cycle that the compiler cannot see through otherwise.
-    fn start_boxed(self: &Arc<Self>, ctr: Arc<Ctr>) -> BoxFuture<Result<(), String>> {
+    fn start_boxed(self: &Arc<Self>, ctr: Arc<Ctr>) -> BoxFuture<Result<(), super::container::ContainerError>> {
         let me = self.clone();
         Box::pin(async move { me.start(&ctr).await })
     }
@@ -277,6 +288,7 @@ mod tests {
         );
         assert!(policy(&svc("    restart: sometimes\n"))
             .unwrap_err()
+            .to_string()
             .contains("invalid restart policy"));
         assert!(policy(&svc("    restart: on-failure:x\n")).is_err());
     }

@@ -29,6 +29,31 @@ pub fn exists(root: &Path, name: &str) -> bool {
     dir(root, name).join("volume.json").exists()
 }
 
+/// What can go wrong with a volume.
+#[derive(Debug, thiserror::Error)]
+pub enum VolumeError {
+    /// A name the engine never puts on disk (see `compose::names`).
+    #[error("{0}")]
+    Refused(String),
+    #[error("external volume \"{0}\" not found")]
+    ExternalMissing(String),
+    #[error("volume name {0:?} is invalid: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")]
+    InvalidName(String),
+    #[error("{what} volume {name}: {message}")]
+    Io { what: &'static str, name: String, message: String },
+    /// Filling a new volume from the image's content at its mount point.
+    #[error("{what}: {message}")]
+    Fill { what: String, message: String },
+}
+
+fn io(what: &'static str, name: &str, e: impl std::fmt::Display) -> VolumeError {
+    VolumeError::Io {
+        what,
+        name: name.to_string(),
+        message: e.to_string(),
+    }
+}
+
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
@@ -36,36 +61,34 @@ fn valid_name(name: &str) -> bool {
 }
 
 /// Creates the volume if needed; returns whether it was created now.
-pub fn ensure(root: &Path, name: &str, project: &str, key: &str, external: bool) -> Result<bool, String> {
-    compose::names::resource("volume", name)?;
+pub fn ensure(root: &Path, name: &str, project: &str, key: &str, external: bool) -> Result<bool, VolumeError> {
+    compose::names::resource("volume", name).map_err(VolumeError::Refused)?;
     if exists(root, name) {
         return Ok(false);
     }
     if external {
-        return Err(format!("external volume \"{name}\" not found"));
+        return Err(VolumeError::ExternalMissing(name.into()));
     }
     if !valid_name(name) {
-        return Err(format!(
-            "volume name {name:?} is invalid: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
-        ));
+        return Err(VolumeError::InvalidName(name.into()));
     }
     let d = data_dir(root, name);
-    std::fs::create_dir_all(&d).map_err(|e| format!("creating volume {name}: {e}"))?;
+    std::fs::create_dir_all(&d).map_err(|e| io("creating", name, e))?;
     let rec = VolumeRecord {
         name: name.into(),
         project: project.into(),
         key: key.into(),
         created: conventions::durations::now(),
     };
-    let data = serde_json::to_vec_pretty(&rec).map_err(|e| e.to_string())?;
-    images::store::write_atomic(&dir(root, name).join("volume.json"), &data)
-        .map_err(|e| format!("creating volume {name}: {e}"))?;
+    let data = serde_json::to_vec_pretty(&rec).map_err(|e| io("creating", name, e))?;
+    safefs::atomic::write(&dir(root, name).join("volume.json"), &data)
+        .map_err(|e| io("creating", name, e))?;
     Ok(true)
 }
 
-pub fn remove(root: &Path, name: &str) -> Result<(), String> {
+pub fn remove(root: &Path, name: &str) -> Result<(), VolumeError> {
     match std::fs::remove_dir_all(dir(root, name)) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(format!("removing volume {name}: {e}")),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("removing", name, e)),
         _ => Ok(()),
     }
 }
@@ -84,7 +107,15 @@ fn is_empty_dir(p: &Path) -> bool {
 }
 
 /// Fills an empty volume directory from the image (layers lowest first) at `target`.
-pub fn fill_from_image(tmp: &Path, layers: &[PathBuf], target: &str, dest: &Path) -> Result<(), String> {
+fn fill_err(what: impl Into<String>) -> impl FnOnce(&dyn std::fmt::Display) -> VolumeError {
+    let what = what.into();
+    move |e| VolumeError::Fill {
+        what,
+        message: e.to_string(),
+    }
+}
+
+pub fn fill_from_image(tmp: &Path, layers: &[PathBuf], target: &str, dest: &Path) -> Result<(), VolumeError> {
     if layers.is_empty() || !is_empty_dir(dest) {
         return Ok(());
     }
@@ -98,17 +129,17 @@ pub fn fill_from_image(tmp: &Path, layers: &[PathBuf], target: &str, dest: &Path
         return copy_from(&layers[0], &rel, target, dest);
     }
     let mnt = tmp.join(format!("volfill-{}-{}", std::process::id(), super::random_hex(6)));
-    std::fs::create_dir_all(&mnt).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&mnt).map_err(|e| fill_err(format!("creating {}", mnt.display()))(&e))?;
     let lower: Vec<String> = layers.iter().rev().map(|l| l.display().to_string()).collect();
     let data = format!("lowerdir={}", lower.join(":"));
     // The overlay is mounted in a private mount namespace of a thread of its own: it is
     // never seen on the host, and goes with the thread even if the engine dies midway.
     let (target, dest) = (target.to_string(), dest.to_path_buf());
     let at = mnt.clone();
-    let res = std::thread::spawn(move || -> Result<(), String> {
+    let res = std::thread::spawn(move || -> Result<(), VolumeError> {
         use nix::mount::{mount, MsFlags};
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS | nix::sched::CloneFlags::CLONE_NEWNS)
-            .map_err(|e| format!("a mount namespace to fill a volume: {e}"))?;
+            .map_err(|e| fill_err("a mount namespace to fill a volume")(&e))?;
         mount(
             None::<&str>,
             "/",
@@ -116,7 +147,7 @@ pub fn fill_from_image(tmp: &Path, layers: &[PathBuf], target: &str, dest: &Path
             MsFlags::MS_REC | MsFlags::MS_PRIVATE,
             None::<&str>,
         )
-        .map_err(|e| format!("a mount namespace to fill a volume: {e}"))?;
+        .map_err(|e| fill_err("a mount namespace to fill a volume")(&e))?;
         mount(
             Some("overlay"),
             &at,
@@ -124,22 +155,23 @@ pub fn fill_from_image(tmp: &Path, layers: &[PathBuf], target: &str, dest: &Path
             MsFlags::MS_RDONLY,
             Some(data.as_str()),
         )
-        .map_err(|e| format!("mounting the image to fill a volume: {e}"))?;
+        .map_err(|e| fill_err("mounting the image to fill a volume")(&e))?;
         let r = copy_from(&at, &rel, &target, &dest);
         let _ = nix::mount::umount2(&at, nix::mount::MntFlags::MNT_DETACH);
         r
     })
     .join()
-    .unwrap_or_else(|_| Err("the volume filler thread panicked".into()));
+    .unwrap_or_else(|_| Err(fill_err("filling a volume")(&"the filler thread panicked")));
     let _ = std::fs::remove_dir(&mnt);
     res
 }
 
 /// Copies `root`/`rel` (the image's content at `target`) into `dest`, if a directory.
-fn copy_from(root: &Path, rel: &str, target: &str, dest: &Path) -> Result<(), String> {
-    let src = safefs::safepath::resolve_in_root(root, Path::new(rel)).map_err(|e| e.to_string())?;
+fn copy_from(root: &Path, rel: &str, target: &str, dest: &Path) -> Result<(), VolumeError> {
+    let src = safefs::safepath::resolve_in_root(root, Path::new(rel))
+        .map_err(|e| fill_err(format!("the image's {target}"))(&e))?;
     if src.is_dir() {
-        copy_tree(&src, dest).map_err(|e| format!("filling the volume from {target}: {e}"))
+        copy_tree(&src, dest).map_err(|e| fill_err(format!("filling the volume from {target}"))(&e))
     } else {
         Ok(())
     }
@@ -185,9 +217,11 @@ mod tests {
         assert!(data_dir(t.path(), "p_data").is_dir());
         assert_eq!(list(t.path()).len(), 1);
         let e = ensure(t.path(), "shared", "p", "shared", true).unwrap_err();
-        assert_eq!(e, "external volume \"shared\" not found");
+        assert_eq!(e.to_string(), "external volume \"shared\" not found");
+        assert!(matches!(e, VolumeError::ExternalMissing(_)));
         assert!(ensure(t.path(), "../x", "p", "x", false)
             .unwrap_err()
+            .to_string()
             .contains("invalid"));
         remove(t.path(), "p_data").unwrap();
         assert!(!exists(t.path(), "p_data"));

@@ -4,6 +4,7 @@
 //! directory, reached with no link on the way (`RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`):
 //! neither an earlier entry nor the tree's own links can send one elsewhere.
 
+use super::ArchiveError;
 use crate::inroot;
 use std::ffi::CString;
 use std::io::Read;
@@ -26,16 +27,19 @@ pub struct Unpack {
     pub userns: Option<crate::idmap::IdMap>,
 }
 
-fn c(name: &Path) -> Result<CString, String> {
-    CString::new(name.as_os_str().as_bytes()).map_err(|_| format!("{}: a name with a NUL byte", name.display()))
+fn c(name: &Path) -> Result<CString, ArchiveError> {
+    CString::new(name.as_os_str().as_bytes()).map_err(|_| ArchiveError::Nul(name.to_path_buf()))
 }
 
-fn os(what: &Path) -> impl FnOnce(std::io::Error) -> String + '_ {
-    move |e| format!("{}: {e}", what.display())
+fn os(what: &Path) -> impl FnOnce(std::io::Error) -> ArchiveError + '_ {
+    move |source| ArchiveError::Io {
+        path: what.to_path_buf(),
+        source,
+    }
 }
 
-fn last_os(what: &Path) -> String {
-    format!("{}: {}", what.display(), std::io::Error::last_os_error())
+fn last_os(what: &Path) -> ArchiveError {
+    os(what)(std::io::Error::last_os_error())
 }
 
 /// Where the entries go: a directory (entries land inside), or a parent directory and
@@ -45,19 +49,19 @@ struct Destination {
     renamed: Option<PathBuf>,
 }
 
-fn destination(root: BorrowedFd, dest: &Path, how: &Unpack) -> Result<Destination, String> {
+fn destination(root: BorrowedFd, dest: &Path, how: &Unpack) -> Result<Destination, ArchiveError> {
     if how.mkdir {
         inroot::mkdir_all(root, dest).map_err(os(dest))?;
     }
     match inroot::open(root, dest, libc::O_PATH | libc::O_DIRECTORY, 0) {
         Ok(base) => return Ok(Destination { base, renamed: None }),
         Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) => {}
-        Err(e) => return Err(format!("{}: {e}", dest.display())),
+        Err(e) => return Err(os(dest)(e)),
     }
-    let name = dest.file_name().ok_or_else(|| format!("{}: not a directory", dest.display()))?;
+    let name = dest.file_name().ok_or_else(|| ArchiveError::NotADirectory(dest.to_path_buf()))?;
     let parent = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let base = inroot::open(root, parent, libc::O_PATH | libc::O_DIRECTORY, 0)
-        .map_err(|_| format!("no such directory: {}", parent.display()))?;
+        .map_err(|_| ArchiveError::NoSuchDirectory(parent.to_path_buf()))?;
     Ok(Destination {
         base,
         renamed: Some(PathBuf::from(name)),
@@ -94,7 +98,7 @@ fn place<R: Read>(
     how: &Unpack,
     base: BorrowedFd,
     renamed: Option<&Path>,
-) -> Result<(), String> {
+) -> Result<(), ArchiveError> {
     let cname = c(name)?;
     let h = entry.header().clone();
     let kind = h.entry_type();
@@ -117,7 +121,7 @@ fn place<R: Read>(
         // Whatever is there goes (a directory only where a sync replaces it).
         match existing {
             Some(st) if is_dir(&st) && !how.whiteouts => {
-                return Err(format!("{}: cannot overwrite a directory with a non-directory", shown.display()))
+                return Err(ArchiveError::OverwriteDirectory(shown.to_path_buf()))
             }
             Some(_) => inroot::remove_at(dir, name).map_err(os(shown))?,
             None => {}
@@ -133,16 +137,16 @@ fn place<R: Read>(
             let mut f = std::fs::File::from(fd);
             std::io::copy(entry, &mut f).map_err(os(shown))?;
         } else if kind.is_symlink() {
-            let to = h.link_name().map_err(os(shown))?.ok_or_else(|| format!("{}: a link without a target", shown.display()))?;
+            let to = h.link_name().map_err(os(shown))?.ok_or_else(|| ArchiveError::NoLinkTarget(shown.to_path_buf()))?;
             let cto = c(&to)?;
             // SAFETY: valid C strings.
             if unsafe { libc::symlinkat(cto.as_ptr(), dir.as_raw_fd(), cname.as_ptr()) } != 0 {
                 return Err(last_os(shown));
             }
         } else if kind.is_hard_link() {
-            let to = h.link_name().map_err(os(shown))?.ok_or_else(|| format!("{}: a link without a target", shown.display()))?;
-            let rel = super::target(&to, renamed).ok_or_else(|| format!("refusing the archive entry {}: its link leaves the destination", shown.display()))?;
-            let (src_dir, src_name) = split(&rel).ok_or_else(|| format!("{}: a link to nothing", shown.display()))?;
+            let to = h.link_name().map_err(os(shown))?.ok_or_else(|| ArchiveError::NoLinkTarget(shown.to_path_buf()))?;
+            let rel = super::target(&to, renamed).ok_or_else(|| ArchiveError::LinkLeaves(shown.to_path_buf()))?;
+            let (src_dir, src_name) = split(&rel).ok_or_else(|| ArchiveError::LinkToNothing(shown.to_path_buf()))?;
             let src = inroot::open_beneath(base, src_dir, libc::O_PATH | libc::O_DIRECTORY, 0).map_err(os(shown))?;
             let csrc = c(src_name)?;
             // SAFETY: valid descriptors and C strings.
@@ -169,10 +173,10 @@ fn place<R: Read>(
         } else if matches!(kind, tar::EntryType::XGlobalHeader | tar::EntryType::XHeader) {
             return Ok(());
         } else {
-            return Err(format!("{}: archive entries of this kind are not supported", shown.display()));
+            return Err(ArchiveError::UnsupportedEntry(shown.to_path_buf()));
         }
     }
-    finish(dir, &cname, &h, mode, kind.is_symlink(), how).map_err(|e| format!("{}: {e}", shown.display()))
+    finish(dir, &cname, &h, mode, kind.is_symlink(), how).map_err(os(shown))
 }
 
 /// Owner, mode and times, on the entry itself (never through a link).
@@ -221,24 +225,24 @@ fn split(rel: &Path) -> Option<(&Path, &Path)> {
 /// Unpacks a tar stream at `dest` of the tree rooted at `root` (resolved inside it),
 /// keeping modes (and owners when asked), refusing entries that are not plain
 /// relative paths or that would go through a link.
-pub fn unpack_at(src: impl Read, root: BorrowedFd, dest: &Path, how: Unpack) -> Result<(), String> {
+pub fn unpack_at(src: impl Read, root: BorrowedFd, dest: &Path, how: Unpack) -> Result<(), ArchiveError> {
     let mut d = destination(root, dest, &how)?;
     let mut a = tar::Archive::new(src);
-    for (i, entry) in a.entries().map_err(|e| e.to_string())?.enumerate() {
-        let mut entry = entry.map_err(|e| e.to_string())?;
-        let path = entry.path().map_err(|e| e.to_string())?.into_owned();
+    for (i, entry) in a.entries().map_err(ArchiveError::Stream)?.enumerate() {
+        let mut entry = entry.map_err(ArchiveError::Stream)?;
+        let path = entry.path().map_err(ArchiveError::Stream)?.into_owned();
         if i == 0 && path == Path::new(".") {
             if let Some(name) = d.renamed.take() {
                 // A whole root (`cp SERVICE:/ DIR`), its entries named from it: the
                 // new directory is where they go.
                 let dir = inroot::mkdir_beneath(inroot::borrow(&d.base), &name)
-                    .map_err(|e| format!("{}: {e}", dest.display()))?;
+                    .map_err(os(dest))?;
                 d.base = dir;
                 continue;
             }
         }
         let Some(rel) = super::target(&path, d.renamed.as_deref()) else {
-            return Err(format!("refusing the archive entry {}", path.display()));
+            return Err(ArchiveError::Refused(path));
         };
         let Some((parent, name)) = split(&rel) else {
             // The destination directory itself (`.`): nothing to place.
@@ -247,9 +251,9 @@ pub fn unpack_at(src: impl Read, root: BorrowedFd, dest: &Path, how: Unpack) -> 
         let shown = dest.join(&rel);
         let through_link = |e: std::io::Error| {
             if e.raw_os_error() == Some(libc::ELOOP) || e.raw_os_error() == Some(libc::ENOTDIR) {
-                format!("refusing the archive entry {}: it goes through a link", path.display())
+                ArchiveError::ThroughLink(path.clone())
             } else {
-                format!("{}: {e}", shown.display())
+                os(&shown)(e)
             }
         };
         let fname = name.to_string_lossy();
@@ -261,7 +265,7 @@ pub fn unpack_at(src: impl Read, root: BorrowedFd, dest: &Path, how: Unpack) -> 
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
                 Err(e) => return Err(through_link(e)),
             };
-            inroot::remove_at(inroot::borrow(&dir), Path::new(gone)).map_err(|e| format!("{}: {e}", shown.display()))?;
+            inroot::remove_at(inroot::borrow(&dir), Path::new(gone)).map_err(os(&shown))?;
             continue;
         }
         let dir = inroot::mkdir_beneath(inroot::borrow(&d.base), parent).map_err(through_link)?;
@@ -379,7 +383,7 @@ mod tests {
         std::os::unix::fs::symlink(&outside, inside.join("d/planted")).unwrap();
         let e = unpack_at(&stream(&[("planted/x", Some("pwned"))])[..], inroot::borrow(&r), Path::new("d"), Unpack::default())
             .unwrap_err();
-        assert!(e.contains("goes through a link"), "{e}");
+        assert!(e.to_string().contains("goes through a link"), "{e}");
         let mut b = tar::Builder::new(Vec::new());
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(tar::EntryType::Symlink);

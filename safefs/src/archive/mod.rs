@@ -16,6 +16,46 @@ pub use out::{open_source, write_tar};
 
 use std::path::{Component, Path, PathBuf};
 
+/// What can go wrong copying into or out of a root.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    /// A file operation on the path shown.
+    #[error("{}: {source}", .path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    /// The tar stream itself.
+    #[error("{0}")]
+    Stream(std::io::Error),
+    #[error("{}: a name with a NUL byte", .0.display())]
+    Nul(PathBuf),
+    #[error("no such directory: {}", .0.display())]
+    NoSuchDirectory(PathBuf),
+    #[error("{}: not a directory", .0.display())]
+    NotADirectory(PathBuf),
+    #[error("{}: cannot overwrite a directory with a non-directory", .0.display())]
+    OverwriteDirectory(PathBuf),
+    #[error("{}: a link without a target", .0.display())]
+    NoLinkTarget(PathBuf),
+    #[error("{}: archive entries of this kind are not supported", .0.display())]
+    UnsupportedEntry(PathBuf),
+    #[error("refusing the archive entry {}", .0.display())]
+    Refused(PathBuf),
+    #[error("refusing the archive entry {}: it goes through a link", .0.display())]
+    ThroughLink(PathBuf),
+    #[error("refusing the archive entry {}: its link leaves the destination", .0.display())]
+    LinkLeaves(PathBuf),
+    #[error("{}: a link to nothing", .0.display())]
+    LinkToNothing(PathBuf),
+    /// Docker's words for a path that is not there.
+    #[error("Could not find the file {path} in container {container}")]
+    NotFound { path: String, container: String },
+    #[error("cannot copy {path} from container {container}: it leads through a link that cannot be followed (too many links, or a /proc magic link)")]
+    Loop { path: String, container: String },
+    #[error("cannot copy {path} from container {container}: it is on a virtual filesystem ({kind}), whose files have no fixed content to archive")]
+    Virtual { path: String, container: String, kind: &'static str },
+    #[error("cannot copy {path} from container {container}: {source}")]
+    Source { path: String, container: String, source: std::io::Error },
+}
+
 /// How deep a tree `cp` walks (and a deletion removes): each level holds descriptors
 /// and a stack frame of the engine's.
 pub const MAX_DEPTH: usize = crate::inroot::MAX_DEPTH;

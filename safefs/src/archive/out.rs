@@ -6,6 +6,7 @@
 //! A file is archived with exactly the size it had when it was opened; one that
 //! changes meanwhile fails the copy instead of making a corrupt archive.
 
+use super::ArchiveError;
 use crate::inroot;
 use std::io::{Read, Write};
 use std::os::unix::io::{AsRawFd, BorrowedFd, OwnedFd};
@@ -186,26 +187,32 @@ fn append<W: Write>(b: &mut tar::Builder<W>, fd: OwnedFd, name: &Path, shown: &P
     Ok(())
 }
 
-/// Opens what `cp SERVICE:PATH` names, refusing what cannot be archived; the message
-/// is Docker's for a path that is not there.
-/// What `cp` copies out: `path` opened inside `root` (followed when `follow`, as
-/// `cp -L`), refused with the reason when it cannot be archived.
-pub fn open_source(root: &OwnedFd, path: &str, follow: bool, container: &str) -> Result<OwnedFd, String> {
+/// What `cp SERVICE:PATH` copies out: `path` opened inside `root` (followed when
+/// `follow`, as `cp -L`), refused with the reason when it cannot be archived; the
+/// message is Docker's for a path that is not there.
+pub fn open_source(root: &OwnedFd, path: &str, follow: bool, container: &str) -> Result<OwnedFd, ArchiveError> {
     let mut flags = libc::O_PATH;
     if !follow {
         flags |= libc::O_NOFOLLOW;
     }
-    let fd = inroot::open(inroot::borrow(root), Path::new(path), flags, 0).map_err(|e| match e.raw_os_error() {
-        Some(libc::ENOENT) | Some(libc::ENOTDIR) => format!("Could not find the file {path} in container {container}"),
-        Some(libc::ELOOP) => format!(
-            "cannot copy {path} from container {container}: it leads through a link that cannot be followed (too many links, or a /proc magic link)"
-        ),
-        _ => format!("cannot copy {path} from container {container}: {e}"),
+    let (path, container) = (path.to_string(), container.to_string());
+    let fd = inroot::open(inroot::borrow(root), Path::new(&path), flags, 0).map_err(|e| match e.raw_os_error() {
+        Some(libc::ENOENT) | Some(libc::ENOTDIR) => ArchiveError::NotFound {
+            path: path.clone(),
+            container: container.clone(),
+        },
+        Some(libc::ELOOP) => ArchiveError::Loop {
+            path: path.clone(),
+            container: container.clone(),
+        },
+        _ => ArchiveError::Source {
+            path: path.clone(),
+            container: container.clone(),
+            source: e,
+        },
     })?;
     if let Some(kind) = virtual_fs(inroot::borrow(&fd)) {
-        return Err(format!(
-            "cannot copy {path} from container {container}: it is on a virtual filesystem ({kind}), whose files have no fixed content to archive"
-        ));
+        return Err(ArchiveError::Virtual { path, container, kind });
     }
     Ok(fd)
 }

@@ -1,6 +1,7 @@
 //! The process's command line and stop signal, as Docker merges a service's with its
 //! image's: a service `entrypoint` replaces the image's and clears its `Cmd`.
 
+use super::SpecProblem;
 use super::StopConfig;
 use images::config::ContainerConfig;
 use compose::model::Service;
@@ -22,14 +23,14 @@ pub(super) fn args(svc: &Service, ic: &ContainerConfig) -> Vec<String> {
 }
 
 /// The stop signal (the service's, the image's, else SIGTERM) and grace period.
-pub(super) fn stop(svc: &Service, ic: &ContainerConfig) -> Result<StopConfig, String> {
+pub(super) fn stop(svc: &Service, ic: &ContainerConfig) -> Result<StopConfig, SpecProblem> {
     let signal = svc
         .stop_signal
         .as_deref()
         .or(ic.stop_signal.as_deref())
         .unwrap_or("SIGTERM");
     Ok(StopConfig {
-        signal: conventions::signals::number(signal).ok_or_else(|| format!("invalid stop_signal {signal:?}"))?,
+        signal: conventions::signals::number(signal).ok_or_else(|| SpecProblem::StopSignal(signal.to_string()))?,
         grace: svc
             .stop_grace_period
             .map(|d| d.as_std())

@@ -3,6 +3,7 @@
 //! network's DNS server in front of the host's search and options, else the host's
 //! file without its loopback resolvers).
 
+use super::SpecProblem;
 use compose::model::Service;
 use std::net::IpAddr;
 
@@ -15,11 +16,11 @@ pub(super) fn hostname(svc: &Service, container_id: &str) -> String {
 
 /// `/etc/hosts` with the container's own address (on its first network) and the legacy
 /// links' (address, alias).
-pub(super) fn hosts(svc: &Service, hostname: &str, own_ip: Option<&str>, links: &[(String, String)]) -> Result<String, String> {
+pub(super) fn hosts(svc: &Service, hostname: &str, own_ip: Option<&str>, links: &[(String, String)]) -> Result<String, SpecProblem> {
     let mut hosts = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
     for (h, ip) in svc.extra_hosts.iter().flat_map(|e| e.0.iter()) {
         if ip == "host-gateway" {
-            return Err("extra_hosts host-gateway needs the network (not implemented yet)".into());
+            return Err(SpecProblem::HostGateway);
         }
         hosts.push_str(&format!("{ip}\t{h}\n"));
     }

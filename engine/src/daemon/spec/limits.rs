@@ -2,11 +2,12 @@
 //! `deploy.resources`), `/dev/shm`'s size, sysctls (with Docker's defaults for a network
 //! namespace of its own), and the log files' rotation.
 
+use super::SpecProblem;
 use compose::model::Service;
 use runtime::cgroups::Limits;
 use runtime::spec::LogConfig;
 
-pub(super) fn limits(svc: &Service) -> Result<Limits, String> {
+pub(super) fn limits(svc: &Service) -> Result<Limits, SpecProblem> {
     let res = svc.deploy.as_ref().and_then(|d| d.resources.as_ref());
     let lim = res.and_then(|r| r.limits.as_ref());
     let resv = res.and_then(|r| r.reservations.as_ref());
@@ -30,7 +31,7 @@ pub(super) fn limits(svc: &Service) -> Result<Limits, String> {
     };
     if let Some(cpus) = svc.cpus.or_else(|| lim.and_then(|l| l.cpus)) {
         if cpus <= 0.0 {
-            return Err(format!("cpus must be positive, got {cpus}"));
+            return Err(SpecProblem::Cpus(cpus));
         }
         limits.set_cpus(cpus);
     }
@@ -66,14 +67,14 @@ pub(super) fn sysctls(svc: &Service, own_netns: bool) -> Vec<(String, String)> {
 
 /// `logging`: json-file's (and local's) `max-size` and `max-file`; other drivers are
 /// refused by name.
-pub(super) fn log(svc: &Service) -> Result<LogConfig, String> {
+pub(super) fn log(svc: &Service) -> Result<LogConfig, SpecProblem> {
     if let Some(d) = svc
         .logging
         .as_ref()
         .and_then(|l| l.driver.as_deref())
         .filter(|d| *d != "json-file" && *d != "local")
     {
-        return Err(format!("logging driver {d:?} is not implemented yet (json-file is)"));
+        return Err(SpecProblem::LoggingDriver(d.to_string()));
     }
     Ok(svc
         .logging

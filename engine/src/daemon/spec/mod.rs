@@ -24,11 +24,51 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-#[derive(Debug, thiserror::Error, PartialEq)]
-#[error("service {service:?}: {message}")]
+/// A service that cannot be made into a container here: which, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("service {service:?}: {problem}")]
 pub struct SpecError {
     pub service: String,
-    pub message: String,
+    pub problem: SpecProblem,
+}
+
+/// Why a service cannot be made into a container spec.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecProblem {
+    #[error("no command specified (neither the service nor its image sets one)")]
+    NoCommand,
+    #[error("invalid stop_signal {0:?}")]
+    StopSignal(String),
+    #[error("extra_hosts host-gateway needs the network (not implemented yet)")]
+    HostGateway,
+    #[error("cpus must be positive, got {0}")]
+    Cpus(f64),
+    #[error("logging driver {0:?} is not implemented yet (json-file is)")]
+    LoggingDriver(String),
+    #[error("creating {}: {source}", .path.display())]
+    Create { path: PathBuf, source: std::io::Error },
+    #[error("bind source path does not exist: {}", .0.display())]
+    NoBindSource(PathBuf),
+    #[error("volume {0:?} is not available")]
+    NoVolume(String),
+    #[error("volume type {0:?} is not implemented yet")]
+    VolumeType(String),
+    #[error("unsupported {key} {mode:?}")]
+    NamespaceMode { key: String, mode: String },
+    #[error("{key} {mode:?}: {target} is not running")]
+    NamespaceNotRunning { key: String, mode: String, target: String },
+    #[error("security_opt seccomp={file}: {source}")]
+    SeccompProfile { file: String, source: std::io::Error },
+    #[error("security_opt {0:?}: SELinux and AppArmor labels are not implemented yet")]
+    Labels(String),
+    #[error("security_opt {0:?} is not supported")]
+    SecurityOpt(String),
+    #[error("ulimit {0}: limits cannot be negative")]
+    NegativeUlimit(String),
+    #[error(transparent)]
+    Capabilities(#[from] runtime::process::ProcessError),
+    #[error(transparent)]
+    UsernsMode(#[from] userns::UsernsModeError),
 }
 
 /// What the engine allocated or found for this container before it starts.
@@ -80,23 +120,21 @@ pub fn container_spec(
     svc: &Service,
     image: &ImageConfigFile,
 ) -> Result<(ContainerSpec, Limits, StopConfig), SpecError> {
-    let err = |message: String| SpecError {
+    let err = |problem: SpecProblem| SpecError {
         service: ctx.service.to_string(),
-        message,
+        problem,
     };
     let ic = &image.config;
     let got = &ctx.allocated;
     let args = command::args(svc, ic);
     if args.is_empty() {
-        return Err(err(
-            "no command specified (neither the service nor its image sets one)".into()
-        ));
+        return Err(err(SpecProblem::NoCommand));
     }
     let hostname = hosts::hostname(svc, ctx.container_id);
     let env = environment::env(svc, ic, &hostname);
     let sec = security::security(svc).map_err(err)?;
     let namespaces = namespaces::namespaces(svc, ctx.namespace_of).map_err(err)?;
-    userns::check_service(svc).map_err(err)?;
+    userns::check_service(svc).map_err(|e| err(e.into()))?;
     let mut mounts = mounts::mounts(svc, &ctx.dir, ctx.volume_dir).map_err(err)?;
     mounts.extend(mounts::files(&got.files));
     mounts.extend(got.volumes_from.iter().cloned());
@@ -220,7 +258,8 @@ mod tests {
         let bare = image(None, None, &[]);
         assert!(build(&svc("image: x"), &bare)
             .unwrap_err()
-            .message
+            .problem
+            .to_string()
             .contains("no command specified"));
     }
 
@@ -337,7 +376,7 @@ mod tests {
             }
             let e = r.unwrap_err();
             assert_eq!(e.service, "s");
-            assert!(e.message.contains(want), "{y}: {e}");
+            assert!(e.problem.to_string().contains(want), "{y}: {e}");
         }
     }
 }

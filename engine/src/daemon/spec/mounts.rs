@@ -3,6 +3,7 @@
 //! through the container's ID mapping), devices, and the secrets and configs the engine
 //! wrote for the container.
 
+use super::SpecProblem;
 use compose::model::Service;
 use runtime::spec::{Device, Mount};
 use std::path::{Path, PathBuf};
@@ -25,7 +26,7 @@ fn tmpfs_mount(entry: &str) -> Mount {
 
 /// `tmpfs:` and `volumes:`; `dir` is the container's directory (anonymous volumes live
 /// there), `volume_dir` finds a named volume's by its Compose key.
-pub(super) fn mounts(svc: &Service, dir: &Path, volume_dir: &dyn Fn(&str) -> Option<PathBuf>) -> Result<Vec<Mount>, String> {
+pub(super) fn mounts(svc: &Service, dir: &Path, volume_dir: &dyn Fn(&str) -> Option<PathBuf>) -> Result<Vec<Mount>, SpecProblem> {
     let mut mounts: Vec<Mount> = svc.tmpfs.iter().flatten().map(|t| tmpfs_mount(t)).collect();
     for v in svc.volumes.iter().flatten() {
         let target = PathBuf::from(v.target.clone().unwrap_or_default());
@@ -36,9 +37,12 @@ pub(super) fn mounts(svc: &Service, dir: &Path, volume_dir: &dyn Fn(&str) -> Opt
                 let create = v.bind.as_ref().and_then(|b| b.create_host_path).unwrap_or(false);
                 if !src.exists() {
                     if create {
-                        std::fs::create_dir_all(&src).map_err(|e| format!("creating {}: {e}", src.display()))?;
+                        std::fs::create_dir_all(&src).map_err(|source| SpecProblem::Create {
+                            path: src.clone(),
+                            source,
+                        })?;
                     } else {
-                        return Err(format!("bind source path does not exist: {}", src.display()));
+                        return Err(SpecProblem::NoBindSource(src));
                     }
                 }
                 let propagation = v.bind.as_ref().and_then(|b| b.propagation.clone()).unwrap_or_default();
@@ -57,9 +61,12 @@ pub(super) fn mounts(svc: &Service, dir: &Path, volume_dir: &dyn Fn(&str) -> Opt
                     dir.join("anonymous")
                         .join(target.to_string_lossy().trim_start_matches('/').replace('/', "_"))
                 } else {
-                    volume_dir(&key).ok_or_else(|| format!("volume {key:?} is not available"))?
+                    volume_dir(&key).ok_or_else(|| SpecProblem::NoVolume(key.clone()))?
                 };
-                std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+                std::fs::create_dir_all(&dir).map_err(|source| SpecProblem::Create {
+                    path: dir.clone(),
+                    source,
+                })?;
                 mounts.push(Mount {
                     kind: "bind".into(),
                     source: dir,
@@ -81,7 +88,7 @@ pub(super) fn mounts(svc: &Service, dir: &Path, volume_dir: &dyn Fn(&str) -> Opt
                     ..Default::default()
                 });
             }
-            other => return Err(format!("volume type {other:?} is not implemented yet")),
+            other => return Err(SpecProblem::VolumeType(other.to_string())),
         }
     }
     Ok(mounts)

@@ -1,6 +1,7 @@
 //! Privileges: `privileged`, `cap_add`/`cap_drop`, `security_opt` (no-new-privileges,
 //! seccomp profiles) and `ulimits`.
 
+use super::SpecProblem;
 use compose::model::Service;
 
 /// What the process may do.
@@ -13,7 +14,7 @@ pub(super) struct Security {
     pub rlimits: Vec<(String, u64, u64)>,
 }
 
-pub(super) fn security(svc: &Service) -> Result<Security, String> {
+pub(super) fn security(svc: &Service) -> Result<Security, SpecProblem> {
     let privileged = svc.privileged == Some(true);
     let mut no_new_privileges = false;
     let mut seccomp = if privileged { "unconfined" } else { "default" }.to_string();
@@ -23,14 +24,15 @@ pub(super) fn security(svc: &Service) -> Result<Security, String> {
             "no-new-privileges" => no_new_privileges = v != "false",
             "seccomp" if v == "unconfined" => seccomp = "unconfined".into(),
             "seccomp" => {
-                seccomp = std::fs::read_to_string(v).map_err(|e| format!("security_opt seccomp={v}: {e}"))?;
+                seccomp = std::fs::read_to_string(v).map_err(|source| SpecProblem::SeccompProfile {
+                    file: v.to_string(),
+                    source,
+                })?;
             }
             "label" | "apparmor" => {
-                return Err(format!(
-                    "security_opt {opt:?}: SELinux and AppArmor labels are not implemented yet"
-                ))
+                return Err(SpecProblem::Labels(opt.clone()))
             }
-            _ => return Err(format!("security_opt {opt:?} is not supported")),
+            _ => return Err(SpecProblem::SecurityOpt(opt.clone())),
         }
     }
     let capabilities = runtime::process::capabilities(
@@ -42,7 +44,7 @@ pub(super) fn security(svc: &Service) -> Result<Security, String> {
     for (name, u) in svc.ulimits.iter().flatten() {
         let (soft, hard) = (u.soft(), u.hard());
         if soft < 0 || hard < 0 {
-            return Err(format!("ulimit {name}: limits cannot be negative"));
+            return Err(SpecProblem::NegativeUlimit(name.clone()));
         }
         rlimits.push((name.clone(), soft as u64, hard as u64));
     }

@@ -5,16 +5,27 @@
 use compose::model::Service;
 use runtime::userns::DEFAULT_SIZE;
 
+/// A `userns_mode` this engine does not take, or one Docker refuses with other keys.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum UsernsModeError {
+    #[error("userns_mode {0:?} is not supported: use \"host\", \"auto\" or \"auto:size=N\" (1 to {DEFAULT_SIZE})")]
+    Unsupported(String),
+    #[error("privileged mode is incompatible with user namespaces (userns_mode): use userns_mode \"host\"")]
+    Privileged,
+    #[error("cannot share the host's network namespace when user namespaces are enabled (userns_mode)")]
+    HostNetwork,
+    #[error("cannot share the host PID namespace when user namespaces are enabled (userns_mode)")]
+    HostPid,
+}
+
 /// `userns_mode` as the runtime reads it: `None` for the host's namespace, otherwise
 /// the number of IDs the container gets.
-pub(crate) fn parse_mode(mode: Option<&str>) -> Result<Option<u32>, String> {
+pub(crate) fn parse_mode(mode: Option<&str>) -> Result<Option<u32>, UsernsModeError> {
     let Some(m) = mode else { return Ok(None) };
     if m.is_empty() || m == "host" {
         return Ok(None);
     }
-    let bad = || {
-        format!("userns_mode {m:?} is not supported: use \"host\", \"auto\" or \"auto:size=N\" (1 to {DEFAULT_SIZE})")
-    };
+    let bad = || UsernsModeError::Unsupported(m.to_string());
     let Some(rest) = m.strip_prefix("auto") else {
         return Err(bad());
     };
@@ -34,21 +45,17 @@ pub(crate) fn parse_mode(mode: Option<&str>) -> Result<Option<u32>, String> {
 /// A service's `userns_mode` with its other keys: as [`parse_mode`], and refused with
 /// `privileged` or the host's network or PID namespace, as Docker refuses them (the
 /// host's devices, capabilities and processes would be the namespace root's).
-pub(crate) fn check_service(svc: &Service) -> Result<Option<u32>, String> {
+pub(crate) fn check_service(svc: &Service) -> Result<Option<u32>, UsernsModeError> {
     let size = parse_mode(svc.userns_mode.as_deref())?;
     if size.is_some() {
         if svc.privileged == Some(true) {
-            return Err(
-                "privileged mode is incompatible with user namespaces (userns_mode): use userns_mode \"host\"".into(),
-            );
+            return Err(UsernsModeError::Privileged);
         }
         if svc.network_mode.as_deref() == Some("host") {
-            return Err(
-                "cannot share the host's network namespace when user namespaces are enabled (userns_mode)".into(),
-            );
+            return Err(UsernsModeError::HostNetwork);
         }
         if svc.pid.as_deref() == Some("host") {
-            return Err("cannot share the host PID namespace when user namespaces are enabled (userns_mode)".into());
+            return Err(UsernsModeError::HostPid);
         }
     }
     Ok(size)
@@ -73,7 +80,7 @@ mod tests {
             "keep-id",
             "autox",
         ] {
-            let e = parse_mode(Some(bad)).unwrap_err();
+            let e = parse_mode(Some(bad)).unwrap_err().to_string();
             assert!(e.contains(&format!("{bad:?}")) && e.contains("\"auto\""), "{e}");
         }
     }
