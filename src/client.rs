@@ -163,10 +163,28 @@ impl Client {
         serde_json::from_slice(&body).context("the engine's answer is not what was expected")
     }
 
-    /// A raw body (a tar stream), read whole.
-    pub async fn get_bytes(&self, path: &str) -> Result<Vec<u8>> {
+    /// A raw body (a tar stream), its chunks as they arrive (at most a few held at
+    /// once): a large one is never read whole.
+    pub async fn get_stream(&self, path: &str) -> Result<tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>> {
         let resp = self.send(Method::GET, path, None).await?;
-        Ok(resp.into_body().collect().await?.to_bytes().to_vec())
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        tokio::spawn(async move {
+            let mut body = resp.into_body();
+            while let Some(frame) = body.frame().await {
+                let item = match frame {
+                    Ok(f) => match f.into_data() {
+                        Ok(b) => Ok(b),
+                        Err(_) => continue,
+                    },
+                    Err(e) => Err(std::io::Error::other(e)),
+                };
+                let failed = item.is_err();
+                if tx.send(item).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        Ok(rx)
     }
 
     /// A raw body sent as it is produced, chunk by chunk (a tar stream), so that a large

@@ -7,7 +7,6 @@ use crate::global::Global;
 use crate::project::load_or_name;
 use anyhow::{bail, Result};
 use engine::api::ContainerSummary;
-use std::io::Write;
 use std::process::ExitCode;
 
 /// `SERVICE:PATH` (a path inside a service's container) or a local path.
@@ -78,24 +77,30 @@ pub fn cp(g: &Global, a: CpArgs) -> Result<ExitCode> {
                 query_escape(src),
                 a.follow_link as u8
             );
-            let data = c
-                .get_bytes(&path)
+            let chunks = c
+                .get_stream(&path)
                 .await
                 .map_err(|e| anyhow::anyhow!("Error response from daemon: {e}"))?;
-            if a.dest == "-" {
-                std::io::stdout().write_all(&data)?;
-            } else {
-                let how = safefs::archive::Unpack {
-                    owners: a.archive,
-                    ..Default::default()
-                };
+            let to_stdout = a.dest == "-";
+            let how = safefs::archive::Unpack {
+                owners: a.archive,
+                ..Default::default()
+            };
+            let dest = std::env::current_dir()?.join(&a.dest);
+            tokio::task::spawn_blocking(move || -> Result<()> {
+                let mut from = crate::tarstream::ChunkReader::new(chunks);
+                if to_stdout {
+                    std::io::copy(&mut from, &mut std::io::stdout().lock())?;
+                    return Ok(());
+                }
                 // The archive is the container's to make: its entries are placed from the
                 // destination's descriptor, none through a link.
-                let dest = std::env::current_dir()?.join(&a.dest);
                 let root = std::fs::File::open("/")?;
                 use std::os::unix::io::AsFd;
-                safefs::archive::unpack_at(&data[..], root.as_fd(), &dest, how).map_err(anyhow::Error::msg)?;
-            }
+                safefs::archive::unpack_at(from, root.as_fd(), &dest, how)?;
+                Ok(())
+            })
+            .await??;
         }
         Ok(ExitCode::SUCCESS)
     })

@@ -75,3 +75,30 @@ pub async fn finish(worker: std::thread::JoinHandle<std::io::Result<()>>) -> any
         _ => Err(anyhow::anyhow!("the archive could not be made")),
     }
 }
+
+/// The other way (`cp SERVICE:PATH DEST`): a response body's chunks read on a thread of
+/// its own as a `Read`, so that the archive is unpacked as it arrives and never held.
+pub struct ChunkReader {
+    rx: mpsc::Receiver<std::io::Result<Bytes>>,
+    cur: Bytes,
+}
+
+impl ChunkReader {
+    pub fn new(rx: mpsc::Receiver<std::io::Result<Bytes>>) -> ChunkReader {
+        ChunkReader { rx, cur: Bytes::new() }
+    }
+}
+
+impl std::io::Read for ChunkReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.cur.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(chunk) => self.cur = chunk?,
+                None => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.cur.len());
+        out[..n].copy_from_slice(&self.cur.split_to(n));
+        Ok(n)
+    }
+}

@@ -11,7 +11,9 @@ use super::init::{fail, recv, send, SOCK_FD};
 use super::spec::{Command, Report};
 use super::process;
 use safefs::{fds, inroot};
+use nix::fcntl::OFlag;
 use nix::sched::{setns, CloneFlags};
+use nix::sys::stat::Mode;
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult};
 use std::fs::File;
@@ -22,8 +24,11 @@ use std::path::Path;
 /// What an exec helper needs: the container's first process and the process to run.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ExecSpec {
-    /// Host PID of the container's first process.
+    /// Host PID of the container's first process, and when it started: a PID that a
+    /// host process has taken since the container ended is never joined.
     pub pid: i32,
+    #[serde(default)]
+    pub start_time: u64,
     pub process: super::spec::Process,
     /// The container's user namespace mapping, when it has one.
     #[serde(default)]
@@ -57,13 +62,29 @@ pub fn main() -> ! {
     if spec.userns.is_some() {
         kinds.push(("user", CloneFlags::CLONE_NEWUSER));
     }
-    let open = |ns: &str| {
-        let path = format!("/proc/{}/ns/{ns}", spec.pid);
-        File::open(&path).unwrap_or_else(|e| fail(126, format!("container is not running ({path}: {e})")))
+    // Every namespace through one descriptor of the process's /proc directory, and the
+    // process checked to be the container's (its start time) before any is joined: a
+    // directory descriptor stays that process's, so nothing opened through it can be
+    // another's, whatever took the PID meanwhile.
+    let not_running = |what: String| -> ! { fail(126, format!("container is not running ({what})")) };
+    let proc_dir = File::open(format!("/proc/{}", spec.pid))
+        .unwrap_or_else(|e| not_running(format!("/proc/{}: {e}", spec.pid)));
+    let open = |ns: &str| -> File {
+        let rel = format!("ns/{ns}");
+        // The namespace files are magic links, which openat follows (and openat2 with
+        // the resolve restrictions would refuse); the directory is the trusted part.
+        nix::fcntl::openat(&proc_dir, rel.as_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+            .map(File::from)
+            .unwrap_or_else(|e| not_running(format!("/proc/{}/{rel}: {e}", spec.pid)))
     };
-    setns(open("pid"), CloneFlags::CLONE_NEWPID)
-        .unwrap_or_else(|e| fail(126, format!("joining the container's pid namespace: {e}")));
+    let pid_ns = open("pid");
     let files: Vec<(File, CloneFlags, &str)> = kinds.into_iter().map(|(ns, flag)| (open(ns), flag, ns)).collect();
+    if super::start_time_at(&proc_dir) != Some(spec.start_time) {
+        not_running(format!("process {} is not the container's any more", spec.pid));
+    }
+    drop(proc_dir);
+    setns(pid_ns, CloneFlags::CLONE_NEWPID)
+        .unwrap_or_else(|e| fail(126, format!("joining the container's pid namespace: {e}")));
     let (go_r, go_w) = pipe();
     let (status_r, status_w) = pipe();
     // SAFETY: the helper is single-threaded.

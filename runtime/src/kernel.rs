@@ -122,6 +122,21 @@ impl Recording {
     }
 
     fn shown(&self, p: &Path) -> String {
+        // A held mount point (`/proc/self/fd/N[/more]`) is shown as what it names.
+        let real;
+        let p = match p.strip_prefix("/proc/self/fd") {
+            Ok(rest) => {
+                let mut parts = rest.components();
+                let fd = parts.next().map(|c| Path::new("/proc/self/fd").join(c)).unwrap_or_default();
+                let named = std::fs::read_link(&fd).unwrap_or(fd);
+                real = match parts.as_path() {
+                    rest if rest.as_os_str().is_empty() => named,
+                    rest => named.join(rest),
+                };
+                real.as_path()
+            }
+            Err(_) => p,
+        };
         match p.strip_prefix(&self.root) {
             Ok(rel) => format!("/{}", rel.display()),
             Err(_) => p.display().to_string(),

@@ -81,9 +81,29 @@ pub struct Container {
 
 /// Field 22 of /proc/<pid>/stat: when the process started.
 pub fn start_time(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_start_time(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// The start time in the text of a `/proc/<pid>/stat`.
+fn stat_start_time(stat: &str) -> Option<u64> {
     let (_, rest) = stat.rsplit_once(") ")?;
     rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// The start time of the process whose `/proc/<pid>` directory `dir` is: read through
+/// the descriptor, so it is that process's even if its PID has been reused since.
+pub fn start_time_at(dir: &std::fs::File) -> Option<u64> {
+    use std::io::Read;
+    let fd = safefs::inroot::open_beneath(
+        std::os::fd::AsFd::as_fd(dir),
+        Path::new("stat"),
+        libc::O_RDONLY | libc::O_CLOEXEC,
+        0,
+    )
+    .ok()?;
+    let mut text = String::new();
+    std::fs::File::from(fd).read_to_string(&mut text).ok()?;
+    stat_start_time(&text)
 }
 
 impl Runtime {
@@ -289,6 +309,7 @@ impl Runtime {
                 fd,
                 &exec_helper::ExecSpec {
                     pid: c.pid,
+                    start_time: c.start_time,
                     process: process.clone(),
                     userns: c.userns,
                     stdio: has_stdio,

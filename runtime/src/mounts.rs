@@ -5,11 +5,11 @@
 //! then `pivot_root`, Docker's masked and read-only paths, and a read-only root if asked.
 //! With a user namespace, the layers and the engine's volumes are idmapped and the
 //! tmpfs mounts owned by the container's root (see [`super::userns`]).
-//! Every target inside the root is resolved with `resolve_in_root`, so an image's
+//! Every target inside the root is resolved by the kernel inside it (`openat2` with
+//! `RESOLVE_IN_ROOT`) and held open while it is mounted on, so an image's
 //! symlinks cannot send a mount onto the host.
 
 use super::spec::{ContainerSpec, IdMap, Mount};
-use safefs::safepath::resolve_in_root;
 use super::kernel::{Host, Kernel};
 use nix::mount::MsFlags;
 use std::fs;
@@ -75,22 +75,49 @@ fn err(what: &str, path: &Path, e: impl std::fmt::Display) -> MountError {
     os(format!("{what} {}", path.display()), e)
 }
 
-/// The host path of `target` inside `root`, created as a directory (or an empty file
-/// when `file`) if missing.
-fn target_in(root: &Path, target: &Path, file: bool) -> Result<PathBuf, MountError> {
-    let rel = target.strip_prefix("/").unwrap_or(target);
-    let p = resolve_in_root(root, rel).map_err(|e| err("resolving", target, e))?;
-    if !p.exists() {
-        if file {
-            if let Some(parent) = p.parent() {
-                fs::create_dir_all(parent).map_err(|e| err("creating", parent, e))?;
-            }
-            fs::write(&p, b"").map_err(|e| err("creating", &p, e))?;
-        } else {
-            fs::create_dir_all(&p).map_err(|e| err("creating", &p, e))?;
-        }
+/// A mount point inside the container's root, held open: every mount onto it goes
+/// through `/proc/self/fd/N` (as runc does since CVE-2021-30465), so what the path
+/// named when it was resolved is what is mounted on, even if a process sharing a volume
+/// swaps a component for a link in the meantime.
+struct Target {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl Target {
+    fn path(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&self.fd)))
     }
-    Ok(p)
+}
+
+/// `target` inside the root open at `root`, created as a directory (or an empty file
+/// when `file`) if missing, every component resolved inside the root by the kernel.
+fn target_in(root: std::os::fd::BorrowedFd, target: &Path, file: bool) -> Result<Target, MountError> {
+    use safefs::inroot;
+    let io = |e: std::io::Error| err("resolving", target, e);
+    if !file {
+        return Ok(Target {
+            fd: inroot::mkdir_all(root, target).map_err(io)?,
+        });
+    }
+    match inroot::open(root, target, libc::O_PATH, 0) {
+        Ok(fd) => return Ok(Target { fd }),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+        Err(e) => return Err(io(e)),
+    }
+    let parent = target.parent().unwrap_or(Path::new("/"));
+    let name = target.file_name().ok_or_else(|| err("resolving", target, "not a file name"))?;
+    let dir = inroot::mkdir_all(root, parent).map_err(io)?;
+    // Made beneath its directory's descriptor, never through a link.
+    inroot::open_beneath(
+        inroot::borrow(&dir),
+        Path::new(name),
+        libc::O_WRONLY | libc::O_CREAT | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        0o644,
+    )
+    .map_err(|e| err("creating", target, e))?;
+    Ok(Target {
+        fd: inroot::open(root, target, libc::O_PATH, 0).map_err(io)?,
+    })
 }
 
 fn propagation(p: &str) -> MsFlags {
@@ -120,16 +147,20 @@ fn owned_by_root(data: &str, userns: Option<(RawFd, IdMap)>) -> String {
     }
 }
 
-fn user_mount(k: &mut dyn Kernel, root: &Path, m: &Mount, userns: Option<(RawFd, IdMap)>) -> Result<(), MountError> {
+fn user_mount(k: &mut dyn Kernel, root: std::os::fd::BorrowedFd, m: &Mount, userns: Option<(RawFd, IdMap)>) -> Result<(), MountError> {
     match m.kind.as_str() {
         "bind" => {
             let meta = fs::metadata(&m.source).map_err(|e| err("bind source", &m.source, e))?;
-            let target = target_in(root, &m.target, !meta.is_dir())?;
+            let held = target_in(root, &m.target, !meta.is_dir())?;
+            let target = held.path();
             let src = m.source.to_string_lossy();
             match userns {
                 Some((fd, _)) if m.idmap => k.bind_idmapped(&m.source, &target, fd)?,
                 _ => k.mount(Some(&src), &target, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?,
             }
+            // The new mount itself (the descriptor held names what it covers).
+            let bound = target_in(root, &m.target, !meta.is_dir())?;
+            let target = bound.path();
             k.mount(None, &target, None, propagation(&m.propagation), None)?;
             if m.read_only {
                 k.mount(
@@ -142,7 +173,8 @@ fn user_mount(k: &mut dyn Kernel, root: &Path, m: &Mount, userns: Option<(RawFd,
             }
         }
         "tmpfs" => {
-            let target = target_in(root, &m.target, false)?;
+            let held = target_in(root, &m.target, false)?;
+            let target = held.path();
             let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
             if m.read_only {
                 flags |= MsFlags::MS_RDONLY;
@@ -194,10 +226,17 @@ pub fn setup_with(k: &mut dyn Kernel, spec: &ContainerSpec, own_netns: bool, use
         spec.dir.join("work").display()
     );
     k.mount(Some("overlay"), &root, Some("overlay"), MsFlags::empty(), Some(&opts))?;
+    // The root as mounted: every target below is resolved from it.
+    let root_dir = std::fs::File::open(&root).map_err(|e| err("opening", &root, e))?;
+    let rfd = std::os::fd::AsFd::as_fd(&root_dir);
+    // A mount point again after something was mounted on it: the descriptor held before
+    // still names the directory underneath.
+    let mounted = |target: &str| target_in(rfd, Path::new(target), false);
 
     let nosuid_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    let proc_dir = target_in(&root, Path::new("/proc"), false)?;
-    k.mount(Some("proc"), &proc_dir, Some("proc"), nosuid_noexec, None)?;
+    k.mount(Some("proc"), &mounted("/proc")?.path(), Some("proc"), nosuid_noexec, None)?;
+    let proc_fs = mounted("/proc")?;
+    let proc_dir = proc_fs.path();
     for (key, value) in &spec.sysctls {
         // Only namespaced sysctls: anything else would change the host.
         if !namespaced_sysctl(key, own_netns) {
@@ -210,14 +249,15 @@ pub fn setup_with(k: &mut dyn Kernel, spec: &ContainerSpec, own_netns: bool, use
         k.write(&p, value).map_err(|e| os(format!("sysctl {key}={value}"), e))?;
     }
 
-    let dev = target_in(&root, Path::new("/dev"), false)?;
     k.mount(
         Some("tmpfs"),
-        &dev,
+        &mounted("/dev")?.path(),
         Some("tmpfs"),
         MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
         Some(&owned_by_root("mode=755,size=65536k", userns)),
     )?;
+    let dev_fs = mounted("/dev")?;
+    let dev = dev_fs.path();
     for (name, major, minor) in DEVICES {
         let p = dev.join(name);
         k.mknod_char(&p, *major, *minor)?;
@@ -258,7 +298,8 @@ pub fn setup_with(k: &mut dyn Kernel, spec: &ContainerSpec, own_netns: bool, use
     )?;
     k.mount(Some("mqueue"), &dev.join("mqueue"), Some("mqueue"), nosuid_noexec, None)?;
 
-    let sys = target_in(&root, Path::new("/sys"), false)?;
+    let sys_dir = mounted("/sys")?;
+    let sys = sys_dir.path();
     if own_netns {
         k.mount(
             Some("sysfs"),
@@ -272,7 +313,7 @@ pub fn setup_with(k: &mut dyn Kernel, spec: &ContainerSpec, own_netns: bool, use
         k.mount(Some("/sys"), &sys, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
         k.mount(
             None,
-            &sys,
+            &mounted("/sys")?.path(),
             None,
             MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC,
             None,
@@ -282,18 +323,19 @@ pub fn setup_with(k: &mut dyn Kernel, spec: &ContainerSpec, own_netns: bool, use
     let mut mounts = spec.mounts.clone();
     mounts.sort_by_key(|m| m.target.components().count());
     for m in &mounts {
-        user_mount(k, &root, m, userns)?;
+        user_mount(k, rfd, m, userns)?;
     }
     for (name, target) in [
         ("hosts", "/etc/hosts"),
         ("hostname", "/etc/hostname"),
         ("resolv.conf", "/etc/resolv.conf"),
     ] {
-        let t = target_in(&root, Path::new(target), true)?;
+        let t = target_in(rfd, Path::new(target), true)?;
         let src = spec.dir.join(name);
-        k.mount(Some(&src.to_string_lossy()), &t, None, MsFlags::MS_BIND, None)?;
+        k.mount(Some(&src.to_string_lossy()), &t.path(), None, MsFlags::MS_BIND, None)?;
     }
 
+    drop((root_dir, proc_fs, dev_fs, sys_dir));
     k.chdir(&root)?;
     k.pivot_root()?;
     k.umount_detach(Path::new("."))?;

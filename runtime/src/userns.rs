@@ -48,6 +48,7 @@ pub const DEFAULT_POOL: (u32, u32) = (1_000_000_000, 1_000_000_000);
 const OPEN_TREE_CLONE: u32 = 1;
 const AT_RECURSIVE: u32 = 0x8000;
 const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+const MOVE_MOUNT_T_SYMLINKS: u32 = 0x10;
 const MOVE_MOUNT_F_EMPTY_PATH: u32 = 0x4;
 
 #[repr(C)]
@@ -238,7 +239,8 @@ pub fn attach(tree: &OwnedFd, target: &Path) -> Result<(), UsernsError> {
             empty.as_ptr(),
             libc::AT_FDCWD,
             c.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
+            // The target may be a held mount point (`/proc/self/fd/N`): followed.
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_SYMLINKS,
         )
     };
     if r < 0 {
