@@ -5,7 +5,7 @@
 //! without root. Plain file work (directories, mount points, symlinks in `/dev`) is done
 //! on the file system either way: the fake's root is a temporary directory.
 
-use super::mounts::MountError;
+use super::mounts::{err, os, MountError};
 use nix::mount::{MntFlags, MsFlags};
 use std::os::unix::io::RawFd;
 use std::path::{Path, PathBuf};
@@ -26,20 +26,6 @@ pub trait Kernel {
     /// Whether `path` (after `pivot_root`, in the container) is a directory, another
     /// file, or missing.
     fn kind(&self, path: &Path) -> Option<bool>;
-}
-
-fn err(what: &str, path: &Path, e: impl std::fmt::Display) -> MountError {
-    MountError::Os {
-        what: format!("{what} {}", path.display()),
-        message: e.to_string(),
-    }
-}
-
-fn os(what: &str, e: impl std::fmt::Display) -> MountError {
-    MountError::Os {
-        what: what.to_string(),
-        message: e.to_string(),
-    }
 }
 
 /// The real kernel, for the container's init in its new mount namespace.

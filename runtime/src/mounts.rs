@@ -36,7 +36,7 @@ pub enum MountError {
     Os { what: String, message: String },
 }
 
-fn os(what: impl Into<String>, e: impl std::fmt::Display) -> MountError {
+pub(super) fn os(what: impl Into<String>, e: impl std::fmt::Display) -> MountError {
     MountError::Os {
         what: what.into(),
         message: e.to_string(),
@@ -71,7 +71,7 @@ const DEVICES: &[(&str, u64, u64)] = &[
     ("tty", 5, 0),
 ];
 
-fn err(what: &str, path: &Path, e: impl std::fmt::Display) -> MountError {
+pub(super) fn err(what: &str, path: &Path, e: impl std::fmt::Display) -> MountError {
     os(format!("{what} {}", path.display()), e)
 }
 

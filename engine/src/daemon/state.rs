@@ -194,11 +194,7 @@ fn model(e: impl std::fmt::Display) -> DecodeError {
 pub fn service_from_json(v: &serde_json::Value) -> Result<Service, DecodeError> {
     let doc = serde_json::json!({ "services": { "s": v } });
     let yaml: serde_yaml_ng::Value = serde_yaml_ng::to_value(&doc).map_err(model)?;
-    // The service's keys are shown as the loader names them, under `services.s`.
-    let mut p = compose::decode(&yaml).map_err(|(path, message)| DecodeError::Model {
-        path: if path.is_empty() { ":".into() } else { path },
-        message,
-    })?;
+    let mut p = compose::decode(&yaml).map_err(|(path, message)| DecodeError::Model { path, message })?;
     p.services.shift_remove("s").ok_or(DecodeError::NoService)
 }
 

@@ -107,10 +107,9 @@ fn is_empty_dir(p: &Path) -> bool {
 }
 
 /// Fills an empty volume directory from the image (layers lowest first) at `target`.
-fn fill_err(what: impl Into<String>) -> impl FnOnce(&dyn std::fmt::Display) -> VolumeError {
-    let what = what.into();
-    move |e| VolumeError::Fill {
-        what,
+fn fill_err(what: impl Into<String>, e: impl std::fmt::Display) -> VolumeError {
+    VolumeError::Fill {
+        what: what.into(),
         message: e.to_string(),
     }
 }
@@ -129,7 +128,7 @@ pub fn fill_from_image(tmp: &Path, layers: &[PathBuf], target: &str, dest: &Path
         return copy_from(&layers[0], &rel, target, dest);
     }
     let mnt = tmp.join(format!("volfill-{}-{}", std::process::id(), super::random_hex(6)));
-    std::fs::create_dir_all(&mnt).map_err(|e| fill_err(format!("creating {}", mnt.display()))(&e))?;
+    std::fs::create_dir_all(&mnt).map_err(|e| fill_err(format!("creating {}", mnt.display()), e))?;
     let lower: Vec<String> = layers.iter().rev().map(|l| l.display().to_string()).collect();
     let data = format!("lowerdir={}", lower.join(":"));
     // The overlay is mounted in a private mount namespace of a thread of its own: it is
@@ -139,7 +138,7 @@ pub fn fill_from_image(tmp: &Path, layers: &[PathBuf], target: &str, dest: &Path
     let res = std::thread::spawn(move || -> Result<(), VolumeError> {
         use nix::mount::{mount, MsFlags};
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS | nix::sched::CloneFlags::CLONE_NEWNS)
-            .map_err(|e| fill_err("a mount namespace to fill a volume")(&e))?;
+            .map_err(|e| fill_err("a mount namespace to fill a volume", e))?;
         mount(
             None::<&str>,
             "/",
@@ -147,7 +146,7 @@ pub fn fill_from_image(tmp: &Path, layers: &[PathBuf], target: &str, dest: &Path
             MsFlags::MS_REC | MsFlags::MS_PRIVATE,
             None::<&str>,
         )
-        .map_err(|e| fill_err("a mount namespace to fill a volume")(&e))?;
+        .map_err(|e| fill_err("a mount namespace to fill a volume", e))?;
         mount(
             Some("overlay"),
             &at,
@@ -155,13 +154,13 @@ pub fn fill_from_image(tmp: &Path, layers: &[PathBuf], target: &str, dest: &Path
             MsFlags::MS_RDONLY,
             Some(data.as_str()),
         )
-        .map_err(|e| fill_err("mounting the image to fill a volume")(&e))?;
+        .map_err(|e| fill_err("mounting the image to fill a volume", e))?;
         let r = copy_from(&at, &rel, &target, &dest);
         let _ = nix::mount::umount2(&at, nix::mount::MntFlags::MNT_DETACH);
         r
     })
     .join()
-    .unwrap_or_else(|_| Err(fill_err("filling a volume")(&"the filler thread panicked")));
+    .unwrap_or_else(|_| Err(fill_err("filling a volume", "the filler thread panicked")));
     let _ = std::fs::remove_dir(&mnt);
     res
 }
@@ -169,9 +168,9 @@ pub fn fill_from_image(tmp: &Path, layers: &[PathBuf], target: &str, dest: &Path
 /// Copies `root`/`rel` (the image's content at `target`) into `dest`, if a directory.
 fn copy_from(root: &Path, rel: &str, target: &str, dest: &Path) -> Result<(), VolumeError> {
     let src = safefs::safepath::resolve_in_root(root, Path::new(rel))
-        .map_err(|e| fill_err(format!("the image's {target}"))(&e))?;
+        .map_err(|e| fill_err(format!("the image's {target}"), e))?;
     if src.is_dir() {
-        copy_tree(&src, dest).map_err(|e| fill_err(format!("filling the volume from {target}"))(&e))
+        copy_tree(&src, dest).map_err(|e| fill_err(format!("filling the volume from {target}"), e))
     } else {
         Ok(())
     }
