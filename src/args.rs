@@ -99,6 +99,12 @@ pub struct CreateArgs {
     pub pull: Option<String>,
     #[arg(long)]
     pub quiet_pull: bool,
+    /// Build images before starting containers
+    #[arg(long)]
+    pub build: bool,
+    /// Don't build an image, even if it's policy
+    #[arg(long, conflicts_with = "build")]
+    pub no_build: bool,
     #[arg(add = crate::suggest::services())]
     pub services: Vec<String>,
 }
@@ -425,6 +431,9 @@ pub struct RunArgs {
     /// Pull image before running ("always"|"missing"|"never")
     #[arg(long)]
     pub pull: Option<String>,
+    /// Build image before starting container
+    #[arg(long)]
+    pub build: bool,
     #[arg(add = crate::suggest::services())]
     pub service: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -591,6 +600,39 @@ pub enum TableFormat {
     #[default]
     Table,
     Json,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Set build-time variables for services
+    #[arg(long = "build-arg", value_name = "KEY=VALUE")]
+    pub build_arg: Vec<String>,
+    /// Do not use cache when building the image
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Always attempt to pull a newer version of the image
+    #[arg(long)]
+    pub pull: bool,
+    /// Don't print anything to STDOUT
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Also build dependencies (transitively)
+    #[arg(long)]
+    pub with_dependencies: bool,
+    /// Push service images
+    #[arg(long)]
+    pub push: bool,
+    /// Print equivalent bake file
+    #[arg(long)]
+    pub print: bool,
+    /// Set SSH authentications used when building service images
+    #[arg(long)]
+    pub ssh: Vec<String>,
+    /// Set memory limit for the build container
+    #[arg(short, long)]
+    pub memory: Option<String>,
+    #[arg(add = crate::suggest::services())]
+    pub services: Vec<String>,
 }
 
 #[derive(Debug, Args)]

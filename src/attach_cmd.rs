@@ -5,9 +5,9 @@
 //! on (`--sig-proxy`) otherwise. The container's exit code is ours if it stops first.
 
 use crate::args::AttachArgs;
-use crate::global::Global;
-use crate::client::{connect, Client};
 use crate::client::runtime;
+use crate::client::{connect, Client};
+use crate::global::Global;
 use crate::project::load_or_name;
 use crate::session::{parse_detach_keys, proxy_signals, pump, End, Opts, RawMode};
 use anyhow::{bail, Result};

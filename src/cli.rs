@@ -35,7 +35,7 @@ pub enum Command {
     /// Convert compose files into another model
     Bridge(Pending),
     /// Build or rebuild services
-    Build(Pending),
+    Build(BuildArgs),
     /// Create a new image from a service container's changes
     Commit(Pending),
     /// Copy files/folders between a service container and the local filesystem

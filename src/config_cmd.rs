@@ -85,8 +85,9 @@ pub fn run(g: &Global, a: ConfigArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     match &a.output {
-        Some(path) => safefs::atomic::write(path, out.as_bytes())
-            .with_context(|| format!("writing {}", path.display()))?,
+        Some(path) => {
+            safefs::atomic::write(path, out.as_bytes()).with_context(|| format!("writing {}", path.display()))?
+        }
         None => std::io::stdout().write_all(out.as_bytes())?,
     }
     Ok(ExitCode::SUCCESS)

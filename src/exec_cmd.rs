@@ -64,4 +64,3 @@ pub fn exec(g: &Global, a: ExecArgs) -> Result<ExitCode> {
     let _ = std::io::stdout().flush();
     std::process::exit(code.clamp(0, 255));
 }
-

@@ -29,7 +29,10 @@ pub fn familiar(image: &str) -> (String, String) {
         },
     };
     let repo = name.strip_prefix("docker.io/").unwrap_or(name);
-    let repo = repo.strip_prefix("library/").filter(|r| !r.contains('/')).unwrap_or(repo);
+    let repo = repo
+        .strip_prefix("library/")
+        .filter(|r| !r.contains('/'))
+        .unwrap_or(repo);
     (repo.to_string(), tag)
 }
 
@@ -133,7 +136,12 @@ pub async fn pull_one(c: &Client, req: &PullRequest, printer: &mut Printer) -> R
     while let Some(m) = lines.next::<StreamMsg>().await? {
         match m {
             StreamMsg::Pull(e) => {
-                if let PullEvent::Done { image, display, manifest } = &e {
+                if let PullEvent::Done {
+                    image,
+                    display,
+                    manifest,
+                } = &e
+                {
                     pulled = Pulled {
                         image: image.clone(),
                         display: display.clone(),
@@ -173,7 +181,13 @@ fn ls(list: &[ImageSummary], quiet: bool, format: TableFormat) {
         };
         for (repo, tag) in names {
             json.push(serde_json::json!({"Repository": repo, "Tag": tag, "ID": short(&i.id), "CreatedSince": ago(i.created), "Size": human_size(i.size)}));
-            rows.push(vec![repo, tag, short(&i.id).to_string(), ago(i.created), human_size(i.size)]);
+            rows.push(vec![
+                repo,
+                tag,
+                short(&i.id).to_string(),
+                ago(i.created),
+                human_size(i.size),
+            ]);
         }
     }
     match format {
@@ -234,7 +248,10 @@ pub fn run(cmd: ImageCommand) -> Result<ExitCode> {
                 let mut out = Vec::new();
                 let mut missing = Vec::new();
                 for i in &images {
-                    match c.get::<serde_json::Value>(&format!("/v1/images/{}/json", query_escape(i))).await {
+                    match c
+                        .get::<serde_json::Value>(&format!("/v1/images/{}/json", query_escape(i)))
+                        .await
+                    {
                         Ok(v) => out.push(v),
                         Err(e) => missing.push(e.to_string()),
                     }
@@ -248,7 +265,11 @@ pub fn run(cmd: ImageCommand) -> Result<ExitCode> {
                 }
             }
             ImageCommand::Prune { all, force: _ } => {
-                let route = if all { "/v1/images/prune?all=1" } else { "/v1/images/prune" };
+                let route = if all {
+                    "/v1/images/prune?all=1"
+                } else {
+                    "/v1/images/prune"
+                };
                 let out: Lines = c.post_json(route, &serde_json::json!({})).await?;
                 if !out.lines.is_empty() {
                     println!("Deleted Images:");
@@ -339,7 +360,10 @@ mod tests {
     fn references_as_docker_shows_them() {
         assert_eq!(familiar("busybox"), ("busybox".into(), "latest".into()));
         assert_eq!(familiar("docker.io/library/redis:7"), ("redis".into(), "7".into()));
-        assert_eq!(familiar("127.0.0.1:5000/t/x"), ("127.0.0.1:5000/t/x".into(), "latest".into()));
+        assert_eq!(
+            familiar("127.0.0.1:5000/t/x"),
+            ("127.0.0.1:5000/t/x".into(), "latest".into())
+        );
         assert_eq!(familiar("x@sha256:ab"), ("x".into(), "<none>".into()));
         assert_eq!(short("sha256:0123456789abcdef"), "0123456789ab");
     }

@@ -2,12 +2,14 @@
 //! the project is loaded here and sent to the engine, whose progress is printed as
 //! Docker Compose prints it in plain mode (` Container p-web-1  Started`, on stderr).
 
-use crate::args::{CreateArgs, DownArgs, KillArgs, RmArgs, ScaleArgs, ServicesArgs, StopArgs, UpArgs, WaitArgs, WatchArgs};
+use crate::args::{
+    CreateArgs, DownArgs, KillArgs, RmArgs, ScaleArgs, ServicesArgs, StopArgs, UpArgs, WaitArgs, WatchArgs,
+};
 use crate::client::{connect, runtime, Client};
 use crate::global::Global;
+use crate::logs_cmd::{self, Printer};
 use crate::progress::{code, follow_operation, follow_operation_outcome};
 use crate::project::{load, load_or_name, up_request, Loaded};
-use crate::logs_cmd::{self, Printer};
 use anyhow::{bail, Context, Result};
 use engine::api::{ActionRequest, DownRequest, UpRequest};
 use hyper::Method;
@@ -29,9 +31,6 @@ fn parse_scale(v: &[String]) -> Result<BTreeMap<String, u32>> {
 }
 
 pub fn up(g: &Global, a: UpArgs) -> Result<ExitCode> {
-    if a.build {
-        bail!("up --build: building images is not implemented yet");
-    }
     if a.detach && (a.abort_on_container_exit || a.abort_on_container_failure || a.exit_code_from.is_some()) {
         bail!("--abort-on-container-exit, --abort-on-container-failure and --exit-code-from cannot be combined with --detach");
     }
@@ -51,6 +50,8 @@ pub fn up(g: &Global, a: UpArgs) -> Result<ExitCode> {
         wait_timeout: a.wait_timeout,
         pull: a.pull.clone(),
         quiet_pull: a.quiet_pull,
+        build: a.build,
+        no_build: a.no_build,
         ..up_request(&l, &a.services)?
     };
     let detached = a.detach || a.wait || a.no_start;
@@ -206,6 +207,8 @@ pub fn create(g: &Global, a: CreateArgs) -> Result<ExitCode> {
             scale: a.scale,
             pull: a.pull,
             quiet_pull: a.quiet_pull,
+            build: a.build,
+            no_build: a.no_build,
             no_start: true,
             services: a.services,
             ..Default::default()

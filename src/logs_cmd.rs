@@ -142,7 +142,10 @@ fn time_arg(flag: &str, s: &str) -> Result<String> {
     }
     let d = compose::model::units::parse_duration(s).map_err(|_| anyhow::anyhow!(bad()))?;
     let then = now.saturating_sub(d.as_std());
-    Ok(conventions::timefmt::at(then.as_secs() as i64, Some(then.subsec_nanos())))
+    Ok(conventions::timefmt::at(
+        then.as_secs() as i64,
+        Some(then.subsec_nanos()),
+    ))
 }
 
 pub fn logs(g: &Global, a: LogsArgs) -> Result<ExitCode> {

@@ -3,12 +3,13 @@
 
 mod args;
 mod attach_cmd;
+mod build_cmd;
 mod cli;
 mod client;
 mod completion;
 mod config_cmd;
-mod credentials;
 mod cp_cmd;
+mod credentials;
 mod exec_cmd;
 mod global;
 mod image_cmd;
@@ -27,8 +28,8 @@ mod tarstream;
 mod watch;
 
 use anyhow::{Context, Result};
-use clap::Parser;
 use args::Format;
+use clap::Parser;
 use cli::{Cli, Command};
 use global::LogLevel;
 use std::process::ExitCode;
@@ -98,6 +99,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Image(args) => image_cmd::run(args.command),
         Command::Pull(args) => image_cmd::pull(&cli.global, args),
+        Command::Build(args) => build_cmd::build(&cli.global, args),
         Command::Completion { shell } => {
             completion::script(shell, &mut std::io::stdout())?;
             Ok(ExitCode::SUCCESS)

@@ -2,9 +2,9 @@
 //! Docker Compose prints them.
 
 use crate::args::{EventsArgs, ImagesArgs, PortArgs, ServicesArgs, StatsArgs, TableFormat};
-use crate::global::Global;
 use crate::client::connect;
 use crate::client::runtime;
+use crate::global::Global;
 use crate::project::load_or_name;
 use anyhow::{bail, Result};
 use engine::api::{ContainerSummary, Event};
@@ -48,7 +48,11 @@ pub fn images(g: &Global, a: ImagesArgs) -> Result<ExitCode> {
             Some(i) => (
                 i["Id"].as_str().unwrap_or_default().to_string(),
                 i["Size"].as_u64().unwrap_or(0),
-                format!("{}/{}", i["Os"].as_str().unwrap_or_default(), i["Architecture"].as_str().unwrap_or_default()),
+                format!(
+                    "{}/{}",
+                    i["Os"].as_str().unwrap_or_default(),
+                    i["Architecture"].as_str().unwrap_or_default()
+                ),
             ),
             None => (String::new(), 0, String::new()),
         };

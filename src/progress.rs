@@ -10,8 +10,8 @@
 use crate::global::{Ansi, Global, Progress};
 use anyhow::{bail, Result};
 use engine::api::StreamMsg;
-use std::process::ExitCode;
 use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -270,6 +270,7 @@ pub async fn follow_operation_outcome(mut lines: crate::client::Lines) -> Result
     let mut services = Vec::new();
     // The engine sends no pull progress when it was asked for none (`--quiet-pull`).
     let mut pulls = crate::image_cmd::Printer::new(false);
+    let mut builds = crate::build_cmd::Printer::new(crate::build_cmd::Mode::Plain);
     let mut display = Display::new();
     let mut ticks = tokio::time::interval(TICK);
     let err = &mut std::io::stderr();
@@ -288,6 +289,7 @@ pub async fn follow_operation_outcome(mut lines: crate::client::Lines) -> Result
             StreamMsg::Created(name) => created = Some(name),
             StreamMsg::Services(s) => services = s,
             StreamMsg::Pull(e) => pulls.event(&e),
+            StreamMsg::Build(e) => builds.event(&e),
             StreamMsg::Error { message, exit_code } => {
                 display.finish(err);
                 eprintln!("{message}");

@@ -61,7 +61,10 @@ pub fn load_or_name(g: &Global, services: &[String]) -> Result<(String, Option<L
     match load(g, services) {
         Ok(l) => Ok((l.name.clone(), Some(l))),
         Err(e) => match &g.project_name {
-            Some(p) if g.files.is_empty() && matches!(e.downcast_ref::<compose::Error>(), Some(compose::Error::NoConfigFile)) => {
+            Some(p)
+                if g.files.is_empty()
+                    && matches!(e.downcast_ref::<compose::Error>(), Some(compose::Error::NoConfigFile)) =>
+            {
                 Ok((p.clone(), None))
             }
             _ => Err(e),
@@ -110,4 +113,3 @@ pub fn file_values(l: &compose::Loaded) -> Result<BTreeMap<String, String>> {
     }
     Ok(out)
 }
-

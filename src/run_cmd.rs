@@ -4,9 +4,9 @@
 //! ended before the attachment has its log printed instead.
 
 use crate::args::RunArgs;
-use crate::global::Global;
 use crate::client::connect;
 use crate::client::runtime;
+use crate::global::Global;
 use crate::progress::follow_operation_outcome;
 use crate::project::{file_values, load};
 use anyhow::{bail, Context, Result};
@@ -75,6 +75,7 @@ pub fn run(g: &Global, a: RunArgs) -> Result<ExitCode> {
         config_files: l.loaded.files.iter().map(|f| f.display().to_string()).collect(),
         service: a.service.clone(),
         pull: a.pull.clone(),
+        build: a.build,
         // As Compose: a run's pulls are quiet.
         quiet_pull: true,
         auths: crate::project::auths(&l.loaded.project),

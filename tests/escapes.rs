@@ -75,9 +75,14 @@ fn a_workdir_through_proc_never_reaches_the_host() {
     let mut names = Vec::new();
     // An image's WORKDIR (CVE-2024-21626's shape), a Compose working_dir, and exec -w:
     // through the init's descriptors, its cwd and its root.
-    for (i, wd) in ["/proc/1/fd/4", "/proc/self/fd/3", "/proc/1/cwd/../../..", "/proc/1/root/../.."]
-        .iter()
-        .enumerate()
+    for (i, wd) in [
+        "/proc/1/fd/4",
+        "/proc/self/fd/3",
+        "/proc/1/cwd/../../..",
+        "/proc/1/root/../..",
+    ]
+    .iter()
+    .enumerate()
     {
         let m = marker(&format!("wd{i}"));
         let cmd = format!("[\"sh\",\"-c\",\"echo pwned > ../../../{m}; echo pwned > {m}\"]");
@@ -105,7 +110,9 @@ fn a_workdir_through_proc_never_reaches_the_host() {
     // The workloads fail to start, or start without a way out; either way up goes on.
     let _ = env.rc(&["up", "-d"]);
     env.wait_for("the sleeper", || {
-        env.ps().iter().any(|c| c["Service"] == "running" && c["State"] == "running")
+        env.ps()
+            .iter()
+            .any(|c| c["Service"] == "running" && c["State"] == "running")
     });
     for (m, wd, _) in &names {
         let o = env.rc(&[
@@ -118,14 +125,21 @@ fn a_workdir_through_proc_never_reaches_the_host() {
             &format!("echo pwned > ../../../{m}x; echo pwned > {m}x"),
         ]);
         assert_ne!(o.status.code(), Some(0), "exec -w {wd}: {}", stderr(&o));
-        assert!(stderr(&o).contains(wd.as_str()), "the error names the directory: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains(wd.as_str()),
+            "the error names the directory: {}",
+            stderr(&o)
+        );
     }
     // Give anything that did start the time to write.
     std::thread::sleep(std::time::Duration::from_millis(500));
     for (m, wd, _) in &names {
         for suffix in ["", "c", "x"] {
             let found = escaped(&env, &format!("{m}{suffix}"));
-            assert!(found.is_empty(), "{wd}{suffix}: written outside the container: {found:?}");
+            assert!(
+                found.is_empty(),
+                "{wd}{suffix}: written outside the container: {found:?}"
+            );
         }
     }
     for c in env.ps() {
@@ -147,9 +161,7 @@ fn cp_never_follows_a_link_out_of_the_container() {
     });
     env.write(
         "compose.yaml",
-        &format!(
-            "services:\n  box:\n{SLEEPER}    environment: [INSIDE=inside-value]\n"
-        ),
+        &format!("services:\n  box:\n{SLEEPER}    environment: [INSIDE=inside-value]\n"),
     );
     env.ok(&["up", "-d"]);
     // The container plants links through /proc's magic links and a plain relative one.
@@ -165,7 +177,10 @@ fn cp_never_follows_a_link_out_of_the_container() {
     // Out: a relative link resolves inside the container's root, as Docker resolves it.
     let dst = out.path().join("passwd");
     env.ok(&["cp", "box:/tmp/up/etc/passwd", dst.to_str().unwrap()]);
-    assert_eq!(std::fs::read_to_string(&dst).unwrap(), "root:x:0:0:root:/root:/bin/sh\n");
+    assert_eq!(
+        std::fs::read_to_string(&dst).unwrap(),
+        "root:x:0:0:root:/root:/bin/sh\n"
+    );
     // Through magic links: refused, nothing written, no content in the message.
     for link in ["viaroot", "viacwd"] {
         let dst = out.path().join(link);
@@ -207,7 +222,10 @@ fn cp_never_follows_a_link_out_of_the_container() {
     let all = out.path().join("all");
     env.ok(&["cp", "box:/", all.to_str().unwrap()]);
     assert!(all.join("bin/busybox").is_file());
-    assert_eq!(std::fs::read_to_string(all.join("etc/passwd")).unwrap(), "root:x:0:0:root:/root:/bin/sh\n");
+    assert_eq!(
+        std::fs::read_to_string(all.join("etc/passwd")).unwrap(),
+        "root:x:0:0:root:/root:/bin/sh\n"
+    );
     for d in ["proc", "sys"] {
         assert!(all.join(d).is_dir(), "{d}");
         assert!(std::fs::read_dir(all.join(d)).unwrap().next().is_none(), "{d} is empty");
@@ -351,7 +369,10 @@ fn hostile_names_are_refused_before_anything_touches_the_disk() {
         let e = env.refused("compose.yaml", file);
         assert!(e.contains(needle), "{file}\n{e}");
     }
-    env.write("compose.yaml", "services:\n  web:\n    image: rcompose/busybox:latest\n");
+    env.write(
+        "compose.yaml",
+        "services:\n  web:\n    image: rcompose/busybox:latest\n",
+    );
     let o = env.rc(&["-p", "../x", "up", "-d"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("../x"), "{}", stderr(&o));
@@ -395,7 +416,9 @@ fn networks_are_isolated(env: &Env) {
         let ping = env.rc(&["-f", file, "exec", from, "ping", "-c", "1", "-W", "2", to]);
         (tcp.status.success(), ping.status.success())
     };
-    env.wait_for("a to reach c", || reach("compose.yaml", "a", "10.231.1.11") == (true, true));
+    env.wait_for("a to reach c", || {
+        reach("compose.yaml", "a", "10.231.1.11") == (true, true)
+    });
     for (file, from, to) in [
         ("compose.yaml", "a", "10.231.2.10"),
         ("compose.yaml", "b", "10.231.1.10"),
@@ -414,7 +437,10 @@ fn networks_are_isolated(env: &Env) {
         for line in String::from_utf8_lossy(&o.stdout).lines() {
             if let Some(iif) = line.split_whitespace().skip_while(|w| *w != "iif").nth(1) {
                 if iif.starts_with("rc-") {
-                    let s = Command::new("ip").args(["rule", "del", "iif", iif, "priority", "32000"]).status().unwrap();
+                    let s = Command::new("ip")
+                        .args(["rule", "del", "iif", iif, "priority", "32000"])
+                        .status()
+                        .unwrap();
                     assert!(s.success());
                 }
             }
@@ -453,10 +479,12 @@ fn networks_are_isolated_without_nftables() {
         ..Default::default()
     });
     env.in_netns(|| std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").unwrap());
-    assert!(env.engine_log().contains("nft not found") || {
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        env.engine_log().contains("nft not found")
-    });
+    assert!(
+        env.engine_log().contains("nft not found") || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            env.engine_log().contains("nft not found")
+        }
+    );
     networks_are_isolated(&env);
 }
 
@@ -520,10 +548,26 @@ fn endless_inputs_are_refused_at_once() {
     let svc = "services:\n  web:\n    image: busybox\n";
     for (file, args, needle) in [
         (None, vec!["-f", "/dev/zero", "config"], "/dev/zero"),
-        (Some(format!("{svc}    env_file: /dev/zero\n")), vec!["config"], "/dev/zero"),
-        (Some(format!("{svc}    label_file: /dev/zero\n")), vec!["config"], "/dev/zero"),
-        (Some(svc.to_string()), vec!["--env-file", "/dev/zero", "config"], "/dev/zero"),
-        (Some(format!("{svc}    env_file: /proc/self\n")), vec!["config"], "/proc/self"),
+        (
+            Some(format!("{svc}    env_file: /dev/zero\n")),
+            vec!["config"],
+            "/dev/zero",
+        ),
+        (
+            Some(format!("{svc}    label_file: /dev/zero\n")),
+            vec!["config"],
+            "/dev/zero",
+        ),
+        (
+            Some(svc.to_string()),
+            vec!["--env-file", "/dev/zero", "config"],
+            "/dev/zero",
+        ),
+        (
+            Some(format!("{svc}    env_file: /proc/self\n")),
+            vec!["config"],
+            "/proc/self",
+        ),
     ] {
         if let Some(f) = &file {
             std::fs::write(t.path().join("compose.yaml"), f).unwrap();

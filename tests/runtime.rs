@@ -131,10 +131,7 @@ impl Fixture {
     /// Runs to completion; returns (exit code, output).
     fn run(&self, spec: &ContainerSpec, limits: &Limits) -> (i32, String) {
         let c = self.rt.start(spec, limits).unwrap_or_else(|e| panic!("start: {e}"));
-        assert!(
-            self.rt.wait(&c, Duration::from_secs(30)),
-            "container did not exit"
-        );
+        assert!(self.rt.wait(&c, Duration::from_secs(30)), "container did not exit");
         let status = exit_status(&c.dir).expect("exit status recorded");
         assert_eq!(self.rt.cleanup(&c), Vec::<String>::new(), "teardown left something");
         (status.exit_code, self.log(&spec.id))
@@ -210,7 +207,9 @@ fn isolation_from_inside() {
         // (stdin, stdout, stderr, and the pipe of the `$(...)` being read)
         let fds = out.lines().find_map(|l| l.strip_prefix("fds=")).unwrap();
         assert!(
-            fds.split(',').filter(|f| !f.is_empty()).all(|f| f == "/dev/null" || f.starts_with("pipe:")),
+            fds.split(',')
+                .filter(|f| !f.is_empty())
+                .all(|f| f == "/dev/null" || f.starts_with("pipe:")),
             "{out}"
         );
         // The shell and the shell's pipeline children: nothing of the host.

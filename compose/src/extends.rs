@@ -2,10 +2,10 @@
 //! with cycles refused. The extended service's relative paths are resolved against its
 //! own file's directory; the extending service then merges over it by the usual rules.
 
+use crate::context::Ctx;
 use crate::discovery::absolute;
 use crate::environment::Env;
 use crate::error::{Error, Result};
-use crate::context::Ctx;
 use crate::merge::{merge, scalar_str};
 use serde_yaml_ng::{Mapping, Value};
 use std::path::{Path, PathBuf};

@@ -2,10 +2,10 @@
 //! project directory and env files, its relative paths resolved against that directory.
 //! A resource defined by both sides differently is an error; include cycles are refused.
 
+use crate::context::{Ctx, Process};
 use crate::discovery::absolute;
 use crate::environment::{self, Env};
 use crate::error::{Error, Result};
-use crate::context::{Ctx, Process};
 use crate::merge::{key_str, merge, scalar_str};
 use serde_yaml_ng::{Mapping, Value};
 use std::path::{Path, PathBuf};

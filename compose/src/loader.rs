@@ -1,8 +1,8 @@
 //! The loading pipeline: discover files and environment, parse, interpolate, apply
 //! `include` and `extends`, merge, decode into the typed model, normalize, validate.
 
-pub use crate::context::{Loaded, Options};
 use crate::context::Ctx;
+pub use crate::context::{Loaded, Options};
 use crate::discovery::{self, absolute};
 use crate::environment::{self, Env};
 use crate::error::{At, Error, Result};

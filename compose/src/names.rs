@@ -22,7 +22,9 @@ fn restricted(name: &str, min: usize) -> bool {
 pub fn service(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= MAX
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
         && name != "."
         && name != "..";
     ok.then_some(()).ok_or_else(|| {
@@ -60,10 +62,26 @@ pub fn check(p: &Project) -> Result<(), (String, String)> {
         }
     }
     let sections: [(&str, &str, Vec<(&String, Option<&String>)>); 4] = [
-        ("networks", "network", p.networks.iter().map(|(k, n)| (k, n.name.as_ref())).collect()),
-        ("volumes", "volume", p.volumes.iter().map(|(k, v)| (k, v.name.as_ref())).collect()),
-        ("secrets", "secret", p.secrets.iter().map(|(k, s)| (k, s.name.as_ref())).collect()),
-        ("configs", "config", p.configs.iter().map(|(k, c)| (k, c.name.as_ref())).collect()),
+        (
+            "networks",
+            "network",
+            p.networks.iter().map(|(k, n)| (k, n.name.as_ref())).collect(),
+        ),
+        (
+            "volumes",
+            "volume",
+            p.volumes.iter().map(|(k, v)| (k, v.name.as_ref())).collect(),
+        ),
+        (
+            "secrets",
+            "secret",
+            p.secrets.iter().map(|(k, s)| (k, s.name.as_ref())).collect(),
+        ),
+        (
+            "configs",
+            "config",
+            p.configs.iter().map(|(k, c)| (k, c.name.as_ref())).collect(),
+        ),
     ];
     for (section, kind, entries) in sections {
         for (key, name) in entries {
@@ -89,7 +107,10 @@ mod tests {
         assert!(container("shop-web-1").is_ok());
         assert!(container("/named").is_ok());
         let e = container("../../../x").unwrap_err();
-        assert_eq!(e, "Invalid container name (../../../x), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed");
+        assert_eq!(
+            e,
+            "Invalid container name (../../../x), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+        );
         assert!(container("a").is_err(), "Docker's pattern wants two characters");
         assert!(container(&"a".repeat(256)).is_err());
         assert!(resource("network", "p_default").is_ok());

@@ -3,9 +3,9 @@
 //! (`<project>_<name>`), the implicit default network, defaults of long syntaxes, and
 //! warnings for what Linux or a single host cannot honour.
 
+use crate::context::{Ctx, Loaded, Options};
 use crate::environment;
 use crate::error::{Error, Result};
-use crate::context::{Ctx, Loaded, Options};
 use crate::model::*;
 use indexmap::IndexMap;
 use std::path::Path;

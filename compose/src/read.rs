@@ -93,7 +93,10 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let big = t.path().join("big");
         std::fs::write(&big, vec![b'a'; 2048]).unwrap();
-        assert!(text_limited(&big, 1024).unwrap_err().to_string().contains("larger than"));
+        assert!(text_limited(&big, 1024)
+            .unwrap_err()
+            .to_string()
+            .contains("larger than"));
         assert_eq!(text_limited(&big, 4096).unwrap().len(), 2048);
         // A pipe that never ends stops at the limit.
         assert!(from_reader(std::io::repeat(b'x'), 1 << 20).is_err());

@@ -2,8 +2,8 @@
 //! network, volume, secret and config a service names must exist; values drawn from a
 //! fixed set must be one of it; `container_name` must be unique.
 
-use crate::error::{Error, Result};
 use crate::context::Ctx;
+use crate::error::{Error, Result};
 use crate::model::*;
 use std::collections::HashMap;
 

@@ -94,6 +94,66 @@ pub struct UpRequest {
     pub quiet_pull: bool,
     /// Credentials by registry host, as the client's Docker configuration has them.
     pub auths: BTreeMap<String, Credentials>,
+    /// `--build`: build every selected service that has `build:` first.
+    pub build: bool,
+    /// `--no-build`: never build (a missing image is an error).
+    pub no_build: bool,
+}
+
+/// `POST /v1/projects/{name}/build`: the services' images built from their `build:`
+/// sections; the stream carries `build` events, then `done` or `error`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BuildRequest {
+    pub project: serde_json::Value,
+    pub working_dir: String,
+    /// Services named (empty: every service with `build:`).
+    pub services: Vec<String>,
+    /// `--with-dependencies`: the named services' dependencies too.
+    pub with_dependencies: bool,
+    /// `--build-arg KEY=VALUE`, over the services' `args`.
+    pub build_args: BTreeMap<String, String>,
+    pub no_cache: bool,
+    /// `--pull`: base images pulled even when present.
+    pub pull: bool,
+    /// Secrets' values whose source is an environment variable (`secret:NAME`).
+    pub file_values: BTreeMap<String, String>,
+    pub auths: BTreeMap<String, Credentials>,
+}
+
+/// What a build reports as it goes (`{"build": {...}}` lines of a stream), as
+/// BuildKit's progress has it: numbered vertices, their output, `CACHED`, `DONE`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum BuildEvent {
+    /// A step started: `[build 2/4] RUN make`.
+    Step {
+        id: u32,
+        name: String,
+    },
+    Cached {
+        id: u32,
+    },
+    /// A line of the step's output, `elapsed` seconds after it started.
+    Log {
+        id: u32,
+        elapsed: f64,
+        line: String,
+    },
+    Done {
+        id: u32,
+        secs: f64,
+    },
+    Error {
+        id: u32,
+        message: String,
+    },
+    /// A service's image was built and stored.
+    Image {
+        service: String,
+        id: String,
+        tags: Vec<String>,
+    },
 }
 
 /// A registry login: what the client read from its `~/.docker/config.json` (the engine
@@ -119,16 +179,34 @@ pub struct PullRequest {
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum PullEvent {
     /// The manifest for this platform is known.
-    Resolved { image: String, manifest: String },
-    LayerExists { layer: String },
+    Resolved {
+        image: String,
+        manifest: String,
+    },
+    LayerExists {
+        layer: String,
+    },
     /// Bytes of a layer received so far.
-    LayerProgress { layer: String, done: u64, total: u64 },
-    LayerDownloaded { layer: String, size: u64 },
+    LayerProgress {
+        layer: String,
+        done: u64,
+        total: u64,
+    },
+    LayerDownloaded {
+        layer: String,
+        size: u64,
+    },
     /// `image` in full (`docker.io/library/busybox:latest`), `display` as Docker shows it
     /// (`busybox:latest`).
-    Done { image: String, display: String, manifest: String },
+    Done {
+        image: String,
+        display: String,
+        manifest: String,
+    },
     /// `policy: missing` and the image is there: nothing was pulled.
-    Present { image: String },
+    Present {
+        image: String,
+    },
 }
 
 /// An image of the store, as `image ls` shows it (`GET /v1/images`).
@@ -181,6 +259,8 @@ pub struct RunRequest {
     pub pull: Option<String>,
     pub quiet_pull: bool,
     pub auths: BTreeMap<String, Credentials>,
+    /// `--build`: the service's image (and its dependencies') built first.
+    pub build: bool,
     /// A terminal for the container (`-t`, or standard input is one).
     pub tty: bool,
     /// Standard input kept open (`-i`).
@@ -243,6 +323,8 @@ pub enum StreamMsg {
     Services(Vec<String>),
     /// An image pull's progress (`POST /v1/images/pull`, or `up` pulling).
     Pull(PullEvent),
+    /// A build's progress (`build`, or `up` building).
+    Build(BuildEvent),
     Error {
         message: String,
         exit_code: i32,

@@ -6,7 +6,7 @@
 pub mod api;
 mod daemon;
 
-pub use daemon::run as serve;
 /// The cgroup directory (under the engine's own) of a state root's containers: what a
 /// test that ran an engine removes when it is done.
 pub use daemon::cgroup_parent;
+pub use daemon::run as serve;

@@ -218,6 +218,7 @@ pub fn import(
         )?;
         let (os, arch, variant) = host_platform();
         let image_cfg = ImageConfigFile {
+            author: None,
             created: Some(rfc3339_now()),
             architecture: arch.into(),
             os: os.into(),

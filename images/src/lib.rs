@@ -3,8 +3,11 @@
 
 pub mod archive;
 pub mod config;
+pub mod context;
 pub mod digest;
+pub mod dockerfile;
 pub mod import;
+pub mod layer;
 pub mod manifest;
 pub mod reference;
 pub mod registry;

@@ -72,7 +72,10 @@ pub fn table_id(root: &std::path::Path) -> u32 {
 /// carries on; the errors are returned together.
 pub async fn sync(nl: &impl Policy, table: u32, members: &[Member]) -> Result<(), Vec<LinkError>> {
     let mut errors = Vec::new();
-    let mut want_nets: Vec<IpNet> = members.iter().flat_map(|m| m.subnets.iter().map(IpNet::trunc)).collect();
+    let mut want_nets: Vec<IpNet> = members
+        .iter()
+        .flat_map(|m| m.subnets.iter().map(IpNet::trunc))
+        .collect();
     want_nets.sort();
     want_nets.dedup();
     // IPv6 rules only when some network has IPv6 (a host may have it disabled).
@@ -137,7 +140,11 @@ fn nl(what: String) -> impl FnOnce(rtnetlink::Error) -> LinkError {
 
 fn rule_message(rule: &Rule, table: u32) -> RuleMessage {
     let mut m = RuleMessage::default();
-    m.header.family = if rule.v6 { AddressFamily::Inet6 } else { AddressFamily::Inet };
+    m.header.family = if rule.v6 {
+        AddressFamily::Inet6
+    } else {
+        AddressFamily::Inet
+    };
     m.header.action = RuleAction::ToTable;
     // Tables above 255 are named by the attribute; the header's byte says "see it".
     m.header.table = 252;
@@ -274,7 +281,13 @@ mod tests {
 
     impl Policy for Fake {
         async fn rules(&self, table: u32) -> Result<Vec<Rule>, LinkError> {
-            Ok(self.rules.borrow().iter().filter(|r| r.1 == table).map(|r| r.0.clone()).collect())
+            Ok(self
+                .rules
+                .borrow()
+                .iter()
+                .filter(|r| r.1 == table)
+                .map(|r| r.0.clone())
+                .collect())
         }
         async fn add_rule(&self, rule: &Rule, table: u32) -> Result<(), LinkError> {
             if self.fail_add_rule {
@@ -293,7 +306,13 @@ mod tests {
             Ok(())
         }
         async fn blackholes(&self, table: u32) -> Result<Vec<IpNet>, LinkError> {
-            Ok(self.routes.borrow().iter().filter(|r| r.1 == table).map(|r| r.0).collect())
+            Ok(self
+                .routes
+                .borrow()
+                .iter()
+                .filter(|r| r.1 == table)
+                .map(|r| r.0)
+                .collect())
         }
         async fn add_blackhole(&self, net: IpNet, table: u32) -> Result<(), LinkError> {
             self.log.borrow_mut().push(format!("+route {net}"));
@@ -306,7 +325,6 @@ mod tests {
             Ok(())
         }
     }
-
 
     fn member(bridge: &str, subnets: &[&str]) -> Member {
         Member {
@@ -332,18 +350,24 @@ mod tests {
         let mut rules = block_on(nl.rules(7)).unwrap();
         rules.sort();
         let iifs: Vec<_> = rules.iter().map(|r| (r.iif.as_str(), r.v6)).collect();
-        assert_eq!(
-            iifs,
-            [("rc-a", false), ("rc-b", false), ("rc-a", true), ("rc-b", true)]
-        );
+        assert_eq!(iifs, [("rc-a", false), ("rc-b", false), ("rc-a", true), ("rc-b", true)]);
         // Without IPv6 networks, no IPv6 rules.
         let v4 = Fake::default();
         block_on(sync(&v4, 7, &members[..1])).unwrap();
-        assert_eq!(block_on(v4.rules(7)).unwrap(), [Rule { v6: false, iif: "rc-a".into() }]);
+        assert_eq!(
+            block_on(v4.rules(7)).unwrap(),
+            [Rule {
+                v6: false,
+                iif: "rc-a".into()
+            }]
+        );
         // The table is complete before any rule points at it.
         let log = nl.log.borrow().clone();
         let first_rule = log.iter().position(|l| l.starts_with("+rule")).unwrap();
-        assert!(log[..first_rule].iter().filter(|l| l.starts_with("+route")).count() == 3, "{log:?}");
+        assert!(
+            log[..first_rule].iter().filter(|l| l.starts_with("+route")).count() == 3,
+            "{log:?}"
+        );
         // Again: nothing to do.
         nl.log.borrow_mut().clear();
         block_on(sync(&nl, 7, &members)).unwrap();
@@ -354,9 +378,21 @@ mod tests {
     fn what_the_state_no_longer_names_goes_and_other_tables_stay() {
         let nl = Fake::default();
         // Another engine's table, and a leftover of a crash in this one.
-        nl.rules.borrow_mut().push((Rule { v6: false, iif: "rc-other".into() }, 8));
+        nl.rules.borrow_mut().push((
+            Rule {
+                v6: false,
+                iif: "rc-other".into(),
+            },
+            8,
+        ));
         nl.routes.borrow_mut().push(("10.9.0.0/24".parse().unwrap(), 8));
-        nl.rules.borrow_mut().push((Rule { v6: false, iif: "rc-gone".into() }, 7));
+        nl.rules.borrow_mut().push((
+            Rule {
+                v6: false,
+                iif: "rc-gone".into(),
+            },
+            7,
+        ));
         nl.routes.borrow_mut().push(("10.8.0.0/24".parse().unwrap(), 7));
         block_on(sync(&nl, 7, &[member("rc-a", &["10.1.0.0/24"])])).unwrap();
         let log = nl.log.borrow().clone();

@@ -400,10 +400,19 @@ mod tests {
             "02:42:ac:11:0:02",
             "zz:42:ac:11:00:02",
         ] {
-            assert!(parse_mac(bad).unwrap_err().to_string().contains("invalid MAC address"), "{bad}");
+            assert!(
+                parse_mac(bad).unwrap_err().to_string().contains("invalid MAC address"),
+                "{bad}"
+            );
         }
-        assert!(parse_mac("01:00:5e:00:00:01").unwrap_err().to_string().contains("multicast"));
-        assert!(parse_mac("00:00:00:00:00:00").unwrap_err().to_string().contains("zeroes"));
+        assert!(parse_mac("01:00:5e:00:00:01")
+            .unwrap_err()
+            .to_string()
+            .contains("multicast"));
+        assert!(parse_mac("00:00:00:00:00:00")
+            .unwrap_err()
+            .to_string()
+            .contains("zeroes"));
     }
 
     /// A link: name, MTU, up, addresses, controller.
@@ -486,7 +495,6 @@ mod tests {
             Ok(())
         }
     }
-
 
     #[test]
     fn a_container_mac_is_docker_s_and_follows_its_address() {

@@ -8,14 +8,14 @@
 //! The helper exits with its exit code.
 
 use super::init::{fail, recv, send, SOCK_FD};
-use super::spec::{Command, Report};
 use super::process;
-use safefs::{fds, inroot};
+use super::spec::{Command, Report};
 use nix::fcntl::OFlag;
 use nix::sched::{setns, CloneFlags};
 use nix::sys::stat::Mode;
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult};
+use safefs::{fds, inroot};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::io::{AsRawFd, OwnedFd};
@@ -67,15 +67,20 @@ pub fn main() -> ! {
     // directory descriptor stays that process's, so nothing opened through it can be
     // another's, whatever took the PID meanwhile.
     let not_running = |what: String| -> ! { fail(126, format!("container is not running ({what})")) };
-    let proc_dir = File::open(format!("/proc/{}", spec.pid))
-        .unwrap_or_else(|e| not_running(format!("/proc/{}: {e}", spec.pid)));
+    let proc_dir =
+        File::open(format!("/proc/{}", spec.pid)).unwrap_or_else(|e| not_running(format!("/proc/{}: {e}", spec.pid)));
     let open = |ns: &str| -> File {
         let rel = format!("ns/{ns}");
         // The namespace files are magic links, which openat follows (and openat2 with
         // the resolve restrictions would refuse); the directory is the trusted part.
-        nix::fcntl::openat(&proc_dir, rel.as_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
-            .map(File::from)
-            .unwrap_or_else(|e| not_running(format!("/proc/{}/{rel}: {e}", spec.pid)))
+        nix::fcntl::openat(
+            &proc_dir,
+            rel.as_str(),
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map(File::from)
+        .unwrap_or_else(|e| not_running(format!("/proc/{}/{rel}: {e}", spec.pid)))
     };
     let pid_ns = open("pid");
     let files: Vec<(File, CloneFlags, &str)> = kinds.into_iter().map(|(ns, flag)| (open(ns), flag, ns)).collect();
@@ -105,7 +110,13 @@ pub fn main() -> ! {
         Err(e) => fail(1, format!("fork: {e}")),
     };
     drop((go_r, status_w, files));
-    let _ = send(SOCK_FD, &Report::Created { pid: child.as_raw(), monitor: 0 });
+    let _ = send(
+        SOCK_FD,
+        &Report::Created {
+            pid: child.as_raw(),
+            monitor: 0,
+        },
+    );
     match recv::<Command>(SOCK_FD) {
         Ok(Command::Go) => {}
         _ => {
@@ -192,7 +203,12 @@ fn run(spec: &ExecSpec, files: Vec<(File, CloneFlags, &str)>) -> (i32, String) {
         unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) };
     }
     let cwd = if p.cwd.is_empty() { "/" } else { p.cwd.as_str() };
-    let dir = match inroot::open(inroot::borrow(&root), Path::new(cwd), libc::O_PATH | libc::O_DIRECTORY, 0) {
+    let dir = match inroot::open(
+        inroot::borrow(&root),
+        Path::new(cwd),
+        libc::O_PATH | libc::O_DIRECTORY,
+        0,
+    ) {
         Ok(d) => d,
         Err(e) => return (126, format!("chdir to {cwd}: {e}")),
     };

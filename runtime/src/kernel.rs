@@ -11,7 +11,14 @@ use std::os::unix::io::RawFd;
 use std::path::{Path, PathBuf};
 
 pub trait Kernel {
-    fn mount(&mut self, src: Option<&str>, target: &Path, fstype: Option<&str>, flags: MsFlags, data: Option<&str>) -> Result<(), MountError>;
+    fn mount(
+        &mut self,
+        src: Option<&str>,
+        target: &Path,
+        fstype: Option<&str>,
+        flags: MsFlags,
+        data: Option<&str>,
+    ) -> Result<(), MountError>;
     /// Detaches the mount at `target` (the old root after `pivot_root`).
     fn umount_detach(&mut self, target: &Path) -> Result<(), MountError>;
     fn chdir(&mut self, dir: &Path) -> Result<(), MountError>;
@@ -32,7 +39,14 @@ pub trait Kernel {
 pub struct Host;
 
 impl Kernel for Host {
-    fn mount(&mut self, src: Option<&str>, target: &Path, fstype: Option<&str>, flags: MsFlags, data: Option<&str>) -> Result<(), MountError> {
+    fn mount(
+        &mut self,
+        src: Option<&str>,
+        target: &Path,
+        fstype: Option<&str>,
+        flags: MsFlags,
+        data: Option<&str>,
+    ) -> Result<(), MountError> {
         nix::mount::mount(src, target, fstype, flags, data)
             .map_err(|e| err(&format!("mounting {}", fstype.or(src).unwrap_or("")), target, e))
     }
@@ -58,7 +72,10 @@ impl Kernel for Host {
     }
 
     fn bind_idmapped(&mut self, source: &Path, target: &Path, userns: RawFd) -> Result<(), MountError> {
-        Ok(super::userns::attach(&super::userns::idmapped_tree(source, userns, false)?, target)?)
+        Ok(super::userns::attach(
+            &super::userns::idmapped_tree(source, userns, false)?,
+            target,
+        )?)
     }
 
     fn write(&mut self, path: &Path, value: &str) -> Result<(), MountError> {
@@ -85,7 +102,10 @@ pub enum Call {
     Chdir(String),
     PivotRoot,
     Mknod(String, u64, u64),
-    BindIdmapped { source: String, target: String },
+    BindIdmapped {
+        source: String,
+        target: String,
+    },
     Write(String, String),
 }
 
@@ -113,7 +133,10 @@ impl Recording {
         let p = match p.strip_prefix("/proc/self/fd") {
             Ok(rest) => {
                 let mut parts = rest.components();
-                let fd = parts.next().map(|c| Path::new("/proc/self/fd").join(c)).unwrap_or_default();
+                let fd = parts
+                    .next()
+                    .map(|c| Path::new("/proc/self/fd").join(c))
+                    .unwrap_or_default();
                 let named = std::fs::read_link(&fd).unwrap_or(fd);
                 real = match parts.as_path() {
                     rest if rest.as_os_str().is_empty() => named,
@@ -153,7 +176,14 @@ impl Recording {
 }
 
 impl Kernel for Recording {
-    fn mount(&mut self, src: Option<&str>, target: &Path, fstype: Option<&str>, flags: MsFlags, data: Option<&str>) -> Result<(), MountError> {
+    fn mount(
+        &mut self,
+        src: Option<&str>,
+        target: &Path,
+        fstype: Option<&str>,
+        flags: MsFlags,
+        data: Option<&str>,
+    ) -> Result<(), MountError> {
         let target = self.shown(target);
         let src = src.map(|s| self.shown(Path::new(s)));
         self.calls.push(Call::Mount {

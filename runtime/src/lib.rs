@@ -29,8 +29,8 @@ pub mod spec;
 pub mod userns;
 pub mod workload;
 
-use safefs::fds;
 use cgroups::{Cgroup, Limits, Manager};
+use safefs::fds;
 use spec::{Command, ContainerSpec, ExitStatus, Report};
 use std::os::unix::io::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
@@ -140,8 +140,10 @@ impl Runtime {
                 cgroups::DEFAULT_DEVICE_RULES.iter().map(|s| s.to_string()).collect()
             };
             for d in &spec.devices {
-                let (kind, major, minor) =
-                    mounts::device_numbers(&d.host).map_err(|e| RuntimeError::Start { exit_code: 1, message: e.to_string() })?;
+                let (kind, major, minor) = mounts::device_numbers(&d.host).map_err(|e| RuntimeError::Start {
+                    exit_code: 1,
+                    message: e.to_string(),
+                })?;
                 let t = if kind == nix::sys::stat::SFlag::S_IFBLK {
                     'b'
                 } else {
@@ -249,7 +251,10 @@ impl Runtime {
             kill();
             log_left(&spec.name, self.cleanup(&c));
             let _ = std::fs::remove_file(spec.dir.join("state.json"));
-            return Err(RuntimeError::Start { exit_code: 1, message: message.to_string() });
+            return Err(RuntimeError::Start {
+                exit_code: 1,
+                message: message.to_string(),
+            });
         }
         let started = init::send(fd, &Command::Go)
             .map_err(fail)

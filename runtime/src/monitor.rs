@@ -11,12 +11,12 @@
 use super::logs::LogWriter;
 use super::spec::{Command, ContainerSpec, ExitStatus, Report};
 use super::{init, workload};
-use safefs::fds;
 use init::{fail, send, SOCK_FD};
 use nix::sched::{setns, unshare, CloneFlags};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
+use safefs::fds;
 use std::fs::File;
 use std::os::unix::io::{AsRawFd, OwnedFd, RawFd};
 
@@ -85,11 +85,14 @@ pub fn main(spec: ContainerSpec) -> ! {
         .as_ref()
         .map(|map| super::userns::create(map, owned_by_userns(&spec)).unwrap_or_else(|e| fail(1, e.to_string())));
     match spec.namespaces.pid.as_deref() {
-        None => unshare(CloneFlags::CLONE_NEWPID).unwrap_or_else(|e| fail(1, format!("creating the PID namespace: {e}"))),
+        None => {
+            unshare(CloneFlags::CLONE_NEWPID).unwrap_or_else(|e| fail(1, format!("creating the PID namespace: {e}")))
+        }
         Some("host") => {}
         Some(path) => {
             let f = File::open(path).unwrap_or_else(|e| fail(1, format!("joining the pid namespace {path}: {e}")));
-            setns(&f, CloneFlags::CLONE_NEWPID).unwrap_or_else(|e| fail(1, format!("joining the pid namespace {path}: {e}")));
+            setns(&f, CloneFlags::CLONE_NEWPID)
+                .unwrap_or_else(|e| fail(1, format!("joining the pid namespace {path}: {e}")));
         }
     }
     let (ctl, ctl_child) = fds::socketpair().unwrap_or_else(|e| fail(1, format!("socketpair: {e}")));

@@ -9,8 +9,8 @@
 //! `RESOLVE_IN_ROOT`) and held open while it is mounted on, so an image's
 //! symlinks cannot send a mount onto the host.
 
-use super::spec::{ContainerSpec, IdMap, Mount};
 use super::kernel::{Host, Kernel};
+use super::spec::{ContainerSpec, IdMap, Mount};
 use nix::mount::MsFlags;
 use std::fs;
 use std::os::unix::io::RawFd;
@@ -105,7 +105,9 @@ fn target_in(root: std::os::fd::BorrowedFd, target: &Path, file: bool) -> Result
         Err(e) => return Err(io(e)),
     }
     let parent = target.parent().unwrap_or(Path::new("/"));
-    let name = target.file_name().ok_or_else(|| err("resolving", target, "not a file name"))?;
+    let name = target
+        .file_name()
+        .ok_or_else(|| err("resolving", target, "not a file name"))?;
     let dir = inroot::mkdir_all(root, parent).map_err(io)?;
     // Made beneath its directory's descriptor, never through a link.
     inroot::open_beneath(
@@ -147,7 +149,12 @@ fn owned_by_root(data: &str, userns: Option<(RawFd, IdMap)>) -> String {
     }
 }
 
-fn user_mount(k: &mut dyn Kernel, root: std::os::fd::BorrowedFd, m: &Mount, userns: Option<(RawFd, IdMap)>) -> Result<(), MountError> {
+fn user_mount(
+    k: &mut dyn Kernel,
+    root: std::os::fd::BorrowedFd,
+    m: &Mount,
+    userns: Option<(RawFd, IdMap)>,
+) -> Result<(), MountError> {
     match m.kind.as_str() {
         "bind" => {
             let meta = fs::metadata(&m.source).map_err(|e| err("bind source", &m.source, e))?;
@@ -199,7 +206,12 @@ pub fn setup(spec: &ContainerSpec, own_netns: bool, userns: Option<RawFd>) -> Re
 }
 
 /// [`setup`] through the kernel `k`: the container's mount plan.
-pub fn setup_with(k: &mut dyn Kernel, spec: &ContainerSpec, own_netns: bool, userns: Option<RawFd>) -> Result<(), MountError> {
+pub fn setup_with(
+    k: &mut dyn Kernel,
+    spec: &ContainerSpec,
+    own_netns: bool,
+    userns: Option<RawFd>,
+) -> Result<(), MountError> {
     let userns = userns.zip(spec.userns);
     let root = spec.dir.join("rootfs");
     k.mount(None, Path::new("/"), None, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None)?;
@@ -234,7 +246,13 @@ pub fn setup_with(k: &mut dyn Kernel, spec: &ContainerSpec, own_netns: bool, use
     let mounted = |target: &str| target_in(rfd, Path::new(target), false);
 
     let nosuid_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    k.mount(Some("proc"), &mounted("/proc")?.path(), Some("proc"), nosuid_noexec, None)?;
+    k.mount(
+        Some("proc"),
+        &mounted("/proc")?.path(),
+        Some("proc"),
+        nosuid_noexec,
+        None,
+    )?;
     let proc_fs = mounted("/proc")?;
     let proc_dir = proc_fs.path();
     for (key, value) in &spec.sysctls {
@@ -415,7 +433,15 @@ mod tests {
     /// a secret, and the files the masks find; the spec with volumes, tmpfs, a secret
     /// and a read-only root.
     fn service_spec(t: &Path) -> ContainerSpec {
-        for d in ["c/rootfs/proc", "c/rootfs/sys/firmware", "c/upper", "c/work", "l1", "l2", "vol"] {
+        for d in [
+            "c/rootfs/proc",
+            "c/rootfs/sys/firmware",
+            "c/upper",
+            "c/work",
+            "l1",
+            "l2",
+            "vol",
+        ] {
             fs::create_dir_all(t.join(d)).unwrap();
         }
         fs::write(t.join("c/rootfs/proc/kcore"), "").unwrap();
@@ -476,8 +502,18 @@ mod tests {
             ("", "/", "", rec | MsFlags::MS_PRIVATE),
             ("overlay", "/", overlay.as_str(), MsFlags::empty()),
             ("proc", "/proc", "", nosuid | nodev | noexec),
-            ("tmpfs", "/dev", "mode=755,size=65536k", nosuid | MsFlags::MS_STRICTATIME),
-            ("devpts", "/dev/pts", "newinstance,ptmxmode=0666,mode=0620,gid=5", nosuid | noexec),
+            (
+                "tmpfs",
+                "/dev",
+                "mode=755,size=65536k",
+                nosuid | MsFlags::MS_STRICTATIME,
+            ),
+            (
+                "devpts",
+                "/dev/pts",
+                "newinstance,ptmxmode=0666,mode=0620,gid=5",
+                nosuid | noexec,
+            ),
             ("tmpfs", "/dev/shm", "mode=1777,size=1048576", nosuid | nodev | noexec),
             ("mqueue", "/dev/mqueue", "", nosuid | nodev | noexec),
             ("sysfs", "/sys", "", nosuid | nodev | noexec | ro),

@@ -180,7 +180,9 @@ fn rlimit_resource(name: &str) -> Option<libc::__rlimit_resource_t> {
 
 /// Checks ulimits against the host's hard limits (raising past them is refused with a
 /// message, never silently capped); returns the resources to set.
-pub fn check_rlimits(limits: &[(String, u64, u64)]) -> Result<Vec<(libc::__rlimit_resource_t, u64, u64)>, ProcessError> {
+pub fn check_rlimits(
+    limits: &[(String, u64, u64)],
+) -> Result<Vec<(libc::__rlimit_resource_t, u64, u64)>, ProcessError> {
     let mut out = Vec::new();
     for (name, soft, hard) in limits {
         let res = rlimit_resource(name).ok_or_else(|| ProcessError::UnknownUlimit(name.clone()))?;

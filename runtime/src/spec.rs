@@ -2,8 +2,8 @@
 //! Everything the helper needs is in the spec, resolved by the engine beforehand, so the
 //! helper decides nothing and reads no configuration of its own.
 
-use serde::{Deserialize, Serialize};
 pub use safefs::idmap::IdMap;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -23,7 +23,9 @@ use std::path::Path;
 /// What can go wrong making, mapping or joining a user namespace.
 #[derive(Debug, thiserror::Error)]
 pub enum UsernsError {
-    #[error("creating a user namespace: refused (user namespaces may be disabled on this host: user.max_user_namespaces)")]
+    #[error(
+        "creating a user namespace: refused (user namespaces may be disabled on this host: user.max_user_namespaces)"
+    )]
     Disabled,
     #[error("creating namespaces in the user namespace: refused")]
     OwnedNamespaces,

@@ -10,10 +10,10 @@
 //! and stays as a minimal init ([`super::mini_init`]).
 
 use super::monitor::{Ctl, Given, GO};
-use super::spec::ContainerSpec;
 use super::process;
-use safefs::{fds, inroot};
+use super::spec::ContainerSpec;
 use nix::sched::{setns, unshare, CloneFlags};
+use safefs::{fds, inroot};
 use std::fs::File;
 use std::os::unix::io::{AsRawFd, OwnedFd, RawFd};
 use std::path::Path;
@@ -186,9 +186,7 @@ fn stdio(spec: &ContainerSpec, given: &Given, root: &OwnedFd, user: &process::Us
         unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) };
         return;
     }
-    let null = || {
-        open_null(root).unwrap_or_else(|e| die(ctl, 1, format!("/dev/null: {e}")))
-    };
+    let null = || open_null(root).unwrap_or_else(|e| die(ctl, 1, format!("/dev/null: {e}")));
     let stdin = given.stdin.as_ref().map(|f| f.as_raw_fd());
     let devnull = stdin.is_none().then(null);
     let stdin = stdin.or(devnull.as_ref().map(|f| f.as_raw_fd()));
@@ -207,7 +205,12 @@ fn stdio(spec: &ContainerSpec, given: &Given, root: &OwnedFd, user: &process::Us
 
 /// The container's `/dev/null` (the character device 1:3, nothing else).
 pub fn open_null(root: &OwnedFd) -> std::io::Result<OwnedFd> {
-    let fd = inroot::open(inroot::borrow(root), Path::new("/dev/null"), libc::O_RDWR | libc::O_NOCTTY, 0)?;
+    let fd = inroot::open(
+        inroot::borrow(root),
+        Path::new("/dev/null"),
+        libc::O_RDWR | libc::O_NOCTTY,
+        0,
+    )?;
     check_device(&fd, 1, 3, "/dev/null")?;
     Ok(fd)
 }

@@ -58,7 +58,13 @@ pub fn reset_signals() {
         let dfl: [libc::c_ulong; 4] = [libc::SIG_DFL as libc::c_ulong, 0, 0, 0];
         for s in 1..=64 {
             if s != libc::SIGKILL && s != libc::SIGSTOP {
-                libc::syscall(libc::SYS_rt_sigaction, s, dfl.as_ptr(), std::ptr::null_mut::<u8>(), 8usize);
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    s,
+                    dfl.as_ptr(),
+                    std::ptr::null_mut::<u8>(),
+                    8usize,
+                );
             }
         }
     }
@@ -88,8 +94,14 @@ pub fn send_with_fd(sock: RawFd, data: &[u8], fd: RawFd) -> io::Result<()> {
     use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
     let iov = [io::IoSlice::new(data)];
     let fds = [fd];
-    sendmsg::<()>(sock, &iov, &[ControlMessage::ScmRights(&fds)], MsgFlags::MSG_NOSIGNAL, None)
-        .map_err(io::Error::from)?;
+    sendmsg::<()>(
+        sock,
+        &iov,
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    )
+    .map_err(io::Error::from)?;
     Ok(())
 }
 

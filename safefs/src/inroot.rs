@@ -15,7 +15,8 @@ use std::path::{Component, Path};
 pub const RESOLVE: u64 = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
 
 fn cstr(p: &Path) -> io::Result<CString> {
-    CString::new(p.as_os_str().as_bytes()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a path with a NUL byte"))
+    CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a path with a NUL byte"))
 }
 
 /// `openat2(root, path, flags, mode)` resolved inside `root`. `path` may be absolute:
@@ -34,7 +35,11 @@ pub fn open_with(root: BorrowedFd, path: &Path, flags: i32, mode: u32, resolve: 
 /// The syscall: `path` (`.` when empty) from `dir`, close-on-exec, retried while the
 /// kernel asks for a retry (a rename raced the lookup).
 fn openat2(dir: BorrowedFd, path: &Path, flags: i32, mode: u32, resolve: u64) -> io::Result<OwnedFd> {
-    let c = cstr(if path.as_os_str().is_empty() { Path::new(".") } else { path })?;
+    let c = cstr(if path.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        path
+    })?;
     // SAFETY: open_how is plain integers, for which all zeroes is valid.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
     how.flags = (flags | libc::O_CLOEXEC) as u64;

@@ -25,4 +25,3 @@ pub fn session(g: &Global, l: &Loaded, services: &[String], reload: bool) -> Res
         reload,
     })
 }
-

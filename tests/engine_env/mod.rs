@@ -111,7 +111,10 @@ impl Env {
     }
 
     pub fn log_path(&self) -> PathBuf {
-        self.opts.log.clone().unwrap_or_else(|| self.state.path().join("engine.log"))
+        self.opts
+            .log
+            .clone()
+            .unwrap_or_else(|| self.state.path().join("engine.log"))
     }
 
     pub fn engine_log(&self) -> String {
@@ -307,7 +310,11 @@ impl Drop for Env {
         }
         if self.opts.tmpfs.is_some() {
             // Lazily: a container's mount made beneath it may still be going away.
-            let _ = Command::new("umount").arg("-R").arg("-l").arg(self.state.path()).status();
+            let _ = Command::new("umount")
+                .arg("-R")
+                .arg("-l")
+                .arg(self.state.path())
+                .status();
         }
     }
 }
@@ -338,7 +345,10 @@ pub fn spawn_engine_with(root: &Path, ns: &std::fs::File, opts: &Opts) -> Child 
             .stdout(log.try_clone().unwrap())
             .stderr(log);
         // Kept open here until the child has it: dup2'd into place after fork.
-        let held = opts.inherit.as_ref().map(|(n, p)| (*n, std::fs::File::open(p).unwrap()));
+        let held = opts
+            .inherit
+            .as_ref()
+            .map(|(n, p)| (*n, std::fs::File::open(p).unwrap()));
         if let Some((n, f)) = &held {
             use std::os::fd::AsRawFd;
             let (n, fd) = (*n, f.as_raw_fd());

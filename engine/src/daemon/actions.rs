@@ -288,7 +288,11 @@ impl Engine {
             let r = c.rec();
             let e = by.entry(r.project.clone()).or_default();
             *e.0.entry(c.state().as_str().to_string()).or_default() += 1;
-            e.1 = r.labels.get(conventions::labels::LABEL_FILES).cloned().unwrap_or_default();
+            e.1 = r
+                .labels
+                .get(conventions::labels::LABEL_FILES)
+                .cloned()
+                .unwrap_or_default();
         }
         by.into_iter()
             .map(|(name, (states, files))| crate::api::ProjectSummary {

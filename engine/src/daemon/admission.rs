@@ -2,7 +2,7 @@
 //! made, so that the CLI shows the engine's answer and a refused project leaves nothing
 //! behind. The file's own validity is the loader's (`compose::validate`); what is
 //! checked here is what this engine, with these flags, can run: services that exist,
-//! keys it implements, images it can get (it builds none yet), one container per
+//! keys it implements, images it can get or build, one container per
 //! `container_name`, restart policies, network keys, user namespaces, and the secrets'
 //! and configs' sources.
 
@@ -32,10 +32,13 @@ pub enum AdmissionError {
     NoSuchService(String),
     /// One of the service's reasons below.
     #[error("service {service:?}: {reason}")]
-    Service { service: String, reason: Box<AdmissionError> },
+    Service {
+        service: String,
+        reason: Box<AdmissionError>,
+    },
     #[error("{0} is not implemented yet")]
     Unimplemented(&'static str),
-    #[error("has neither an image nor a build context specified: building images is not implemented yet")]
+    #[error("has neither an image nor a build context specified")]
     NoImage,
     /// Compose's own rule (`compose::container_name_unique`).
     #[error("{0}")]
@@ -77,7 +80,7 @@ fn service(a: &Admission, s: &str, svc: &Service) -> Result<(), AdmissionError> 
     if let Some(key) = unsupported(svc) {
         return Err(AdmissionError::Unimplemented(key));
     }
-    if svc.image.is_none() {
+    if svc.image.is_none() && svc.build.is_none() {
         return Err(AdmissionError::NoImage);
     }
     let replicas = a.scale.get(s).map(|n| i64::from(*n)).unwrap_or_else(|| svc.replicas());

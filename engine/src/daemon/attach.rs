@@ -20,7 +20,10 @@ pub enum AttachError {
     #[error("You cannot attach to a stopped container, start it first")]
     NotRunning,
     #[error("{}: {source}", .dir.display())]
-    Dir { dir: std::path::PathBuf, source: std::io::Error },
+    Dir {
+        dir: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl Engine {

@@ -6,12 +6,12 @@
 use super::files::{write_files, FileMount};
 use super::network::{NetError, Proxies};
 use super::ports::{bind_ports, spawn_proxy};
+use super::spec::{self, SpecContext};
 use super::state::{NetAttach, Record};
 use super::{lock, volumes, Ctr, Engine};
-use super::spec::{self, SpecContext};
+use compose::model::Service;
 use runtime::spec::IdMap;
 use runtime::userns;
-use compose::model::Service;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::Ordering;
@@ -229,11 +229,10 @@ impl Engine {
             .filter_map(|c| c.rec().userns)
             .collect();
         let pick = |file: &str, used: Vec<(u32, u32)>| {
-            userns::pick_base(userns::pool(file), &used, size)
-                .ok_or_else(|| ContainerError::NoIdRange {
-                    size,
-                    file: file.to_string(),
-                })
+            userns::pick_base(userns::pool(file), &used, size).ok_or_else(|| ContainerError::NoIdRange {
+                size,
+                file: file.to_string(),
+            })
         };
         let map = IdMap {
             uid: pick("/etc/subuid", taken.iter().map(|m| (m.uid, m.size)).collect())?,
@@ -320,7 +319,10 @@ impl Engine {
             userns,
             links,
             own_ip: nets.first().and_then(|n| n.ip.clone()),
-            dns_server: nets.first().and_then(|n| self.net.network(&n.network)).map(|(_, gw)| IpAddr::V4(gw)),
+            dns_server: nets
+                .first()
+                .and_then(|n| self.net.network(&n.network))
+                .map(|(_, gw)| IpAddr::V4(gw)),
             attached_run: rec.attached_run,
             console_size: rec.console_size,
         };

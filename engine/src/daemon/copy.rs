@@ -60,8 +60,7 @@ pub fn read_out(
     out: impl Write + Send + 'static,
 ) -> std::thread::JoinHandle<Result<(), CopyError>> {
     std::thread::spawn(move || {
-        let fd = container_root(&c)
-            .and_then(|root| Ok(archive::open_source(&root, &path, follow, &container)?));
+        let fd = container_root(&c).and_then(|root| Ok(archive::open_source(&root, &path, follow, &container)?));
         let fd = match fd {
             Ok(fd) => fd,
             Err(e) => {

@@ -26,17 +26,34 @@ pub enum FilesError {
     #[error("{kind}s.{source_name}: external {kind}s are not implemented yet")]
     External { kind: &'static str, source_name: String },
     #[error("{kind}s.{source_name}: reading {file}: {message}")]
-    Read { kind: &'static str, source_name: String, file: String, message: String },
+    Read {
+        kind: &'static str,
+        source_name: String,
+        file: String,
+        message: String,
+    },
     #[error("{kind}s.{source_name}: its environment variable was not sent")]
     NotSent { kind: &'static str, source_name: String },
     #[error("{kind}s.{source_name}: needs file, environment or content")]
     NoContent { kind: &'static str, source_name: String },
     #[error("{kind}s.{source_name}: invalid {what} {value:?}")]
-    InvalidId { kind: &'static str, source_name: String, what: &'static str, value: String },
+    InvalidId {
+        kind: &'static str,
+        source_name: String,
+        what: &'static str,
+        value: String,
+    },
     #[error("{}: {source}", .path.display())]
-    Write { path: std::path::PathBuf, source: std::io::Error },
+    Write {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("writing {} for {target}: {source}", .path.display())]
-    WriteFor { path: std::path::PathBuf, target: String, source: std::io::Error },
+    WriteFor {
+        path: std::path::PathBuf,
+        target: String,
+        source: std::io::Error,
+    },
     #[error("volumes_from {0:?}: no container of {1}")]
     NoSource(String, String),
     #[error("volumes_from {0:?}: {1} has not been started yet")]
@@ -70,22 +87,16 @@ pub fn file_mounts(
     for (kind, r) in secrets.chain(configs) {
         let source = r.source.clone().unwrap_or_default();
         let (file, env, content, external) = if kind == "secret" {
-            let d = project
-                .secrets
-                .get(&source)
-                .ok_or_else(|| FilesError::Undefined {
-                    kind: "secret",
-                    source_name: source.clone(),
-                })?;
+            let d = project.secrets.get(&source).ok_or_else(|| FilesError::Undefined {
+                kind: "secret",
+                source_name: source.clone(),
+            })?;
             (d.file.clone(), d.environment.clone(), None, d.external.clone())
         } else {
-            let d = project
-                .configs
-                .get(&source)
-                .ok_or_else(|| FilesError::Undefined {
-                    kind: "config",
-                    source_name: source.clone(),
-                })?;
+            let d = project.configs.get(&source).ok_or_else(|| FilesError::Undefined {
+                kind: "config",
+                source_name: source.clone(),
+            })?;
             (
                 d.file.clone(),
                 d.environment.clone(),
@@ -185,11 +196,7 @@ pub(super) fn write_files(
 impl Engine {
     /// `volumes_from`: the bind and volume mounts of another service's (or container's)
     /// container, read-only when asked.
-    pub(super) fn volumes_from(
-        &self,
-        project: &str,
-        svc: &Service,
-    ) -> Result<Vec<runtime::spec::Mount>, FilesError> {
+    pub(super) fn volumes_from(&self, project: &str, svc: &Service) -> Result<Vec<runtime::spec::Mount>, FilesError> {
         let mut out = Vec::new();
         for v in svc.volumes_from.iter().flatten() {
             let (target, mode) = match v.rsplit_once(':') {
@@ -227,7 +234,11 @@ impl Engine {
     }
 
     /// Runs a `post_start`/`pre_stop` hook in the running container; its exit code must be 0.
-    pub(super) async fn run_hook(self: &Arc<Self>, ctr: &Arc<Ctr>, hook: &compose::model::Hook) -> Result<(), FilesError> {
+    pub(super) async fn run_hook(
+        self: &Arc<Self>,
+        ctr: &Arc<Ctr>,
+        hook: &compose::model::Hook,
+    ) -> Result<(), FilesError> {
         let c = ctr.live().ok_or(FilesError::NotRunning)?;
         let spec: runtime::spec::ContainerSpec = std::fs::read(ctr.dir.join("config.json"))
             .ok()

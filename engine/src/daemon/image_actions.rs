@@ -5,10 +5,10 @@
 //! the engine never reads a user's Docker configuration.
 
 use super::project::Out;
+use super::pull_policy::PullPolicy;
 use super::Engine;
 use crate::api::{Credentials, ImageSummary, PullEvent, StreamMsg};
 use images::archive::display_name;
-use super::pull_policy::PullPolicy;
 use images::registry::{self, Progress};
 use images::{ImageRecord, ImageRef};
 use oci_client::secrets::RegistryAuth;
@@ -29,7 +29,9 @@ fn event(p: Progress) -> Option<PullEvent> {
             image,
             manifest: manifest.to_string(),
         },
-        Progress::LayerExists { layer } => PullEvent::LayerExists { layer: layer.to_string() },
+        Progress::LayerExists { layer } => PullEvent::LayerExists {
+            layer: layer.to_string(),
+        },
         Progress::LayerProgress { layer, done, total } => PullEvent::LayerProgress {
             layer: layer.to_string(),
             done,
@@ -135,21 +137,18 @@ impl Engine {
 
     pub async fn image_remove(self: &Arc<Self>, name: String) -> Result<Vec<String>, ImageError> {
         let me = self.clone();
-        tokio::task::spawn_blocking(move || me.store.remove(&name).map_err(ImageError::from))
-            .await?
+        tokio::task::spawn_blocking(move || me.store.remove(&name).map_err(ImageError::from)).await?
     }
 
     pub async fn image_prune(self: &Arc<Self>, all: bool) -> Result<Vec<String>, ImageError> {
         let me = self.clone();
-        tokio::task::spawn_blocking(move || me.store.prune(all).map_err(ImageError::from))
-            .await?
+        tokio::task::spawn_blocking(move || me.store.prune(all).map_err(ImageError::from)).await?
     }
 
     /// Loads a `docker save` or OCI archive held at `path`.
     pub async fn image_load(self: &Arc<Self>, path: std::path::PathBuf) -> Result<Vec<String>, ImageError> {
         let me = self.clone();
-        tokio::task::spawn_blocking(move || images::archive::load(&me.store, &path).map_err(ImageError::from))
-            .await?
+        tokio::task::spawn_blocking(move || images::archive::load(&me.store, &path).map_err(ImageError::from)).await?
     }
 
     /// Imports the root filesystem tarball at `path` as a one-layer image; its ID.
@@ -190,7 +189,13 @@ impl Engine {
         self.pull_one(&r, auth, out, false).await
     }
 
-    async fn pull_one(&self, r: &ImageRef, auth: Option<&Credentials>, out: &Out, quiet: bool) -> Result<(), ImageError> {
+    async fn pull_one(
+        &self,
+        r: &ImageRef,
+        auth: Option<&Credentials>,
+        out: &Out,
+        quiet: bool,
+    ) -> Result<(), ImageError> {
         let print = |p: Progress| {
             if let Some(e) = event(p).filter(|_| !quiet) {
                 out.send(StreamMsg::Pull(e));
@@ -224,6 +229,10 @@ impl Engine {
         for n in names {
             let Some(s) = project.services.get(n) else { continue };
             let Some(image) = &s.image else { continue };
+            if s.build.is_some() {
+                // Its image is built (`build_for_up`); its base images come with the build.
+                continue;
+            }
             let policy = match forced {
                 Some(f) => f,
                 None => PullPolicy::parse(s.pull_policy.as_deref().unwrap_or("missing"))?,

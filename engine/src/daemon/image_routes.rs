@@ -4,9 +4,9 @@
 //! `uploads` as they arrive (never all in memory), up to [`MAX_IMAGE_BODY`], and are
 //! read from there (`tmp` is the store's writers', cleared when one starts).
 
-use super::server::{error, json, operation, parse, query, read_body, truthy, Body};
 use super::image_actions::ImageError;
 use super::project::OpError;
+use super::server::{error, json, operation, parse, query, read_body, truthy, Body};
 use super::Engine;
 use crate::api::{self, Lines};
 use http_body_util::BodyExt;
@@ -69,7 +69,9 @@ fn name_of(rest: &str) -> String {
 fn lines(r: Result<Vec<String>, ImageError>) -> Response<Body> {
     match r {
         Ok(lines) => json(StatusCode::OK, &Lines { lines }),
-        Err(e @ ImageError::Store(images::store::StoreError::NotFound(_))) => error(StatusCode::NOT_FOUND, e.to_string()),
+        Err(e @ ImageError::Store(images::store::StoreError::NotFound(_))) => {
+            error(StatusCode::NOT_FOUND, e.to_string())
+        }
         Err(e) => error(StatusCode::CONFLICT, e.to_string()),
     }
 }
@@ -92,7 +94,12 @@ async fn to_file(engine: &Engine, body: Incoming) -> Result<PathBuf, Response<Bo
     let res = loop {
         match body.frame().await {
             None => break Ok(()),
-            Some(Err(e)) => break Err(fail(StatusCode::BAD_REQUEST, format!("the archive did not arrive whole: {e}"))),
+            Some(Err(e)) => {
+                break Err(fail(
+                    StatusCode::BAD_REQUEST,
+                    format!("the archive did not arrive whole: {e}"),
+                ))
+            }
             Some(Ok(frame)) => {
                 let Ok(data) = frame.into_data() else { continue };
                 total += data.len() as u64;
@@ -104,7 +111,10 @@ async fn to_file(engine: &Engine, body: Incoming) -> Result<PathBuf, Response<Bo
                 }
                 // A blocking write of one frame: small, and on the store's own disk.
                 if let Err(e) = f.write_all(&data) {
-                    break Err(fail(StatusCode::INTERNAL_SERVER_ERROR, format!("{}: {e}", path.display())));
+                    break Err(fail(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("{}: {e}", path.display()),
+                    ));
                 }
             }
         }
@@ -134,7 +144,11 @@ async fn load(engine: Arc<Engine>, req: Request<Incoming>) -> Response<Body> {
 }
 
 /// `POST /v1/images/import?tag=NAME&change=...`: a root filesystem tarball.
-async fn import(engine: Arc<Engine>, q: std::collections::HashMap<String, String>, req: Request<Incoming>) -> Response<Body> {
+async fn import(
+    engine: Arc<Engine>,
+    q: std::collections::HashMap<String, String>,
+    req: Request<Incoming>,
+) -> Response<Body> {
     // Every `change=`, in order (the parsed query keeps one value per key).
     let changes: Vec<String> = req
         .uri()

@@ -127,8 +127,7 @@ pub fn stream(ctr: Arc<Ctr>, q: Query, tx: tokio::sync::mpsc::Sender<LogLine>) {
             let st = ctr.state();
             let rec = ctr.rec();
             let ended = matches!(st, State::Exited | State::Created)
-                && !super::supervise::policy(&rec.model)
-                    .is_ok_and(|p| super::supervise::should_restart(&p, &rec));
+                && !super::supervise::policy(&rec.model).is_ok_and(|p| super::supervise::should_restart(&p, &rec));
             if !ctr.dir.exists() || ended || tx.is_closed() {
                 return;
             }

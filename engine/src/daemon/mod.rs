@@ -13,23 +13,24 @@
 
 pub mod actions;
 mod admission;
-mod copy;
-mod pull_policy;
-pub mod spec;
 pub mod attach;
+pub mod build;
 pub mod container;
+mod copy;
 pub mod exec;
 pub mod files;
 pub mod health;
-pub mod image_routes;
 mod image_actions;
+pub mod image_routes;
 pub mod logs;
 pub mod nat;
 pub mod network;
 pub mod ports;
 pub mod project;
+mod pull_policy;
 pub mod run;
 pub mod server;
+pub mod spec;
 pub mod state;
 pub mod supervise;
 pub mod top;

@@ -137,7 +137,11 @@ pub enum NetError {
     #[error("isolating the networks: {}", .0.join("; "))]
     Isolation(Vec<String>),
     #[error("network {network}: DNS server on {at}: {source}")]
-    Dns { network: String, at: SocketAddr, source: std::io::Error },
+    Dns {
+        network: String,
+        at: SocketAddr,
+        source: std::io::Error,
+    },
     /// The network's state on disk.
     #[error("{}: {source}", .path.display())]
     State { path: PathBuf, source: std::io::Error },
@@ -189,14 +193,20 @@ impl Net {
     /// Opens the state under `<root>/networks` (the tokio runtime must be running).
     pub fn open(root: &Path) -> Result<Net, NetError> {
         let dir = root.join("networks");
-        std::fs::create_dir_all(&dir).map_err(|source| NetError::State { path: dir.clone(), source })?;
+        std::fs::create_dir_all(&dir).map_err(|source| NetError::State {
+            path: dir.clone(),
+            source,
+        })?;
         // The IPAM state lives beside the records, under a name no network can have
         // (names start with a letter or digit): `ipam.json` was also the record of a
         // network named `ipam`. A state of an older engine is moved to its new name.
         let state = dir.join(IPAM_STATE);
         let old = dir.join("ipam.json");
         if !state.exists() && Ipam::load(&old, Vec::new()).is_ok() && old.exists() {
-            std::fs::rename(&old, &state).map_err(|source| NetError::State { path: old.clone(), source })?;
+            std::fs::rename(&old, &state).map_err(|source| NetError::State {
+                path: old.clone(),
+                source,
+            })?;
         }
         let ipam = Ipam::load(&state, netd::ipam::default_pools())?;
         let nl = Rtnl::connect()?;

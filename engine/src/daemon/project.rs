@@ -165,9 +165,27 @@ impl Engine {
         })?;
         out.send(StreamMsg::Services(selected.clone()));
 
-        // Image ready: pulled as `--pull` or the services' policies say.
-        self.pull_for_services(&project, &selected, req.pull.as_deref(), req.quiet_pull, &req.auths, &out)
-            .await?;
+        // Image ready: built, or pulled as `--pull` or the services' policies say.
+        self.build_for_up(
+            &project,
+            &req.working_dir,
+            &selected,
+            req.build,
+            req.no_build,
+            &req.file_values,
+            &req.auths,
+            &out,
+        )
+        .await?;
+        self.pull_for_services(
+            &project,
+            &selected,
+            req.pull.as_deref(),
+            req.quiet_pull,
+            &req.auths,
+            &out,
+        )
+        .await?;
         let services: Vec<&compose::model::Service> = selected.iter().map(|s| &project.services[s]).collect();
         self.ensure_resources(&project, &name, &services, &out).await?;
 
@@ -452,7 +470,13 @@ impl Engine {
     }
 
     /// Waits until `service`'s containers satisfy `cond`, with Compose's messages.
-    async fn wait_condition(&self, project: &str, service: &str, cond: &Condition, out: &Out) -> Result<(), DependencyError> {
+    async fn wait_condition(
+        &self,
+        project: &str,
+        service: &str,
+        cond: &Condition,
+        out: &Out,
+    ) -> Result<(), DependencyError> {
         if *cond == Condition::Started {
             return Ok(());
         }
@@ -588,7 +612,12 @@ impl Engine {
         }
     }
 
-    async fn stop_and_remove(self: &Arc<Self>, c: &Arc<Ctr>, timeout: Option<u64>, out: &Out) -> Result<(), ContainerError> {
+    async fn stop_and_remove(
+        self: &Arc<Self>,
+        c: &Arc<Ctr>,
+        timeout: Option<u64>,
+        out: &Out,
+    ) -> Result<(), ContainerError> {
         self.stop_reporting(c, timeout, out).await?;
         self.remove_reporting(c, out).await
     }

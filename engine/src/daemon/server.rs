@@ -163,7 +163,9 @@ pub(super) fn parse<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Re
 /// `GET /v1/containers/{id}/archive`: the path as a tar stream, or Docker's message.
 async fn archive_out(ctr: &super::Ctr, path: String, follow: bool) -> Response<Body> {
     let Some(c) = ctr.live() else {
-        return error_of(StatusCode::CONFLICT, ErrorKind::NotRunning,
+        return error_of(
+            StatusCode::CONFLICT,
+            ErrorKind::NotRunning,
             format!("container {} is not running", ctr.rec().name),
         );
     };
@@ -243,7 +245,11 @@ async fn archive_in(engine: Arc<Engine>, id: &str, req: Request<Incoming>) -> Re
         return error(StatusCode::NOT_FOUND, format!("No such container: {id}"));
     };
     let Some(c) = ctr.live() else {
-        return error_of(StatusCode::CONFLICT, ErrorKind::NotRunning, format!("container {id} is not running"));
+        return error_of(
+            StatusCode::CONFLICT,
+            ErrorKind::NotRunning,
+            format!("container {id} is not running"),
+        );
     };
     let how = safefs::archive::Unpack {
         owners: truthy(&q, "owners"),
@@ -309,7 +315,9 @@ async fn exec(engine: Arc<Engine>, id: &str, mut req: Request<Incoming>) -> Resp
         return error(StatusCode::NOT_FOUND, format!("No such container: {id}"));
     };
     if ctr.live().is_none() {
-        return error_of(StatusCode::CONFLICT, ErrorKind::NotRunning,
+        return error_of(
+            StatusCode::CONFLICT,
+            ErrorKind::NotRunning,
             format!("container {} is not running", ctr.rec().name),
         );
     }
@@ -425,7 +433,11 @@ async fn handle(engine: Arc<Engine>, req: Request<Incoming>) -> Result<Response<
             None => error(StatusCode::NOT_FOUND, format!("No such container: {id}")),
             Some(ctr) => match super::top::rows(&ctr) {
                 Some(rows) => json(StatusCode::OK, &rows),
-                None => error_of(StatusCode::CONFLICT, ErrorKind::NotRunning, format!("container {id} is not running")),
+                None => error_of(
+                    StatusCode::CONFLICT,
+                    ErrorKind::NotRunning,
+                    format!("container {id} is not running"),
+                ),
             },
         },
         (&Method::POST, ["v1", "containers", id, "kill"]) => match engine.container(id) {
@@ -434,7 +446,9 @@ async fn handle(engine: Arc<Engine>, req: Request<Incoming>) -> Result<Response<
                 let name = q.get("signal").map(String::as_str).unwrap_or("SIGKILL");
                 match conventions::signals::number(name) {
                     None => error(StatusCode::BAD_REQUEST, format!("invalid signal {name:?}")),
-                    Some(_) if ctr.live().is_none() => error_of(StatusCode::CONFLICT, ErrorKind::NotRunning,
+                    Some(_) if ctr.live().is_none() => error_of(
+                        StatusCode::CONFLICT,
+                        ErrorKind::NotRunning,
                         format!("container {} is not running", ctr.rec().name),
                     ),
                     Some(sig) => match engine.kill(&ctr, sig) {
@@ -452,7 +466,11 @@ async fn handle(engine: Arc<Engine>, req: Request<Incoming>) -> Result<Response<
             None => error(StatusCode::NOT_FOUND, format!("No such container: {id}")),
             Some(ctr) => match super::top::sample(&ctr) {
                 Some(s) => json(StatusCode::OK, &s),
-                None => error_of(StatusCode::CONFLICT, ErrorKind::NotRunning, format!("container {id} is not running")),
+                None => error_of(
+                    StatusCode::CONFLICT,
+                    ErrorKind::NotRunning,
+                    format!("container {id} is not running"),
+                ),
             },
         },
         (&Method::GET, ["v1", "events"]) => {
@@ -479,6 +497,10 @@ async fn handle(engine: Arc<Engine>, req: Request<Incoming>) -> Result<Response<
         }
         (&Method::POST, ["v1", "projects", _name, "up"]) => match parse::<api::UpRequest>(&body) {
             Ok(r) => operation(engine, move |e, out| async move { e.up(r, out).await }),
+            Err(resp) => resp,
+        },
+        (&Method::POST, ["v1", "projects", _name, "build"]) => match parse::<api::BuildRequest>(&body) {
+            Ok(r) => operation(engine, move |e, out| async move { e.build_project(r, out).await }),
             Err(resp) => resp,
         },
         (&Method::POST, ["v1", "projects", _name, "run"]) => match parse::<api::RunRequest>(&body) {

@@ -3,8 +3,8 @@
 //! engine reads these back and adopts what still runs.
 
 use crate::api::{ContainerSummary, PortSummary};
-use conventions::durations::{human_duration, now};
 use compose::model::Service;
+use conventions::durations::{human_duration, now};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -227,6 +227,9 @@ pub fn project_from_json(v: &serde_json::Value) -> Result<compose::Project, Deco
         }
     }
     compose::names::check(&p).map_err(|(key, message)| DecodeError::Name { key, message })?;
+    let mut p = p;
+    // A service that builds runs the image its build makes, named as Compose names it.
+    super::build::service::name_images(&mut p);
     Ok(p)
 }
 

@@ -42,8 +42,7 @@ pub fn policy(svc: &compose::model::Service) -> Result<Policy, PolicyError> {
         let max_attempts = if max.is_empty() {
             0
         } else {
-            max.parse()
-                .map_err(|_| PolicyError::RetryCount(r.to_string()))?
+            max.parse().map_err(|_| PolicyError::RetryCount(r.to_string()))?
         };
         return match mode {
             "no" | "always" | "unless-stopped" if max.is_empty() => Ok(Policy {

@@ -40,7 +40,11 @@ pub enum VolumeError {
     #[error("volume name {0:?} is invalid: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")]
     InvalidName(String),
     #[error("{what} volume {name}: {message}")]
-    Io { what: &'static str, name: String, message: String },
+    Io {
+        what: &'static str,
+        name: String,
+        message: String,
+    },
     /// Filling a new volume from the image's content at its mount point.
     #[error("{what}: {message}")]
     Fill { what: String, message: String },
@@ -81,8 +85,7 @@ pub fn ensure(root: &Path, name: &str, project: &str, key: &str, external: bool)
         created: conventions::durations::now(),
     };
     let data = serde_json::to_vec_pretty(&rec).map_err(|e| io("creating", name, e))?;
-    safefs::atomic::write(&dir(root, name).join("volume.json"), &data)
-        .map_err(|e| io("creating", name, e))?;
+    safefs::atomic::write(&dir(root, name).join("volume.json"), &data).map_err(|e| io("creating", name, e))?;
     Ok(true)
 }
 

@@ -58,8 +58,13 @@ fn destination(root: BorrowedFd, dest: &Path, how: &Unpack) -> Result<Destinatio
         Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) => {}
         Err(e) => return Err(os(dest)(e)),
     }
-    let name = dest.file_name().ok_or_else(|| ArchiveError::NotADirectory(dest.to_path_buf()))?;
-    let parent = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = dest
+        .file_name()
+        .ok_or_else(|| ArchiveError::NotADirectory(dest.to_path_buf()))?;
+    let parent = dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let base = inroot::open(root, parent, libc::O_PATH | libc::O_DIRECTORY, 0)
         .map_err(|_| ArchiveError::NoSuchDirectory(parent.to_path_buf()))?;
     Ok(Destination {
@@ -137,14 +142,20 @@ fn place<R: Read>(
             let mut f = std::fs::File::from(fd);
             std::io::copy(entry, &mut f).map_err(os(shown))?;
         } else if kind.is_symlink() {
-            let to = h.link_name().map_err(os(shown))?.ok_or_else(|| ArchiveError::NoLinkTarget(shown.to_path_buf()))?;
+            let to = h
+                .link_name()
+                .map_err(os(shown))?
+                .ok_or_else(|| ArchiveError::NoLinkTarget(shown.to_path_buf()))?;
             let cto = c(&to)?;
             // SAFETY: valid C strings.
             if unsafe { libc::symlinkat(cto.as_ptr(), dir.as_raw_fd(), cname.as_ptr()) } != 0 {
                 return Err(last_os(shown));
             }
         } else if kind.is_hard_link() {
-            let to = h.link_name().map_err(os(shown))?.ok_or_else(|| ArchiveError::NoLinkTarget(shown.to_path_buf()))?;
+            let to = h
+                .link_name()
+                .map_err(os(shown))?
+                .ok_or_else(|| ArchiveError::NoLinkTarget(shown.to_path_buf()))?;
             let rel = super::target(&to, renamed).ok_or_else(|| ArchiveError::LinkLeaves(shown.to_path_buf()))?;
             let (src_dir, src_name) = split(&rel).ok_or_else(|| ArchiveError::LinkToNothing(shown.to_path_buf()))?;
             let src = inroot::open_beneath(base, src_dir, libc::O_PATH | libc::O_DIRECTORY, 0).map_err(os(shown))?;
@@ -180,7 +191,14 @@ fn place<R: Read>(
 }
 
 /// Owner, mode and times, on the entry itself (never through a link).
-fn finish(dir: BorrowedFd, name: &CString, h: &tar::Header, mode: u32, link: bool, how: &Unpack) -> std::io::Result<()> {
+fn finish(
+    dir: BorrowedFd,
+    name: &CString,
+    h: &tar::Header,
+    mode: u32,
+    link: bool,
+    how: &Unpack,
+) -> std::io::Result<()> {
     let check = |r: libc::c_int| {
         if r != 0 {
             Err(std::io::Error::last_os_error())
@@ -210,10 +228,20 @@ fn finish(dir: BorrowedFd, name: &CString, h: &tar::Header, mode: u32, link: boo
         check(unsafe { libc::fchmodat(libc::AT_FDCWD, by_fd.as_ptr(), mode, 0) })?;
     }
     let mtime = h.mtime().unwrap_or(0) as libc::time_t;
-    let t = libc::timespec { tv_sec: mtime, tv_nsec: 0 };
+    let t = libc::timespec {
+        tv_sec: mtime,
+        tv_nsec: 0,
+    };
     let times = [t, t];
     // SAFETY: a valid C string and two timespecs.
-    check(unsafe { libc::utimensat(dir.as_raw_fd(), name.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) })
+    check(unsafe {
+        libc::utimensat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    })
 }
 
 /// (parent, last component) of a relative path.
@@ -235,8 +263,7 @@ pub fn unpack_at(src: impl Read, root: BorrowedFd, dest: &Path, how: Unpack) -> 
             if let Some(name) = d.renamed.take() {
                 // A whole root (`cp SERVICE:/ DIR`), its entries named from it: the
                 // new directory is where they go.
-                let dir = inroot::mkdir_beneath(inroot::borrow(&d.base), &name)
-                    .map_err(os(dest))?;
+                let dir = inroot::mkdir_beneath(inroot::borrow(&d.base), &name).map_err(os(dest))?;
                 d.base = dir;
                 continue;
             }
@@ -328,7 +355,13 @@ mod tests {
         std::fs::create_dir(t.path().join("into")).unwrap();
         unpack_at(&data[..], inroot::borrow(&r), Path::new("into"), Unpack::default()).unwrap();
         assert!(t.path().join("into/tree/sub/run.sh").exists());
-        assert!(unpack_at(&data[..], inroot::borrow(&r), Path::new("no/such/dir"), Unpack::default()).is_err());
+        assert!(unpack_at(
+            &data[..],
+            inroot::borrow(&r),
+            Path::new("no/such/dir"),
+            Unpack::default()
+        )
+        .is_err());
     }
 
     #[test]
@@ -381,8 +414,13 @@ mod tests {
         let r = OwnedFd::from(std::fs::File::open(&inside).unwrap());
         // A link planted in the tree, and one made by an earlier entry of the stream.
         std::os::unix::fs::symlink(&outside, inside.join("d/planted")).unwrap();
-        let e = unpack_at(&stream(&[("planted/x", Some("pwned"))])[..], inroot::borrow(&r), Path::new("d"), Unpack::default())
-            .unwrap_err();
+        let e = unpack_at(
+            &stream(&[("planted/x", Some("pwned"))])[..],
+            inroot::borrow(&r),
+            Path::new("d"),
+            Unpack::default(),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("goes through a link"), "{e}");
         let mut b = tar::Builder::new(Vec::new());
         let mut h = tar::Header::new_gnu();
@@ -397,7 +435,13 @@ mod tests {
         assert!(unpack_at(&data[..], inroot::borrow(&r), Path::new("d"), Unpack::default()).is_err());
         // A destination reached through an absolute link resolves inside the root.
         std::os::unix::fs::symlink("/", inside.join("up")).unwrap();
-        unpack_at(&stream(&[("z", Some("ok"))])[..], inroot::borrow(&r), Path::new("/up/../../d"), Unpack::default()).unwrap();
+        unpack_at(
+            &stream(&[("z", Some("ok"))])[..],
+            inroot::borrow(&r),
+            Path::new("/up/../../d"),
+            Unpack::default(),
+        )
+        .unwrap();
         assert!(inside.join("d/z").exists());
         assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0, "nothing outside");
     }
@@ -414,10 +458,20 @@ mod tests {
         let mut h = tar::Header::new_gnu();
         h.set_mode(0o777);
         h.set_mtime(0);
-        let e = finish(inroot::borrow(&dir), &CString::new("x").unwrap(), &h, 0o777, false, &Unpack::default());
+        let e = finish(
+            inroot::borrow(&dir),
+            &CString::new("x").unwrap(),
+            &h,
+            0o777,
+            false,
+            &Unpack::default(),
+        );
         assert!(e.is_err());
         let mode = std::fs::metadata(host.path()).unwrap().permissions().mode() & 0o7777;
         assert_eq!(mode, 0o600, "the host file's mode was changed");
-        assert_ne!(std::fs::metadata(host.path()).unwrap().modified().unwrap(), std::time::UNIX_EPOCH);
+        assert_ne!(
+            std::fs::metadata(host.path()).unwrap().modified().unwrap(),
+            std::time::UNIX_EPOCH
+        );
     }
 }

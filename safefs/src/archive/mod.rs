@@ -51,9 +51,17 @@ pub enum ArchiveError {
     #[error("cannot copy {path} from container {container}: it leads through a link that cannot be followed (too many links, or a /proc magic link)")]
     Loop { path: String, container: String },
     #[error("cannot copy {path} from container {container}: it is on a virtual filesystem ({kind}), whose files have no fixed content to archive")]
-    Virtual { path: String, container: String, kind: &'static str },
+    Virtual {
+        path: String,
+        container: String,
+        kind: &'static str,
+    },
     #[error("cannot copy {path} from container {container}: {source}")]
-    Source { path: String, container: String, source: std::io::Error },
+    Source {
+        path: String,
+        container: String,
+        source: std::io::Error,
+    },
 }
 
 /// How deep a tree `cp` walks (and a deletion removes): each level holds descriptors
@@ -103,7 +111,10 @@ mod tests {
         assert_eq!(target(Path::new("app/x"), None), Some(PathBuf::from("app/x")));
         assert_eq!(target(Path::new("app/x"), renamed), Some(PathBuf::from("dst/x")));
         // The root of a container, copied out as `.`, renamed as a named item would be.
-        assert_eq!(target(Path::new("./bin/sh"), renamed), Some(PathBuf::from("dst/bin/sh")));
+        assert_eq!(
+            target(Path::new("./bin/sh"), renamed),
+            Some(PathBuf::from("dst/bin/sh"))
+        );
         assert_eq!(target(Path::new("."), renamed), Some(PathBuf::from("dst")));
         assert_eq!(target(Path::new("./bin/sh"), None), Some(PathBuf::from("bin/sh")));
         assert_eq!(target(Path::new("app"), renamed), Some(PathBuf::from("dst")));

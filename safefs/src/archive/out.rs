@@ -72,7 +72,9 @@ fn readlink(fd: BorrowedFd) -> std::io::Result<PathBuf> {
         return Err(std::io::Error::last_os_error());
     }
     buf.truncate(n as usize);
-    Ok(PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(buf)))
+    Ok(PathBuf::from(
+        <std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(buf),
+    ))
 }
 
 /// A reader of exactly `left` bytes: fewer is an error (the file shrank meanwhile).
@@ -131,7 +133,12 @@ fn append<W: Write>(b: &mut tar::Builder<W>, fd: OwnedFd, name: &Path, shown: &P
             if virtual_fs(inroot::borrow(&fd)).is_some() {
                 return Ok(());
             }
-            let dir = inroot::open_beneath(inroot::borrow(&fd), Path::new("."), libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
+            let dir = inroot::open_beneath(
+                inroot::borrow(&fd),
+                Path::new("."),
+                libc::O_RDONLY | libc::O_DIRECTORY,
+                0,
+            )?;
             for entry in inroot::entries(&dir)? {
                 let child = match inroot::open_beneath(
                     inroot::borrow(&dir),
@@ -152,7 +159,10 @@ fn append<W: Write>(b: &mut tar::Builder<W>, fd: OwnedFd, name: &Path, shown: &P
             // Still the same file (reopened by descriptor, so it is).
             let now = fstat(std::os::unix::io::AsFd::as_fd(&f))?;
             if now.st_ino != st.st_ino || now.st_dev != st.st_dev {
-                return Err(std::io::Error::other(format!("{} changed as it was read", shown.display())));
+                return Err(std::io::Error::other(format!(
+                    "{} changed as it was read",
+                    shown.display()
+                )));
             }
             let mut h = header(&st, tar::EntryType::Regular);
             h.set_size(st.st_size.max(0) as u64);

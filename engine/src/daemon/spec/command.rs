@@ -3,8 +3,8 @@
 
 use super::SpecProblem;
 use super::StopConfig;
-use images::config::ContainerConfig;
 use compose::model::Service;
+use images::config::ContainerConfig;
 use std::time::Duration;
 
 /// Entrypoint then command; an empty line is refused by the caller.

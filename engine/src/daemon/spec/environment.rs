@@ -1,8 +1,8 @@
 //! The process's environment: the image's, then the service's (a variable set without a
 //! value drops it), and `HOSTNAME` as Docker sets it.
 
-use images::config::ContainerConfig;
 use compose::model::Service;
+use images::config::ContainerConfig;
 
 pub(super) fn env(svc: &Service, ic: &ContainerConfig, hostname: &str) -> Vec<String> {
     let mut env: Vec<(String, String)> = ic

@@ -16,7 +16,12 @@ pub(super) fn hostname(svc: &Service, container_id: &str) -> String {
 
 /// `/etc/hosts` with the container's own address (on its first network) and the legacy
 /// links' (address, alias).
-pub(super) fn hosts(svc: &Service, hostname: &str, own_ip: Option<&str>, links: &[(String, String)]) -> Result<String, SpecProblem> {
+pub(super) fn hosts(
+    svc: &Service,
+    hostname: &str,
+    own_ip: Option<&str>,
+    links: &[(String, String)],
+) -> Result<String, SpecProblem> {
     let mut hosts = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
     for (h, ip) in svc.extra_hosts.iter().flat_map(|e| e.0.iter()) {
         if ip == "host-gateway" {
@@ -59,7 +64,11 @@ pub(super) fn resolv_conf(svc: &Service, host_resolv_conf: &str, dns_server: Opt
         // A loopback resolver of the host is unreachable from the container.
         None => !(l.starts_with("nameserver") && (l.contains(" 127.") || l.contains(" ::1"))),
     };
-    let rest: String = host_resolv_conf.lines().filter(keep).map(|l| format!("{l}\n")).collect();
+    let rest: String = host_resolv_conf
+        .lines()
+        .filter(keep)
+        .map(|l| format!("{l}\n"))
+        .collect();
     match dns_server {
         Some(gw) => format!("nameserver {gw}\n{rest}"),
         None => rest,

@@ -16,8 +16,8 @@ mod namespaces;
 mod security;
 pub(crate) mod userns;
 
-use images::config::ImageConfigFile;
 use compose::model::Service;
+use images::config::ImageConfigFile;
 use runtime::cgroups::Limits;
 use runtime::spec::{ContainerSpec, IdMap, Mount, Process};
 use std::net::IpAddr;

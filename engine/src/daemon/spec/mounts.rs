@@ -26,7 +26,11 @@ fn tmpfs_mount(entry: &str) -> Mount {
 
 /// `tmpfs:` and `volumes:`; `dir` is the container's directory (anonymous volumes live
 /// there), `volume_dir` finds a named volume's by its Compose key.
-pub(super) fn mounts(svc: &Service, dir: &Path, volume_dir: &dyn Fn(&str) -> Option<PathBuf>) -> Result<Vec<Mount>, SpecProblem> {
+pub(super) fn mounts(
+    svc: &Service,
+    dir: &Path,
+    volume_dir: &dyn Fn(&str) -> Option<PathBuf>,
+) -> Result<Vec<Mount>, SpecProblem> {
     let mut mounts: Vec<Mount> = svc.tmpfs.iter().flatten().map(|t| tmpfs_mount(t)).collect();
     for v in svc.volumes.iter().flatten() {
         let target = PathBuf::from(v.target.clone().unwrap_or_default());

@@ -6,7 +6,10 @@ use compose::model::Service;
 use runtime::spec::Namespaces;
 
 /// `namespace_of(target, kind)` is `/proc/<pid>/ns/<kind>` of a running container.
-pub(super) fn namespaces(svc: &Service, namespace_of: &dyn Fn(&str, &str) -> Option<String>) -> Result<Namespaces, SpecProblem> {
+pub(super) fn namespaces(
+    svc: &Service,
+    namespace_of: &dyn Fn(&str, &str) -> Option<String>,
+) -> Result<Namespaces, SpecProblem> {
     let ns = |kind: &str, key: &str, mode: &Option<String>| -> Result<Option<String>, SpecProblem> {
         match mode.as_deref() {
             None | Some("") | Some("private") | Some("shareable") | Some("bridge") | Some("none") | Some("default") => {

@@ -29,9 +29,7 @@ pub(super) fn security(svc: &Service) -> Result<Security, SpecProblem> {
                     source,
                 })?;
             }
-            "label" | "apparmor" => {
-                return Err(SpecProblem::Labels(opt.clone()))
-            }
+            "label" | "apparmor" => return Err(SpecProblem::Labels(opt.clone())),
             _ => return Err(SpecProblem::SecurityOpt(opt.clone())),
         }
     }

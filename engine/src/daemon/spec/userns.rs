@@ -61,7 +61,6 @@ pub(crate) fn check_service(svc: &Service) -> Result<Option<u32>, UsernsModeErro
     Ok(size)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,784 @@
+//! One stage, step by step: its base (`scratch`, an earlier stage, or an image from the
+//! store or the registry), the base's `ONBUILD` triggers, then each instruction, with
+//! the cache consulted before any step that makes a layer.
+
+use super::cache::{self, Entry};
+use super::exec::{self, CopyJob, RunSpec, Scratch};
+use super::stage::{self, StageState};
+use super::{BuildError, BuildJob, Ctx, NamedContext, Vertex};
+use images::context::copy::{Chmod, CopyOptions};
+use images::context::{glob, Source};
+use images::dockerfile::expand;
+use images::dockerfile::{CopyArgs, Dockerfile, Form, Instruction, Step};
+use images::store::LayerRecord;
+use runtime::spec::Mount;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+/// What a stage is built with.
+struct StageRun<'a> {
+    ctx: &'a Ctx,
+    job: &'a BuildJob,
+    d: &'a Dockerfile,
+    index: usize,
+    global: &'a BTreeMap<String, String>,
+    context: &'a Source,
+    built: &'a HashMap<usize, StageState>,
+    label: String,
+    total: usize,
+    count: usize,
+}
+
+fn creates_vertex(i: &Instruction) -> bool {
+    matches!(
+        i,
+        Instruction::Run { .. } | Instruction::Copy(_) | Instruction::Add(_) | Instruction::Workdir(_)
+    )
+}
+
+/// Builds stage `index` of `d`; `built` holds the stages it uses.
+pub fn stage(
+    ctx: &Ctx,
+    job: &BuildJob,
+    d: &Dockerfile,
+    index: usize,
+    global: &BTreeMap<String, String>,
+    context: &Source,
+    built: &HashMap<usize, StageState>,
+) -> Result<StageState, BuildError> {
+    let s = &d.stages[index];
+    let label = match (&s.name, d.stages.len()) {
+        (_, 1) => String::new(),
+        (Some(n), _) => format!("{n} "),
+        (None, _) => format!("stage-{index} "),
+    };
+    let total = 1 + s.steps.iter().filter(|st| creates_vertex(&st.instruction)).count();
+    let mut r = StageRun {
+        ctx,
+        job,
+        d,
+        index,
+        global,
+        context,
+        built,
+        label,
+        total,
+        count: 1,
+    };
+    let escape = d.directives.escape;
+    let base = expand::word(&s.base, global, escape).map_err(|e| BuildError::Step {
+        line: s.line,
+        message: e.to_string(),
+    })?;
+    let (mut st, triggers) = r.base(&base, s.line)?;
+    let mut steps: Vec<Step> = Vec::new();
+    for t in triggers {
+        let parsed =
+            images::dockerfile::Dockerfile::parse(&format!("FROM scratch\n{t}\n")).map_err(|e| BuildError::Step {
+                line: s.line,
+                message: format!("ONBUILD {t}: {e}"),
+            })?;
+        for mut step in parsed.stages.into_iter().flat_map(|x| x.steps) {
+            step.line = s.line;
+            steps.push(step);
+        }
+    }
+    r.total += steps.iter().filter(|st| creates_vertex(&st.instruction)).count();
+    steps.extend(s.steps.iter().cloned());
+    for step in &steps {
+        if ctx.cancelled() {
+            return Err(BuildError::Cancelled);
+        }
+        r.step(&mut st, step)?;
+    }
+    Ok(st)
+}
+
+impl<'a> StageRun<'a> {
+    fn vertex(&mut self, text: String) -> Vertex<'a> {
+        self.count += 1;
+        let name = format!("[{}{}/{}] {text}", self.label, self.count, self.total);
+        Vertex::new(self.ctx, name)
+    }
+
+    /// The stage's base and its `ONBUILD` triggers.
+    fn base(&mut self, base: &str, line: usize) -> Result<(StageState, Vec<String>), BuildError> {
+        if base == "scratch" {
+            return Ok((
+                StageState {
+                    layers: Vec::new(),
+                    config: stage::scratch(),
+                    args: Vec::new(),
+                    key: cache::key("scratch", &[]),
+                    cmd_set: false,
+                },
+                Vec::new(),
+            ));
+        }
+        if let Some(i) = self.d.stage_named(base, self.index) {
+            let st = self.built.get(&i).cloned().ok_or(BuildError::Cancelled)?;
+            let (config, triggers) = stage::from_base(st.config);
+            return Ok((
+                StageState {
+                    config,
+                    args: Vec::new(),
+                    cmd_set: false,
+                    ..st
+                },
+                triggers,
+            ));
+        }
+        let name = format!("[{}1/{}] FROM {base}", self.label, self.total);
+        let v = Vertex::new(self.ctx, name);
+        let rec = match image(self.ctx, base, self.job.pull) {
+            Ok(r) => r,
+            Err(e) => {
+                let e = BuildError::Step {
+                    line,
+                    message: e.to_string(),
+                };
+                v.failed(&e.to_string());
+                return Err(e);
+            }
+        };
+        let config = self
+            .ctx
+            .store
+            .config(&rec)
+            .map_err(|e| BuildError::Image(e.to_string()))?;
+        v.done();
+        let (config, triggers) = stage::from_base(config);
+        Ok((
+            StageState {
+                layers: rec.layers.clone(),
+                config,
+                args: Vec::new(),
+                key: cache::key(rec.manifest.as_str(), &[]),
+                cmd_set: false,
+            },
+            triggers,
+        ))
+    }
+
+    fn step(&mut self, st: &mut StageState, step: &Step) -> Result<(), BuildError> {
+        let escape = self.d.directives.escape;
+        match &step.instruction {
+            Instruction::Run {
+                form,
+                mounts,
+                network,
+                security,
+            } => self.run(st, step, form, mounts, network.as_deref(), security.as_deref()),
+            Instruction::Copy(c) => self.copy(st, step, c, false),
+            Instruction::Add(c) => self.copy(st, step, c, true),
+            Instruction::Workdir(raw) => {
+                let dir = stage::workdir(st, step, raw, escape)?;
+                st.config.config.working_dir = Some(dir.clone());
+                let by = format!("WORKDIR {dir}");
+                let key = cache::key(&st.key, &[&by]);
+                let v = self.vertex(by.clone());
+                let ctx = self.ctx;
+                layer_step(ctx, self.job.no_cache, st, key, by, v, |st| {
+                    exec::mkdir(ctx, st, step, &dir)
+                })
+            }
+            Instruction::From { .. } => Err(BuildError::at(step, "FROM inside a stage".into())),
+            _ => {
+                let by = stage::apply(st, step, escape, self.global, &self.job.args)?;
+                let key = cache::key(&st.key, &[&by]);
+                let created = self
+                    .ctx
+                    .cache
+                    .get(&self.ctx.store, &key)
+                    .filter(|_| !self.job.no_cache)
+                    .map(|e| e.created)
+                    .unwrap_or_else(images::import::rfc3339_now);
+                self.ctx.cache.put(
+                    &key,
+                    &Entry {
+                        created: created.clone(),
+                        layer: None,
+                    },
+                );
+                st.key = key;
+                st.history(&created, by, true);
+                Ok(())
+            }
+        }
+    }
+
+    fn run(
+        &mut self,
+        st: &mut StageState,
+        step: &Step,
+        form: &Form,
+        mounts: &[String],
+        network: Option<&str>,
+        security: Option<&str>,
+    ) -> Result<(), BuildError> {
+        if let Some(s) = security.filter(|s| *s != "sandbox") {
+            return Err(BuildError::at(
+                step,
+                format!("RUN --security={s} is not implemented yet"),
+            ));
+        }
+        let args = run_args(form, step, &st.shell());
+        let run_args = st.run_args();
+        let shown: Vec<&String> = run_args
+            .iter()
+            .filter(|a| !stage::PROXY_ARGS.iter().any(|p| a.starts_with(&format!("{p}="))))
+            .collect();
+        let prefix = if shown.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "|{} {} ",
+                shown.len(),
+                shown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")
+            )
+        };
+        let by = format!("RUN {prefix}{} # buildkit", args.join(" "));
+        let mut env: Vec<String> = st.config.config.env.clone().unwrap_or_default();
+        env.extend(run_args.iter().cloned());
+        for p in stage::PROXY_ARGS {
+            if let Some(v) = self.job.args.get(*p) {
+                if !env.iter().any(|e| e.starts_with(&format!("{p}="))) {
+                    env.push(format!("{p}={v}"));
+                }
+            }
+        }
+        let network = network
+            .map(str::to_string)
+            .or_else(|| self.job.network.clone())
+            .unwrap_or_else(|| "default".into());
+        if !["default", "none", "host"].contains(&network.as_str()) {
+            return Err(BuildError::at(
+                step,
+                format!("RUN --network={network}: not one of default, none, host"),
+            ));
+        }
+        let text = format!("RUN {}", step.text);
+        let key = cache::key(&st.key, &["RUN", &by, &env.join("\0"), &network, &mounts.join("\0")]);
+        let ctx = self.ctx;
+        let job = self.job;
+        let (built, context) = (self.built, self.context);
+        let d = self.d;
+        let index = self.index;
+        let v = self.vertex(text);
+        layer_step(ctx, job.no_cache, st, key, by, v, |st| {
+            let mut views = Vec::new();
+            let (mounts, secrets) = run_mounts(ctx, job, d, index, built, context, st, step, mounts, &mut views)?;
+            let spec = RunSpec {
+                args: args.clone(),
+                env: env.clone(),
+                network: network.clone(),
+                mounts,
+                secrets,
+                extra_hosts: job.extra_hosts.clone(),
+                shm_size: job.shm_size,
+            };
+            let mut log = |l: &str| {
+                let (id, elapsed) = current_vertex();
+                ctx.event(crate::api::BuildEvent::Log {
+                    id,
+                    elapsed,
+                    line: l.to_string(),
+                });
+            };
+            exec::run(ctx, st, step, spec, &mut log)
+        })
+    }
+
+    fn copy(&mut self, st: &mut StageState, step: &Step, c: &CopyArgs, add: bool) -> Result<(), BuildError> {
+        let escape = self.d.directives.escape;
+        let vars = st.vars();
+        let w = |s: &str| expand::word(s, &vars, escape).map_err(|e| BuildError::at(step, e.to_string()));
+        let kw = if add { "ADD" } else { "COPY" };
+        let mut sources = Vec::new();
+        let mut inline = Vec::new();
+        for s in &c.sources {
+            if let Some(h) = heredoc_of(step, s) {
+                let body = if h.expand {
+                    expand::word(&h.body, &vars, escape).unwrap_or_else(|_| h.body.clone())
+                } else {
+                    h.body.clone()
+                };
+                inline.push((h.name.clone(), body.into_bytes()));
+                continue;
+            }
+            let s = w(s)?;
+            if add && (s.starts_with("http://") || s.starts_with("https://") || s.starts_with("git@")) {
+                return Err(BuildError::at(
+                    step,
+                    format!("ADD {s}: adding from a URL is not implemented yet"),
+                ));
+            }
+            sources.push(s);
+        }
+        let raw_dest = w(&c.dest)?;
+        let workdir = st.config.config.working_dir.clone().unwrap_or_else(|| "/".into());
+        let mut dest = if raw_dest.starts_with('/') {
+            raw_dest.clone()
+        } else {
+            format!("{}/{raw_dest}", workdir.trim_end_matches('/'))
+        };
+        let wildcard = sources.iter().any(|s| glob::has_wildcards(s));
+        let dest_is_dir = raw_dest.ends_with('/') || raw_dest == "." || sources.len() + inline.len() > 1 || wildcard;
+        if sources.len() + inline.len() > 1 && !(raw_dest.ends_with('/') || raw_dest == ".") {
+            return Err(BuildError::at(step, format!("When using {kw} with more than one source file, the destination must be a directory and end with a /")));
+        }
+        dest = stage::clean_abs(&dest);
+        let from = c.from.as_deref().map(w).transpose()?;
+        let mut views = Vec::new();
+        let (source, from_key) = self.source_for(from.as_deref(), step, &mut views)?;
+        let source = source.as_ref().unwrap_or(self.context);
+        let mut items = Vec::new();
+        for s in &sources {
+            items.extend(source.resolve(s).map_err(|e| BuildError::at(step, e.to_string()))?);
+        }
+        let chown = c.chown.as_deref().map(w).transpose()?;
+        let ids = chown
+            .as_deref()
+            .map(|u| resolve_owner(self.ctx, st, u))
+            .transpose()
+            .map_err(|m| BuildError::at(step, m))?;
+        let chmod = c
+            .chmod
+            .as_deref()
+            .map(|m| Chmod::parse(m).map_err(|e| BuildError::at(step, e.to_string())))
+            .transpose()?;
+        let mut unpack = Vec::new();
+        if add && source.is_context {
+            items.retain(|i| {
+                let archive = is_archive(source, i);
+                if archive {
+                    unpack.push(i.clone());
+                }
+                !archive
+            });
+        }
+        let digest = source.digest(&items).map_err(|e| BuildError::at(step, e.to_string()))?;
+        let archives = source.digest(&unpack).unwrap_or_default();
+        let inline_key: Vec<String> = inline
+            .iter()
+            .map(|(n, b)| format!("{n}={}", String::from_utf8_lossy(b)))
+            .collect();
+        let shown_sources: Vec<String> = c.sources.iter().map(|s| w(s).unwrap_or_else(|_| s.clone())).collect();
+        let by = format!("{kw} {} {raw_dest} # buildkit", shown_sources.join(" "));
+        let key = cache::key(
+            &st.key,
+            &[
+                kw,
+                &by,
+                &dest,
+                &digest,
+                &archives,
+                &from_key,
+                &format!("{ids:?} {:?} {}", c.chmod, c.parents),
+                &inline_key.join("\0"),
+                &c.exclude.join("\0"),
+            ],
+        );
+        let ctx = self.ctx;
+        let no_cache = self.job.no_cache;
+        let v = self.vertex(format!("{kw} {}", step.text));
+        layer_step(ctx, no_cache, st, key, by, v, |st| {
+            exec::copy(
+                ctx,
+                st,
+                step,
+                CopyJob {
+                    source,
+                    items: items.clone(),
+                    inline: inline.clone(),
+                    dest: dest.clone(),
+                    dest_is_dir,
+                    options: CopyOptions {
+                        chown: ids,
+                        chmod: chmod.clone(),
+                        parents: c.parents,
+                        exclude: c.exclude.clone(),
+                    },
+                    unpack: unpack.clone(),
+                },
+            )
+        })
+    }
+
+    /// The tree a `--from` names (an earlier stage, a named context, an image), held
+    /// in `views` while it is used; `None` for the main context. Also its cache key.
+    fn source_for(
+        &self,
+        from: Option<&str>,
+        step: &Step,
+        views: &mut Vec<Scratch>,
+    ) -> Result<(Option<Source>, String), BuildError> {
+        let Some(from) = from else {
+            return Ok((None, String::new()));
+        };
+        let tree = |layers: &[LayerRecord], views: &mut Vec<Scratch>| -> Result<Source, BuildError> {
+            let dir = exec::view(self.ctx, layers, views)?;
+            Source::tree(&dir).map_err(|e| BuildError::at(step, e.to_string()))
+        };
+        if let Some(i) = self.d.stage_named(from, self.index) {
+            let st = self.built.get(&i).ok_or(BuildError::Cancelled)?;
+            return Ok((Some(tree(&st.layers, views)?), st.key.clone()));
+        }
+        if let Some(c) = self.job.contexts.get(from) {
+            return match c {
+                NamedContext::Dir(d) => Ok((
+                    Some(Source::context(d, None).map_err(|e| BuildError::at(step, e.to_string()))?),
+                    format!("dir:{}", d.display()),
+                )),
+                NamedContext::Image(r) => {
+                    let rec = image(self.ctx, r, false).map_err(|e| BuildError::at(step, e))?;
+                    Ok((Some(tree(&rec.layers, views)?), rec.manifest.to_string()))
+                }
+            };
+        }
+        let rec = image(self.ctx, from, self.job.pull).map_err(|e| BuildError::at(step, e))?;
+        Ok((Some(tree(&rec.layers, views)?), rec.manifest.to_string()))
+    }
+}
+
+/// A step that may make a layer: the cached result when there is one (said `CACHED`),
+/// else `make`'s, recorded.
+fn layer_step(
+    ctx: &Ctx,
+    no_cache: bool,
+    st: &mut StageState,
+    key: String,
+    by: String,
+    v: Vertex,
+    make: impl FnOnce(&StageState) -> Result<Option<LayerRecord>, BuildError>,
+) -> Result<(), BuildError> {
+    let hit = if no_cache {
+        None
+    } else {
+        ctx.cache.get(&ctx.store, &key)
+    };
+    let entry = match hit {
+        Some(e) => {
+            v.cached();
+            e
+        }
+        None => {
+            let id = v.id;
+            let made = {
+                let _current = CurrentVertex::set(id, &v);
+                make(st)
+            };
+            match made {
+                Ok(layer) => {
+                    let e = Entry {
+                        created: images::import::rfc3339_now(),
+                        layer,
+                    };
+                    ctx.cache.put(&key, &e);
+                    v.done();
+                    e
+                }
+                Err(e) => {
+                    v.failed(&e.to_string());
+                    return Err(e);
+                }
+            }
+        }
+    };
+    st.key = key;
+    let empty = entry.layer.is_none();
+    if let Some(l) = entry.layer {
+        st.layers.push(l);
+    }
+    st.history(&entry.created, by, empty);
+    Ok(())
+}
+
+/// Where a `RUN`'s output lines go while it runs (the vertex of this thread's step).
+struct CurrentVertex;
+
+thread_local! {
+    static CURRENT: std::cell::Cell<Option<(u32, std::time::Instant)>> = const { std::cell::Cell::new(None) };
+}
+
+impl CurrentVertex {
+    fn set(id: u32, _v: &Vertex) -> CurrentVertex {
+        CURRENT.with(|c| c.set(Some((id, std::time::Instant::now()))));
+        CurrentVertex
+    }
+}
+
+impl Drop for CurrentVertex {
+    fn drop(&mut self) {
+        CURRENT.with(|c| c.set(None));
+    }
+}
+
+/// The vertex a log line of this thread belongs to, and the seconds since it started.
+pub fn current_vertex() -> (u32, f64) {
+    CURRENT
+        .with(|c| c.get())
+        .map(|(id, t)| (id, t.elapsed().as_secs_f64()))
+        .unwrap_or((0, 0.0))
+}
+
+/// An image by reference or ID: from the store, else pulled (`pull`: always pulled).
+fn image(ctx: &Ctx, reference: &str, pull: bool) -> Result<images::ImageRecord, String> {
+    if !pull {
+        if let Ok(rec) = ctx.store.resolve(reference) {
+            return Ok(rec);
+        }
+        if let Ok(r) = images::ImageRef::parse(reference) {
+            if let Ok(rec) = ctx.store.resolve(&r.full()) {
+                return Ok(rec);
+            }
+        }
+    }
+    let r = images::ImageRef::parse(reference).map_err(|e| e.to_string())?;
+    let auth = ctx.auths.get(r.registry()).cloned();
+    let engine = ctx.engine.clone();
+    let out = ctx.out.clone();
+    let policy = if pull { "always" } else { "missing" };
+    ctx.rt
+        .block_on(async move { engine.pull(&r.full(), Some(policy), auth.as_ref(), &out).await })
+        .map_err(|e| format!("failed to resolve source metadata for {reference}: {e}"))?;
+    let r = images::ImageRef::parse(reference).map_err(|e| e.to_string())?;
+    ctx.store.resolve(&r.full()).map_err(|e| e.to_string())
+}
+
+fn heredoc_of<'a>(step: &'a Step, word: &str) -> Option<&'a images::dockerfile::Heredoc> {
+    let name = word
+        .strip_prefix("<<")?
+        .trim_start_matches('-')
+        .trim_matches(['"', '\'']);
+    step.heredocs.iter().find(|h| h.name == name)
+}
+
+/// A `RUN`'s argv: the exec form as written; the shell form through the stage's shell,
+/// with its heredocs (a lone heredoc is the script itself).
+fn run_args(form: &Form, step: &Step, shell: &[String]) -> Vec<String> {
+    match form {
+        Form::Exec(v) => v.clone(),
+        Form::Shell(_) if step.heredocs.is_empty() => stage::command(form, shell),
+        Form::Shell(s) => {
+            let lone = step.heredocs.len() == 1 && heredoc_of(step, s.trim()).is_some();
+            if lone {
+                let body = &step.heredocs[0].body;
+                return shell
+                    .iter()
+                    .cloned()
+                    .chain([body.trim_end_matches('\n').to_string()])
+                    .collect();
+            }
+            let mut script = s.clone();
+            script.push('\n');
+            for h in &step.heredocs {
+                script.push_str(&h.body);
+                script.push_str(&h.name);
+                script.push('\n');
+            }
+            shell.iter().cloned().chain([script]).collect()
+        }
+    }
+}
+
+/// `--chown=user:group` to IDs: numbers as they are, names from the stage's
+/// /etc/passwd and /etc/group.
+fn resolve_owner(ctx: &Ctx, st: &StageState, spec: &str) -> Result<(u32, u32), String> {
+    let (u, g) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let lowers = exec::layer_dirs(ctx, &st.layers);
+    let file = |name: &str| -> String {
+        for l in lowers.iter().rev() {
+            let Ok(root) = std::fs::File::open(l) else { continue };
+            let root: std::os::unix::io::OwnedFd = root.into();
+            if let Ok(data) = safefs::inroot::read_file(safefs::inroot::borrow(&root), Path::new(name), 4 << 20) {
+                return String::from_utf8_lossy(&data).into_owned();
+            }
+        }
+        String::new()
+    };
+    let lookup = |text: &str, name: &str, field: usize| -> Option<(u32, Option<u32>)> {
+        text.lines().find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.first() == Some(&name))
+                .then(|| {
+                    (
+                        f.get(field).and_then(|x| x.parse().ok()),
+                        f.get(3).and_then(|x| x.parse().ok()),
+                    )
+                })
+                .and_then(|(id, gid)| id.map(|id| (id, gid)))
+        })
+    };
+    let (uid, primary) = match u.parse::<u32>() {
+        Ok(n) => (n, None),
+        Err(_) => lookup(&file("/etc/passwd"), u, 2)
+            .ok_or_else(|| format!("unable to find user {u}: no matching entries in passwd file"))?,
+    };
+    let gid = match g {
+        None => primary.unwrap_or(uid),
+        Some(g) => match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => lookup(&file("/etc/group"), g, 2)
+                .map(|(id, _)| id)
+                .ok_or_else(|| format!("unable to find group {g}: no matching entries in group file"))?,
+        },
+    };
+    Ok((uid, gid))
+}
+
+/// Whether a context file is a tar archive (plain or compressed), which `ADD` unpacks.
+fn is_archive(src: &Source, rel: &Path) -> bool {
+    let Ok(e) = src.open(rel) else { return false };
+    if e.stat.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return false;
+    }
+    let Ok(mut f) = std::fs::File::open(format!(
+        "/proc/self/fd/{}",
+        std::os::unix::io::AsRawFd::as_raw_fd(&e.fd)
+    )) else {
+        return false;
+    };
+    let mut head = vec![0u8; 512];
+    let n = std::io::Read::read(&mut f, &mut head).unwrap_or(0);
+    head.truncate(n);
+    if !matches!(images::unpack::sniff(&head), images::unpack::Compression::None) {
+        return true;
+    }
+    head.len() >= 262 && &head[257..262] == b"ustar"
+}
+
+/// The mounts of a `RUN --mount=...` list, and the secrets to write for it.
+#[allow(clippy::too_many_arguments)]
+fn run_mounts(
+    ctx: &Ctx,
+    job: &BuildJob,
+    d: &Dockerfile,
+    index: usize,
+    built: &HashMap<usize, StageState>,
+    context: &Source,
+    st: &StageState,
+    step: &Step,
+    specs: &[String],
+    views: &mut Vec<Scratch>,
+) -> Result<(Vec<Mount>, Vec<(String, Vec<u8>, u32)>), BuildError> {
+    let _ = st;
+    let mut mounts = Vec::new();
+    let mut secrets = Vec::new();
+    for spec in specs {
+        let mut o: BTreeMap<String, String> = BTreeMap::new();
+        for kv in spec.split(',') {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, "true"));
+            o.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+        }
+        let kind = o.get("type").cloned().unwrap_or_else(|| "bind".into());
+        let target = o.get("target").or(o.get("dst")).or(o.get("destination")).cloned();
+        let ro = |o: &BTreeMap<String, String>| o.get("readonly").or(o.get("ro")).is_some_and(|v| v != "false");
+        let bad = |m: String| BuildError::at(step, format!("--mount={spec}: {m}"));
+        match kind.as_str() {
+            "cache" => {
+                let target = target.ok_or_else(|| bad("a cache mount needs a target".into()))?;
+                if o.contains_key("from") {
+                    return Err(bad("a cache mount's from= is not implemented yet".into()));
+                }
+                let id = o.get("id").cloned().unwrap_or_else(|| target.clone());
+                let dir = ctx.cache.mounts_dir().join(cache::key("cache-mount", &[&id]));
+                if !dir.is_dir() {
+                    std::fs::create_dir_all(&dir).map_err(|e| BuildError::Io(e.to_string()))?;
+                    let mode = o
+                        .get("mode")
+                        .and_then(|m| u32::from_str_radix(m, 8).ok())
+                        .unwrap_or(0o755);
+                    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(mode))
+                        .map_err(|e| BuildError::Io(e.to_string()))?;
+                    let uid = o.get("uid").and_then(|m| m.parse().ok()).unwrap_or(0);
+                    let gid = o.get("gid").and_then(|m| m.parse().ok()).unwrap_or(0);
+                    std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).map_err(|e| BuildError::Io(e.to_string()))?;
+                }
+                mounts.push(Mount {
+                    kind: "bind".into(),
+                    source: dir,
+                    target: target.into(),
+                    read_only: ro(&o),
+                    ..Default::default()
+                });
+            }
+            "bind" => {
+                let target = target.ok_or_else(|| bad("a bind mount needs a target".into()))?;
+                let src = o.get("source").or(o.get("src")).cloned().unwrap_or_default();
+                let root: PathBuf = match o.get("from") {
+                    None => context.path.clone(),
+                    Some(f) => match d.stage_named(f, index) {
+                        Some(i) => exec::view(ctx, &built.get(&i).ok_or(BuildError::Cancelled)?.layers, views)?,
+                        None => match job.contexts.get(f) {
+                            Some(NamedContext::Dir(p)) => p.clone(),
+                            Some(NamedContext::Image(r)) => {
+                                exec::view(ctx, &image(ctx, r, false).map_err(bad)?.layers, views)?
+                            }
+                            None => exec::view(ctx, &image(ctx, f, job.pull).map_err(bad)?.layers, views)?,
+                        },
+                    },
+                };
+                let host = safefs::safepath::resolve_in_root(&root, Path::new(&src)).map_err(|e| bad(e.to_string()))?;
+                let writable = o.get("rw").or(o.get("readwrite")).is_some_and(|v| v != "false");
+                let host = if writable {
+                    exec::writable_copy_view(ctx, &host, views)?
+                } else {
+                    host
+                };
+                mounts.push(Mount {
+                    kind: "bind".into(),
+                    source: host,
+                    target: target.into(),
+                    read_only: !writable,
+                    ..Default::default()
+                });
+            }
+            "tmpfs" => {
+                let target = target.ok_or_else(|| bad("a tmpfs mount needs a target".into()))?;
+                let data = o.get("size").map(|s| format!("size={s}")).unwrap_or_default();
+                mounts.push(Mount {
+                    kind: "tmpfs".into(),
+                    target: target.into(),
+                    data,
+                    ..Default::default()
+                });
+            }
+            "secret" => {
+                let id = o.get("id").cloned().or_else(|| {
+                    target
+                        .as_ref()
+                        .and_then(|t| Path::new(t).file_name().map(|n| n.to_string_lossy().into_owned()))
+                });
+                let id = id.ok_or_else(|| bad("a secret mount needs an id or a target".into()))?;
+                let required = o.get("required").is_some_and(|v| v != "false");
+                let Some(value) = job.secrets.get(&id) else {
+                    if required {
+                        return Err(bad(format!("secret {id} not found")));
+                    }
+                    continue;
+                };
+                let target = target.unwrap_or_else(|| format!("/run/secrets/{id}"));
+                let mode = o
+                    .get("mode")
+                    .and_then(|m| u32::from_str_radix(m, 8).ok())
+                    .unwrap_or(0o400);
+                let name = cache::key("secret", &[&id]);
+                secrets.push((name.clone(), value.clone(), mode));
+                mounts.push(Mount {
+                    kind: "secret".into(),
+                    source: name.into(),
+                    target: target.into(),
+                    read_only: true,
+                    ..Default::default()
+                });
+            }
+            "ssh" => return Err(bad("ssh mounts are not implemented yet".into())),
+            other => return Err(bad(format!("unknown mount type {other:?}"))),
+        }
+    }
+    Ok((mounts, secrets))
+}

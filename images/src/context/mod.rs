@@ -1,0 +1,385 @@
+//! A build's sources: the context directory (read in place, through `.dockerignore`),
+//! or another stage's or image's tree for `COPY --from`. Every path is resolved inside
+//! the source's root (`openat2` with `RESOLVE_IN_ROOT`), and below a named source the
+//! walk goes by directory descriptors and never follows a link: a hostile context's
+//! symlinks cannot make a build read outside it. Only what a step names is read.
+
+pub mod copy;
+pub mod glob;
+pub mod ignore;
+
+use ignore::Ignore;
+use safefs::inroot;
+use sha2::{Digest as _, Sha256};
+use std::ffi::{CString, OsStr, OsString};
+use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::io::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContextError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("failed to compute cache key: \"{0}\" not found in the build context (or excluded by .dockerignore)")]
+    NotFound(String),
+    #[error("{0:?}: a device, pipe or socket in the build context cannot be copied")]
+    Special(String),
+    #[error("{0:?} is outside the build context")]
+    Outside(String),
+    #[error("invalid --chmod {0:?}: an octal mode or a symbolic one (u+x,go-w)")]
+    Chmod(String),
+    #[error("{what}: more than {limit} bytes")]
+    TooBig { what: String, limit: u64 },
+}
+
+pub(crate) fn io_at(path: &Path) -> impl FnOnce(io::Error) -> ContextError + '_ {
+    move |source| ContextError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// The most a `.dockerignore` may hold.
+const IGNORE_LIMIT: u64 = 1 << 20;
+
+/// A tree files are copied from.
+pub struct Source {
+    root: OwnedFd,
+    pub path: PathBuf,
+    ignore: Ignore,
+    /// The context (owners are not kept, devices are refused) or a stage's tree.
+    pub is_context: bool,
+}
+
+/// One thing found under a source: its path relative to the source root, and stat.
+pub struct Entry {
+    pub rel: PathBuf,
+    pub stat: libc::stat,
+    pub fd: OwnedFd,
+}
+
+pub(crate) fn kind(st: &libc::stat) -> libc::mode_t {
+    st.st_mode & libc::S_IFMT
+}
+
+pub(crate) fn fstat(fd: BorrowedFd) -> io::Result<libc::stat> {
+    // SAFETY: stat is plain data that fstat fills.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid descriptor and a writable stat.
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(st)
+}
+
+pub(crate) fn cname(name: &OsStr) -> io::Result<CString> {
+    CString::new(name.as_bytes()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a name with a NUL byte"))
+}
+
+/// Opens `name` in the directory `dir`, never following a link (`O_PATH`).
+pub(crate) fn open_child(dir: BorrowedFd, name: &OsStr) -> io::Result<OwnedFd> {
+    let c = cname(name)?;
+    // SAFETY: a valid directory descriptor and C string; the result is checked.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Reopens an `O_PATH` descriptor of a regular file for reading (non-blocking: a pipe
+/// swapped in cannot hang the build).
+pub(crate) fn reopen(fd: &OwnedFd) -> io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+impl Source {
+    /// The context directory with its ignore file: `<Dockerfile>.dockerignore` beside the
+    /// Dockerfile when there is one, else `.dockerignore` at the context's root.
+    pub fn context(dir: &Path, dockerfile: Option<&Path>) -> Result<Source, ContextError> {
+        let root = std::fs::File::open(dir).map_err(io_at(dir))?;
+        let meta = root.metadata().map_err(io_at(dir))?;
+        if !meta.is_dir() {
+            return Err(ContextError::Io {
+                path: dir.display().to_string(),
+                source: io::Error::new(io::ErrorKind::NotADirectory, "not a directory"),
+            });
+        }
+        let root: OwnedFd = root.into();
+        let specific = dockerfile.map(|d| {
+            let mut n = d.as_os_str().to_owned();
+            n.push(".dockerignore");
+            PathBuf::from(n)
+        });
+        let mut text = None;
+        if let Some(p) = specific.filter(|p| p.is_file()) {
+            let f = std::fs::File::open(&p).map_err(io_at(&p))?;
+            text = Some(read_limited(f, IGNORE_LIMIT, &p)?);
+        }
+        if text.is_none() {
+            match inroot::read_file(inroot::borrow(&root), Path::new(".dockerignore"), IGNORE_LIMIT) {
+                Ok(t) => text = Some(t),
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(e) => return Err(io_at(&dir.join(".dockerignore"))(e)),
+            }
+        }
+        let ignore = Ignore::parse(&String::from_utf8_lossy(&text.unwrap_or_default()));
+        Ok(Source {
+            root,
+            path: dir.to_path_buf(),
+            ignore,
+            is_context: true,
+        })
+    }
+
+    /// A stage's or image's root filesystem, everything in it copyable.
+    pub fn tree(dir: &Path) -> Result<Source, ContextError> {
+        let root: OwnedFd = std::fs::File::open(dir).map_err(io_at(dir))?.into();
+        Ok(Source {
+            root,
+            path: dir.to_path_buf(),
+            ignore: Ignore::default(),
+            is_context: false,
+        })
+    }
+
+    pub fn excluded(&self, rel: &Path) -> bool {
+        self.is_context && self.ignore.excludes(&rel.to_string_lossy())
+    }
+
+    /// The paths a `COPY` source names (wildcards expanded), relative to the root.
+    /// None found is an error naming the source, as BuildKit's.
+    pub fn resolve(&self, pattern: &str) -> Result<Vec<PathBuf>, ContextError> {
+        let cleaned = ignore::clean(pattern);
+        if self.is_context && pattern.split('/').filter(|p| *p == "..").count() > 0 && escapes(pattern) {
+            return Err(ContextError::Outside(pattern.to_string()));
+        }
+        let parts: Vec<&str> = cleaned.split('/').filter(|p| !p.is_empty()).collect();
+        let mut found = vec![PathBuf::new()];
+        for (i, part) in parts.iter().enumerate() {
+            let last = i + 1 == parts.len();
+            let mut next = Vec::new();
+            for base in &found {
+                if glob::has_wildcards(part) {
+                    let Ok(dir) = inroot::open(inroot::borrow(&self.root), base, libc::O_PATH | libc::O_DIRECTORY, 0)
+                    else {
+                        continue;
+                    };
+                    for n in inroot::entries(&dir).map_err(io_at(base))? {
+                        if glob::path_matches(part, &n.to_string_lossy()) {
+                            next.push(base.join(n));
+                        }
+                    }
+                } else {
+                    next.push(base.join(part));
+                }
+            }
+            found = next;
+            if last {
+                break;
+            }
+        }
+        let hits: Vec<PathBuf> = found
+            .into_iter()
+            .filter(|p| {
+                (p.as_os_str().is_empty() || !self.excluded(p))
+                    && inroot::open(inroot::borrow(&self.root), p, libc::O_PATH, 0).is_ok()
+            })
+            .collect();
+        if hits.is_empty() {
+            return Err(ContextError::NotFound(pattern.to_string()));
+        }
+        Ok(hits)
+    }
+
+    /// A named source, opened inside the root (links on the way followed inside it).
+    pub fn open(&self, rel: &Path) -> Result<Entry, ContextError> {
+        let fd =
+            inroot::open(inroot::borrow(&self.root), rel, libc::O_PATH, 0).map_err(|e| match e.raw_os_error() {
+                Some(libc::ENOENT) | Some(libc::ENOTDIR) => ContextError::NotFound(rel.display().to_string()),
+                _ => io_at(rel)(e),
+            })?;
+        let stat = fstat(inroot::borrow(&fd)).map_err(io_at(rel))?;
+        Ok(Entry {
+            rel: rel.to_path_buf(),
+            stat,
+            fd,
+        })
+    }
+
+    /// Visits `e` and, for a directory, everything below it that is not excluded, parents
+    /// before children, names sorted; `f` gets each entry with its path relative to `e`.
+    pub fn walk(
+        &self,
+        e: &Entry,
+        f: &mut dyn FnMut(&Path, &Entry) -> Result<(), ContextError>,
+    ) -> Result<(), ContextError> {
+        self.walk_in(e, Path::new(""), f, 0)
+    }
+
+    fn walk_in(
+        &self,
+        e: &Entry,
+        below: &Path,
+        f: &mut dyn FnMut(&Path, &Entry) -> Result<(), ContextError>,
+        depth: usize,
+    ) -> Result<(), ContextError> {
+        if depth > inroot::MAX_DEPTH {
+            return Err(io_at(&e.rel)(io::Error::other("too deep")));
+        }
+        f(below, e)?;
+        if kind(&e.stat) != libc::S_IFDIR {
+            return Ok(());
+        }
+        let names: Vec<OsString> = inroot::entries(&e.fd).map_err(io_at(&e.rel))?;
+        for n in names {
+            let rel = e.rel.join(&n);
+            if self.excluded(&rel) && !(kind_is_dir(&e.fd, &n) && self.ignore.may_include_under(&rel.to_string_lossy()))
+            {
+                continue;
+            }
+            let fd = open_child(inroot::borrow(&e.fd), &n).map_err(io_at(&rel))?;
+            let stat = fstat(inroot::borrow(&fd)).map_err(io_at(&rel))?;
+            let child = Entry { rel, stat, fd };
+            if self.excluded(&child.rel) {
+                // A directory kept only for the exceptions inside it.
+                self.walk_excluded_dir(&child, &below.join(&n), f, depth + 1)?;
+                continue;
+            }
+            self.walk_in(&child, &below.join(&n), f, depth + 1)?;
+        }
+        Ok(())
+    }
+
+    fn walk_excluded_dir(
+        &self,
+        e: &Entry,
+        below: &Path,
+        f: &mut dyn FnMut(&Path, &Entry) -> Result<(), ContextError>,
+        depth: usize,
+    ) -> Result<(), ContextError> {
+        let mut inner: Vec<(PathBuf, Entry)> = Vec::new();
+        let names = inroot::entries(&e.fd).map_err(io_at(&e.rel))?;
+        for n in names {
+            let rel = e.rel.join(&n);
+            let fd = open_child(inroot::borrow(&e.fd), &n).map_err(io_at(&rel))?;
+            let stat = fstat(inroot::borrow(&fd)).map_err(io_at(&rel))?;
+            inner.push((below.join(&n), Entry { rel, stat, fd }));
+        }
+        let mut any = false;
+        for (b, child) in inner {
+            if !self.excluded(&child.rel) {
+                if !any {
+                    // The directory itself, before the first thing kept inside it.
+                    f(below, e)?;
+                    any = true;
+                }
+                self.walk_in(&child, &b, f, depth + 1)?;
+            } else if kind(&child.stat) == libc::S_IFDIR && self.ignore.may_include_under(&child.rel.to_string_lossy())
+            {
+                self.walk_excluded_dir(&child, &b, f, depth + 1)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A digest of what copying `rels` would copy: names, types, modes, owners (for a
+    /// tree), link targets and contents; never times, so a touched file is a cache hit.
+    pub fn digest(&self, rels: &[PathBuf]) -> Result<String, ContextError> {
+        let mut h = Sha256::new();
+        for r in rels {
+            let e = self.open(r)?;
+            h.update(r.as_os_str().as_bytes());
+            h.update([0]);
+            self.walk(&e, &mut |below, ent| {
+                h.update(below.as_os_str().as_bytes());
+                let st = &ent.stat;
+                let owner = if self.is_context {
+                    (0, 0)
+                } else {
+                    (st.st_uid, st.st_gid)
+                };
+                h.update(format!("\0{:o} {} {} {}\0", st.st_mode, owner.0, owner.1, st.st_size).as_bytes());
+                match kind(st) {
+                    libc::S_IFREG => {
+                        let mut f = reopen(&ent.fd).map_err(io_at(&ent.rel))?;
+                        let mut buf = vec![0u8; 64 * 1024];
+                        let mut left = st.st_size as u64;
+                        while left > 0 {
+                            let want = left.min(buf.len() as u64) as usize;
+                            let n = f.read(&mut buf[..want]).map_err(io_at(&ent.rel))?;
+                            if n == 0 {
+                                break;
+                            }
+                            h.update(&buf[..n]);
+                            left -= n as u64;
+                        }
+                    }
+                    libc::S_IFLNK => {
+                        h.update(
+                            copy::readlink(ent.fd.as_raw_fd())
+                                .map_err(io_at(&ent.rel))?
+                                .as_os_str()
+                                .as_bytes(),
+                        );
+                    }
+                    _ => {}
+                }
+                Ok(())
+            })?;
+        }
+        Ok(format!("sha256:{:x}", h.finalize()))
+    }
+}
+
+fn kind_is_dir(dir: &OwnedFd, name: &OsStr) -> bool {
+    inroot::stat_at(inroot::borrow(dir), Path::new(name))
+        .map(|st| kind(&st) == libc::S_IFDIR)
+        .unwrap_or(false)
+}
+
+/// Whether a relative path climbs above its root.
+fn escapes(p: &str) -> bool {
+    let mut depth: i64 = 0;
+    for part in p.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                depth -= 1;
+                if depth < 0 {
+                    return true;
+                }
+            }
+            _ => depth += 1,
+        }
+    }
+    false
+}
+
+fn read_limited(f: impl Read, limit: u64, path: &Path) -> Result<Vec<u8>, ContextError> {
+    let mut v = Vec::new();
+    f.take(limit + 1).read_to_end(&mut v).map_err(io_at(path))?;
+    if v.len() as u64 > limit {
+        return Err(ContextError::TooBig {
+            what: path.display().to_string(),
+            limit,
+        });
+    }
+    Ok(v)
+}

@@ -1,0 +1,191 @@
+//! `build`: the services' images built by the engine, its progress printed as
+//! BuildKit's plain progress (`#5 [2/4] RUN make`, the step's output, `#5 DONE 0.3s`,
+//! `#4 CACHED`), as JSON events with `--progress json`, or only the image IDs with `-q`.
+//! A live terminal view is not done yet: a terminal gets the plain lines too.
+
+use crate::args::BuildArgs;
+use crate::client::{connect, runtime};
+use crate::global::{Global, Progress};
+use crate::progress::code;
+use crate::project::{auths, file_values, load};
+use anyhow::{bail, Result};
+use engine::api::{BuildEvent, BuildRequest, StreamMsg};
+use hyper::Method;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::ExitCode;
+
+/// How build progress is shown.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Mode {
+    Plain,
+    Json,
+    Quiet,
+}
+
+/// Prints build events as they come.
+pub struct Printer {
+    mode: Mode,
+}
+
+impl Printer {
+    pub fn new(mode: Mode) -> Printer {
+        Printer { mode }
+    }
+
+    pub fn from_global(g: &Global) -> Printer {
+        Printer::new(match g.progress {
+            Progress::Json => Mode::Json,
+            Progress::Quiet => Mode::Quiet,
+            _ => Mode::Plain,
+        })
+    }
+
+    pub fn event(&mut self, e: &BuildEvent) {
+        let err = &mut std::io::stderr();
+        match (self.mode, e) {
+            (Mode::Json, e) => {
+                let _ = writeln!(err, "{}", serde_json::to_string(e).unwrap_or_default());
+            }
+            (Mode::Quiet, BuildEvent::Image { id, .. }) => println!("{id}"),
+            (Mode::Quiet, _) => {}
+            (Mode::Plain, e) => {
+                let _ = writeln!(err, "{}", plain(e));
+            }
+        }
+    }
+}
+
+/// One event as BuildKit's plain progress prints it.
+pub fn plain(e: &BuildEvent) -> String {
+    match e {
+        BuildEvent::Step { id, name } => format!("#{id} {name}"),
+        BuildEvent::Cached { id } => format!("#{id} CACHED"),
+        BuildEvent::Log { id, elapsed, line } => format!("#{id} {elapsed:.3} {line}"),
+        BuildEvent::Done { id, secs } => format!("#{id} DONE {secs:.1}s"),
+        BuildEvent::Error { id, message } => format!("#{id} ERROR: {message}"),
+        BuildEvent::Image { service, id, .. } => format!(" Image {service} Built ({id})"),
+    }
+}
+
+fn build_args(list: &[String], env: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for a in list {
+        match a.split_once('=') {
+            Some((k, v)) if !k.is_empty() => {
+                out.insert(k.to_string(), v.to_string());
+            }
+            Some(_) => bail!("invalid --build-arg {a:?}: expected KEY=VALUE or KEY"),
+            // A bare name takes the environment's value, and is left out without one.
+            None => {
+                if let Some(v) = env.get(a).cloned().or_else(|| std::env::var(a).ok()) {
+                    out.insert(a.clone(), v);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub fn build(g: &Global, a: BuildArgs) -> Result<ExitCode> {
+    for (set, flag) in [
+        (a.push, "--push"),
+        (!a.ssh.is_empty(), "--ssh"),
+        (a.memory.is_some(), "--memory"),
+    ] {
+        if set {
+            bail!("build {flag} is not implemented yet");
+        }
+    }
+    let l = load(g, &a.services)?;
+    if a.print {
+        return print_definition(&l, &a.services);
+    }
+    let req = BuildRequest {
+        project: l.json.clone(),
+        working_dir: l.loaded.project_dir.display().to_string(),
+        services: a.services.clone(),
+        with_dependencies: a.with_dependencies,
+        build_args: build_args(
+            &a.build_arg,
+            &l.loaded
+                .environment
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        )?,
+        no_cache: a.no_cache,
+        pull: a.pull,
+        file_values: file_values(&l.loaded)?,
+        auths: auths(&l.loaded.project),
+    };
+    let mut printer = if a.quiet {
+        Printer::new(Mode::Quiet)
+    } else {
+        Printer::from_global(g)
+    };
+    runtime()?.block_on(async {
+        let c = connect().await?;
+        let mut lines = c
+            .stream(Method::POST, &format!("/v1/projects/{}/build", l.name), Some(&req))
+            .await?;
+        let mut pulls = crate::image_cmd::Printer::new(a.quiet);
+        while let Some(m) = lines.next::<StreamMsg>().await? {
+            match m {
+                StreamMsg::Build(e) => printer.event(&e),
+                StreamMsg::Pull(e) => pulls.event(&e),
+                StreamMsg::Warning(w) => eprintln!("WARN[0000] {w}"),
+                StreamMsg::Error { message, exit_code } => {
+                    eprintln!("{message}");
+                    return Ok(code(exit_code.max(1)));
+                }
+                StreamMsg::Done { exit_code } => return Ok(code(exit_code)),
+                _ => {}
+            }
+        }
+        bail!("the engine closed the connection before the build ended (see its log)")
+    })
+}
+
+/// `build --print`: the build definition as Compose prints it (a bake file's JSON).
+fn print_definition(l: &crate::project::Loaded, services: &[String]) -> Result<ExitCode> {
+    let p = &l.loaded.project;
+    let mut targets = serde_json::Map::new();
+    let mut names = Vec::new();
+    for (name, s) in &p.services {
+        let Some(b) = &s.build else { continue };
+        if !services.is_empty() && !services.contains(name) {
+            continue;
+        }
+        names.push(serde_json::Value::String(name.clone()));
+        let image = s.image.clone().unwrap_or_else(|| format!("{}-{name}", l.name));
+        let mut t = serde_json::json!({
+            "context": b.context.clone().unwrap_or_else(|| ".".into()),
+            "dockerfile": b.dockerfile.clone().unwrap_or_else(|| "Dockerfile".into()),
+            "tags": std::iter::once(image).chain(b.tags.iter().flatten().cloned()).collect::<Vec<_>>(),
+        });
+        if let Some(args) = &b.args {
+            let m: BTreeMap<String, String> = args
+                .iter()
+                .filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v)))
+                .collect();
+            t["args"] = serde_json::json!(m);
+        }
+        if let Some(target) = &b.target {
+            t["target"] = serde_json::json!(target);
+        }
+        if let Some(inline) = &b.dockerfile_inline {
+            t["dockerfile-inline"] = serde_json::json!(inline);
+        }
+        if b.no_cache == Some(true) {
+            t["no-cache"] = serde_json::json!(true);
+        }
+        targets.insert(name.clone(), t);
+    }
+    let def = serde_json::json!({
+        "group": {"default": {"targets": names}},
+        "target": targets,
+    });
+    println!("{}", serde_json::to_string_pretty(&def)?);
+    Ok(ExitCode::SUCCESS)
+}

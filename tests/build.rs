@@ -1,0 +1,178 @@
+//! End to end: images built from Dockerfiles by the engine, through the built binary,
+//! on the busybox image the harness imports. Needs root.
+
+mod engine_env;
+
+use engine_env::{root, Env};
+
+const DOCKERFILE: &str = r#"# syntax=docker/dockerfile:1
+ARG BASE=rcompose/busybox
+FROM ${BASE} AS base
+ARG GREETING=hello
+ENV APP=/app E2="two words"
+LABEL org.example.x=1 "org.example.y"="a b"
+WORKDIR $APP
+COPY --chown=1000:1000 --chmod=640 a.txt ./
+COPY dir/ sub/
+RUN echo "$GREETING $E2" > greeting && id -u > uid
+RUN <<EOF
+echo one > here1
+echo two >> here1
+EOF
+COPY <<EOT /etc/note
+note $APP
+EOT
+USER 1000
+EXPOSE 8080 53/udp
+VOLUME /data
+STOPSIGNAL SIGINT
+HEALTHCHECK --interval=5s --retries=4 CMD true
+ENTRYPOINT ["/bin/sh", "-c"]
+CMD ["cat greeting"]
+
+FROM rcompose/busybox AS unused
+RUN exit 3
+
+FROM base
+"#;
+
+fn project(env: &Env) {
+    env.write("Dockerfile", DOCKERFILE);
+    env.write("a.txt", "A\n");
+    std::fs::create_dir_all(env.project.path().join("dir/deep")).unwrap();
+    env.write("dir/deep/f", "deep\n");
+    env.write("dir/skip.log", "ignored\n");
+    env.write(".dockerignore", "# logs stay out\n**/*.log\n");
+    env.write(
+        "compose.yaml",
+        "name: bt\nservices:\n  app:\n    build:\n      context: .\n      args: [GREETING=hi]\n",
+    );
+}
+
+fn inspect(env: &Env, image: &str) -> serde_json::Value {
+    let out = env.ok(&["image", "inspect", image]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v[0].clone()
+}
+
+#[test]
+fn a_dockerfile_builds_as_buildkit_builds_it() {
+    if !root() {
+        return;
+    }
+    let env = Env::new();
+    project(&env);
+    let o = env.rc(&["--progress", "plain", "build"]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{err}\n{}", env.engine_log());
+    // Plain progress as BuildKit's; the unused stage (which fails) is not built.
+    assert!(err.contains("[base 2/7] WORKDIR /app"), "{err}");
+    assert!(err.contains("DONE"), "{err}");
+    assert!(!err.contains("exit 3"), "{err}");
+    let img = inspect(&env, "bt-app");
+    let c = &img["Config"];
+    assert_eq!(
+        c["Env"],
+        serde_json::json!([
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "APP=/app",
+            "E2=two words"
+        ]),
+        "{img}"
+    );
+    assert_eq!(c["WorkingDir"], "/app");
+    assert_eq!(c["User"], "1000");
+    assert_eq!(c["Entrypoint"], serde_json::json!(["/bin/sh", "-c"]));
+    assert_eq!(c["Cmd"], serde_json::json!(["cat greeting"]));
+    assert_eq!(c["StopSignal"], "SIGINT");
+    assert_eq!(c["Labels"]["org.example.y"], "a b");
+    assert_eq!(c["Labels"]["com.docker.compose.service"], "app");
+    assert!(
+        c["ExposedPorts"]["53/udp"].is_object() && c["ExposedPorts"]["8080/tcp"].is_object(),
+        "{c}"
+    );
+    assert!(c["Volumes"]["/data"].is_object());
+    assert_eq!(c["Healthcheck"]["Test"], serde_json::json!(["CMD-SHELL", "true"]));
+    assert_eq!(c["Healthcheck"]["Interval"], 5_000_000_000u64);
+
+    // What the steps made, seen from inside a container of the image.
+    let show = |cmd: &str| env.ok(&["run", "--rm", "--no-deps", "--entrypoint", "/bin/sh", "app", "-c", cmd]);
+    assert_eq!(show("cat greeting").trim(), "hi two words");
+    assert_eq!(show("cat uid").trim(), "0");
+    assert_eq!(show("cat here1"), "one\ntwo\n");
+    assert_eq!(show("cat /etc/note"), "note /app\n");
+    assert_eq!(show("stat -c '%u:%g %a' a.txt").trim(), "1000:1000 640");
+    assert_eq!(show("cat sub/deep/f; ls sub").trim(), "deep\ndeep");
+    assert_eq!(
+        show("ls sub/skip.log 2>&1 || echo absent").trim().lines().last(),
+        Some("absent")
+    );
+
+    // A rebuild with nothing changed: every step cached, the same image.
+    let o = env.rc(&["--progress", "plain", "build"]);
+    let again = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{again}");
+    assert!(again.matches("CACHED").count() >= 6, "{again}");
+    assert_eq!(inspect(&env, "bt-app")["Id"], img["Id"], "{again}");
+
+    // An edit invalidates from its step on, never before.
+    env.write("a.txt", "changed\n");
+    let o = env.rc(&["--progress", "plain", "build"]);
+    let third = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{third}");
+    let cached = |name: &str| {
+        let id = third
+            .lines()
+            .find(|l| l.contains(name))
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap_or("#?")
+            .to_string();
+        third.lines().any(|l| l == format!("{id} CACHED"))
+    };
+    assert!(cached("WORKDIR /app"), "{third}");
+    assert!(!cached("COPY --chown"), "{third}");
+    assert!(!cached("RUN echo"), "{third}");
+    assert_ne!(inspect(&env, "bt-app")["Id"], img["Id"]);
+}
+
+#[test]
+fn bad_dockerfiles_and_failing_steps_say_where() {
+    if !root() {
+        return;
+    }
+    let env = Env::new();
+    env.write("compose.yaml", "name: bad\nservices:\n  app:\n    build: .\n");
+    for (text, want) in [
+        (
+            "FROM rcompose/busybox\nFOO bar\n",
+            "Dockerfile:2: unknown instruction: FOO",
+        ),
+        (
+            "FROM rcompose/busybox\nCOPY nothere /x\n",
+            "\"nothere\" not found in the build context",
+        ),
+        (
+            "FROM rcompose/busybox\nCOPY ../../etc/passwd /x\n",
+            "outside the build context",
+        ),
+        (
+            "FROM rcompose/busybox\nRUN echo out; exit 7\n",
+            "Dockerfile:2: process \"/bin/sh -c echo out; exit 7\" did not complete successfully: exit code: 7",
+        ),
+        ("FROM rcompose/busybox\nCOPY --from=nosuch /x /y\n", "nosuch"),
+    ] {
+        env.write("Dockerfile", text);
+        let o = env.rc(&["--progress", "plain", "build"]);
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(o.status.code(), Some(1), "{text}: {err}");
+        assert!(err.contains(want), "{text}: {err}");
+        if text.contains("exit 7") {
+            assert!(err.contains(" out\n"), "the step's output is shown: {err}");
+        }
+        let images = env.ok(&["image", "ls", "-q"]);
+        assert_eq!(images.lines().count(), 1, "no image tagged: {images}");
+    }
+    // Nothing of the failed builds is left running or mounted.
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(env.state.path().to_str().unwrap()), "{mounts}");
+}
