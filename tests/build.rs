@@ -176,3 +176,145 @@ fn bad_dockerfiles_and_failing_steps_say_where() {
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(env.state.path().to_str().unwrap()), "{mounts}");
 }
+
+const APP_DOCKERFILE: &str = r#"ARG VERSION=1
+FROM rcompose/busybox AS build
+ARG VERSION
+RUN --mount=type=secret,id=token wc -c < /run/secrets/token > /secret-size; echo "v$VERSION" > /version
+RUN --mount=type=cache,target=/cache sh -c 'echo x >> /cache/runs; wc -l < /cache/runs > /runs'
+FROM build AS broken
+RUN exit 9
+FROM rcompose/busybox AS final
+COPY --from=build /version /secret-size /runs /out/
+COPY --from=basectx /base.txt /out/
+COPY src/ /src/
+RUN test ! -e /run/secrets/token && echo "VERSION=${VERSION:-unset}" > /out/scope
+"#;
+
+const STACK: &str = "name: bc
+services:
+  base:
+    build: ./base
+    command: [sleep, '600']
+  app:
+    build:
+      context: ./app
+      target: final
+      args:
+        VERSION: '2'
+      secrets: [token]
+      additional_contexts:
+        basectx: service:base
+    command: [sleep, '600']
+    develop:
+      watch:
+        - path: ./app/src
+          action: rebuild
+  other:
+    image: rcompose/busybox
+    command: [sleep, '600']
+secrets:
+  token:
+    file: ./token.txt
+";
+
+fn id_of(env: &Env, service: &str) -> String {
+    env.ps()
+        .into_iter()
+        .find(|c| c["Service"] == service)
+        .map(|c| c["ID"].as_str().unwrap_or_default().to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn compose_builds_stages_secrets_contexts_and_rebuilds() {
+    if !root() {
+        return;
+    }
+    let env = Env::new();
+    for d in ["base", "app/src"] {
+        std::fs::create_dir_all(env.project.path().join(d)).unwrap();
+    }
+    env.write(
+        "base/Dockerfile",
+        "FROM rcompose/busybox\nRUN echo from-base > /base.txt\n",
+    );
+    env.write("app/Dockerfile", APP_DOCKERFILE);
+    env.write("app/src/main.txt", "one\n");
+    env.write("token.txt", "s3cret");
+    env.write("compose.yaml", STACK);
+    let out = |args: &[&str]| {
+        let o = env.rc(args);
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "{args:?}: {err}\n{}", env.engine_log());
+        err
+    };
+    let log = out(&["--progress", "plain", "build"]);
+    assert!(
+        !log.contains("exit 9"),
+        "the stage the target does not need is not built: {log}"
+    );
+    let show = |cmd: &str| env.ok(&["run", "--rm", "--no-deps", "app", "sh", "-c", cmd]);
+    assert_eq!(
+        show("cat /out/version").trim(),
+        "v2",
+        "a build arg over the global default"
+    );
+    assert_eq!(
+        show("cat /out/scope").trim(),
+        "VERSION=unset",
+        "a global ARG is not seen in a stage that does not declare it"
+    );
+    assert_eq!(show("cat /out/secret-size").trim(), "6");
+    assert_eq!(show("cat /out/base.txt").trim(), "from-base", "service: context");
+    assert_eq!(show("cat /out/runs").trim(), "1");
+
+    // The secret is in no layer, cache entry or history.
+    let mut stack = vec![env.state.path().join("images")];
+    while let Some(p) = stack.pop() {
+        if p.is_dir() {
+            stack.extend(std::fs::read_dir(&p).unwrap().flatten().map(|e| e.path()));
+        } else if p.is_file() {
+            let data = std::fs::read(&p).unwrap_or_default();
+            assert!(
+                !data.windows(6).any(|w| w == b"s3cret"),
+                "the secret is in {}",
+                p.display()
+            );
+        }
+    }
+
+    // A cache mount outlives the build: a build without the layer cache sees it.
+    out(&["build", "--no-cache", "app"]);
+    assert_eq!(show("cat /out/runs").trim(), "2");
+
+    // `up --build` recreates only what changed.
+    out(&["up", "-d"]);
+    let (app, other) = (id_of(&env, "app"), id_of(&env, "other"));
+    assert!(!app.is_empty() && !other.is_empty(), "{:?}", env.ps());
+    out(&["up", "-d", "--build"]);
+    assert_eq!(
+        (id_of(&env, "app"), id_of(&env, "other")),
+        (app.clone(), other.clone()),
+        "nothing changed"
+    );
+    env.write("app/src/main.txt", "two\n");
+    out(&["up", "-d", "--build"]);
+    let app2 = id_of(&env, "app");
+    assert_ne!(app2, app, "the edited service is recreated");
+    assert_eq!(id_of(&env, "other"), other, "the others are untouched");
+    assert_eq!(env.ok(&["exec", "app", "cat", "/src/main.txt"]), "two\n");
+
+    // Watch's rebuild: an edit rebuilds the image and recreates the container.
+    let mut watch = env.command(&["watch", "--no-up"]).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    env.write("app/src/main.txt", "three\n");
+    env.wait_for("the watched service to be rebuilt", || {
+        let now = id_of(&env, "app");
+        !now.is_empty() && now != app2 && env.rc(&["exec", "app", "cat", "/src/main.txt"]).stdout == b"three\n"
+    });
+    let _ = watch.kill();
+    let _ = watch.wait();
+    assert_eq!(id_of(&env, "other"), other);
+    out(&["down"]);
+}

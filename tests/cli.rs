@@ -287,7 +287,7 @@ fn warnings_go_to_stderr() {
 #[test]
 fn unbuilt_commands_say_so_and_fail() {
     let t = project(&[("compose.yaml", "services:\n  a:\n    image: a\n")]);
-    for cmd in [vec!["commit", "a"], vec!["build"]] {
+    for cmd in [vec!["commit", "a"], vec!["export", "a"]] {
         let o = rcompose(t.path(), &cmd, &[]);
         assert_eq!(o.status.code(), Some(1), "{cmd:?}");
         let e = String::from_utf8_lossy(&o.stderr);

@@ -249,7 +249,10 @@ fn bad_watch_rules_are_refused_before_anything_starts() {
     let o = env.rc(&["up", "--watch"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
-    assert!(err.contains("rebuild needs an image build"), "{err}");
+    assert!(
+        err.contains("rebuild needs the service to have a build section"),
+        "{err}"
+    );
     env.write(
         "compose.yaml",
         "services:\n  web:\n    image: rcompose/busybox:latest\n",

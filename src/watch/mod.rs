@@ -229,12 +229,14 @@ async fn apply(c: &Client, s: &Session, changed: &BTreeSet<PathBuf>) {
         }
         let n: usize = per_rule.iter().map(|(_, v)| v.len()).sum();
         let mut restart = false;
+        let mut rebuild = false;
         let mut execs = Vec::new();
         let mut synced = false;
         for (i, paths) in &per_rule {
             let r = &s.rules[*i];
             match &r.action {
                 Action::Restart => restart = true,
+                Action::Rebuild => rebuild = true,
                 a => {
                     if !synced {
                         eprintln!("Syncing service {svc:?} after {} detected", plural(n));
@@ -251,6 +253,15 @@ async fn apply(c: &Client, s: &Session, changed: &BTreeSet<PathBuf>) {
                     }
                 }
             }
+        }
+        if rebuild {
+            // A new image is a new container: what a restart or sync would do is moot.
+            eprintln!("Rebuilding service {svc:?} after changes were detected...");
+            match sync::rebuild(c, &s.project, &s.model, svc).await {
+                Ok(()) => eprintln!("service {svc:?} successfully built"),
+                Err(e) => eprintln!("Error rebuilding service {svc:?}: {e:#}"),
+            }
+            continue;
         }
         if restart {
             eprintln!("Restarting service {svc:?} after {} detected", plural(n));

@@ -11,6 +11,8 @@ pub enum Action {
     SyncRestart,
     SyncExec(Exec),
     Restart,
+    /// The service's image built again and its containers recreated.
+    Rebuild,
 }
 
 /// `sync+exec`'s command.
@@ -146,12 +148,12 @@ pub fn rules(project: &Project, services: &[String]) -> Result<Vec<Rule>, String
                             .unwrap_or_default(),
                     })
                 }
-                "rebuild" => {
+                "rebuild" if s.build.is_none() => {
                     return Err(format!(
-                        "{key}.action: rebuild needs an image build, and rcompose does not build images yet \
-                         (use sync, sync+restart, sync+exec or restart)"
+                        "{key}.action: rebuild needs the service to have a build section"
                     ))
                 }
+                "rebuild" => Action::Rebuild,
                 other => return Err(format!("{key}.action: invalid watch action {other:?}")),
             };
             if !path.exists() {
@@ -259,7 +261,10 @@ mod tests {
             ("{path: ./nope, action: sync, target: /app}", "watch[0].path"),
             ("{path: ./src, action: sync, target: app}", "watch[0].target"),
             ("{path: ./src, action: sync, target: /app/../etc}", "watch[0].target"),
-            ("{path: ./src, action: rebuild}", "needs an image build"),
+            (
+                "{path: ./src, action: rebuild}",
+                "needs the service to have a build section",
+            ),
         ];
         for (rule, want) in cases {
             let p = project(

@@ -145,6 +145,25 @@ pub async fn restart(c: &Client, project: &str, model: &serde_json::Value, servi
     Ok(())
 }
 
+/// `rebuild`: the service's image built again, and its containers recreated if the
+/// image changed, the project's other containers untouched (`up --build --no-deps`).
+pub async fn rebuild(c: &Client, project: &str, model: &serde_json::Value, service: &str) -> Result<()> {
+    let req = engine::api::UpRequest {
+        project: model.clone(),
+        services: vec![service.to_string()],
+        no_deps: true,
+        build: true,
+        ..Default::default()
+    };
+    let lines = c
+        .stream(Method::POST, &format!("/v1/projects/{project}/up"), Some(&req))
+        .await?;
+    match crate::progress::follow_operation(lines).await? {
+        0 => Ok(()),
+        code => bail!("up --build failed ({code})"),
+    }
+}
+
 /// Runs `sync+exec`'s command in each running container of the service; its output is
 /// passed through.
 pub async fn exec(c: &Client, project: &str, service: &str, e: &Exec) -> Result<()> {
