@@ -585,6 +585,9 @@ pub enum ImageCommand {
         /// Do not prompt for confirmation (no `-f`: it names the Compose file here)
         #[arg(long)]
         force: bool,
+        /// Remove the build cache (layers of earlier build steps and cache mounts) instead
+        #[arg(long)]
+        build_cache: bool,
     },
     /// Download an image from a registry
     Pull {
@@ -600,6 +603,22 @@ pub enum TableFormat {
     #[default]
     Table,
     Json,
+}
+
+#[derive(Debug, Args)]
+pub struct BuilderArgs {
+    #[command(subcommand)]
+    pub command: BuilderCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BuilderCommand {
+    /// Remove the build cache
+    Prune {
+        /// Do not prompt for confirmation
+        #[arg(short, long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -189,3 +189,16 @@ fn print_definition(l: &crate::project::Loaded, services: &[String]) -> Result<E
     println!("{}", serde_json::to_string_pretty(&def)?);
     Ok(ExitCode::SUCCESS)
 }
+
+/// `builder prune`: the build cache freed, as Docker reports it.
+pub fn builder(a: crate::args::BuilderArgs) -> Result<ExitCode> {
+    let crate::args::BuilderCommand::Prune { force: _ } = a.command;
+    runtime()?.block_on(async {
+        let c = connect().await?;
+        let out: engine::api::Lines = c
+            .post_json("/v1/images/prune?build_cache=1", &serde_json::json!({}))
+            .await?;
+        out.lines.iter().for_each(|l| println!("{l}"));
+        Ok(ExitCode::SUCCESS)
+    })
+}

@@ -36,6 +36,8 @@ pub enum Command {
     Bridge(Pending),
     /// Build or rebuild services
     Build(BuildArgs),
+    /// Manage the build cache
+    Builder(BuilderArgs),
     /// Create a new image from a service container's changes
     Commit(Pending),
     /// Copy files/folders between a service container and the local filesystem

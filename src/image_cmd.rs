@@ -264,7 +264,13 @@ pub fn run(cmd: ImageCommand) -> Result<ExitCode> {
                     return Ok(ExitCode::from(1));
                 }
             }
-            ImageCommand::Prune { all, force: _ } => {
+            ImageCommand::Prune { build_cache: true, .. } => {
+                let out: Lines = c
+                    .post_json("/v1/images/prune?build_cache=1", &serde_json::json!({}))
+                    .await?;
+                out.lines.iter().for_each(|l| println!("{l}"));
+            }
+            ImageCommand::Prune { all, .. } => {
                 let route = if all {
                     "/v1/images/prune?all=1"
                 } else {

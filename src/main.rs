@@ -100,6 +100,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Image(args) => image_cmd::run(args.command),
         Command::Pull(args) => image_cmd::pull(&cli.global, args),
         Command::Build(args) => build_cmd::build(&cli.global, args),
+        Command::Builder(args) => build_cmd::builder(args),
         Command::Completion { shell } => {
             completion::script(shell, &mut std::io::stdout())?;
             Ok(ExitCode::SUCCESS)

@@ -133,6 +133,13 @@ fn a_dockerfile_builds_as_buildkit_builds_it() {
     assert!(!cached("COPY --chown"), "{third}");
     assert!(!cached("RUN echo"), "{third}");
     assert_ne!(inspect(&env, "bt-app")["Id"], img["Id"]);
+
+    // `builder prune` frees the cache: the next build runs every step again.
+    let pruned = env.ok(&["builder", "prune", "-f"]);
+    assert!(pruned.starts_with("Total:\t") && !pruned.contains("\t0B"), "{pruned}");
+    let o = env.rc(&["--progress", "plain", "build"]);
+    let fresh = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success() && !fresh.contains("CACHED"), "{fresh}");
 }
 
 #[test]

@@ -94,6 +94,25 @@ fn web_stack_stores_a_note_through_front_end_and_api() {
 }
 
 #[test]
+fn build_stack_builds_its_own_image_from_a_dockerfile() {
+    if !root() {
+        return;
+    }
+    let env = Env::new();
+    stack(&env, "build", &["up", "-d", "--build", "--wait"]);
+    let page = env.http_get(8081);
+    assert!(page.contains("<h1>Hello from a Dockerfile</h1>"), "{page}");
+    // The .dockerignore kept the draft out; the final stage has only the pages.
+    let files = stack(&env, "build", &["exec", "site", "ls", "/www"]);
+    assert_eq!(files.split_whitespace().collect::<Vec<_>>(), ["index.html"], "{files}");
+    // A second `up --build` with nothing changed keeps the container.
+    let before = container(&env, "build", "build-site-1")["ID"].clone();
+    stack(&env, "build", &["up", "-d", "--build", "--wait"]);
+    assert_eq!(container(&env, "build", "build-site-1")["ID"], before);
+    down_leaves_nothing(&env, "build");
+}
+
+#[test]
 fn micro_stack_survives_a_poison_job_and_balances_replicas() {
     if !root() {
         return;

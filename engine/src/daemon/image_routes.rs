@@ -46,6 +46,22 @@ pub(super) async fn handle(engine: Arc<Engine>, req: Request<Incoming>) -> Respo
             }),
             Err(resp) => resp,
         },
+        (&Method::POST, "/prune") if truthy(&q, "build_cache") => {
+            let engine = engine.clone();
+            let freed =
+                tokio::task::spawn_blocking(move || super::build::cache::Cache::open(&engine.store).map(|c| c.prune()))
+                    .await;
+            match freed {
+                Ok(Ok(n)) => json(
+                    StatusCode::OK,
+                    &Lines {
+                        lines: vec![format!("Total:\t{}", human_bytes(n))],
+                    },
+                ),
+                Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("build cache: {e}")),
+                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            }
+        }
         (&Method::POST, "/prune") => lines(engine.image_prune(truthy(&q, "all")).await),
         (&Method::GET, r) if r.ends_with("/json") => {
             let name = name_of(&r[..r.len() - "/json".len()]);
@@ -64,6 +80,22 @@ pub(super) async fn handle(engine: Arc<Engine>, req: Request<Incoming>) -> Respo
 fn name_of(rest: &str) -> String {
     let raw = rest.strip_prefix('/').unwrap_or(rest);
     query(Some(&format!("n={raw}"))).remove("n").unwrap_or_default()
+}
+
+/// Bytes as Docker prints reclaimed space (`1.2MB`, decimal units).
+fn human_bytes(n: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i + 1 < units.len() {
+        v /= 1000.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n}B")
+    } else {
+        format!("{v:.3}{}", units[i]).replace(".000", "")
+    }
 }
 
 fn lines(r: Result<Vec<String>, ImageError>) -> Response<Body> {

@@ -96,6 +96,8 @@ pub struct Ctx {
     pub rt: tokio::runtime::Handle,
     pub auths: BTreeMap<String, crate::api::Credentials>,
     next_id: AtomicU32,
+    /// The default network's limit has been said.
+    pub(super) network_said: AtomicBool,
 }
 
 impl Ctx {
@@ -119,6 +121,7 @@ impl Ctx {
             rt: tokio::runtime::Handle::current(),
             auths,
             next_id: AtomicU32::new(1),
+            network_said: AtomicBool::new(false),
         })
     }
 

@@ -257,6 +257,11 @@ impl<'a> StageRun<'a> {
                 format!("RUN --network={network}: not one of default, none, host"),
             ));
         }
+        if network == "default" && !ctx_said(self.ctx) {
+            self.ctx.out.warn(
+                "RUN steps on the default build network have loopback only (a build network with NAT is not implemented yet); build.network: host gives them the host's network",
+            );
+        }
         let text = format!("RUN {}", step.text);
         let key = cache::key(&st.key, &["RUN", &by, &env.join("\0"), &network, &mounts.join("\0")]);
         let ctx = self.ctx;
@@ -439,6 +444,10 @@ impl<'a> StageRun<'a> {
         let rec = image(self.ctx, from, self.job.pull).map_err(|e| BuildError::at(step, e))?;
         Ok((Some(tree(&rec.layers, views)?), rec.manifest.to_string()))
     }
+}
+
+fn ctx_said(ctx: &Ctx) -> bool {
+    ctx.network_said.swap(true, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// A step that may make a layer: the cached result when there is one (said `CACHED`),

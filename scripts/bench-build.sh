@@ -1,0 +1,78 @@
+#!/bin/sh
+# Build benchmark (not run by CI): a three-stage Dockerfile with two independent stages
+# and a context of 20,000 small files, built cold (--no-cache), rebuilt with nothing
+# changed, and rebuilt after editing one copied file; with the builder's peak memory.
+# Beside rcompose: `docker build` with BuildKit when Docker is installed (its daemon must
+# run; the base image is imported into it offline), and buildah when installed.
+#   scripts/bench-build.sh [FILES]
+set -eu
+here=$(cd "$(dirname "$0")/.." && pwd)
+RCOMPOSE=${RCOMPOSE:-$here/target/release/rcompose}
+files=${1:-20000}
+work=$(mktemp -d /tmp/bench-build.XXXXXX)
+root=$work/state
+trap 'kill $engine 2>/dev/null; wait $engine 2>/dev/null; rm -rf "$work"' EXIT INT TERM
+
+now() { date +%s.%N; }
+secs() { echo "$2 - $1" | bc; }
+
+# The base image: busybox-static's applets.
+mkdir -p "$work/rootfs/bin" "$work/rootfs/etc" "$work/ctx/src"
+cp /bin/busybox "$work/rootfs/bin/busybox"
+for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -s busybox "$work/rootfs/bin/$a"; done
+echo 'root:x:0:0:root:/root:/bin/sh' > "$work/rootfs/etc/passwd"
+echo 'root:x:0:' > "$work/rootfs/etc/group"
+
+i=0
+while [ $i -lt "$files" ]; do
+    d=$work/ctx/src/d$((i / 500))
+    [ -d "$d" ] || mkdir -p "$d"
+    echo "file $i" > "$d/f$i"
+    i=$((i + 1))
+done
+cat > "$work/ctx/Dockerfile" <<'DOCKERFILE'
+FROM bench/busybox AS tools
+RUN mkdir -p /tools && for i in $(seq 1 200); do echo "tool $i" > /tools/t$i; done
+FROM bench/busybox AS sources
+COPY src/ /src/
+RUN find /src -type f | wc -l > /count
+FROM bench/busybox
+COPY --from=tools /tools /opt/tools
+COPY --from=sources /src /app/src
+COPY --from=sources /count /app/count
+CMD ["cat", "/app/count"]
+DOCKERFILE
+printf 'services:\n  app:\n    build: .\n    image: bench/app\n' > "$work/ctx/compose.yaml"
+
+export RCOMPOSE_ROOT=$root RCOMPOSE_NO_AUTOSTART=1
+"$RCOMPOSE" daemon >"$work/engine.log" 2>&1 &
+engine=$!
+while [ ! -S "$root/run/rcompose.sock" ]; do sleep 0.05; done
+"$RCOMPOSE" image import "$work/rootfs" bench/busybox:latest >/dev/null
+
+rc_build() { (cd "$work/ctx" && "$RCOMPOSE" build -q "$@" >/dev/null); }
+t0=$(now); rc_build --no-cache; t1=$(now)
+rc_build; t2=$(now)
+echo "edited" >> "$work/ctx/src/d3/f1500"
+rc_build; t3=$(now)
+peak=$(grep VmHWM /proc/$engine/status | awk '{print $2}')
+echo "rcompose  cold $(secs $t0 $t1) s  no-op $(secs $t1 $t2) s  one-file edit $(secs $t2 $t3) s  engine peak RSS ${peak} kB"
+
+if command -v docker >/dev/null && docker info >/dev/null 2>&1; then
+    tar -C "$work/rootfs" -c . | docker import - bench/busybox:latest >/dev/null
+    sed -i 's/edited$//' "$work/ctx/src/d3/f1500"
+    db() { DOCKER_BUILDKIT=1 docker build -q "$@" "$work/ctx" >/dev/null; }
+    t0=$(now); db --no-cache; t1=$(now); db; t2=$(now)
+    echo "edited again" >> "$work/ctx/src/d3/f1500"
+    db; t3=$(now)
+    echo "buildkit  cold $(secs $t0 $t1) s  no-op $(secs $t1 $t2) s  one-file edit $(secs $t2 $t3) s"
+else
+    echo "buildkit  (docker is not installed or its daemon is not running: skipped)"
+fi
+if command -v buildah >/dev/null; then
+    b() { buildah bud -q --layers "$@" "$work/ctx" >/dev/null; }
+    t0=$(now); b --no-cache; t1=$(now); b; t2=$(now)
+    echo "buildah   cold $(secs $t0 $t1) s  no-op $(secs $t1 $t2) s"
+else
+    echo "buildah   (not installed: skipped)"
+fi
