@@ -225,6 +225,9 @@ pub fn run(
     finish(ctx, &upper)
 }
 
+/// The longest output line held before it is shown anyway.
+const MAX_LINE: usize = 64 * 1024;
+
 /// Follows a container's json-file log as it grows.
 struct LogTail {
     path: PathBuf,
@@ -260,6 +263,11 @@ impl LogTail {
                 while let Some(i) = self.partial.find('\n') {
                     let l: String = self.partial.drain(..=i).collect();
                     log(l.trim_end_matches('\n'));
+                }
+                // Output that never ends a line is shown in pieces, not held whole.
+                if self.partial.len() > MAX_LINE {
+                    let l = std::mem::take(&mut self.partial);
+                    log(&l);
                 }
             }
             line.clear();
