@@ -28,6 +28,10 @@ pub trait Kernel {
     fn mknod_char(&mut self, path: &Path, major: u64, minor: u64) -> Result<(), MountError>;
     /// `source` bound at `target`, its owners seen through the user namespace `userns`.
     fn bind_idmapped(&mut self, source: &Path, target: &Path, userns: RawFd) -> Result<(), MountError>;
+    /// Makes the bind mount at `target` read-only with every mount below it, as
+    /// Docker's `ro` binds are where the kernel can (5.12's `mount_setattr`): a mount
+    /// nested in a bound directory must not stay writable.
+    fn readonly_tree(&mut self, target: &Path) -> Result<(), MountError>;
     /// Writes a file the kernel serves (a sysctl under `/proc/sys`).
     fn write(&mut self, path: &Path, value: &str) -> Result<(), MountError>;
     /// Whether `path` (after `pivot_root`, in the container) is a directory, another
@@ -76,6 +80,21 @@ impl Kernel for Host {
             &super::userns::idmapped_tree(source, userns, false)?,
             target,
         )?)
+    }
+
+    fn readonly_tree(&mut self, target: &Path) -> Result<(), MountError> {
+        match super::userns::set_readonly_recursive(target) {
+            Ok(()) => Ok(()),
+            // Older kernels: the mount itself, as before 5.12.
+            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => self.mount(
+                None,
+                target,
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+                None,
+            ),
+            Err(e) => Err(err("making read-only", target, e)),
+        }
     }
 
     fn write(&mut self, path: &Path, value: &str) -> Result<(), MountError> {
@@ -224,6 +243,17 @@ impl Kernel for Recording {
         let (source, target) = (self.shown(source), self.shown(target));
         self.calls.push(Call::BindIdmapped { source, target });
         Ok(())
+    }
+
+    /// Recorded as the remount it amounts to, with `MS_REC` for "and below".
+    fn readonly_tree(&mut self, target: &Path) -> Result<(), MountError> {
+        self.mount(
+            None,
+            target,
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC,
+            None,
+        )
     }
 
     fn write(&mut self, path: &Path, value: &str) -> Result<(), MountError> {

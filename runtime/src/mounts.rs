@@ -170,13 +170,7 @@ fn user_mount(
             let target = bound.path();
             k.mount(None, &target, None, propagation(&m.propagation), None)?;
             if m.read_only {
-                k.mount(
-                    None,
-                    &target,
-                    None,
-                    MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
-                    None,
-                )?;
+                k.readonly_tree(&target)?;
             }
         }
         "tmpfs" => {
@@ -523,7 +517,7 @@ mod tests {
             ("", "/var/lib/data", "", MsFlags::MS_PRIVATE | rec),
             (&format!("{d}/c/secret-db"), "/run/secrets/db", "", bind | rec),
             ("", "/run/secrets/db", "", MsFlags::MS_PRIVATE | rec),
-            ("", "/run/secrets/db", "", remount_ro),
+            ("", "/run/secrets/db", "", remount_ro | rec),
             (&format!("{d}/c/hosts"), "/etc/hosts", "", bind),
             (&format!("{d}/c/hostname"), "/etc/hostname", "", bind),
             (&format!("{d}/c/resolv.conf"), "/etc/resolv.conf", "", bind),

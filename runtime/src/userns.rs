@@ -229,6 +229,34 @@ pub fn idmapped_tree(path: &Path, userns: RawFd, recursive: bool) -> Result<Owne
     Ok(tree)
 }
 
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+
+/// Makes the mount at `path` and every mount below it read-only.
+pub fn set_readonly_recursive(path: &Path) -> std::io::Result<()> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).map_err(std::io::Error::other)?;
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: a valid C path and a mount_attr of the size passed; the result is checked.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Attaches a detached tree from [`idmapped_tree`] at `target`.
 pub fn attach(tree: &OwnedFd, target: &Path) -> Result<(), UsernsError> {
     let c = std::ffi::CString::new(target.as_os_str().as_encoded_bytes()).map_err(|e| os("a path", e))?;

@@ -231,8 +231,14 @@ pub fn entries(dir: &OwnedFd) -> io::Result<Vec<std::ffi::OsString>> {
 /// A regular file of the container, at most `limit` bytes: a link to a pipe, a device or
 /// a huge file is refused instead of blocking or filling memory.
 pub fn read_file(root: BorrowedFd, path: &Path, limit: u64) -> io::Result<Vec<u8>> {
-    let fd = open(root, path, libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY, 0)?;
-    let f = std::fs::File::from(fd);
+    // Looked at before it is opened: opening a device runs its driver (a watchdog
+    // arms, a tape rewinds), which a planted node must never get from us.
+    let held = open(root, path, libc::O_PATH, 0)?;
+    let st = fstat_path(&held)?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(io::Error::other(format!("{} is not a regular file", path.display())));
+    }
+    let f = reopen_regular(&held)?;
     let meta = f.metadata()?;
     if !meta.is_file() {
         return Err(io::Error::other(format!("{} is not a regular file", path.display())));
@@ -246,6 +252,27 @@ pub fn read_file(root: BorrowedFd, path: &Path, limit: u64) -> io::Result<Vec<u8
     let mut data = Vec::new();
     f.take(limit).read_to_end(&mut data)?;
     Ok(data)
+}
+
+fn fstat_path(fd: &OwnedFd) -> io::Result<libc::stat> {
+    // SAFETY: stat is plain data that fstat fills.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid descriptor and a writable stat.
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(st)
+}
+
+/// Opens for reading the regular file an `O_PATH` descriptor holds (through its
+/// `/proc/self/fd` link, which names that inode whatever happens to its path);
+/// non-blocking, so a pipe cannot hang the reader.
+pub fn reopen_regular(held: &OwnedFd) -> io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(format!("/proc/self/fd/{}", held.as_raw_fd()))
 }
 
 /// The calling process's root directory, opened.
@@ -283,6 +310,11 @@ mod tests {
         );
         assert!(read_file(b(&root), Path::new("up/passwd"), 100).is_ok());
         assert!(read_file(b(&root), Path::new("/etc/passwd"), 3).is_err(), "size limit");
+        // A device node is refused without being opened (a FIFO would block an open
+        // for reading; the refusal comes first).
+        nix::unistd::mkfifo(&r.join("etc/fifo"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let e = read_file(b(&root), Path::new("/etc/fifo"), 100).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
         // The host's /proc is not the container's: an absolute /proc link resolves
         // inside (and is missing here); a real magic link is refused.
         assert!(open(b(&root), Path::new("magic"), libc::O_PATH, 0).is_err());

@@ -366,6 +366,15 @@ impl Engine {
 /// Containers keep running when it ends.
 pub async fn run(root: PathBuf, run_dir: PathBuf, helper: PathBuf) -> Result<(), DaemonError> {
     std::fs::create_dir_all(&root)?;
+    // Closed to other users, as Docker keeps /var/lib/docker: layers hold setuid files
+    // and builds' scratch space holds secrets for a moment.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&root)?.permissions().mode() & 0o7777;
+        if mode & 0o007 != 0 {
+            std::fs::set_permissions(&root, std::fs::Permissions::from_mode(mode & 0o750))?;
+        }
+    }
     std::fs::create_dir_all(&run_dir)?;
     let lock_file = std::fs::OpenOptions::new()
         .create(true)

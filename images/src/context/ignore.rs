@@ -93,15 +93,34 @@ pub fn clean(p: &str) -> String {
     out.join("/")
 }
 
+/// Whether the pattern's parts match the path's, `**` taking any number of them. A
+/// table of which path prefixes each pattern prefix reaches, so `**/**/**/...` costs
+/// parts times components, never the exponential count of ways to split.
 fn matches_parts(pat: &[String], path: &[&str]) -> bool {
-    match pat.split_first() {
-        None => path.is_empty(),
-        Some((first, rest)) if first == "**" => (0..=path.len()).any(|k| matches_parts(rest, &path[k..])),
-        Some((first, rest)) => match path.split_first() {
-            Some((p, prest)) => glob::path_matches(first, p) && matches_parts(rest, prest),
-            None => false,
-        },
+    let n = path.len();
+    let mut reach = vec![false; n + 1];
+    reach[0] = true;
+    for p in pat {
+        let mut next = vec![false; n + 1];
+        if p == "**" {
+            let mut any = false;
+            for j in 0..=n {
+                any |= reach[j];
+                next[j] = any;
+            }
+        } else {
+            for j in 0..n {
+                if reach[j] && glob::path_matches(p, path[j]) {
+                    next[j + 1] = true;
+                }
+            }
+        }
+        if !next.iter().any(|r| *r) {
+            return false;
+        }
+        reach = next;
     }
+    reach[n]
 }
 
 #[cfg(test)]
@@ -122,5 +141,17 @@ mod tests {
         let k = Ignore::parse("**\n!src/**\n!Dockerfile");
         assert!(k.excludes("x") && !k.excludes("src/a/b") && !k.excludes("Dockerfile"));
         assert_eq!(clean("/a/./b/../c/"), "a/c");
+    }
+
+    #[test]
+    fn many_double_stars_cost_no_more_than_their_count() {
+        let pat = format!("{}nomatch", "**/".repeat(40));
+        let i = Ignore::parse(&pat);
+        let deep = "d/".repeat(60) + "f";
+        // Backtracking through every split would not end in the age of the universe.
+        assert!(!i.excludes(&deep));
+        assert!(Ignore::parse("**/a/**/b").excludes("x/a/y/z/b"));
+        assert!(!Ignore::parse("a/**/b").excludes("b"));
+        assert!(Ignore::parse("a/**").excludes("a/x/y"));
     }
 }

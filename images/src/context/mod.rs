@@ -35,7 +35,13 @@ pub enum ContextError {
     Chmod(String),
     #[error("{what}: more than {limit} bytes")]
     TooBig { what: String, limit: u64 },
+    #[error("{pattern:?} matches more than {limit} paths")]
+    TooMany { pattern: String, limit: usize },
 }
+
+/// The most paths a source's wildcards may match at any level (links to directories
+/// are followed inside the root, so `*/*/*` over links to `.` would multiply).
+const MAX_MATCHES: usize = 100_000;
 
 pub(crate) fn io_at(path: &Path) -> impl FnOnce(io::Error) -> ContextError + '_ {
     move |source| ContextError::Io {
@@ -102,11 +108,7 @@ pub(crate) fn open_child(dir: BorrowedFd, name: &OsStr) -> io::Result<OwnedFd> {
 /// Reopens an `O_PATH` descriptor of a regular file for reading (non-blocking: a pipe
 /// swapped in cannot hang the build).
 pub(crate) fn reopen(fd: &OwnedFd) -> io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
-        .open(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+    inroot::reopen_regular(fd)
 }
 
 impl Source {
@@ -128,9 +130,12 @@ impl Source {
             PathBuf::from(n)
         });
         let mut text = None;
-        if let Some(p) = specific.filter(|p| p.is_file()) {
-            let f = std::fs::File::open(&p).map_err(io_at(&p))?;
-            text = Some(read_limited(f, IGNORE_LIMIT, &p)?);
+        if let Some(p) = specific {
+            match read_beside(dir, &p, IGNORE_LIMIT) {
+                Ok(t) => text = Some(t),
+                Err(ContextError::Io { source, .. }) if source.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(e) => return Err(e),
+            }
         }
         if text.is_none() {
             match inroot::read_file(inroot::borrow(&root), Path::new(".dockerignore"), IGNORE_LIMIT) {
@@ -157,6 +162,11 @@ impl Source {
             ignore: Ignore::default(),
             is_context: false,
         })
+    }
+
+    /// Whether `.dockerignore` leaves anything out.
+    pub fn filters(&self) -> bool {
+        self.is_context && !self.ignore.is_empty()
     }
 
     pub fn excluded(&self, rel: &Path) -> bool {
@@ -186,9 +196,18 @@ impl Source {
                             next.push(base.join(n));
                         }
                     }
+                    if next.len() > MAX_MATCHES {
+                        break;
+                    }
                 } else {
                     next.push(base.join(part));
                 }
+            }
+            if next.len() > MAX_MATCHES {
+                return Err(ContextError::TooMany {
+                    pattern: pattern.to_string(),
+                    limit: MAX_MATCHES,
+                });
             }
             found = next;
             if last {
@@ -372,14 +391,35 @@ fn escapes(p: &str) -> bool {
     false
 }
 
-fn read_limited(f: impl Read, limit: u64, path: &Path) -> Result<Vec<u8>, ContextError> {
-    let mut v = Vec::new();
-    f.take(limit + 1).read_to_end(&mut v).map_err(io_at(path))?;
-    if v.len() as u64 > limit {
-        return Err(ContextError::TooBig {
-            what: path.display().to_string(),
-            limit,
-        });
-    }
-    Ok(v)
+/// The most a Dockerfile may hold.
+pub const DOCKERFILE_LIMIT: u64 = 32 << 20;
+
+/// A file that goes with a context (its Dockerfile, the Dockerfile's `.dockerignore`):
+/// a path inside the context is resolved inside it, so a link there cannot make the
+/// engine read a host file; a path the Compose file puts outside the context is
+/// that file's author's choice, and is read as given. Either way only a regular file
+/// is opened (never a device or a pipe), and at most `limit` bytes of it.
+pub fn read_beside(context: &Path, path: &Path, limit: u64) -> Result<Vec<u8>, ContextError> {
+    let inside = path
+        .strip_prefix(context)
+        .ok()
+        .map(Path::to_path_buf)
+        .or_else(|| path.is_relative().then(|| path.to_path_buf()))
+        .filter(|rel| !escapes(&rel.to_string_lossy()));
+    let (root, rel) = match inside {
+        Some(rel) => (context.to_path_buf(), rel),
+        None => (PathBuf::from("/"), path.to_path_buf()),
+    };
+    let dir: OwnedFd = std::fs::File::open(&root).map_err(io_at(&root))?.into();
+    inroot::read_file(inroot::borrow(&dir), &rel, limit).map_err(|e| {
+        if e.to_string().contains("larger than") {
+            ContextError::TooBig {
+                what: path.display().to_string(),
+                limit,
+            }
+        } else {
+            io_at(path)(e)
+        }
+    })
 }
+

@@ -18,7 +18,19 @@ pub enum ExpandError {
     Required { name: String, message: String },
     #[error("unsupported modifier ({modifier}) in substitution {word:?}")]
     Modifier { modifier: char, word: String },
+    #[error("substitutions nested more than {MAX_NESTING} deep")]
+    TooDeep,
+    #[error("a word expands to more than {MAX_EXPANDED} bytes")]
+    TooLong,
 }
+
+/// How deep `${a:-${b:-...}}` may nest (each level is a frame of the lexer).
+pub const MAX_NESTING: usize = 64;
+/// The most one word may expand to (Linux takes no argument longer than 128 KiB), so
+/// `ENV b=$a$a...` doubling line after line stops here instead of filling memory.
+pub const MAX_EXPANDED: usize = 1 << 20;
+/// The longest value `${x#pattern}` trims (each trim tries every cut).
+const MAX_TRIMMED: usize = 64 * 1024;
 
 /// One word: quotes removed, variables expanded.
 pub fn word(s: &str, vars: &Vars, escape: char) -> Result<String, ExpandError> {
@@ -93,6 +105,9 @@ struct Lexer<'a> {
     /// A word is open (even an empty one, from `""`).
     open: bool,
     original: &'a str,
+    /// `${` levels open now, and bytes produced so far.
+    depth: usize,
+    produced: usize,
 }
 
 impl<'a> Lexer<'a> {
@@ -106,7 +121,18 @@ impl<'a> Lexer<'a> {
             words: Vec::new(),
             open: false,
             original: s,
+            depth: 0,
+            produced: 0,
         }
+    }
+
+    /// Counts `n` more bytes produced, refusing a word past the limit.
+    fn grow(&mut self, n: usize) -> Result<(), ExpandError> {
+        self.produced += n;
+        if self.produced > MAX_EXPANDED {
+            return Err(ExpandError::TooLong);
+        }
+        Ok(())
     }
 
     fn push(&mut self, s: &str) {
@@ -229,6 +255,18 @@ impl<'a> Lexer<'a> {
 
     /// After a `$`: the expansion's value.
     fn dollar(&mut self) -> Result<String, ExpandError> {
+        if self.depth >= MAX_NESTING {
+            return Err(ExpandError::TooDeep);
+        }
+        self.depth += 1;
+        let v = self.dollar_inner();
+        self.depth -= 1;
+        let v = v?;
+        self.grow(v.len())?;
+        Ok(v)
+    }
+
+    fn dollar_inner(&mut self) -> Result<String, ExpandError> {
         if self.peek() != Some('{') {
             let n = self.name();
             if n.is_empty() {
@@ -263,6 +301,9 @@ impl<'a> Lexer<'a> {
                 }
                 let pat = self.modifier_word()?;
                 let v = value.cloned().unwrap_or_default();
+                if v.len() > MAX_TRIMMED && crate::context::glob::has_wildcards(&pat) {
+                    return Err(ExpandError::TooLong);
+                }
                 Ok(trim_pattern(&v, &pat, m == '#', longest))
             }
             Some(m) => Err(ExpandError::Modifier {
@@ -301,7 +342,13 @@ impl<'a> Lexer<'a> {
             match self.next() {
                 None => return Err(ExpandError::Unclosed(self.original.to_string())),
                 Some('}') => return Ok(out),
-                Some('$') => out.push_str(&self.dollar()?),
+                Some('$') => {
+                    let v = self.dollar()?;
+                    if out.len() + v.len() > MAX_EXPANDED {
+                        return Err(ExpandError::TooLong);
+                    }
+                    out.push_str(&v);
+                }
                 Some('\'') => loop {
                     match self.next() {
                         None => return Err(ExpandError::Quote(self.original.to_string())),
@@ -366,6 +413,20 @@ mod tests {
         assert!(word("${a", &v, '\\').is_err());
         assert!(word("'open", &v, '\\').is_err());
         assert_eq!(word("`$a", &v, '`').unwrap(), "$a");
+    }
+
+    #[test]
+    fn hostile_nesting_and_growth_are_refused() {
+        let mut v = vars();
+        let deep = format!("{}x{}", "${u:-".repeat(10_000), "}".repeat(10_000));
+        assert_eq!(word(&deep, &v, '\\'), Err(ExpandError::TooDeep));
+        let ok = format!("{}x{}", "${u:-".repeat(MAX_NESTING - 1), "}".repeat(MAX_NESTING - 1));
+        assert_eq!(word(&ok, &v, '\\').unwrap(), "x");
+        // Doubling line after line (ENV b=$a$a, c=$b$b, ...) stops at the limit.
+        v.insert("big".into(), "y".repeat(MAX_EXPANDED / 2 + 1));
+        assert_eq!(word("$big$big", &v, '\\'), Err(ExpandError::TooLong));
+        assert_eq!(word("${u:-$big$big}", &v, '\\'), Err(ExpandError::TooLong));
+        assert_eq!(words("$big", &v, '\\').unwrap().len(), 1);
     }
 
     #[test]

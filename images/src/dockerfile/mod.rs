@@ -12,6 +12,11 @@ pub use lex::{Directives, Heredoc};
 
 use std::collections::BTreeSet;
 
+/// The most instructions a Dockerfile may have (real ones have hundreds at most): each
+/// stage and step costs the builder work and memory that a hostile file could
+/// otherwise multiply without end.
+pub const MAX_INSTRUCTIONS: usize = 10_000;
+
 /// Why a Dockerfile cannot be built; the line is the instruction's.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum DockerfileError {
@@ -27,6 +32,8 @@ pub enum DockerfileError {
     DuplicateStage { line: usize, name: String },
     #[error("target stage {0:?} could not be found")]
     NoTarget(String),
+    #[error("more than {MAX_INSTRUCTIONS} instructions")]
+    TooMany,
     #[error("line {line}: {source}")]
     Expand {
         line: usize,
@@ -72,6 +79,9 @@ pub struct Dockerfile {
 impl Dockerfile {
     pub fn parse(text: &str) -> Result<Dockerfile, DockerfileError> {
         let (directives, raws) = lex::lex(text)?;
+        if raws.len() > MAX_INSTRUCTIONS {
+            return Err(DockerfileError::TooMany);
+        }
         let mut global_args = Vec::new();
         let mut stages: Vec<Stage> = Vec::new();
         for raw in &raws {

@@ -35,7 +35,10 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         if let Some(m) = self.mounted.take() {
             if let Err(e) = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH) {
-                tracing::warn!("build: unmounting {}: {e}", m.display());
+                // Removing the directory now would go through the mount into what it
+                // shows (a held bind shows the user's context): leave it for prune.
+                tracing::warn!("build: unmounting {}: {e}; {} left in place", m.display(), self.dir.display());
+                return;
             }
         }
         if let Err(e) = std::fs::remove_dir_all(&self.dir) {
@@ -50,34 +53,72 @@ pub fn layer_dirs(ctx: &Ctx, layers: &[LayerRecord]) -> Vec<PathBuf> {
     layers.iter().map(|l| ctx.store.layer_dir(&l.diff_id)).collect()
 }
 
-/// Paths that did not exist in the layers below (checked top layer first, a whiteout
-/// hiding what is under it).
+/// Paths that did not exist in the layers below (checked top layer first), each
+/// looked up inside its layer's root.
 fn missing_below(lowers: &[PathBuf], paths: &[PathBuf]) -> Vec<PathBuf> {
+    let roots: Vec<std::os::unix::io::OwnedFd> = lowers
+        .iter()
+        .rev()
+        .filter_map(|l| std::fs::File::open(l).ok().map(Into::into))
+        .collect();
     paths
         .iter()
         .filter(|p| {
-            let rel = p.strip_prefix("/").unwrap_or(p);
-            !lowers
-                .iter()
-                .rev()
-                .any(|l| std::fs::symlink_metadata(l.join(rel)).is_ok())
+            !roots.iter().any(|r| {
+                safefs::inroot::open(safefs::inroot::borrow(r), p, libc::O_PATH | libc::O_NOFOLLOW, 0).is_ok()
+            })
         })
         .cloned()
         .collect()
 }
 
 /// Takes mount-point stubs out of an upper directory: empty files and directories the
-/// step's mounts made, and the parents made only for them.
+/// step's mounts made, and the parents made only for them. Walked by descriptors with
+/// no link followed: the step's container may have put links where the stubs were.
 fn remove_stubs(upper: &Path, stubs: &[PathBuf]) {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::io::AsRawFd;
+    let Ok(top) = std::fs::File::open(upper).map(std::os::unix::io::OwnedFd::from) else {
+        return;
+    };
     for s in stubs {
-        let mut p = upper.join(s.strip_prefix("/").unwrap_or(s));
-        loop {
-            let removed = match std::fs::symlink_metadata(&p) {
-                Ok(m) if m.is_dir() => std::fs::remove_dir(&p).is_ok(),
-                Ok(m) if m.is_file() && m.len() == 0 => std::fs::remove_file(&p).is_ok(),
-                _ => false,
+        let names: Vec<&std::ffi::OsStr> = s
+            .components()
+            .filter_map(|c| match c {
+                std::path::Component::Normal(n) => Some(n),
+                _ => None,
+            })
+            .collect();
+        // The directories down to the stub's parent, held.
+        let mut dirs = vec![];
+        for n in names.iter().take(names.len().saturating_sub(1)) {
+            let at = dirs.last().unwrap_or(&top);
+            match safefs::inroot::open_beneath(
+                safefs::inroot::borrow(at),
+                Path::new(n),
+                libc::O_PATH | libc::O_DIRECTORY,
+                0,
+            ) {
+                Ok(fd) => dirs.push(fd),
+                Err(_) => break,
+            }
+        }
+        if dirs.len() + 1 != names.len() {
+            continue;
+        }
+        for (i, n) in names.iter().enumerate().rev() {
+            let parent = if i == 0 { &top } else { &dirs[i - 1] };
+            let Ok(c) = std::ffi::CString::new(n.as_bytes()) else { break };
+            let Ok(st) = safefs::inroot::stat_at(safefs::inroot::borrow(parent), Path::new(n)) else {
+                break;
             };
-            if !removed || !p.pop() || p == upper {
+            let flag = match st.st_mode & libc::S_IFMT {
+                libc::S_IFDIR => libc::AT_REMOVEDIR,
+                libc::S_IFREG if st.st_size == 0 => 0,
+                _ => break,
+            };
+            // SAFETY: a held directory and a C string; a non-empty directory stays.
+            if unsafe { libc::unlinkat(parent.as_raw_fd(), c.as_ptr(), flag) } != 0 {
                 break;
             }
         }
@@ -124,10 +165,23 @@ pub fn run(
     let mut mounts = r.mounts;
     let secrets_dir = scratch.dir.join("secrets");
     for (name, data, mode) in &r.secrets {
-        std::fs::create_dir_all(&secrets_dir).map_err(|e| BuildError::Io(e.to_string()))?;
+        use std::io::Write;
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        match std::fs::DirBuilder::new().mode(0o700).create(&secrets_dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(BuildError::Io(e.to_string())),
+            _ => {}
+        }
         let p = secrets_dir.join(name);
-        std::fs::write(&p, data).map_err(|e| BuildError::Io(e.to_string()))?;
-        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(*mode))
+        // Made with its mode, never readable by others between creation and a chmod.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o400)
+            .open(&p)
+            .and_then(|mut f| {
+                f.write_all(data)?;
+                f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(*mode & 0o7777))
+            })
             .map_err(|e| BuildError::Io(e.to_string()))?;
         for m in mounts
             .iter_mut()
@@ -182,7 +236,7 @@ pub fn run(
         resolv_conf: ctx.host_resolv.clone(),
         shm_size: if r.shm_size > 0 { r.shm_size } else { 64 << 20 },
         log: runtime::spec::LogConfig {
-            max_size: 0,
+            max_size: STEP_LOG_FILE_MAX,
             max_file: 1,
         },
         ..Default::default()
@@ -233,7 +287,16 @@ struct LogTail {
     path: PathBuf,
     pos: u64,
     partial: String,
+    /// Bytes shown so far; past [`MAX_STEP_LOG`] the rest is dropped, as BuildKit clips.
+    shown: usize,
 }
+
+/// The most of one step's output that is shown (BuildKit's default step log limit).
+const MAX_STEP_LOG: usize = 2 << 20;
+
+/// The step container's log file is rotated past this, so a step that writes without
+/// end fills neither the disk nor, through the tail, the engine's memory.
+pub const STEP_LOG_FILE_MAX: u64 = 64 << 20;
 
 impl LogTail {
     fn new(path: PathBuf) -> LogTail {
@@ -241,13 +304,35 @@ impl LogTail {
             path,
             pos: 0,
             partial: String::new(),
+            shown: 0,
         }
     }
 
+    fn show(&mut self, line: &str, log: &mut dyn FnMut(&str)) {
+        if self.shown > MAX_STEP_LOG {
+            return;
+        }
+        self.shown += line.len() + 1;
+        if self.shown > MAX_STEP_LOG {
+            log(&format!("[output clipped, log limit {}MiB reached]", MAX_STEP_LOG >> 20));
+            return;
+        }
+        log(line);
+    }
+
     fn read(&mut self, log: &mut dyn FnMut(&str)) {
+        if self.shown > MAX_STEP_LOG {
+            return;
+        }
         let Ok(mut f) = std::fs::File::open(&self.path) else {
             return;
         };
+        if f.metadata().is_ok_and(|m| m.len() < self.pos) {
+            // Rotated under us: what was between is gone, so the log is clipped here.
+            self.shown = MAX_STEP_LOG;
+            self.show("", log);
+            return;
+        }
         if f.seek(std::io::SeekFrom::Start(self.pos)).is_err() {
             return;
         }
@@ -262,12 +347,12 @@ impl LogTail {
                 self.partial.push_str(v["log"].as_str().unwrap_or_default());
                 while let Some(i) = self.partial.find('\n') {
                     let l: String = self.partial.drain(..=i).collect();
-                    log(l.trim_end_matches('\n'));
+                    self.show(l.trim_end_matches('\n'), log);
                 }
                 // Output that never ends a line is shown in pieces, not held whole.
                 if self.partial.len() > MAX_LINE {
                     let l = std::mem::take(&mut self.partial);
-                    log(&l);
+                    self.show(&l, log);
                 }
             }
             line.clear();
@@ -290,9 +375,11 @@ pub struct CopyJob<'a> {
 
 fn overlay(lowers: &[PathBuf], upper: &Path, work: &Path, merged: &Path) -> Result<(), BuildError> {
     let all: Vec<&Path> = lowers.iter().map(|p| p.as_path()).chain([upper, work]).collect();
-    if all.iter().any(|p| p.to_string_lossy().contains([',', ':'])) {
+    // overlayfs splits its options at ',' and ':' and takes a backslash as an escape
+    // (so `.\.` would climb as `..`): only engine paths without them are ever given.
+    if all.iter().any(|p| p.to_string_lossy().contains([',', ':', '\\'])) {
         return Err(BuildError::Io(
-            "the state directory's path has a ',' or ':', which overlayfs cannot take".into(),
+            "a build overlay's path has a ',', ':' or '\\', which overlayfs cannot take".into(),
         ));
     }
     let low: Vec<String> = lowers.iter().rev().map(|p| p.display().to_string()).collect();
@@ -366,11 +453,10 @@ pub fn copy(ctx: &Ctx, st: &StageState, step: &Step, job: CopyJob) -> Result<Opt
     }
     for archive in &job.unpack {
         let e = job.source.open(archive).map_err(at)?;
-        let f = std::fs::File::open(format!(
-            "/proc/self/fd/{}",
-            std::os::unix::io::AsRawFd::as_raw_fd(&e.fd)
-        ))
-        .map_err(|e| BuildError::at(step, e.to_string()))?;
+        if e.stat.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return Err(BuildError::at(step, format!("{}: not a regular file", archive.display())));
+        }
+        let f = safefs::inroot::reopen_regular(&e.fd).map_err(|e| BuildError::at(step, e.to_string()))?;
         let r = images::unpack::decompress(f).map_err(|e| BuildError::at(step, e.to_string()))?;
         safefs::archive::unpack_at(
             r,
@@ -385,18 +471,27 @@ pub fn copy(ctx: &Ctx, st: &StageState, step: &Step, job: CopyJob) -> Result<Opt
         .map_err(|e| BuildError::at(step, format!("unpacking {}: {e}", archive.display())))?;
     }
     drop(root);
-    if let Some(m) = scratch.mounted.take() {
+    if let Some(m) = scratch.mounted.clone() {
+        // Forgotten only once it is gone: a failed unmount is retried (detached) by
+        // the drop, and nothing is removed through a live overlay.
         nix::mount::umount2(&m, nix::mount::MntFlags::empty())
             .map_err(|e| BuildError::Io(format!("unmounting the build overlay: {e}")))?;
+        scratch.mounted = None;
     }
     finish(ctx, &upper)
 }
 
-/// `WORKDIR`: the directory made when missing (a layer only then).
-pub fn mkdir(ctx: &Ctx, st: &StageState, step: &Step, dir: &str) -> Result<Option<LayerRecord>, BuildError> {
+/// `WORKDIR`: the directory made when missing (a layer only then), owned by the
+/// stage's `USER` as BuildKit makes it.
+pub fn mkdir(
+    ctx: &Ctx,
+    st: &StageState,
+    step: &Step,
+    dir: &str,
+    owner: Option<(u32, u32)>,
+) -> Result<Option<LayerRecord>, BuildError> {
     let lowers = layer_dirs(ctx, &st.layers);
-    let rel = dir.trim_start_matches('/');
-    if rel.is_empty() || lowers.iter().rev().any(|l| l.join(rel).is_dir()) {
+    if dir.trim_start_matches('/').is_empty() || missing_below(&lowers, &[PathBuf::from(dir)]).is_empty() {
         return Ok(None);
     }
     let empty = Scratch::new(ctx, "workdir")?;
@@ -413,6 +508,7 @@ pub fn mkdir(ctx: &Ctx, st: &StageState, step: &Step, dir: &str) -> Result<Optio
             dest_is_dir: true,
             options: CopyOptions {
                 chmod: Some(copy::Chmod::Octal(0o755)),
+                chown: owner,
                 ..Default::default()
             },
             unpack: Vec::new(),
@@ -439,6 +535,7 @@ pub fn view(ctx: &Ctx, layers: &[LayerRecord], views: &mut Vec<Scratch>) -> Resu
         lowers.push(empty);
     }
     overlay(&lowers, &upper, &work, &merged)?;
+    scratch.mounted = Some(merged.clone());
     nix::mount::mount(
         None::<&str>,
         &merged,
@@ -447,7 +544,6 @@ pub fn view(ctx: &Ctx, layers: &[LayerRecord], views: &mut Vec<Scratch>) -> Resu
         None::<&str>,
     )
     .map_err(|e| BuildError::Io(format!("making the build view read-only: {e}")))?;
-    scratch.mounted = Some(merged.clone());
     views.push(scratch);
     Ok(merged)
 }
@@ -468,4 +564,66 @@ pub fn writable_copy_view(ctx: &Ctx, dir: &Path, views: &mut Vec<Scratch>) -> Re
     scratch.mounted = Some(merged.clone());
     views.push(scratch);
     Ok(merged)
+}
+
+/// `rel` inside `root`, bind-mounted on a scratch mount point from a descriptor opened
+/// with `RESOLVE_IN_ROOT`: what the container gets is what was resolved, however the
+/// tree changes afterwards (a path handed on would be resolved again, through links).
+pub fn held_bind(ctx: &Ctx, root: &Path, rel: &Path, views: &mut Vec<Scratch>) -> Result<PathBuf, BuildError> {
+    use std::os::unix::io::AsRawFd;
+    let dir: std::os::unix::io::OwnedFd = std::fs::File::open(root)
+        .map_err(|e| BuildError::Io(format!("{}: {e}", root.display())))?
+        .into();
+    let fd = safefs::inroot::open(safefs::inroot::borrow(&dir), rel, libc::O_PATH, 0)
+        .map_err(|e| BuildError::Io(format!("{}: {e}", rel.display())))?;
+    let meta = std::fs::metadata(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .map_err(|e| BuildError::Io(format!("{}: {e}", rel.display())))?;
+    let mut scratch = Scratch::new(ctx, "bind")?;
+    let point = scratch.dir.join("src");
+    let made = if meta.is_dir() {
+        std::fs::create_dir(&point)
+    } else {
+        std::fs::File::create(&point).map(drop)
+    };
+    made.map_err(|e| BuildError::Io(e.to_string()))?;
+    nix::mount::mount(
+        Some(format!("/proc/self/fd/{}", fd.as_raw_fd()).as_str()),
+        &point,
+        None::<&str>,
+        nix::mount::MsFlags::MS_BIND | nix::mount::MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(|e| BuildError::Io(format!("binding {}: {e}", rel.display())))?;
+    scratch.mounted = Some(point.clone());
+    views.push(scratch);
+    Ok(point)
+}
+
+/// `rel` of a context as the build sees it, `.dockerignore` applied: a copy in a
+/// scratch directory (the container may write to it; nothing goes back).
+pub fn filtered_copy(ctx: &Ctx, src: &Source, rel: &Path, views: &mut Vec<Scratch>) -> Result<PathBuf, BuildError> {
+    let scratch = Scratch::new(ctx, "bindctx")?;
+    let tree = scratch.dir.join("tree");
+    std::fs::create_dir(&tree).map_err(|e| BuildError::Io(e.to_string()))?;
+    let root: std::os::unix::io::OwnedFd = std::fs::File::open(&tree)
+        .map_err(|e| BuildError::Io(e.to_string()))?
+        .into();
+    let e = src.open(rel).map_err(|e| BuildError::Io(e.to_string()))?;
+    let is_dir = e.stat.st_mode & libc::S_IFMT == libc::S_IFDIR;
+    copy::copy(
+        src,
+        &[rel.to_path_buf()],
+        safefs::inroot::borrow(&root),
+        "/",
+        true,
+        &CopyOptions::default(),
+    )
+    .map_err(|e| BuildError::Io(e.to_string()))?;
+    let shown = if is_dir {
+        tree.clone()
+    } else {
+        tree.join(rel.file_name().unwrap_or_default())
+    };
+    views.push(scratch);
+    Ok(shown)
 }

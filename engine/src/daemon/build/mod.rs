@@ -70,6 +70,9 @@ pub struct BuildJob {
     pub no_cache: bool,
     pub pull: bool,
     pub network: Option<String>,
+    /// `RUN --network=host` is allowed (the `network.host` entitlement, or the build's
+    /// own network is the host's): a Dockerfile alone never gets the host's network.
+    pub allow_host_network: bool,
     pub extra_hosts: Vec<(String, String)>,
     pub shm_size: u64,
     /// Build secrets by id.
@@ -284,40 +287,62 @@ fn build_stages(
     context: &Source,
 ) -> Result<HashMap<usize, StageState>, BuildError> {
     let done: Mutex<HashMap<usize, Result<StageState, BuildError>>> = Mutex::default();
+    let started: Mutex<BTreeSet<usize>> = Mutex::default();
     let cv = Condvar::new();
     let escape = d.directives.escape;
     let resolve = |w: &str| images::dockerfile::expand::word(w, global, escape).unwrap_or_else(|_| w.to_string());
-    std::thread::scope(|s| {
-        for &i in needed {
-            let uses = d.uses(i, &resolve);
-            let (done, cv) = (&done, &cv);
-            s.spawn(move || {
-                let ready = {
-                    let mut g = super::lock(done);
-                    loop {
-                        if uses.iter().any(|u| matches!(g.get(u), Some(Err(_)))) || ctx.cancelled() {
-                            break None;
-                        }
-                        if uses.iter().all(|u| g.contains_key(u)) {
-                            let m: HashMap<usize, StageState> = uses
-                                .iter()
-                                .filter_map(|u| g.get(u).and_then(|r| r.as_ref().ok()).map(|st| (*u, st.clone())))
-                                .collect();
-                            break Some(m);
-                        }
-                        g = cv.wait(g).unwrap_or_else(|p| p.into_inner());
-                    }
-                };
-                let r = match ready {
-                    Some(built) => run_step::stage(ctx, job, d, i, global, context, &built),
-                    None => Err(BuildError::Cancelled),
-                };
-                if r.is_err() {
-                    // The others stop at their next step.
-                    ctx.cancel.store(true, Ordering::Relaxed);
+    let uses: HashMap<usize, BTreeSet<usize>> = needed
+        .iter()
+        .map(|&i| (i, d.uses(i, &resolve).into_iter().filter(|u| needed.contains(u)).collect()))
+        .collect();
+    // A few workers take the stages whose inputs are built: independent stages run in
+    // parallel, and a file of thousands of stages never runs thousands at once.
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8);
+    let next = || -> Option<(usize, Option<HashMap<usize, StageState>>)> {
+        let mut g = super::lock(&done);
+        loop {
+            let mut s = super::lock(&started);
+            let pending: Vec<usize> = needed.iter().copied().filter(|i| !s.contains(i)).collect();
+            if pending.is_empty() {
+                return None;
+            }
+            for i in pending {
+                let u = &uses[&i];
+                if ctx.cancelled() || u.iter().any(|u| matches!(g.get(u), Some(Err(_)))) {
+                    s.insert(i);
+                    return Some((i, None));
                 }
-                super::lock(done).insert(i, r);
-                cv.notify_all();
+                if u.iter().all(|u| g.contains_key(u)) {
+                    s.insert(i);
+                    let m = u
+                        .iter()
+                        .filter_map(|u| g.get(u).and_then(|r| r.as_ref().ok()).map(|st| (*u, st.clone())))
+                        .collect();
+                    return Some((i, Some(m)));
+                }
+            }
+            drop(s);
+            g = cv
+                .wait_timeout(g, std::time::Duration::from_millis(200))
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+    };
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                while let Some((i, ready)) = next() {
+                    let r = match ready {
+                        Some(built) => run_step::stage(ctx, job, d, i, global, context, &built),
+                        None => Err(BuildError::Cancelled),
+                    };
+                    if r.is_err() {
+                        // The others stop at their next step.
+                        ctx.cancel.store(true, Ordering::Relaxed);
+                    }
+                    super::lock(&done).insert(i, r);
+                    cv.notify_all();
+                }
             });
         }
     });

@@ -175,11 +175,16 @@ impl<'a> StageRun<'a> {
                 let dir = stage::workdir(st, step, raw, escape)?;
                 st.config.config.working_dir = Some(dir.clone());
                 let by = format!("WORKDIR {dir}");
-                let key = cache::key(&st.key, &[&by]);
+                let user = st.config.config.user.clone().filter(|u| !u.is_empty());
+                let owner = match &user {
+                    Some(u) => Some(resolve_owner(self.ctx, st, u).map_err(|m| BuildError::at(step, m))?),
+                    None => None,
+                };
+                let key = cache::key(&st.key, &[&by, &format!("{owner:?}")]);
                 let v = self.vertex(by.clone());
                 let ctx = self.ctx;
                 layer_step(ctx, self.job.no_cache, st, key, by, v, |st| {
-                    exec::mkdir(ctx, st, step, &dir)
+                    exec::mkdir(ctx, st, step, &dir, owner)
                 })
             }
             Instruction::From { .. } => Err(BuildError::at(step, "FROM inside a stage".into())),
@@ -257,13 +262,23 @@ impl<'a> StageRun<'a> {
                 format!("RUN --network={network}: not one of default, none, host"),
             ));
         }
+        if network == "host" && !self.job.allow_host_network {
+            return Err(BuildError::at(
+                step,
+                "RUN --network=host: network.host is not allowed (build.entitlements: [network.host] allows it)".into(),
+            ));
+        }
         if network == "default" && !ctx_said(self.ctx) {
             self.ctx.out.warn(
                 "RUN steps on the default build network have loopback only (a build network with NAT is not implemented yet); build.network: host gives them the host's network",
             );
         }
         let text = format!("RUN {}", step.text);
-        let key = cache::key(&st.key, &["RUN", &by, &env.join("\0"), &network, &mounts.join("\0")]);
+        let inputs = bind_inputs(self.ctx, self.job, self.d, self.index, self.built, self.context, step, mounts)?;
+        let key = cache::key(
+            &st.key,
+            &["RUN", &by, &env.join("\0"), &network, &mounts.join("\0"), &inputs.join("\0")],
+        );
         let ctx = self.ctx;
         let job = self.job;
         let (built, context) = (self.built, self.context);
@@ -660,6 +675,61 @@ fn is_archive(src: &Source, rel: &Path) -> bool {
     head.len() >= 262 && &head[257..262] == b"ustar"
 }
 
+/// A `--mount=` flag's `key=value` list (a bare key is `true`).
+fn mount_options(spec: &str) -> BTreeMap<String, String> {
+    let mut o = BTreeMap::new();
+    for kv in spec.split(',') {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, "true"));
+        o.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+    }
+    o
+}
+
+fn bind_src(o: &BTreeMap<String, String>) -> String {
+    o.get("source").or(o.get("src")).cloned().unwrap_or_default()
+}
+
+/// What a `RUN`'s bind mounts show, for its cache key (as BuildKit keys a mount by
+/// its input's content): a context's files by their digest, a stage by its key, an
+/// image by its manifest.
+#[allow(clippy::too_many_arguments)]
+fn bind_inputs(
+    ctx: &Ctx,
+    job: &BuildJob,
+    d: &Dockerfile,
+    index: usize,
+    built: &HashMap<usize, StageState>,
+    context: &Source,
+    step: &Step,
+    specs: &[String],
+) -> Result<Vec<String>, BuildError> {
+    let mut keys = Vec::new();
+    for spec in specs {
+        let o = mount_options(spec);
+        if o.get("type").is_some_and(|t| t != "bind") {
+            continue;
+        }
+        let src = bind_src(&o);
+        let rel = PathBuf::from(images::context::ignore::clean(&src));
+        let bad = |m: String| BuildError::at(step, format!("--mount={spec}: {m}"));
+        let key = match o.get("from") {
+            None => context.digest(&[rel]).map_err(|e| bad(e.to_string()))?,
+            Some(f) => match d.stage_named(f, index) {
+                Some(i) => format!("{} {src}", built.get(&i).ok_or(BuildError::Cancelled)?.key),
+                None => match job.contexts.get(f) {
+                    Some(NamedContext::Dir(p)) => Source::context(p, None)
+                        .and_then(|c| c.digest(&[rel]))
+                        .map_err(|e| bad(e.to_string()))?,
+                    Some(NamedContext::Image(r)) => format!("{} {src}", image(ctx, r, false).map_err(bad)?.manifest),
+                    None => format!("{} {src}", image(ctx, f, job.pull).map_err(bad)?.manifest),
+                },
+            },
+        };
+        keys.push(key);
+    }
+    Ok(keys)
+}
+
 /// The mounts of a `RUN --mount=...` list, and the secrets to write for it.
 #[allow(clippy::too_many_arguments)]
 fn run_mounts(
@@ -674,17 +744,18 @@ fn run_mounts(
     specs: &[String],
     views: &mut Vec<Scratch>,
 ) -> Result<(Vec<Mount>, Vec<(String, Vec<u8>, u32)>), BuildError> {
-    let _ = st;
+    let workdir = st.config.config.working_dir.clone().unwrap_or_else(|| "/".into());
     let mut mounts = Vec::new();
     let mut secrets = Vec::new();
     for spec in specs {
-        let mut o: BTreeMap<String, String> = BTreeMap::new();
-        for kv in spec.split(',') {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, "true"));
-            o.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-        }
+        let o = mount_options(spec);
         let kind = o.get("type").cloned().unwrap_or_else(|| "bind".into());
-        let target = o.get("target").or(o.get("dst")).or(o.get("destination")).cloned();
+        // Relative to the working directory and cleaned, as BuildKit takes it: no
+        // `..` reaches the mount-point clean-up, whatever the spec says.
+        let target = o.get("target").or(o.get("dst")).or(o.get("destination")).map(|t| {
+            let t = if t.starts_with('/') { t.clone() } else { format!("{workdir}/{t}") };
+            stage::clean_abs(&t)
+        });
         let ro = |o: &BTreeMap<String, String>| o.get("readonly").or(o.get("ro")).is_some_and(|v| v != "false");
         let bad = |m: String| BuildError::at(step, format!("--mount={spec}: {m}"));
         match kind.as_str() {
@@ -717,23 +788,32 @@ fn run_mounts(
             }
             "bind" => {
                 let target = target.ok_or_else(|| bad("a bind mount needs a target".into()))?;
-                let src = o.get("source").or(o.get("src")).cloned().unwrap_or_default();
-                let root: PathBuf = match o.get("from") {
-                    None => context.path.clone(),
+                let rel = PathBuf::from(images::context::ignore::clean(&bind_src(&o)));
+                let writable = o.get("rw").or(o.get("readwrite")).is_some_and(|v| v != "false");
+                let named;
+                let (root, filter): (PathBuf, Option<&Source>) = match o.get("from") {
+                    None => (context.path.clone(), Some(context)),
                     Some(f) => match d.stage_named(f, index) {
-                        Some(i) => exec::view(ctx, &built.get(&i).ok_or(BuildError::Cancelled)?.layers, views)?,
+                        Some(i) => (exec::view(ctx, &built.get(&i).ok_or(BuildError::Cancelled)?.layers, views)?, None),
                         None => match job.contexts.get(f) {
-                            Some(NamedContext::Dir(p)) => p.clone(),
-                            Some(NamedContext::Image(r)) => {
-                                exec::view(ctx, &image(ctx, r, false).map_err(bad)?.layers, views)?
+                            Some(NamedContext::Dir(p)) => {
+                                named = Source::context(p, None).map_err(|e| bad(e.to_string()))?;
+                                (p.clone(), Some(&named))
                             }
-                            None => exec::view(ctx, &image(ctx, f, job.pull).map_err(bad)?.layers, views)?,
+                            Some(NamedContext::Image(r)) => {
+                                (exec::view(ctx, &image(ctx, r, false).map_err(bad)?.layers, views)?, None)
+                            }
+                            None => (exec::view(ctx, &image(ctx, f, job.pull).map_err(bad)?.layers, views)?, None),
                         },
                     },
                 };
-                let host = safefs::safepath::resolve_in_root(&root, Path::new(&src)).map_err(|e| bad(e.to_string()))?;
-                let writable = o.get("rw").or(o.get("readwrite")).is_some_and(|v| v != "false");
-                let host = if writable {
+                // A context is seen as the build transfers it: without what
+                // .dockerignore leaves out (in a copy, which may be written to).
+                let (host, copied) = match filter {
+                    Some(src) if src.filters() => (exec::filtered_copy(ctx, src, &rel, views).map_err(|e| bad(e.to_string()))?, true),
+                    _ => (exec::held_bind(ctx, &root, &rel, views).map_err(|e| bad(e.to_string()))?, false),
+                };
+                let host = if writable && !copied {
                     exec::writable_copy_view(ctx, &host, views)?
                 } else {
                     host

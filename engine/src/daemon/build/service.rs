@@ -101,9 +101,17 @@ pub fn job(
             "privileged builds are not implemented yet",
         ),
         (
-            b.entitlements.as_ref().is_some_and(|v| !v.is_empty()),
+            b.entitlements.iter().flatten().any(|e| e == "security.insecure"),
             "entitlements",
-            "are not implemented yet",
+            "security.insecure is not implemented yet",
+        ),
+        (
+            b.entitlements
+                .iter()
+                .flatten()
+                .any(|e| !["network.host", "security.insecure"].contains(&e.as_str())),
+            "entitlements",
+            "only network.host and security.insecure exist",
         ),
         (
             b.ulimits.as_ref().is_some_and(|v| !v.is_empty()),
@@ -151,8 +159,8 @@ pub fn job(
         (None, d) => {
             let d = d.clone().unwrap_or_else(|| "Dockerfile".into());
             let p = context.join(&d);
-            let text = compose::read::bytes(&p)
-                .map_err(|e| refuse(service, "dockerfile", &format!("{}: {e}", p.display())))?;
+            let text = images::context::read_beside(&context, &p, images::context::DOCKERFILE_LIMIT)
+                .map_err(|e| refuse(service, "dockerfile", &e.to_string()))?;
             (d, Some(p), String::from_utf8_lossy(text.as_slice()).into_owned())
         }
     };
@@ -204,6 +212,8 @@ pub fn job(
         labels,
         no_cache: b.no_cache == Some(true),
         pull: b.pull == Some(true),
+        allow_host_network: network.as_deref() == Some("host")
+            || b.entitlements.iter().flatten().any(|e| e == "network.host"),
         network,
         extra_hosts: b.extra_hosts.as_ref().map(|e| e.0.clone()).unwrap_or_default(),
         shm_size: b.shm_size.map(|s| s.0.max(0) as u64).unwrap_or(0),

@@ -256,7 +256,29 @@ pub fn apply(
         | Instruction::Add(_)
         | Instruction::From { .. } => return Err(BuildError::at(step, "not a metadata instruction".into())),
     };
+    if metadata_size(st) > MAX_METADATA {
+        return Err(BuildError::at(
+            step,
+            format!("the stage's environment, labels and build args exceed {} MiB", MAX_METADATA >> 20),
+        ));
+    }
     Ok(by)
+}
+
+/// The most a stage's variables and labels may hold together: each word is limited
+/// on its own, and this stops a Dockerfile of many of them.
+const MAX_METADATA: usize = 16 << 20;
+
+fn metadata_size(st: &StageState) -> usize {
+    let c = &st.config.config;
+    let env: usize = c.env.iter().flatten().map(String::len).sum();
+    let labels: usize = c.labels.iter().flatten().map(|(k, v)| k.len() + v.len()).sum();
+    let args: usize = st
+        .args
+        .iter()
+        .map(|(k, v)| k.len() + v.as_ref().map_or(0, String::len))
+        .sum();
+    env + labels + args
 }
 
 fn health(h: &Health) -> HealthConfig {

@@ -1,0 +1,190 @@
+//! Hostile Dockerfiles and contexts: each escape or exhaustion the builder's review
+//! found, tried against the engine through the built binary. Needs root.
+
+mod engine_env;
+
+use engine_env::{root, Env};
+use std::path::Path;
+
+/// `rcompose build` of `dockerfile` in the project: success, and what it printed.
+fn build(env: &Env, dockerfile: &str) -> (bool, String) {
+    env.write("Dockerfile", dockerfile);
+    let o = env.rc(&["--progress", "plain", "build"]);
+    let out = String::from_utf8_lossy(&o.stderr).into_owned() + &String::from_utf8_lossy(&o.stdout);
+    (o.status.success(), out)
+}
+
+/// A directory outside the context with a file the build must never show.
+fn outside() -> (tempfile::TempDir, String) {
+    let d = tempfile::tempdir().unwrap();
+    let marker = format!("HOST-ONLY-{}", std::process::id());
+    std::fs::write(d.path().join("marker"), &marker).unwrap();
+    (d, marker)
+}
+
+fn name_of(p: &Path) -> String {
+    p.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+#[test]
+fn bind_mounts_show_only_the_context_as_built() {
+    if !root() {
+        return;
+    }
+    let env = Env::new();
+    env.write("compose.yaml", "name: hb\nservices:\n  app:\n    build: .\n");
+    let (out, marker) = outside();
+    let out_name = name_of(out.path());
+
+    // overlayfs reads `\` as an escape: `.\.` would climb as `..` in a lowerdir.
+    let climb = format!(".\\./{out_name}");
+    let (_, said) = build(
+        &env,
+        &format!("# escape=`\nFROM rcompose/busybox\nRUN --mount=type=bind,source={climb},target=/h,rw cat /h/marker; true\n"),
+    );
+    assert!(!said.contains(&marker), "{said}");
+
+    // A link in the context to a host directory resolves inside the context.
+    std::os::unix::fs::symlink(out.path(), env.project.path().join("hostlink")).unwrap();
+    let (_, said) = build(
+        &env,
+        "FROM rcompose/busybox\nRUN --mount=type=bind,source=hostlink,target=/h cat /h/marker; true\n",
+    );
+    assert!(!said.contains(&marker), "{said}");
+    let (ok, said) = build(&env, "FROM rcompose/busybox\nCOPY hostlink/marker /x\n");
+    assert!(!ok && !said.contains(&marker), "{said}");
+    std::fs::remove_file(env.project.path().join("hostlink")).unwrap();
+
+    // Nested mounts in the context stay read-only (recursively) in a read-only bind.
+    let sub = env.project.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "hostile-test", sub.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(mounted.success());
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _guard = Unmount(&sub);
+    let (ok, said) = build(
+        &env,
+        "FROM rcompose/busybox\nRUN --mount=type=bind,target=/m sh -c 'touch /m/sub/x; test ! -e /m/sub/x'\n",
+    );
+    assert!(ok, "{said}");
+    assert!(!sub.join("x").exists());
+    drop(_guard);
+
+    // What .dockerignore leaves out is not in a bind of the context either.
+    env.write("kept.txt", "k\n");
+    env.write("ignored.txt", "secret\n");
+    env.write(".dockerignore", "ignored.txt\n");
+    let (ok, said) = build(
+        &env,
+        "FROM rcompose/busybox\nRUN --mount=type=bind,target=/ctx test ! -e /ctx/ignored.txt && test -e /ctx/kept.txt\n",
+    );
+    assert!(ok, "{said}");
+
+    // A bind mount's content is in the step's cache key: an edit runs it again.
+    let df = "FROM rcompose/busybox\nRUN --mount=type=bind,source=kept.txt,target=/k cp /k /copied\n";
+    let (ok, said) = build(&env, df);
+    assert!(ok, "{said}");
+    env.write("kept.txt", "edited\n");
+    let (ok, said) = build(&env, df);
+    assert!(ok && !said.contains("CACHED"), "{said}");
+    let shown = env.ok(&["run", "--rm", "--no-deps", "--entrypoint", "cat", "app", "/copied"]);
+    assert_eq!(shown, "edited\n");
+}
+
+#[test]
+fn a_build_cannot_take_the_host_network_or_remove_host_files() {
+    if !root() {
+        return;
+    }
+    let env = Env::new();
+    env.write("compose.yaml", "name: hn\nservices:\n  app:\n    build: .\n");
+    let (ok, said) = build(&env, "FROM rcompose/busybox\nRUN --network=host true\n");
+    assert!(!ok && said.contains("network.host is not allowed"), "{said}");
+    // With the entitlement it runs.
+    env.write(
+        "compose.yaml",
+        "name: hn\nservices:\n  app:\n    build:\n      context: .\n      entitlements: [network.host]\n",
+    );
+    let (ok, said) = build(&env, "FROM rcompose/busybox\nRUN --network=host true\n");
+    assert!(ok, "{said}");
+
+    // A mount target that climbs is taken inside the container; the clean-up of its
+    // mount point never reaches the host's empty directory of the same path.
+    let (out, _) = outside();
+    let victim = out.path().join("victim");
+    std::fs::create_dir(&victim).unwrap();
+    let climb = format!("{}{}", "/..".repeat(20), victim.display());
+    let (ok, said) = build(
+        &env,
+        &format!("FROM rcompose/busybox\nRUN --mount=type=tmpfs,target={climb} true\n"),
+    );
+    assert!(ok, "{said}");
+    assert!(victim.is_dir(), "the host's directory was removed");
+}
+
+#[test]
+fn hostile_dockerfiles_are_refused_without_exhausting_the_engine() {
+    if !root() {
+        return;
+    }
+    let env = Env::new();
+    env.write("compose.yaml", "name: hd\nservices:\n  app:\n    build: .\n");
+    // Nesting without end would overflow the engine's stack.
+    let deep = format!("FROM {}x{}\n", "${a:-".repeat(10_000), "}".repeat(10_000));
+    let (ok, said) = build(&env, &deep);
+    assert!(!ok && said.contains("nested more than 64 deep"), "{said}");
+    // Doubling line after line would fill its memory.
+    let mut grow = String::from("FROM rcompose/busybox\nENV a0=xxxxxxxxxxxxxxxx\n");
+    for i in 1..30 {
+        grow.push_str(&format!("ENV a{i}=$a{p}$a{p}$a{p}$a{p}\n", p = i - 1));
+    }
+    let (ok, said) = build(&env, &grow);
+    assert!(!ok && said.contains("expands to more than"), "{said}");
+    // Wildcards over links to `.` would multiply past any memory.
+    for i in 0..10 {
+        std::os::unix::fs::symlink(".", env.project.path().join(format!("l{i}"))).unwrap();
+    }
+    let (ok, said) = build(&env, "FROM rcompose/busybox\nCOPY l*/l*/l*/l*/l*/l*/l* /d/\n");
+    assert!(!ok && said.contains("matches more than 100000 paths"), "{said}");
+    // A step that writes without end is clipped as BuildKit clips it.
+    let (ok, said) = build(
+        &env,
+        "FROM rcompose/busybox\nRUN yes 0123456789abcdef | head -c 3000000\n",
+    );
+    assert!(ok && said.contains("[output clipped, log limit 2MiB reached]"), "{said}");
+    let lines = said.matches("0123456789abcdef").count();
+    assert!(lines < 130_000, "{lines} lines shown");
+    // The engine is still there.
+    env.ok(&["image", "ls"]);
+}
+
+#[test]
+fn a_dockerfile_is_read_inside_its_context() {
+    if !root() {
+        return;
+    }
+    let env = Env::new();
+    env.write("compose.yaml", "name: hf\nservices:\n  app:\n    build: .\n");
+    let (out, marker) = outside();
+    let df = env.project.path().join("Dockerfile");
+    std::os::unix::fs::symlink(out.path().join("marker"), &df).unwrap();
+    let o = env.rc(&["build"]);
+    let said = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(1), "{said}");
+    assert!(!said.contains(&marker) && said.contains("dockerfile"), "{said}");
+    std::fs::remove_file(&df).unwrap();
+    // A pipe is refused, not waited on.
+    nix::unistd::mkfifo(&df, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let o = env.rc(&["build"]);
+    let said = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(1), "{said}");
+    assert!(said.contains("not a regular file"), "{said}");
+}
