@@ -94,6 +94,47 @@ fn a_dockerfile_builds_as_buildkit_builds_it() {
     assert!(c["Volumes"]["/data"].is_object());
     assert_eq!(c["Healthcheck"]["Test"], serde_json::json!(["CMD-SHELL", "true"]));
     assert_eq!(c["Healthcheck"]["Interval"], 5_000_000_000u64);
+    assert_eq!(c["ArgsEscaped"], true, "set by CMD, as BuildKit sets it");
+
+    // The history as current BuildKit writes it (checked against docker build).
+    let id = img["Id"].as_str().unwrap().trim_start_matches("sha256:").to_string();
+    let raw = std::fs::read(env.state.path().join("images/blobs/sha256").join(&id)).unwrap();
+    let config: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    let history = config["history"].as_array().unwrap();
+    let ours: Vec<(&str, bool)> = history
+        .iter()
+        .filter(|h| h["comment"] == "buildkit.dockerfile.v0")
+        .map(|h| (h["created_by"].as_str().unwrap(), h["empty_layer"] == true))
+        .collect();
+    let want: Vec<(&str, bool)> = vec![
+        ("ARG GREETING=hi", true),
+        ("ENV APP=/app E2=two words", true),
+        ("LABEL org.example.x=1 org.example.y=a b", true),
+        ("WORKDIR /app", false),
+        ("COPY --chown=1000:1000 --chmod=640 a.txt ./ # buildkit", false),
+        ("COPY dir/ sub/ # buildkit", false),
+        (
+            "RUN |1 GREETING=hi /bin/sh -c echo \"$GREETING $E2\" > greeting && id -u > uid # buildkit",
+            false,
+        ),
+        ("RUN |1 GREETING=hi /bin/sh -c echo one > here1\necho two >> here1\n # buildkit", false),
+        ("COPY <<EOT /etc/note # buildkit", false),
+        ("USER 1000", true),
+        ("EXPOSE [53/udp 8080/tcp]", true),
+        ("VOLUME [/data]", true),
+        ("STOPSIGNAL SIGINT", true),
+        (
+            "HEALTHCHECK {Test:[CMD-SHELL true] Interval:5s Timeout:0s StartPeriod:0s StartInterval:0s Retries:4}",
+            true,
+        ),
+        ("ENTRYPOINT [\"/bin/sh\" \"-c\"]", true),
+        ("CMD [\"cat greeting\"]", true),
+    ];
+    assert_eq!(ours, want, "{}", serde_json::to_string_pretty(history).unwrap());
+    // Every entry has a time (metadata steps get the layers' as BuildKit's exporter
+    // gives them), and the image's is the last one.
+    assert!(history.iter().all(|h| h["created"].is_string()), "{history:?}");
+    assert_eq!(config["created"], history.last().unwrap()["created"]);
 
     // What the steps made, seen from inside a container of the image.
     let show = |cmd: &str| env.ok(&["run", "--rm", "--no-deps", "--entrypoint", "/bin/sh", "app", "-c", cmd]);

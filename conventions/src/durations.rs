@@ -19,6 +19,36 @@ pub fn human_duration(secs: i64) -> String {
     }
 }
 
+/// Go's `time.Duration` text (`0s`, `500ms`, `1.5s`, `1m30s`, `1h0m0s`), as Docker
+/// writes durations into history and inspect output.
+pub fn go_duration(ns: u64) -> String {
+    fn frac(v: u64, unit: u64) -> String {
+        let (int, rest) = (v / unit, v % unit);
+        if rest == 0 {
+            return int.to_string();
+        }
+        let width = unit.to_string().len() - 1;
+        let digits = format!("{rest:0width$}");
+        format!("{int}.{}", digits.trim_end_matches('0'))
+    }
+    const S: u64 = 1_000_000_000;
+    match ns {
+        0 => "0s".into(),
+        1..=999 => format!("{ns}ns"),
+        1_000..=999_999 => format!("{}\u{b5}s", frac(ns, 1_000)),
+        1_000_000..=999_999_999 => format!("{}ms", frac(ns, 1_000_000)),
+        _ => {
+            let (h, m, s) = (ns / (3600 * S), ns % (3600 * S) / (60 * S), ns % (60 * S));
+            let secs = format!("{}s", frac(s, S));
+            match (h, m) {
+                (0, 0) => secs,
+                (0, m) => format!("{m}m{secs}"),
+                (h, m) => format!("{h}h{m}m{secs}"),
+            }
+        }
+    }
+}
+
 /// Now, in Unix seconds.
 pub fn now() -> i64 {
     std::time::SystemTime::now()
@@ -30,6 +60,19 @@ pub fn now() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn go_durations() {
+        let s = 1_000_000_000;
+        assert_eq!(go_duration(0), "0s");
+        assert_eq!(go_duration(5 * s), "5s");
+        assert_eq!(go_duration(90 * s), "1m30s");
+        assert_eq!(go_duration(3600 * s), "1h0m0s");
+        assert_eq!(go_duration(1_500_000_000), "1.5s");
+        assert_eq!(go_duration(500_000_000), "500ms");
+        assert_eq!(go_duration(1_500), "1.5\u{b5}s");
+        assert_eq!(go_duration(7), "7ns");
+    }
 
     #[test]
     fn durations_as_docker_prints_them() {

@@ -52,6 +52,9 @@ pub struct ContainerConfig {
     pub labels: Option<BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_signal: Option<String>,
+    /// Set by every `CMD`, as BuildKit sets it for Docker's image spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args_escaped: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healthcheck: Option<HealthConfig>,
     /// `ONBUILD` triggers, run after a child's `FROM`.
@@ -60,9 +63,6 @@ pub struct ContainerConfig {
     /// `SHELL`: the shell of shell-form commands.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shell: Option<Vec<String>>,
-    /// Set by Windows builders only; kept when an image has it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub args_escaped: Option<bool>,
 }
 
 /// Docker's HEALTHCHECK (durations in nanoseconds).

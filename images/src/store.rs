@@ -214,6 +214,22 @@ impl Store {
         self.root.join("layers/sha256").join(diff_id.hex())
     }
 
+    /// The directories to stack for `layers` (lowest first), each once: the store
+    /// keeps one directory per diff ID and overlayfs refuses a directory twice
+    /// (ELOOP), so a layer that comes again (every empty `RUN` layer is the same) is
+    /// stacked only where it is highest, which shows the same tree.
+    pub fn layer_dirs(&self, layers: &[LayerRecord]) -> Vec<PathBuf> {
+        let mut seen = std::collections::HashSet::new();
+        let mut out: Vec<PathBuf> = layers
+            .iter()
+            .rev()
+            .filter(|l| seen.insert(l.diff_id.clone()))
+            .map(|l| self.layer_dir(&l.diff_id))
+            .collect();
+        out.reverse();
+        out
+    }
+
     /// Stores a blob from memory, checking it against `expected` when given.
     pub fn put_blob(&self, data: &[u8], expected: Option<&Digest>) -> Result<Digest> {
         self.put_blob_from(data, expected, "blob").map(|(d, _)| d)
@@ -504,5 +520,28 @@ impl Store {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_layer_that_comes_again_is_stacked_once_where_it_is_highest() {
+        let t = tempfile::tempdir().unwrap();
+        let store = Store::open(t.path()).unwrap();
+        let rec = |c: char| LayerRecord {
+            blob: Digest::parse(&format!("sha256:{}", c.to_string().repeat(64))).unwrap(),
+            media_type: String::new(),
+            size: 0,
+            diff_id: Digest::parse(&format!("sha256:{}", c.to_string().repeat(64))).unwrap(),
+        };
+        let dirs = store.layer_dirs(&[rec('a'), rec('e'), rec('b'), rec('e')]);
+        let names: Vec<String> = dirs
+            .iter()
+            .map(|d| d.file_name().unwrap().to_string_lossy()[..1].to_string())
+            .collect();
+        assert_eq!(names, ["a", "b", "e"]);
     }
 }

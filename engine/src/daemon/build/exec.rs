@@ -50,31 +50,43 @@ impl Drop for Scratch {
 }
 
 pub fn layer_dirs(ctx: &Ctx, layers: &[LayerRecord]) -> Vec<PathBuf> {
-    layers.iter().map(|l| ctx.store.layer_dir(&l.diff_id)).collect()
+    ctx.store.layer_dirs(layers)
 }
 
-/// Paths that did not exist in the layers below (checked top layer first), each
-/// looked up inside its layer's root.
-fn missing_below(lowers: &[PathBuf], paths: &[PathBuf]) -> Vec<PathBuf> {
+/// The mount points a step's container will make that the layers below lack: each
+/// target and its missing parents, deepest first (BuildKit's stub cleaner takes the
+/// same out of the layer). Looked up inside each layer's root.
+fn stubs_below(lowers: &[PathBuf], targets: &[PathBuf]) -> Vec<PathBuf> {
     let roots: Vec<std::os::unix::io::OwnedFd> = lowers
         .iter()
         .rev()
         .filter_map(|l| std::fs::File::open(l).ok().map(Into::into))
         .collect();
-    paths
-        .iter()
-        .filter(|p| {
-            !roots.iter().any(|r| {
-                safefs::inroot::open(safefs::inroot::borrow(r), p, libc::O_PATH | libc::O_NOFOLLOW, 0).is_ok()
-            })
+    let missing = |p: &Path| {
+        !roots.iter().any(|r| {
+            safefs::inroot::open(safefs::inroot::borrow(r), p, libc::O_PATH | libc::O_NOFOLLOW, 0).is_ok()
         })
-        .cloned()
-        .collect()
+    };
+    let mut out: Vec<PathBuf> = Vec::new();
+    for t in targets {
+        let mut p = t.as_path();
+        while p != Path::new("/") && !p.as_os_str().is_empty() && missing(p) {
+            if !out.iter().any(|o| o == p) {
+                out.push(p.to_path_buf());
+            }
+            match p.parent() {
+                Some(parent) => p = parent,
+                None => break,
+            }
+        }
+    }
+    out.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    out
 }
 
-/// Takes mount-point stubs out of an upper directory: empty files and directories the
-/// step's mounts made, and the parents made only for them. Walked by descriptors with
-/// no link followed: the step's container may have put links where the stubs were.
+/// Takes mount-point stubs out of an upper directory: each path, if it is an empty
+/// directory or an empty file. Walked by descriptors with no link followed: the step's
+/// container may have put links where the stubs were.
 fn remove_stubs(upper: &Path, stubs: &[PathBuf]) {
     use std::os::unix::ffi::OsStrExt;
     use std::os::unix::io::AsRawFd;
@@ -82,54 +94,35 @@ fn remove_stubs(upper: &Path, stubs: &[PathBuf]) {
         return;
     };
     for s in stubs {
-        let names: Vec<&std::ffi::OsStr> = s
-            .components()
-            .filter_map(|c| match c {
-                std::path::Component::Normal(n) => Some(n),
-                _ => None,
-            })
-            .collect();
-        // The directories down to the stub's parent, held.
-        let mut dirs = vec![];
-        for n in names.iter().take(names.len().saturating_sub(1)) {
-            let at = dirs.last().unwrap_or(&top);
-            match safefs::inroot::open_beneath(
-                safefs::inroot::borrow(at),
-                Path::new(n),
-                libc::O_PATH | libc::O_DIRECTORY,
-                0,
-            ) {
-                Ok(fd) => dirs.push(fd),
-                Err(_) => break,
-            }
-        }
-        if dirs.len() + 1 != names.len() {
+        let (Some(parent), Some(name)) = (s.parent(), s.file_name()) else {
             continue;
-        }
-        for (i, n) in names.iter().enumerate().rev() {
-            let parent = if i == 0 { &top } else { &dirs[i - 1] };
-            let Ok(c) = std::ffi::CString::new(n.as_bytes()) else { break };
-            let Ok(st) = safefs::inroot::stat_at(safefs::inroot::borrow(parent), Path::new(n)) else {
-                break;
-            };
-            let flag = match st.st_mode & libc::S_IFMT {
-                libc::S_IFDIR => libc::AT_REMOVEDIR,
-                libc::S_IFREG if st.st_size == 0 => 0,
-                _ => break,
-            };
-            // SAFETY: a held directory and a C string; a non-empty directory stays.
-            if unsafe { libc::unlinkat(parent.as_raw_fd(), c.as_ptr(), flag) } != 0 {
-                break;
-            }
-        }
+        };
+        let rel = parent.strip_prefix("/").unwrap_or(parent);
+        let Ok(dir) = safefs::inroot::open_beneath(
+            safefs::inroot::borrow(&top),
+            rel,
+            libc::O_PATH | libc::O_DIRECTORY,
+            0,
+        ) else {
+            continue;
+        };
+        let Ok(c) = std::ffi::CString::new(name.as_bytes()) else { continue };
+        let Ok(st) = safefs::inroot::stat_at(safefs::inroot::borrow(&dir), Path::new(name)) else {
+            continue;
+        };
+        let flag = match st.st_mode & libc::S_IFMT {
+            libc::S_IFDIR => libc::AT_REMOVEDIR,
+            libc::S_IFREG if st.st_size == 0 => 0,
+            _ => continue,
+        };
+        // SAFETY: a held directory and a C string; a non-empty directory stays.
+        unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), flag) };
     }
 }
 
-/// The layer an upper directory makes, if it changed anything.
+/// The layer an upper directory makes: one for every `RUN`, `COPY` and `WORKDIR`,
+/// an empty tar when nothing changed, as BuildKit keeps one per step.
 fn finish(ctx: &Ctx, upper: &Path) -> Result<Option<LayerRecord>, BuildError> {
-    if images::layer::is_empty(upper) {
-        return Ok(None);
-    }
     images::layer::adopt_upper(&ctx.store, upper)
         .map(Some)
         .map_err(|e| BuildError::Io(e.to_string()))
@@ -191,21 +184,11 @@ pub fn run(
             m.source = p.clone();
         }
     }
+    // The files the engine binds and the step's own mounts; /dev, /proc and /sys stay
+    // in the layer when the image lacks them, as runc leaves them under BuildKit.
     let mut targets: Vec<PathBuf> = mounts.iter().map(|m| m.target.clone()).collect();
-    targets.extend(
-        [
-            "/etc/hosts",
-            "/etc/hostname",
-            "/etc/resolv.conf",
-            "/dev",
-            "/proc",
-            "/sys",
-            "/dev/shm",
-            "/dev/pts",
-        ]
-        .map(PathBuf::from),
-    );
-    let stubs = missing_below(&lowers, &targets);
+    targets.extend(["/etc/hosts", "/etc/hostname", "/etc/resolv.conf"].map(PathBuf::from));
+    let stubs = stubs_below(&lowers, &targets);
     let cfg = &st.config.config;
     let mut hosts = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
     for (h, ip) in &r.extra_hosts {
@@ -491,8 +474,15 @@ pub fn mkdir(
     owner: Option<(u32, u32)>,
 ) -> Result<Option<LayerRecord>, BuildError> {
     let lowers = layer_dirs(ctx, &st.layers);
-    if dir.trim_start_matches('/').is_empty() || missing_below(&lowers, &[PathBuf::from(dir)]).is_empty() {
+    if dir.trim_start_matches('/').is_empty() {
         return Ok(None);
+    }
+    if stubs_below(&lowers, &[PathBuf::from(dir)]).is_empty() {
+        // There already: BuildKit's mkdir still makes a layer, with nothing in it.
+        let scratch = Scratch::new(ctx, "workdir")?;
+        let upper = scratch.dir.join("upper");
+        std::fs::create_dir(&upper).map_err(|e| BuildError::Io(e.to_string()))?;
+        return finish(ctx, &upper);
     }
     let empty = Scratch::new(ctx, "workdir")?;
     let src = Source::tree(&empty.dir).map_err(|e| BuildError::at(step, e.to_string()))?;

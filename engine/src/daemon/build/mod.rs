@@ -370,6 +370,42 @@ fn build_stages(
 }
 
 /// Stores the target stage as an image: config, manifest, tags.
+/// Gives every history entry without a time one, as BuildKit's exporter does: those
+/// before the first new layer get that layer's time, the later ones the time of the
+/// entry before them; with no new layer, the base's last time.
+fn fill_times(history: &mut [serde_json::Value]) {
+    let time = |h: &serde_json::Value| h.get("created").and_then(|t| t.as_str()).map(str::to_string);
+    let mut created: Option<String> = None;
+    let mut seen_untimed = false;
+    for h in history.iter() {
+        match time(h) {
+            Some(t) => {
+                created = Some(t);
+                if seen_untimed {
+                    break;
+                }
+            }
+            None => seen_untimed = true,
+        }
+    }
+    let mut seen_untimed = false;
+    for h in history.iter_mut() {
+        match time(h) {
+            Some(t) => {
+                if seen_untimed {
+                    created = Some(t);
+                }
+            }
+            None => {
+                seen_untimed = true;
+                if let Some(t) = &created {
+                    h["created"] = serde_json::Value::String(t.clone());
+                }
+            }
+        }
+    }
+}
+
 fn commit(ctx: &Ctx, job: &BuildJob, mut st: StageState) -> Result<ImageRecord, BuildError> {
     let v = Vertex::new(ctx, "exporting to image".into());
     let err = |e: images::StoreError| BuildError::Image(e.to_string());
@@ -384,6 +420,7 @@ fn commit(ctx: &Ctx, job: &BuildJob, mut st: StageState) -> Result<ImageRecord, 
         kind: "layers".into(),
         diff_ids: st.layers.iter().map(|l| l.diff_id.to_string()).collect(),
     };
+    fill_times(&mut st.config.history);
     st.config.created = st
         .config
         .history

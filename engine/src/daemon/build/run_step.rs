@@ -117,11 +117,11 @@ impl<'a> StageRun<'a> {
         }
         if let Some(i) = self.d.stage_named(base, self.index) {
             let st = self.built.get(&i).cloned().ok_or(BuildError::Cancelled)?;
+            // The base stage's args come along, as BuildKit's child stages inherit them.
             let (config, triggers) = stage::from_base(st.config);
             return Ok((
                 StageState {
                     config,
-                    args: Vec::new(),
                     cmd_set: false,
                     ..st
                 },
@@ -190,23 +190,11 @@ impl<'a> StageRun<'a> {
             Instruction::From { .. } => Err(BuildError::at(step, "FROM inside a stage".into())),
             _ => {
                 let by = stage::apply(st, step, escape, self.global, &self.job.args)?;
-                let key = cache::key(&st.key, &[&by]);
-                let created = self
-                    .ctx
-                    .cache
-                    .get(&self.ctx.store, &key)
-                    .filter(|_| !self.job.no_cache)
-                    .map(|e| e.created)
-                    .unwrap_or_else(images::import::rfc3339_now);
-                self.ctx.cache.put(
-                    &key,
-                    &Entry {
-                        created: created.clone(),
-                        layer: None,
-                    },
-                );
-                st.key = key;
-                st.history(&created, by, true);
+                st.key = cache::key(&st.key, &[&by]);
+                // ONBUILD only stores its trigger: BuildKit writes no history for it.
+                if !matches!(step.instruction, Instruction::Onbuild(_)) {
+                    st.history(None, by, true);
+                }
                 Ok(())
             }
         }
@@ -229,18 +217,11 @@ impl<'a> StageRun<'a> {
         }
         let args = run_args(form, step, &st.shell());
         let run_args = st.run_args();
-        let shown: Vec<&String> = run_args
-            .iter()
-            .filter(|a| !stage::PROXY_ARGS.iter().any(|p| a.starts_with(&format!("{p}="))))
-            .collect();
+        let shown = st.history_args();
         let prefix = if shown.is_empty() {
             String::new()
         } else {
-            format!(
-                "|{} {} ",
-                shown.len(),
-                shown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")
-            )
+            format!("|{} {} ", shown.len(), shown.join(" "))
         };
         let by = format!("RUN {prefix}{} # buildkit", args.join(" "));
         let mut env: Vec<String> = st.config.config.env.clone().unwrap_or_default();
@@ -384,7 +365,18 @@ impl<'a> StageRun<'a> {
             .map(|(n, b)| format!("{n}={}", String::from_utf8_lossy(b)))
             .collect();
         let shown_sources: Vec<String> = c.sources.iter().map(|s| w(s).unwrap_or_else(|_| s.clone())).collect();
-        let by = format!("{kw} {} {raw_dest} # buildkit", shown_sources.join(" "));
+        // BuildKit's text: --parents, --chown, --chmod (never --from, --link, --exclude).
+        let mut flags = String::new();
+        if c.parents {
+            flags.push_str(" --parents");
+        }
+        if let Some(u) = &chown {
+            flags.push_str(&format!(" --chown={u}"));
+        }
+        if let Some(m) = &c.chmod {
+            flags.push_str(&format!(" --chmod={}", w(m)?));
+        }
+        let by = format!("{kw}{flags} {} {raw_dest} # buildkit", shown_sources.join(" "));
         let key = cache::key(
             &st.key,
             &[
@@ -514,7 +506,7 @@ fn layer_step(
     if let Some(l) = entry.layer {
         st.layers.push(l);
     }
-    st.history(&entry.created, by, empty);
+    st.history((!empty).then_some(entry.created.as_str()), by, empty);
     Ok(())
 }
 
@@ -587,12 +579,9 @@ fn run_args(form: &Form, step: &Step, shell: &[String]) -> Vec<String> {
         Form::Shell(s) => {
             let lone = step.heredocs.len() == 1 && heredoc_of(step, s.trim()).is_some();
             if lone {
+                // The script as written, its last newline too (BuildKit's `-c` word).
                 let body = &step.heredocs[0].body;
-                return shell
-                    .iter()
-                    .cloned()
-                    .chain([body.trim_end_matches('\n').to_string()])
-                    .collect();
+                return shell.iter().cloned().chain([body.clone()]).collect();
             }
             let mut script = s.clone();
             script.push('\n');

@@ -92,13 +92,35 @@ impl StageState {
         }
     }
 
-    /// Records a history entry as BuildKit writes it.
-    pub fn history(&mut self, created: &str, created_by: String, empty_layer: bool) {
+    /// The `|N k=v ...` of a `RUN`'s history text: every arg declared so far, in
+    /// order, with the value the step sees (an `ENV` of the same name wins; unset is
+    /// empty), as BuildKit's `runCommandString` writes it.
+    pub fn history_args(&self) -> Vec<String> {
+        let env = self.env();
+        self.args
+            .iter()
+            .map(|(k, v)| {
+                let val = env
+                    .iter()
+                    .find(|(e, _)| e == k)
+                    .map(|(_, v)| v.clone())
+                    .or_else(|| v.clone())
+                    .unwrap_or_default();
+                format!("{k}={val}")
+            })
+            .collect()
+    }
+
+    /// Records a history entry as BuildKit writes it. Only a layer has a time of its
+    /// own; the others get theirs when the image is written (see `fill_times`).
+    pub fn history(&mut self, created: Option<&str>, created_by: String, empty_layer: bool) {
         let mut h = serde_json::json!({
-            "created": created,
             "created_by": created_by,
             "comment": "buildkit.dockerfile.v0",
         });
+        if let Some(t) = created {
+            h["created"] = serde_json::Value::String(t.to_string());
+        }
         if empty_layer {
             h["empty_layer"] = serde_json::Value::Bool(true);
         }
@@ -166,17 +188,22 @@ pub fn apply(
         Instruction::Arg(list) => {
             let mut shown = Vec::new();
             for (k, default) in list {
+                // The value in effect, as current BuildKit writes it: the build arg,
+                // else the expanded default, else the global one.
                 let value = match (build_args.get(k), default) {
                     (Some(v), _) => Some(v.clone()),
-                    (None, Some(d)) => Some(exp(step, d, &vars, escape)?),
+                    (None, Some(d)) => Some(exp(step, d, &st.vars(), escape)?),
                     (None, None) => global.get(k).cloned(),
                 };
-                shown.push(match default {
-                    Some(d) => format!("{k}={d}"),
+                shown.push(match &value {
+                    Some(v) => format!("{k}={v}"),
                     None => k.clone(),
                 });
-                st.args.retain(|(n, _)| n != k);
-                st.args.push((k.clone(), value));
+                // Declared again: it keeps its place with the new value.
+                match st.args.iter_mut().find(|(n, _)| n == k) {
+                    Some(a) => a.1 = value,
+                    None => st.args.push((k.clone(), value)),
+                }
             }
             format!("ARG {}", shown.join(" "))
         }
@@ -191,8 +218,17 @@ pub fn apply(
                 }
                 map.insert(format!("{port}/{}", proto.to_ascii_lowercase()), serde_json::json!({}));
             }
-            let keys: Vec<String> = map.keys().map(|k| format!("{k}:{{}}")).collect();
-            format!("EXPOSE map[{}]", keys.join(" "))
+            // The words sorted as written, each with its protocol, duplicates kept.
+            let mut sorted = ports.clone();
+            sorted.sort();
+            let shown: Vec<String> = sorted
+                .iter()
+                .map(|p| match p.split_once('/') {
+                    Some((port, proto)) => format!("{port}/{}", proto.to_ascii_lowercase()),
+                    None => format!("{p}/tcp"),
+                })
+                .collect();
+            format!("EXPOSE [{}]", shown.join(" "))
         }
         Instruction::User(u) => {
             let u = exp(step, u, &vars, escape)?;
@@ -223,6 +259,7 @@ pub fn apply(
             let shell = st.shell();
             let c = &mut st.config.config;
             c.cmd = Some(command(f, &shell));
+            c.args_escaped = Some(true);
             st.cmd_set = true;
             format!("CMD {}", json_list(c.cmd.as_deref().unwrap_or_default()))
         }
@@ -297,14 +334,19 @@ fn health(h: &Health) -> HealthConfig {
     }
 }
 
+/// Go's `%+v` of the health config, as current BuildKit writes it.
 fn health_text(h: &Health) -> String {
-    match &h.test {
-        None => "NONE".into(),
-        Some(_) => {
-            let t = health(h).test.unwrap_or_default();
-            format!("CMD {}", json_list(t.get(1..).unwrap_or_default()))
-        }
-    }
+    let c = health(h);
+    let d = |v: Option<u64>| conventions::durations::go_duration(v.unwrap_or(0));
+    format!(
+        "{{Test:[{}] Interval:{} Timeout:{} StartPeriod:{} StartInterval:{} Retries:{}}}",
+        c.test.unwrap_or_default().join(" "),
+        d(c.interval),
+        d(c.timeout),
+        d(c.start_period),
+        d(c.start_interval),
+        c.retries.unwrap_or(0)
+    )
 }
 
 /// `WORKDIR`'s directory: absolute, or relative to the one before.

@@ -190,7 +190,7 @@ pub fn container_spec(
 
 /// The image's layers as directories of the store, lowest first.
 pub fn layer_dirs(store: &images::Store, rec: &images::ImageRecord) -> Vec<PathBuf> {
-    rec.layers.iter().map(|l| store.layer_dir(&l.diff_id)).collect()
+    store.layer_dirs(&rec.layers)
 }
 
 #[cfg(test)]
