@@ -366,3 +366,23 @@ fn compose_builds_stages_secrets_contexts_and_rebuilds() {
     assert_eq!(id_of(&env, "other"), other);
     out(&["down"]);
 }
+
+#[test]
+fn an_image_of_more_layers_than_one_mount_call_holds_builds_and_runs() {
+    if !root() {
+        return;
+    }
+    let env = Env::new();
+    // Sixty layers' paths pass the page mount(2) takes its options in.
+    let mut df = String::from("FROM rcompose/busybox\n");
+    for i in 0..60 {
+        df.push_str(&format!("RUN echo {i} > /f{i}\n"));
+    }
+    df.push_str("RUN cat /f0 /f59 > /both\n");
+    env.write("Dockerfile", &df);
+    env.write("compose.yaml", "name: many\nservices:\n  app:\n    build: .\n");
+    let o = env.rc(&["--progress", "plain", "build"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let shown = env.ok(&["run", "--rm", "--no-deps", "--entrypoint", "cat", "app", "/both"]);
+    assert_eq!(shown, "0\n59\n");
+}

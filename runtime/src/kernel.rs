@@ -19,6 +19,8 @@ pub trait Kernel {
         flags: MsFlags,
         data: Option<&str>,
     ) -> Result<(), MountError>;
+    /// An overlay of `stack` at `target` (however many layers it has).
+    fn overlay(&mut self, stack: &super::overlay::Stack, target: &Path) -> Result<(), MountError>;
     /// Detaches the mount at `target` (the old root after `pivot_root`).
     fn umount_detach(&mut self, target: &Path) -> Result<(), MountError>;
     fn chdir(&mut self, dir: &Path) -> Result<(), MountError>;
@@ -53,6 +55,10 @@ impl Kernel for Host {
     ) -> Result<(), MountError> {
         nix::mount::mount(src, target, fstype, flags, data)
             .map_err(|e| err(&format!("mounting {}", fstype.or(src).unwrap_or("")), target, e))
+    }
+
+    fn overlay(&mut self, stack: &super::overlay::Stack, target: &Path) -> Result<(), MountError> {
+        super::overlay::mount(stack, target).map_err(|e| err("mounting overlay", target, e))
     }
 
     fn umount_detach(&mut self, target: &Path) -> Result<(), MountError> {
@@ -213,6 +219,12 @@ impl Kernel for Recording {
             data: data.map(str::to_string),
         });
         Ok(())
+    }
+
+    /// Recorded as the `mount(2)` call it is when it fits one.
+    fn overlay(&mut self, stack: &super::overlay::Stack, target: &Path) -> Result<(), MountError> {
+        let o = stack.options();
+        self.mount(Some("overlay"), target, Some("overlay"), MsFlags::empty(), Some(&o))
     }
 
     fn umount_detach(&mut self, target: &Path) -> Result<(), MountError> {

@@ -23,6 +23,7 @@ pub mod memfd;
 pub mod mini_init;
 pub mod monitor;
 pub mod mounts;
+pub mod overlay;
 pub mod process;
 pub mod seccomp;
 pub mod spec;

@@ -212,10 +212,10 @@ pub fn setup_with(
     if spec.layers.is_empty() {
         return Err(MountError::NoLayers);
     }
-    let mut lower = Vec::new();
+    let mut lower: Vec<std::path::PathBuf> = Vec::new();
     for (i, l) in spec.layers.iter().rev().enumerate() {
         let Some((fd, _)) = userns else {
-            lower.push(l.to_string_lossy().into_owned());
+            lower.push(l.clone());
             continue;
         };
         // The layer seen through the mapping, at a directory of this mount namespace
@@ -223,15 +223,15 @@ pub fn setup_with(
         let at = spec.dir.join("idmap").join(i.to_string());
         fs::create_dir_all(&at).map_err(|e| err("creating", &at, e))?;
         k.bind_idmapped(l, &at, fd)?;
-        lower.push(at.to_string_lossy().into_owned());
+        lower.push(at);
     }
-    let opts = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        lower.join(":"),
-        spec.dir.join("upper").display(),
-        spec.dir.join("work").display()
-    );
-    k.mount(Some("overlay"), &root, Some("overlay"), MsFlags::empty(), Some(&opts))?;
+    let (upper, work) = (spec.dir.join("upper"), spec.dir.join("work"));
+    let stack = super::overlay::Stack {
+        lowers: &lower,
+        upper: Some(&upper),
+        work: Some(&work),
+    };
+    k.overlay(&stack, &root)?;
     // The root as mounted: every target below is resolved from it.
     let root_dir = std::fs::File::open(&root).map_err(|e| err("opening", &root, e))?;
     let rfd = std::os::fd::AsFd::as_fd(&root_dir);

@@ -132,8 +132,7 @@ pub fn fill_from_image(tmp: &Path, layers: &[PathBuf], target: &str, dest: &Path
     }
     let mnt = tmp.join(format!("volfill-{}-{}", std::process::id(), super::random_hex(6)));
     std::fs::create_dir_all(&mnt).map_err(|e| fill_err(format!("creating {}", mnt.display()), e))?;
-    let lower: Vec<String> = layers.iter().rev().map(|l| l.display().to_string()).collect();
-    let data = format!("lowerdir={}", lower.join(":"));
+    let lower: Vec<PathBuf> = layers.iter().rev().cloned().collect();
     // The overlay is mounted in a private mount namespace of a thread of its own: it is
     // never seen on the host, and goes with the thread even if the engine dies midway.
     let (target, dest) = (target.to_string(), dest.to_path_buf());
@@ -150,14 +149,13 @@ pub fn fill_from_image(tmp: &Path, layers: &[PathBuf], target: &str, dest: &Path
             None::<&str>,
         )
         .map_err(|e| fill_err("a mount namespace to fill a volume", e))?;
-        mount(
-            Some("overlay"),
-            &at,
-            Some("overlay"),
-            MsFlags::MS_RDONLY,
-            Some(data.as_str()),
-        )
-        .map_err(|e| fill_err("mounting the image to fill a volume", e))?;
+        // Lower layers only: read-only by nature.
+        let stack = runtime::overlay::Stack {
+            lowers: &lower,
+            upper: None,
+            work: None,
+        };
+        runtime::overlay::mount(&stack, &at).map_err(|e| fill_err("mounting the image to fill a volume", e))?;
         let r = copy_from(&at, &rel, &target, &dest);
         let _ = nix::mount::umount2(&at, nix::mount::MntFlags::MNT_DETACH);
         r

@@ -365,21 +365,13 @@ fn overlay(lowers: &[PathBuf], upper: &Path, work: &Path, merged: &Path) -> Resu
             "a build overlay's path has a ',', ':' or '\\', which overlayfs cannot take".into(),
         ));
     }
-    let low: Vec<String> = lowers.iter().rev().map(|p| p.display().to_string()).collect();
-    let data = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        low.join(":"),
-        upper.display(),
-        work.display()
-    );
-    nix::mount::mount(
-        Some("overlay"),
-        merged,
-        Some("overlay"),
-        nix::mount::MsFlags::empty(),
-        Some(data.as_str()),
-    )
-    .map_err(|e| BuildError::Io(format!("mounting the build overlay: {e}")))
+    let low: Vec<PathBuf> = lowers.iter().rev().cloned().collect();
+    let stack = runtime::overlay::Stack {
+        lowers: &low,
+        upper: Some(upper),
+        work: Some(work),
+    };
+    runtime::overlay::mount(&stack, merged).map_err(|e| BuildError::Io(format!("mounting the build overlay: {e}")))
 }
 
 /// Runs a `COPY`/`ADD` step on the stage's layers.
