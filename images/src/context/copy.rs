@@ -224,6 +224,25 @@ fn set_times(fd: RawFd, st: &libc::stat, _dir: bool) -> io::Result<()> {
     Ok(())
 }
 
+/// The source's times on a file open for writing.
+fn set_file_times(f: &std::fs::File, st: &libc::stat) -> io::Result<()> {
+    let ts = [
+        libc::timespec {
+            tv_sec: st.st_atime,
+            tv_nsec: st.st_atime_nsec,
+        },
+        libc::timespec {
+            tv_sec: st.st_mtime,
+            tv_nsec: st.st_mtime_nsec,
+        },
+    ];
+    // SAFETY: a valid descriptor and two timespecs.
+    if unsafe { libc::futimens(f.as_raw_fd(), ts.as_ptr()) } != 0 {
+        return Err(last_err());
+    }
+    Ok(())
+}
+
 /// `/proc/self/fd/N`, which utimensat and chmod reach an `O_PATH` descriptor's inode by.
 struct CStringPath(std::ffi::CString);
 
@@ -299,17 +318,24 @@ fn place(
             Ok(Some(fd))
         }
         libc::S_IFREG => {
-            clear(at, name, false).map_err(io_at(shown))?;
             let mut from = reopen(&ent.fd).map_err(io_at(&ent.rel))?;
-            // SAFETY: a valid directory descriptor and C string; the result is checked.
-            let fd = unsafe {
-                libc::openat(
-                    at.as_raw_fd(),
-                    c.as_ptr(),
-                    libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-                    0o600,
-                )
+            let create = || {
+                // SAFETY: a valid directory descriptor and C string; the result is checked.
+                unsafe {
+                    libc::openat(
+                        at.as_raw_fd(),
+                        c.as_ptr(),
+                        libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                        0o600,
+                    )
+                }
             };
+            // Made new where nothing is (the common case); what is there is replaced.
+            let mut fd = create();
+            if fd < 0 && last_err().raw_os_error() == Some(libc::EEXIST) {
+                clear(at, name, false).map_err(io_at(shown))?;
+                fd = create();
+            }
             if fd < 0 {
                 return Err(err(last_err()));
             }
@@ -326,7 +352,7 @@ fn place(
             if unsafe { libc::fchmod(to.as_raw_fd(), mode) } != 0 {
                 return Err(io_at(shown)(last_err()));
             }
-            set_times(to.as_raw_fd(), st, false).map_err(io_at(shown))?;
+            set_file_times(&to, st).map_err(io_at(shown))?;
             Ok(Some(to.into()))
         }
         libc::S_IFLNK => {

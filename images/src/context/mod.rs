@@ -6,6 +6,7 @@
 
 pub mod copy;
 pub mod glob;
+pub mod hashes;
 pub mod ignore;
 
 use ignore::Ignore;
@@ -320,7 +321,8 @@ impl Source {
 
     /// A digest of what copying `rels` would copy: names, types, modes, owners (for a
     /// tree), link targets and contents; never times, so a touched file is a cache hit.
-    pub fn digest(&self, rels: &[PathBuf]) -> Result<String, ContextError> {
+    /// A file's content hash comes from `hashes` when its stat is unchanged.
+    pub fn digest(&self, rels: &[PathBuf], hashes: &hashes::Hashes) -> Result<String, ContextError> {
         let mut h = Sha256::new();
         for r in rels {
             let e = self.open(r)?;
@@ -337,18 +339,15 @@ impl Source {
                 h.update(format!("\0{:o} {} {} {}\0", st.st_mode, owner.0, owner.1, st.st_size).as_bytes());
                 match kind(st) {
                     libc::S_IFREG => {
-                        let mut f = reopen(&ent.fd).map_err(io_at(&ent.rel))?;
-                        let mut buf = vec![0u8; 64 * 1024];
-                        let mut left = st.st_size as u64;
-                        while left > 0 {
-                            let want = left.min(buf.len() as u64) as usize;
-                            let n = f.read(&mut buf[..want]).map_err(io_at(&ent.rel))?;
-                            if n == 0 {
-                                break;
+                        let content = match hashes.get(st) {
+                            Some(c) => c,
+                            None => {
+                                let c = content_hash(ent)?;
+                                hashes.put(st, c);
+                                c
                             }
-                            h.update(&buf[..n]);
-                            left -= n as u64;
-                        }
+                        };
+                        h.update(content);
                     }
                     libc::S_IFLNK => {
                         h.update(
@@ -365,6 +364,24 @@ impl Source {
         }
         Ok(format!("sha256:{:x}", h.finalize()))
     }
+}
+
+/// The SHA-256 of a regular file's first `st_size` bytes.
+fn content_hash(ent: &Entry) -> Result<[u8; 32], ContextError> {
+    let mut f = reopen(&ent.fd).map_err(io_at(&ent.rel))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut left = ent.stat.st_size as u64;
+    while left > 0 {
+        let want = left.min(buf.len() as u64) as usize;
+        let n = f.read(&mut buf[..want]).map_err(io_at(&ent.rel))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        left -= n as u64;
+    }
+    Ok(h.finalize().into())
 }
 
 fn kind_is_dir(dir: &OwnedFd, name: &OsStr) -> bool {

@@ -40,6 +40,26 @@ impl Cache {
         Ok(Cache { dir })
     }
 
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// The digest a `COPY --from` source had under `key` (the source stage's cache key
+    /// or the image's manifest, and the patterns): the same key is the same tree, so
+    /// a rebuild neither mounts nor reads it again.
+    pub fn source_digest(&self, key: &str) -> Option<String> {
+        let data = std::fs::read(self.dir.join("sources").join(key)).ok()?;
+        String::from_utf8(data).ok().filter(|d| d.starts_with("sha256:") && d.len() < 80)
+    }
+
+    pub fn put_source_digest(&self, key: &str, digest: &str) {
+        let dir = self.dir.join("sources");
+        let res = std::fs::create_dir_all(&dir).and_then(|_| safefs::atomic::write(&dir.join(key), digest.as_bytes()));
+        if let Err(e) = res {
+            tracing::warn!("build cache: {e}");
+        }
+    }
+
     /// The directory of `RUN --mount=type=cache` mounts, by their id.
     pub fn mounts_dir(&self) -> PathBuf {
         self.dir.join("mounts")

@@ -390,9 +390,28 @@ pub fn copy(ctx: &Ctx, st: &StageState, step: &Step, job: CopyJob) -> Result<Opt
     if lowers.is_empty() {
         lowers.push(empty);
     }
-    overlay(&lowers, &upper, &work, &merged)?;
-    scratch.mounted = Some(merged.clone());
-    let root: std::os::unix::io::OwnedFd = std::fs::File::open(&merged)
+    // Into a path the layers lack, the copy goes straight into the upper directory
+    // (half the cost of going through overlayfs); else through the overlay, which
+    // resolves the image's links and replaces what is there.
+    // (An archive's entries may climb through the image's links: those go through
+    // the overlay.)
+    let direct = if job.unpack.is_empty() {
+        new_path_parents(&lowers, &job.dest)
+    } else {
+        None
+    };
+    let root_dir = match direct {
+        Some(parents) => {
+            make_parents(&upper, &parents).map_err(|e| BuildError::Io(format!("{}: {e}", job.dest)))?;
+            upper.clone()
+        }
+        None => {
+            overlay(&lowers, &upper, &work, &merged)?;
+            scratch.mounted = Some(merged.clone());
+            merged.clone()
+        }
+    };
+    let root: std::os::unix::io::OwnedFd = std::fs::File::open(&root_dir)
         .map_err(|e| BuildError::Io(e.to_string()))?
         .into();
     let at = |e: images::context::ContextError| BuildError::at(step, e.to_string());
@@ -454,6 +473,73 @@ pub fn copy(ctx: &Ctx, st: &StageState, step: &Step, job: CopyJob) -> Result<Opt
         scratch.mounted = None;
     }
     finish(ctx, &upper)
+}
+
+/// For a destination no layer has: its parents that some layer has, with the stat of
+/// the highest one's (what overlayfs would copy up), shallowest first. `None` when
+/// the destination or anything on its way is not a plain directory in some layer (a
+/// link, a file, a whiteout), which only the overlay resolves as the image shows it.
+fn new_path_parents(lowers: &[PathBuf], dest: &str) -> Option<Vec<(PathBuf, libc::stat)>> {
+    let roots: Vec<std::os::unix::io::OwnedFd> = lowers
+        .iter()
+        .rev()
+        .map(|l| std::fs::File::open(l).ok().map(Into::into))
+        .collect::<Option<_>>()?;
+    let rel = Path::new(dest.trim_start_matches('/'));
+    let mut parents = Vec::new();
+    let mut prefix = PathBuf::new();
+    let comps: Vec<_> = rel.components().collect();
+    for (i, c) in comps.iter().enumerate() {
+        let std::path::Component::Normal(n) = c else { return None };
+        prefix.push(n);
+        let last = i + 1 == comps.len();
+        let mut highest: Option<libc::stat> = None;
+        for r in &roots {
+            match safefs::inroot::open_beneath(
+                safefs::inroot::borrow(r),
+                &prefix,
+                libc::O_PATH | libc::O_NOFOLLOW,
+                0,
+            ) {
+                Ok(fd) => {
+                    let st = nix::sys::stat::fstat(&fd).ok()?;
+                    if last || st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+                        return None;
+                    }
+                    highest.get_or_insert(st);
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(_) => return None,
+            }
+        }
+        match highest {
+            Some(st) => parents.push((prefix.clone(), st)),
+            // Missing everywhere: the copy makes it and all below.
+            None => break,
+        }
+    }
+    Some(parents)
+}
+
+/// Makes the parents in `upper` as overlayfs copies them up: the layer's mode, owner
+/// and times.
+fn make_parents(upper: &Path, parents: &[(PathBuf, libc::stat)]) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    for (rel, st) in parents {
+        let p = upper.join(rel);
+        std::fs::DirBuilder::new().mode(0o700).create(&p)?;
+        std::os::unix::fs::lchown(&p, Some(st.st_uid), Some(st.st_gid))?;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(st.st_mode & 0o7777))?;
+        let t = |s: i64, ns: i64| nix::sys::time::TimeSpec::new(s, ns);
+        nix::sys::stat::utimensat(
+            nix::fcntl::AT_FDCWD,
+            &p,
+            &t(st.st_atime, st.st_atime_nsec),
+            &t(st.st_mtime, st.st_mtime_nsec),
+            nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+        )?;
+    }
+    Ok(())
 }
 
 /// `WORKDIR`: the directory made when missing (a layer only then), owned by the

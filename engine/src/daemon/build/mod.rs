@@ -98,9 +98,19 @@ pub struct Ctx {
     /// The engine's tokio runtime, for pulls from the build's threads.
     pub rt: tokio::runtime::Handle,
     pub auths: BTreeMap<String, crate::api::Credentials>,
+    /// Content hashes of files already read, for the engine's lifetime and saved.
+    pub hashes: Arc<images::context::hashes::Hashes>,
     next_id: AtomicU32,
     /// The default network's limit has been said.
     pub(super) network_said: AtomicBool,
+}
+
+/// The engine's one set of content hashes (its store is one), opened at first use.
+fn hashes_of(path: &std::path::Path) -> Arc<images::context::hashes::Hashes> {
+    static HASHES: std::sync::OnceLock<Arc<images::context::hashes::Hashes>> = std::sync::OnceLock::new();
+    HASHES
+        .get_or_init(|| Arc::new(images::context::hashes::Hashes::open(path)))
+        .clone()
 }
 
 impl Ctx {
@@ -114,6 +124,7 @@ impl Ctx {
         auths: BTreeMap<String, crate::api::Credentials>,
     ) -> Result<Ctx, BuildError> {
         let cache = cache::Cache::open(&engine.store).map_err(|e| BuildError::Io(format!("build cache: {e}")))?;
+        let hashes = hashes_of(&cache.dir().join("hashes"));
         Ok(Ctx {
             store: engine.store.clone(),
             host_resolv: engine.host_resolv.clone(),
@@ -123,6 +134,7 @@ impl Ctx {
             out,
             rt: tokio::runtime::Handle::current(),
             auths,
+            hashes,
             next_id: AtomicU32::new(1),
             network_said: AtomicBool::new(false),
         })
@@ -271,8 +283,11 @@ pub fn build(ctx: &Ctx, job: &BuildJob) -> Result<ImageRecord, BuildError> {
         },
         other => other,
     };
-    let results = build_stages(ctx, job, &d, &needed, &global, &context).map_err(locate)?;
-    let st = results.get(&target).cloned().ok_or(BuildError::Cancelled)?;
+    let results = build_stages(ctx, job, &d, &needed, &global, &context).map_err(locate);
+    if let Err(e) = ctx.hashes.save() {
+        tracing::warn!("build: saving content hashes: {e}");
+    }
+    let st = results?.get(&target).cloned().ok_or(BuildError::Cancelled)?;
     commit(ctx, job, st)
 }
 

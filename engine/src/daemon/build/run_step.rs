@@ -330,13 +330,38 @@ impl<'a> StageRun<'a> {
         }
         dest = stage::clean_abs(&dest);
         let from = c.from.as_deref().map(w).transpose()?;
+        let input = self.from_input(from.as_deref(), step)?;
+        // A stack of layers is the same tree for the same layers: the digest of what
+        // is copied from it is remembered, and the tree mounted only when the step
+        // must run.
+        let memo = match &input {
+            From::Layers { layers, .. } => {
+                let ids: Vec<String> = layers.iter().map(|l| l.diff_id.to_string()).collect();
+                Some(cache::key(&ids.join(" "), &["copy-src", &sources.join("\0")]))
+            }
+            _ => None,
+        };
+        let known = memo
+            .as_ref()
+            .filter(|_| !self.job.no_cache)
+            .and_then(|k| self.ctx.cache.source_digest(k));
         let mut views = Vec::new();
-        let (source, from_key) = self.source_for(from.as_deref(), step, &mut views)?;
-        let source = source.as_ref().unwrap_or(self.context);
-        let mut items = Vec::new();
-        for s in &sources {
-            items.extend(source.resolve(s).map_err(|e| BuildError::at(step, e.to_string()))?);
+        let mut opened: Option<Source> = None;
+        if known.is_none() {
+            opened = self.open_from(&input, step, &mut views)?;
         }
+        let resolve = |source: &Source| -> Result<Vec<PathBuf>, BuildError> {
+            let mut items = Vec::new();
+            for s in &sources {
+                items.extend(source.resolve(s).map_err(|e| BuildError::at(step, e.to_string()))?);
+            }
+            Ok(items)
+        };
+        let from_key = match &input {
+            From::Context => String::new(),
+            From::Dir(d) => format!("dir:{}", d.display()),
+            From::Layers { key, .. } => key.clone(),
+        };
         let chown = c.chown.as_deref().map(w).transpose()?;
         let ids = chown
             .as_deref()
@@ -349,17 +374,35 @@ impl<'a> StageRun<'a> {
             .map(|m| Chmod::parse(m).map_err(|e| BuildError::at(step, e.to_string())))
             .transpose()?;
         let mut unpack = Vec::new();
-        if add && source.is_context {
-            items.retain(|i| {
-                let archive = is_archive(source, i);
-                if archive {
-                    unpack.push(i.clone());
+        let mut items = Vec::new();
+        let digest = match &known {
+            Some(d) => d.clone(),
+            None => {
+                let source = opened.as_ref().unwrap_or(self.context);
+                items = resolve(source)?;
+                if add && source.is_context {
+                    items.retain(|i| {
+                        let archive = is_archive(source, i);
+                        if archive {
+                            unpack.push(i.clone());
+                        }
+                        !archive
+                    });
                 }
-                !archive
-            });
-        }
-        let digest = source.digest(&items).map_err(|e| BuildError::at(step, e.to_string()))?;
-        let archives = source.digest(&unpack).unwrap_or_default();
+                let d = source
+                    .digest(&items, &self.ctx.hashes)
+                    .map_err(|e| BuildError::at(step, e.to_string()))?;
+                if let Some(k) = &memo {
+                    self.ctx.cache.put_source_digest(k, &d);
+                }
+                d
+            }
+        };
+        let archives = if unpack.is_empty() {
+            String::new()
+        } else {
+            self.context.digest(&unpack, &self.ctx.hashes).unwrap_or_default()
+        };
         let inline_key: Vec<String> = inline
             .iter()
             .map(|(n, b)| format!("{n}={}", String::from_utf8_lossy(b)))
@@ -395,13 +438,21 @@ impl<'a> StageRun<'a> {
         let no_cache = self.job.no_cache;
         let v = self.vertex(format!("{kw} {}", step.text));
         layer_step(ctx, no_cache, st, key, by, v, |st| {
+            // Mounted now if the digest was remembered.
+            let mut views = views;
+            let opened = match known {
+                None => opened,
+                Some(_) => self.open_from(&input, step, &mut views)?,
+            };
+            let source = opened.as_ref().unwrap_or(self.context);
+            let items = if known.is_some() { resolve(source)? } else { items };
             exec::copy(
                 ctx,
                 st,
                 step,
                 CopyJob {
                     source,
-                    items: items.clone(),
+                    items,
                     inline: inline.clone(),
                     dest: dest.clone(),
                     dest_is_dir,
@@ -417,40 +468,53 @@ impl<'a> StageRun<'a> {
         })
     }
 
-    /// The tree a `--from` names (an earlier stage, a named context, an image), held
-    /// in `views` while it is used; `None` for the main context. Also its cache key.
-    fn source_for(
-        &self,
-        from: Option<&str>,
-        step: &Step,
-        views: &mut Vec<Scratch>,
-    ) -> Result<(Option<Source>, String), BuildError> {
+    /// What a `--from` names (an earlier stage, a named context, an image), not yet
+    /// opened; the main context without one.
+    fn from_input(&self, from: Option<&str>, step: &Step) -> Result<From, BuildError> {
         let Some(from) = from else {
-            return Ok((None, String::new()));
-        };
-        let tree = |layers: &[LayerRecord], views: &mut Vec<Scratch>| -> Result<Source, BuildError> {
-            let dir = exec::view(self.ctx, layers, views)?;
-            Source::tree(&dir).map_err(|e| BuildError::at(step, e.to_string()))
+            return Ok(From::Context);
         };
         if let Some(i) = self.d.stage_named(from, self.index) {
             let st = self.built.get(&i).ok_or(BuildError::Cancelled)?;
-            return Ok((Some(tree(&st.layers, views)?), st.key.clone()));
+            return Ok(From::Layers {
+                layers: st.layers.clone(),
+                key: st.key.clone(),
+            });
         }
-        if let Some(c) = self.job.contexts.get(from) {
-            return match c {
-                NamedContext::Dir(d) => Ok((
-                    Some(Source::context(d, None).map_err(|e| BuildError::at(step, e.to_string()))?),
-                    format!("dir:{}", d.display()),
-                )),
-                NamedContext::Image(r) => {
-                    let rec = image(self.ctx, r, false).map_err(|e| BuildError::at(step, e))?;
-                    Ok((Some(tree(&rec.layers, views)?), rec.manifest.to_string()))
-                }
-            };
+        let rec = match self.job.contexts.get(from) {
+            Some(NamedContext::Dir(d)) => return Ok(From::Dir(d.clone())),
+            Some(NamedContext::Image(r)) => image(self.ctx, r, false),
+            None => image(self.ctx, from, self.job.pull),
         }
-        let rec = image(self.ctx, from, self.job.pull).map_err(|e| BuildError::at(step, e))?;
-        Ok((Some(tree(&rec.layers, views)?), rec.manifest.to_string()))
+        .map_err(|e| BuildError::at(step, e))?;
+        Ok(From::Layers {
+            layers: rec.layers.clone(),
+            key: rec.manifest.to_string(),
+        })
     }
+
+    /// The tree of `input` to copy from, held in `views` while it is used; `None` is
+    /// the main context.
+    fn open_from(&self, input: &From, step: &Step, views: &mut Vec<Scratch>) -> Result<Option<Source>, BuildError> {
+        let at = |e: images::context::ContextError| BuildError::at(step, e.to_string());
+        match input {
+            From::Context => Ok(None),
+            From::Dir(d) => Source::context(d, None).map(Some).map_err(at),
+            From::Layers { layers, .. } => {
+                let dir = exec::view(self.ctx, layers, views)?;
+                Source::tree(&dir).map(Some).map_err(at)
+            }
+        }
+    }
+}
+
+/// Where a `COPY` copies from.
+enum From {
+    Context,
+    /// A named context that is a directory.
+    Dir(PathBuf),
+    /// A stage's or image's layers, and what identifies them.
+    Layers { layers: Vec<LayerRecord>, key: String },
 }
 
 fn ctx_said(ctx: &Ctx) -> bool {
@@ -702,12 +766,12 @@ fn bind_inputs(
         let rel = PathBuf::from(images::context::ignore::clean(&src));
         let bad = |m: String| BuildError::at(step, format!("--mount={spec}: {m}"));
         let key = match o.get("from") {
-            None => context.digest(&[rel]).map_err(|e| bad(e.to_string()))?,
+            None => context.digest(&[rel], &ctx.hashes).map_err(|e| bad(e.to_string()))?,
             Some(f) => match d.stage_named(f, index) {
                 Some(i) => format!("{} {src}", built.get(&i).ok_or(BuildError::Cancelled)?.key),
                 None => match job.contexts.get(f) {
                     Some(NamedContext::Dir(p)) => Source::context(p, None)
-                        .and_then(|c| c.digest(&[rel]))
+                        .and_then(|c| c.digest(&[rel], &ctx.hashes))
                         .map_err(|e| bad(e.to_string()))?,
                     Some(NamedContext::Image(r)) => format!("{} {src}", image(ctx, r, false).map_err(bad)?.manifest),
                     None => format!("{} {src}", image(ctx, f, job.pull).map_err(bad)?.manifest),
