@@ -1,11 +1,11 @@
 //! `build`: the services' images built by the engine, its progress printed as
 //! BuildKit's plain progress (`#5 [2/4] RUN make`, the step's output, `#5 DONE 0.3s`,
-//! `#4 CACHED`), as JSON events with `--progress json`, or only the image IDs with `-q`.
-//! A live terminal view is not done yet: a terminal gets the plain lines too.
+//! `#4 CACHED`), as BuildKit's live view on a terminal (`build_view`), as JSON events
+//! with `--progress json`, or only the image IDs with `-q`.
 
 use crate::args::BuildArgs;
 use crate::client::{connect, runtime};
-use crate::global::{Global, Progress};
+use crate::global::Global;
 use crate::progress::code;
 use crate::project::{auths, file_values, load};
 use anyhow::{bail, Result};
@@ -21,35 +21,65 @@ pub enum Mode {
     Plain,
     Json,
     Quiet,
+    Tty,
 }
 
 /// Prints build events as they come.
 pub struct Printer {
     mode: Mode,
+    view: Option<crate::build_view::View>,
 }
 
 impl Printer {
     pub fn new(mode: Mode) -> Printer {
-        Printer { mode }
+        let view = (mode == Mode::Tty).then(|| {
+            let (rows, cols) = crate::session::term_size().unwrap_or((24, 80));
+            crate::build_view::View::new(cols as usize, rows as usize)
+        });
+        Printer { mode, view }
     }
 
-    pub fn from_global(g: &Global) -> Printer {
-        Printer::new(match g.progress {
-            Progress::Json => Mode::Json,
-            Progress::Quiet => Mode::Quiet,
-            _ => Mode::Plain,
+    /// The mode `--progress` and the terminal choose, as for the other commands.
+    pub fn from_global(_g: &Global) -> Printer {
+        Printer::new(match crate::progress::mode() {
+            crate::progress::Mode::Json => Mode::Json,
+            crate::progress::Mode::Quiet => Mode::Quiet,
+            crate::progress::Mode::Tty { .. } => Mode::Tty,
+            crate::progress::Mode::Plain => Mode::Plain,
         })
+    }
+
+    /// Whether it wants [`Printer::tick`] called every [`crate::build_view::TICK`].
+    pub fn animated(&self) -> bool {
+        self.view.is_some()
+    }
+
+    pub fn tick(&mut self) {
+        if let Some(v) = &mut self.view {
+            v.tick(&mut std::io::stderr());
+        }
+    }
+
+    /// The view's last drawing (it stays on screen).
+    pub fn finish(&mut self) {
+        if let Some(v) = &mut self.view {
+            v.finish(&mut std::io::stderr());
+        }
     }
 
     pub fn event(&mut self, e: &BuildEvent) {
         let err = &mut std::io::stderr();
+        if let Some(v) = &mut self.view {
+            v.event(e, err);
+            return;
+        }
         match (self.mode, e) {
             (Mode::Json, e) => {
                 let _ = writeln!(err, "{}", serde_json::to_string(e).unwrap_or_default());
             }
             (Mode::Quiet, BuildEvent::Image { id, .. }) => println!("{id}"),
             (Mode::Quiet, _) => {}
-            (Mode::Plain, e) => {
+            (Mode::Plain | Mode::Tty, e) => {
                 let _ = writeln!(err, "{}", plain(e));
             }
         }
@@ -130,19 +160,38 @@ pub fn build(g: &Global, a: BuildArgs) -> Result<ExitCode> {
             .stream(Method::POST, &format!("/v1/projects/{}/build", l.name), Some(&req))
             .await?;
         let mut pulls = crate::image_cmd::Printer::new(a.quiet);
-        while let Some(m) = lines.next::<StreamMsg>().await? {
+        let mut ticks = tokio::time::interval(crate::build_view::TICK);
+        let mut warnings = Vec::new();
+        loop {
+            let m = tokio::select! {
+                m = lines.next::<StreamMsg>() => m,
+                _ = ticks.tick(), if printer.animated() => {
+                    printer.tick();
+                    continue;
+                }
+            };
+            let Some(m) = m? else { break };
             match m {
                 StreamMsg::Build(e) => printer.event(&e),
                 StreamMsg::Pull(e) => pulls.event(&e),
+                // Drawn over by a live view: kept for after it.
+                StreamMsg::Warning(w) if printer.animated() => warnings.push(w),
                 StreamMsg::Warning(w) => eprintln!("WARN[0000] {w}"),
                 StreamMsg::Error { message, exit_code } => {
+                    printer.finish();
+                    warnings.iter().for_each(|w| eprintln!("WARN[0000] {w}"));
                     eprintln!("{message}");
                     return Ok(code(exit_code.max(1)));
                 }
-                StreamMsg::Done { exit_code } => return Ok(code(exit_code)),
+                StreamMsg::Done { exit_code } => {
+                    printer.finish();
+                    warnings.iter().for_each(|w| eprintln!("WARN[0000] {w}"));
+                    return Ok(code(exit_code));
+                }
                 _ => {}
             }
         }
+        printer.finish();
         bail!("the engine closed the connection before the build ended (see its log)")
     })
 }
@@ -192,7 +241,17 @@ fn print_definition(l: &crate::project::Loaded, services: &[String]) -> Result<E
 
 /// `builder prune`: the build cache freed, as Docker reports it.
 pub fn builder(a: crate::args::BuilderArgs) -> Result<ExitCode> {
-    let crate::args::BuilderCommand::Prune { force: _ } = a.command;
+    let crate::args::BuilderCommand::Prune { force } = a.command;
+    if !force {
+        // Docker's question; anything but y or yes leaves the cache as it is.
+        print!("WARNING! This will remove all build cache. Are you sure you want to continue? [y/N] ");
+        let _ = std::io::stdout().flush();
+        let mut answer = String::new();
+        let _ = std::io::stdin().read_line(&mut answer);
+        if !matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
     runtime()?.block_on(async {
         let c = connect().await?;
         let out: engine::api::Lines = c

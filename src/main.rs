@@ -4,6 +4,7 @@
 mod args;
 mod attach_cmd;
 mod build_cmd;
+mod build_view;
 mod cli;
 mod client;
 mod completion;

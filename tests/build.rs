@@ -175,7 +175,21 @@ fn a_dockerfile_builds_as_buildkit_builds_it() {
     assert!(!cached("RUN echo"), "{third}");
     assert_ne!(inspect(&env, "bt-app")["Id"], img["Id"]);
 
-    // `builder prune` frees the cache: the next build runs every step again.
+    // Asked first, as Docker asks: "n" keeps the cache.
+    let mut ask = env.command(&["builder", "prune"]);
+    ask.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped());
+    let mut child = ask.spawn().unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"n\n").unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stdout).starts_with("WARNING! This will remove all build cache."),
+        "{o:?}"
+    );
+    let o = env.rc(&["--progress", "plain", "build"]);
+    let kept = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(kept.matches("CACHED").count() >= 6, "{kept}");
+    // `builder prune -f` frees the cache: the next build runs every step again.
     let pruned = env.ok(&["builder", "prune", "-f"]);
     assert!(pruned.starts_with("Total:\t") && !pruned.contains("\t0B"), "{pruned}");
     let o = env.rc(&["--progress", "plain", "build"]);

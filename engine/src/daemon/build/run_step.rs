@@ -249,11 +249,7 @@ impl<'a> StageRun<'a> {
                 "RUN --network=host: network.host is not allowed (build.entitlements: [network.host] allows it)".into(),
             ));
         }
-        if network == "default" && !ctx_said(self.ctx) {
-            self.ctx.out.warn(
-                "RUN steps on the default build network have loopback only (a build network with NAT is not implemented yet); build.network: host gives them the host's network",
-            );
-        }
+
         let text = format!("RUN {}", step.text);
         let inputs = bind_inputs(self.ctx, self.job, self.d, self.index, self.built, self.context, step, mounts)?;
         let key = cache::key(
@@ -267,6 +263,12 @@ impl<'a> StageRun<'a> {
         let index = self.index;
         let v = self.vertex(text);
         layer_step(ctx, job.no_cache, st, key, by, v, |st| {
+            // Said once a build, and only when a step runs on it.
+            if network == "default" && !ctx_said(ctx) {
+                ctx.out.warn(
+                    "RUN steps on the default build network have loopback only (a build network with NAT is not implemented yet); build.network: host gives them the host's network",
+                );
+            }
             let mut views = Vec::new();
             let (mounts, secrets) = run_mounts(ctx, job, d, index, built, context, st, step, mounts, &mut views)?;
             let spec = RunSpec {
