@@ -400,3 +400,35 @@ fn an_image_of_more_layers_than_one_mount_call_holds_builds_and_runs() {
     let shown = env.ok(&["run", "--rm", "--no-deps", "--entrypoint", "cat", "app", "/both"]);
     assert_eq!(shown, "0\n59\n");
 }
+
+#[test]
+fn copy_from_a_stage_shows_the_stage_as_its_layers_stack() {
+    if !root() {
+        return;
+    }
+    let env = Env::new();
+    // /d is in two layers, the second deleting a file (a whiteout): copied from the
+    // stacked view. /e is in one layer only: copied from that layer (its files linked).
+    env.write(
+        "Dockerfile",
+        "FROM rcompose/busybox AS s\n\
+         RUN mkdir /d && echo a > /d/a && echo b > /d/b\n\
+         RUN rm /d/b\n\
+         RUN mkdir -p /e/sub && echo e > /e/sub/f && chmod 741 /e/sub/f && chown 7:8 /e/sub/f\n\
+         FROM rcompose/busybox\n\
+         COPY --from=s /d /d\n\
+         COPY --from=s /e /e\n\
+         COPY --from=s --chmod=600 /e/sub/f /f600\n",
+    );
+    env.write("compose.yaml", "name: cf\nservices:\n  app:\n    build: .\n");
+    let o = env.rc(&["--progress", "plain", "build"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let show = |cmd: &str| env.ok(&["run", "--rm", "--no-deps", "--entrypoint", "/bin/sh", "app", "-c", cmd]);
+    assert_eq!(show("ls /d; cat /d/a").trim(), "a\na");
+    assert_eq!(show("stat -c '%a %u:%g' /e/sub/f; cat /e/sub/f").trim(), "741 7:8\ne");
+    assert_eq!(show("stat -c '%a' /f600").trim(), "600");
+    // Rebuilt: every step cached, without mounting the stage (its digest remembered).
+    let o = env.rc(&["--progress", "plain", "build"]);
+    let again = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success() && again.matches("CACHED").count() == 6, "{again}");
+}

@@ -93,6 +93,10 @@ pub struct CopyOptions {
     pub parents: bool,
     /// `--exclude` patterns, relative to each named source.
     pub exclude: Vec<String>,
+    /// A regular file whose owner and mode stay as they are is linked, not copied,
+    /// where the file systems allow it: for sources never written again (the store's
+    /// layers), whose inodes may serve in two layers.
+    pub link: bool,
 }
 
 pub(crate) fn readlink(fd: RawFd) -> io::Result<PathBuf> {
@@ -205,8 +209,9 @@ fn fchown(fd: RawFd, uid: u32, gid: u32, path_fd: bool) -> io::Result<()> {
     Ok(())
 }
 
-fn set_times(fd: RawFd, st: &libc::stat, _dir: bool) -> io::Result<()> {
-    let ts = [
+/// A stat's access and modification times, as utimensat takes them.
+fn times_of(st: &libc::stat) -> [libc::timespec; 2] {
+    [
         libc::timespec {
             tv_sec: st.st_atime,
             tv_nsec: st.st_atime_nsec,
@@ -215,7 +220,11 @@ fn set_times(fd: RawFd, st: &libc::stat, _dir: bool) -> io::Result<()> {
             tv_sec: st.st_mtime,
             tv_nsec: st.st_mtime_nsec,
         },
-    ];
+    ]
+}
+
+fn set_times(fd: RawFd, st: &libc::stat, _dir: bool) -> io::Result<()> {
+    let ts = times_of(st);
     let path = CStringPath::of(fd)?;
     // SAFETY: a valid C path of /proc/self/fd/N and two timespecs; links not followed.
     if unsafe { libc::utimensat(libc::AT_FDCWD, path.0.as_ptr(), ts.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) } != 0 {
@@ -226,16 +235,7 @@ fn set_times(fd: RawFd, st: &libc::stat, _dir: bool) -> io::Result<()> {
 
 /// The source's times on a file open for writing.
 fn set_file_times(f: &std::fs::File, st: &libc::stat) -> io::Result<()> {
-    let ts = [
-        libc::timespec {
-            tv_sec: st.st_atime,
-            tv_nsec: st.st_atime_nsec,
-        },
-        libc::timespec {
-            tv_sec: st.st_mtime,
-            tv_nsec: st.st_mtime_nsec,
-        },
-    ];
+    let ts = times_of(st);
     // SAFETY: a valid descriptor and two timespecs.
     if unsafe { libc::futimens(f.as_raw_fd(), ts.as_ptr()) } != 0 {
         return Err(last_err());
@@ -281,6 +281,32 @@ fn clear(at: BorrowedFd, name: &OsStr, keep_dir: bool) -> io::Result<()> {
     }
 }
 
+/// Links the source's inode at `at/name` (replacing what is there); false when it
+/// cannot be linked (another file system), for the caller to copy instead.
+fn link(ent: &Entry, at: BorrowedFd, name: &std::ffi::CStr) -> bool {
+    let try_link = || {
+        // SAFETY: an O_PATH descriptor with AT_EMPTY_PATH (the engine is root), a valid
+        // directory descriptor and C name; the result is checked.
+        unsafe {
+            libc::linkat(
+                ent.fd.as_raw_fd(),
+                c"".as_ptr(),
+                at.as_raw_fd(),
+                name.as_ptr(),
+                libc::AT_EMPTY_PATH,
+            )
+        }
+    };
+    if try_link() == 0 {
+        return true;
+    }
+    if last_err().raw_os_error() != Some(libc::EEXIST) {
+        return false;
+    }
+    let n = OsStr::from_bytes(name.to_bytes());
+    clear(at, n, false).is_ok() && try_link() == 0
+}
+
 /// Makes one entry at `at/name`; returns its descriptor.
 fn place(
     src: &Source,
@@ -316,6 +342,9 @@ fn place(
             fchown(fd.as_raw_fd(), uid, gid, true).map_err(io_at(shown))?;
             chmod_fd(fd.as_raw_fd(), mode).map_err(io_at(shown))?;
             Ok(Some(fd))
+        }
+        libc::S_IFREG if o.link && !src.is_context && o.chown.is_none() && o.chmod.is_none() && link(ent, at, &c) => {
+            Ok(None)
         }
         libc::S_IFREG => {
             let mut from = reopen(&ent.fd).map_err(io_at(&ent.rel))?;

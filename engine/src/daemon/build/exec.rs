@@ -584,6 +584,88 @@ pub fn mkdir(
     )
 }
 
+/// For a `COPY --from` of plain paths that only one of `layers` has, that layer's
+/// directory: the tree to copy from without mounting an overlay, on the store's own
+/// file system (so its files can be linked, not copied). Only when nothing else in
+/// the stack could change what the paths show: no other layer has them, and on the
+/// way to them every layer has plain directories (no link, no whiteout) and those
+/// above are not opaque.
+pub fn single_layer(ctx: &Ctx, layers: &[LayerRecord], sources: &[String]) -> Option<PathBuf> {
+    let dirs = layer_dirs(ctx, layers);
+    let roots: Vec<std::os::unix::io::OwnedFd> = dirs
+        .iter()
+        .map(|l| std::fs::File::open(l).ok().map(Into::into))
+        .collect::<Option<_>>()?;
+    let mut found: Option<usize> = None;
+    for src in sources {
+        if images::context::glob::has_wildcards(src) {
+            return None;
+        }
+        let rel = PathBuf::from(images::context::ignore::clean(src));
+        if rel.as_os_str().is_empty() {
+            return None;
+        }
+        let ancestors: Vec<&Path> = rel.ancestors().skip(1).filter(|a| !a.as_os_str().is_empty()).collect();
+        let mut has = Vec::new();
+        for (i, r) in roots.iter().enumerate() {
+            let root = safefs::inroot::borrow(r);
+            for a in &ancestors {
+                match lstat_beneath(root, a) {
+                    Some(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => {}
+                    Some(_) => return None,
+                    None => {}
+                }
+            }
+            match lstat_beneath(root, &rel) {
+                Some(st) if matches!(st.st_mode & libc::S_IFMT, libc::S_IFDIR | libc::S_IFREG) => has.push(i),
+                Some(_) => return None,
+                None => {}
+            }
+        }
+        let [l] = has[..] else { return None };
+        if found.is_some_and(|f| f != l) {
+            return None;
+        }
+        // An opaque directory above it on the way would hide it.
+        for r in &roots[l + 1..] {
+            if ancestors.iter().any(|a| opaque_at(&dirs[0], r, a)) {
+                return None;
+            }
+        }
+        found = Some(l);
+    }
+    found.map(|l| dirs[l].clone())
+}
+
+fn lstat_beneath(root: std::os::fd::BorrowedFd, rel: &Path) -> Option<libc::stat> {
+    let fd = safefs::inroot::open_beneath(root, rel, libc::O_PATH | libc::O_NOFOLLOW, 0).ok()?;
+    nix::sys::stat::fstat(&fd).ok()
+}
+
+/// Whether `rel` in the layer open at `root` is a directory marked opaque.
+fn opaque_at(_any: &Path, root: &std::os::unix::io::OwnedFd, rel: &Path) -> bool {
+    use std::os::unix::io::AsRawFd;
+    let Ok(fd) = safefs::inroot::open_beneath(
+        safefs::inroot::borrow(root),
+        rel,
+        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+        0,
+    ) else {
+        return false;
+    };
+    let mut buf = [0u8; 4];
+    // SAFETY: a valid descriptor, a C name and a buffer of the given length.
+    let n = unsafe {
+        libc::fgetxattr(
+            fd.as_raw_fd(),
+            c"trusted.overlay.opaque".as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    n == 1 && buf[0] == b'y'
+}
+
 /// A read-only view of `layers` as one tree (for `COPY --from` and bind mounts): the
 /// layer itself when there is one, else an overlay held in `views`. Writes through an
 /// overlay land in its scratch upper, never in the store.

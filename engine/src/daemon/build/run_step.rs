@@ -251,16 +251,20 @@ impl<'a> StageRun<'a> {
         }
 
         let text = format!("RUN {}", step.text);
-        let inputs = bind_inputs(self.ctx, self.job, self.d, self.index, self.built, self.context, step, mounts)?;
+        let inp = Inputs {
+            ctx: self.ctx,
+            job: self.job,
+            d: self.d,
+            index: self.index,
+            built: self.built,
+            context: self.context,
+        };
+        let inputs = bind_inputs(inp, step, mounts)?;
         let key = cache::key(
             &st.key,
             &["RUN", &by, &env.join("\0"), &network, &mounts.join("\0"), &inputs.join("\0")],
         );
-        let ctx = self.ctx;
-        let job = self.job;
-        let (built, context) = (self.built, self.context);
-        let d = self.d;
-        let index = self.index;
+        let (ctx, job) = (self.ctx, self.job);
         let v = self.vertex(text);
         layer_step(ctx, job.no_cache, st, key, by, v, |st| {
             // Said once a build, and only when a step runs on it.
@@ -270,7 +274,7 @@ impl<'a> StageRun<'a> {
                 );
             }
             let mut views = Vec::new();
-            let (mounts, secrets) = run_mounts(ctx, job, d, index, built, context, st, step, mounts, &mut views)?;
+            let (mounts, secrets) = run_mounts(inp, st, step, mounts, &mut views)?;
             let spec = RunSpec {
                 args: args.clone(),
                 env: env.clone(),
@@ -350,7 +354,7 @@ impl<'a> StageRun<'a> {
         let mut views = Vec::new();
         let mut opened: Option<Source> = None;
         if known.is_none() {
-            opened = self.open_from(&input, step, &mut views)?;
+            opened = self.open_from(&input, &sources, step, &mut views)?;
         }
         let resolve = |source: &Source| -> Result<Vec<PathBuf>, BuildError> {
             let mut items = Vec::new();
@@ -444,7 +448,7 @@ impl<'a> StageRun<'a> {
             let mut views = views;
             let opened = match known {
                 None => opened,
-                Some(_) => self.open_from(&input, step, &mut views)?,
+                Some(_) => self.open_from(&input, &sources, step, &mut views)?,
             };
             let source = opened.as_ref().unwrap_or(self.context);
             let items = if known.is_some() { resolve(source)? } else { items };
@@ -463,6 +467,9 @@ impl<'a> StageRun<'a> {
                         chmod: chmod.clone(),
                         parents: c.parents,
                         exclude: c.exclude.clone(),
+                        // A stage's or image's files are the store's, never written
+                        // again: the same inode serves in the new layer.
+                        link: matches!(input, From::Layers { .. }),
                     },
                     unpack: unpack.clone(),
                 },
@@ -495,15 +502,25 @@ impl<'a> StageRun<'a> {
         })
     }
 
-    /// The tree of `input` to copy from, held in `views` while it is used; `None` is
-    /// the main context.
-    fn open_from(&self, input: &From, step: &Step, views: &mut Vec<Scratch>) -> Result<Option<Source>, BuildError> {
+    /// The tree of `input` to copy `sources` from, held in `views` while it is used
+    /// (the one layer that has them, when one does, else an overlay of all); `None`
+    /// is the main context.
+    fn open_from(
+        &self,
+        input: &From,
+        sources: &[String],
+        step: &Step,
+        views: &mut Vec<Scratch>,
+    ) -> Result<Option<Source>, BuildError> {
         let at = |e: images::context::ContextError| BuildError::at(step, e.to_string());
         match input {
             From::Context => Ok(None),
             From::Dir(d) => Source::context(d, None).map(Some).map_err(at),
             From::Layers { layers, .. } => {
-                let dir = exec::view(self.ctx, layers, views)?;
+                let dir = match exec::single_layer(self.ctx, layers, sources) {
+                    Some(d) => d,
+                    None => exec::view(self.ctx, layers, views)?,
+                };
                 Source::tree(&dir).map(Some).map_err(at)
             }
         }
@@ -744,20 +761,30 @@ fn bind_src(o: &BTreeMap<String, String>) -> String {
     o.get("source").or(o.get("src")).cloned().unwrap_or_default()
 }
 
+/// What a `RUN`'s mounts may draw on: the build, the Dockerfile, the stage's index,
+/// the stages built and the context.
+#[derive(Clone, Copy)]
+struct Inputs<'a> {
+    ctx: &'a Ctx,
+    job: &'a BuildJob,
+    d: &'a Dockerfile,
+    index: usize,
+    built: &'a HashMap<usize, StageState>,
+    context: &'a Source,
+}
+
 /// What a `RUN`'s bind mounts show, for its cache key (as BuildKit keys a mount by
 /// its input's content): a context's files by their digest, a stage by its key, an
 /// image by its manifest.
-#[allow(clippy::too_many_arguments)]
-fn bind_inputs(
-    ctx: &Ctx,
-    job: &BuildJob,
-    d: &Dockerfile,
-    index: usize,
-    built: &HashMap<usize, StageState>,
-    context: &Source,
-    step: &Step,
-    specs: &[String],
-) -> Result<Vec<String>, BuildError> {
+fn bind_inputs(inp: Inputs, step: &Step, specs: &[String]) -> Result<Vec<String>, BuildError> {
+    let Inputs {
+        ctx,
+        job,
+        d,
+        index,
+        built,
+        context,
+    } = inp;
     let mut keys = Vec::new();
     for spec in specs {
         let o = mount_options(spec);
@@ -786,19 +813,21 @@ fn bind_inputs(
 }
 
 /// The mounts of a `RUN --mount=...` list, and the secrets to write for it.
-#[allow(clippy::too_many_arguments)]
 fn run_mounts(
-    ctx: &Ctx,
-    job: &BuildJob,
-    d: &Dockerfile,
-    index: usize,
-    built: &HashMap<usize, StageState>,
-    context: &Source,
+    inp: Inputs,
     st: &StageState,
     step: &Step,
     specs: &[String],
     views: &mut Vec<Scratch>,
 ) -> Result<(Vec<Mount>, Vec<(String, Vec<u8>, u32)>), BuildError> {
+    let Inputs {
+        ctx,
+        job,
+        d,
+        index,
+        built,
+        context,
+    } = inp;
     let workdir = st.config.config.working_dir.clone().unwrap_or_else(|| "/".into());
     let mut mounts = Vec::new();
     let mut secrets = Vec::new();
