@@ -432,3 +432,80 @@ fn copy_from_a_stage_shows_the_stage_as_its_layers_stack() {
     let again = String::from_utf8_lossy(&o.stderr).into_owned();
     assert!(o.status.success() && again.matches("CACHED").count() == 6, "{again}");
 }
+
+/// A one-file HTTP server on loopback in the engine's namespace; its port.
+fn serve_file(env: &Env, body: &'static str) -> u16 {
+    let ns = env.ns.try_clone().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        tx.send(l.local_addr().unwrap().port()).unwrap();
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let mut req = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                match std::io::Read::read(&mut s, &mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => req.extend_from_slice(&buf[..n]),
+                }
+            }
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nLast-Modified: Wed, 21 Oct 2015 07:28:00 GMT\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = std::io::Write::write_all(&mut s, head.as_bytes());
+            let _ = std::io::Write::write_all(&mut s, body.as_bytes());
+        }
+    });
+    rx.recv().unwrap()
+}
+
+#[test]
+fn add_fetches_a_url_and_checks_its_checksum() {
+    if !root() {
+        return;
+    }
+    let env = Env::new();
+    let port = serve_file(&env, "fetched\n");
+    // sha256 of "fetched\n"
+    let sum = "sha256:f6e379b0639054c51806fd5d67948cbcaebd354b0e91a7683932b043c5c3ba32";
+    env.write(
+        "Dockerfile",
+        &format!(
+            "FROM rcompose/busybox\n\
+             ADD http://127.0.0.1:{port}/files/hello.txt /srv/\n\
+             ADD --checksum={sum} http://127.0.0.1:{port}/x/y /named\n"
+        ),
+    );
+    env.write("compose.yaml", "name: au\nservices:\n  app:\n    build: .\n");
+    let o = env.rc(&["--progress", "plain", "build"]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{err}");
+    let show = |cmd: &str| env.ok(&["run", "--rm", "--no-deps", "--entrypoint", "/bin/sh", "app", "-c", cmd]);
+    assert_eq!(
+        show("stat -c '%a %u %Y' /srv/hello.txt /named; cat /srv/hello.txt").trim(),
+        "600 0 1445412480\n600 0 1445412480\nfetched"
+    );
+    // Fetched again, same content: cached.
+    let o = env.rc(&["--progress", "plain", "build"]);
+    assert!(String::from_utf8_lossy(&o.stderr).matches("CACHED").count() == 2);
+    // A checksum that does not match, or one on a local file: refused.
+    let bad = format!("sha256:{}", "0".repeat(64));
+    for (df, want) in [
+        (
+            format!("FROM rcompose/busybox\nADD --checksum={bad} http://127.0.0.1:{port}/f /f\n"),
+            "digest mismatch",
+        ),
+        (
+            format!("FROM rcompose/busybox\nADD --checksum={sum} compose.yaml /f\n"),
+            "checksum requires HTTP(S) or Git sources",
+        ),
+    ] {
+        env.write("Dockerfile", &df);
+        let o = env.rc(&["build"]);
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(!o.status.success() && err.contains(want), "{err}");
+    }
+}

@@ -6,6 +6,7 @@ pub mod config;
 pub mod context;
 pub mod digest;
 pub mod dockerfile;
+pub mod fetch;
 pub mod import;
 pub mod layer;
 pub mod manifest;

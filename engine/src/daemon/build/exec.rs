@@ -354,6 +354,9 @@ pub struct CopyJob<'a> {
     pub options: CopyOptions,
     /// `ADD` of a local tar archive: unpacked at the destination.
     pub unpack: Vec<PathBuf>,
+    /// `ADD` of URLs: the files fetched, each in a directory of its own under the
+    /// name it goes by (mode 0600 unless `--chmod`, as BuildKit writes them).
+    pub remote: Vec<PathBuf>,
 }
 
 fn overlay(lowers: &[PathBuf], upper: &Path, work: &Path, merged: &Path) -> Result<(), BuildError> {
@@ -424,6 +427,23 @@ pub fn copy(ctx: &Ctx, st: &StageState, step: &Step, job: CopyJob) -> Result<Opt
         &job.options,
     )
     .map_err(at)?;
+    for r in &job.remote {
+        let (Some(dir), Some(name)) = (r.parent(), r.file_name()) else { continue };
+        let src = Source::context(dir, None).map_err(at)?;
+        let mut o = job.options.clone();
+        if o.chmod.is_none() {
+            o.chmod = Some(copy::Chmod::Octal(0o600));
+        }
+        copy::copy(
+            &src,
+            &[PathBuf::from(name)],
+            safefs::inroot::borrow(&root),
+            &job.dest,
+            job.dest_is_dir,
+            &o,
+        )
+        .map_err(at)?;
+    }
     if !job.inline.is_empty() {
         let tmp = Scratch::new(ctx, "heredoc")?;
         for (name, data) in &job.inline {
@@ -580,6 +600,7 @@ pub fn mkdir(
                 ..Default::default()
             },
             unpack: Vec::new(),
+            remote: Vec::new(),
         },
     )
 }

@@ -27,6 +27,8 @@ struct StageRun<'a> {
     label: String,
     total: usize,
     count: usize,
+    /// Files `ADD` fetched, kept until the stage is done.
+    fetched: std::cell::RefCell<Vec<Scratch>>,
 }
 
 fn creates_vertex(i: &Instruction) -> bool {
@@ -64,6 +66,7 @@ pub fn stage(
         label,
         total,
         count: 1,
+        fetched: Default::default(),
     };
     let escape = d.directives.escape;
     let base = expand::word(&s.base, global, escape).map_err(|e| BuildError::Step {
@@ -302,6 +305,7 @@ impl<'a> StageRun<'a> {
         let w = |s: &str| expand::word(s, &vars, escape).map_err(|e| BuildError::at(step, e.to_string()));
         let kw = if add { "ADD" } else { "COPY" };
         let mut sources = Vec::new();
+        let mut urls = Vec::new();
         let mut inline = Vec::new();
         for s in &c.sources {
             if let Some(h) = heredoc_of(step, s) {
@@ -314,13 +318,28 @@ impl<'a> StageRun<'a> {
                 continue;
             }
             let s = w(s)?;
-            if add && (s.starts_with("http://") || s.starts_with("https://") || s.starts_with("git@")) {
+            if add && images::fetch::is_url(&s) {
+                urls.push(s);
+                continue;
+            }
+            if add && (s.starts_with("git@") || s.ends_with(".git")) && s.contains(':') {
                 return Err(BuildError::at(
                     step,
-                    format!("ADD {s}: adding from a URL is not implemented yet"),
+                    format!("ADD {s}: adding a git repository is not implemented yet"),
                 ));
             }
             sources.push(s);
+        }
+        if c.checksum.is_some() && (urls.is_empty() || !sources.is_empty()) {
+            return Err(BuildError::at(step, "checksum requires HTTP(S) or Git sources".into()));
+        }
+        // Fetched now: the content is part of the step's key, as BuildKit keys it.
+        let mut fetched = Vec::new();
+        let mut remote = Vec::new();
+        for u in &urls {
+            let f = self.fetch(u, c.checksum.as_deref(), step)?;
+            remote.push(format!("{u} {}", f.1));
+            fetched.push(f);
         }
         let raw_dest = w(&c.dest)?;
         let workdir = st.config.config.working_dir.clone().unwrap_or_else(|| "/".into());
@@ -330,8 +349,9 @@ impl<'a> StageRun<'a> {
             format!("{}/{raw_dest}", workdir.trim_end_matches('/'))
         };
         let wildcard = sources.iter().any(|s| glob::has_wildcards(s));
-        let dest_is_dir = raw_dest.ends_with('/') || raw_dest == "." || sources.len() + inline.len() > 1 || wildcard;
-        if sources.len() + inline.len() > 1 && !(raw_dest.ends_with('/') || raw_dest == ".") {
+        let count = sources.len() + inline.len() + urls.len();
+        let dest_is_dir = raw_dest.ends_with('/') || raw_dest == "." || count > 1 || wildcard;
+        if count > 1 && !(raw_dest.ends_with('/') || raw_dest == ".") {
             return Err(BuildError::at(step, format!("When using {kw} with more than one source file, the destination must be a directory and end with a /")));
         }
         dest = stage::clean_abs(&dest);
@@ -438,6 +458,7 @@ impl<'a> StageRun<'a> {
                 &format!("{ids:?} {:?} {}", c.chmod, c.parents),
                 &inline_key.join("\0"),
                 &c.exclude.join("\0"),
+                &remote.join("\0"),
             ],
         );
         let ctx = self.ctx;
@@ -472,9 +493,38 @@ impl<'a> StageRun<'a> {
                         link: matches!(input, From::Layers { .. }),
                     },
                     unpack: unpack.clone(),
+                    remote: fetched.iter().map(|f| f.0.clone()).collect(),
                 },
             )
         })
+    }
+
+    /// `ADD <url>`: the file fetched into a scratch directory held for the step, named
+    /// as it goes (with `Last-Modified` as its time); its path and what identifies it.
+    fn fetch(&self, url: &str, checksum: Option<&str>, step: &Step) -> Result<(PathBuf, String), BuildError> {
+        let scratch = Scratch::new(self.ctx, "fetch")?;
+        let dir = scratch.dir.clone();
+        let url_owned = url.to_string();
+        let sum = checksum.map(str::to_string);
+        let got = self
+            .ctx
+            .rt
+            .block_on(async move { images::fetch::fetch(&url_owned, &dir, sum.as_deref()).await })
+            .map_err(|e| BuildError::at(step, e.to_string()))?;
+        let named = scratch.dir.join("file");
+        let io = |e: std::io::Error| BuildError::Io(format!("{}: {e}", named.display()));
+        std::fs::create_dir(&named).map_err(io)?;
+        let path = named.join(&got.name);
+        std::fs::rename(&got.path, &path).map_err(io)?;
+        if let Some(t) = got.last_modified {
+            std::fs::File::options().write(true).open(&path).and_then(|f| f.set_modified(t)).map_err(io)?;
+        }
+        let when = got
+            .last_modified
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs());
+        self.fetched.borrow_mut().push(scratch);
+        Ok((path, format!("{} {} {when}", got.digest, got.name)))
     }
 
     /// What a `--from` names (an earlier stage, a named context, an image), not yet
