@@ -509,3 +509,34 @@ fn add_fetches_a_url_and_checks_its_checksum() {
         assert!(!o.status.success() && err.contains(want), "{err}");
     }
 }
+
+#[test]
+fn cache_mounts_start_from_a_stage_and_share_as_asked() {
+    if !root() {
+        return;
+    }
+    let env = Env::new();
+    env.write(
+        "Dockerfile",
+        "FROM rcompose/busybox AS seed\n\
+         RUN mkdir -p /seed && echo seeded > /seed/s\n\
+         FROM rcompose/busybox\n\
+         RUN --mount=type=cache,target=/c,id=c1,from=seed,source=/seed cat /c/s > /out1\n\
+         RUN --mount=type=cache,target=/p,id=c2,sharing=private sh -c 'echo p >> /p/x; wc -l < /p/x > /out2'\n\
+         RUN --mount=type=cache,target=/l,id=c3,sharing=locked sh -c 'echo l >> /l/x; wc -l < /l/x > /out3'\n",
+    );
+    env.write("compose.yaml", "name: cm\nservices:\n  app:\n    build: .\n");
+    let show = |cmd: &str| env.ok(&["run", "--rm", "--no-deps", "--entrypoint", "/bin/sh", "app", "-c", cmd]);
+    for runs in ["1", "2"] {
+        let o = env.rc(&["--progress", "plain", "build", "--no-cache"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(show("cat /out1 /out2 /out3"), format!("seeded\n{runs}\n{runs}\n"));
+    }
+    env.write(
+        "Dockerfile",
+        "FROM rcompose/busybox\nRUN --mount=type=cache,target=/z,sharing=bogus true\n",
+    );
+    let o = env.rc(&["build"]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!o.status.success() && err.contains("sharing=bogus: not one of shared, private, locked"), "{err}");
+}

@@ -21,13 +21,19 @@ use std::time::Duration;
 pub struct Scratch {
     pub dir: PathBuf,
     mounted: Option<PathBuf>,
+    /// A lock held as long as the step uses what it guards (a cache mount).
+    pub lock: Option<std::fs::File>,
 }
 
 impl Scratch {
     pub fn new(ctx: &Ctx, what: &str) -> Result<Scratch, BuildError> {
         let dir = ctx.store.tmp_file(what);
         std::fs::create_dir_all(&dir).map_err(|e| BuildError::Io(format!("{}: {e}", dir.display())))?;
-        Ok(Scratch { dir, mounted: None })
+        Ok(Scratch {
+            dir,
+            mounted: None,
+            lock: None,
+        })
     }
 }
 

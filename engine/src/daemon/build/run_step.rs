@@ -797,6 +797,63 @@ fn is_archive(src: &Source, rel: &Path) -> bool {
     head.len() >= 262 && &head[257..262] == b"ustar"
 }
 
+/// The directory a cache mount uses, by its `sharing`: `shared` (the default) with
+/// every step at once; `locked`, one step at a time (the others wait); `private`,
+/// the cache when no other step has it, else a directory of its own for this step.
+/// The lock, when one is held, comes back as a scratch to keep until the step ends.
+fn cache_mount_dir(
+    ctx: &Ctx,
+    shared: &Path,
+    sharing: &str,
+    views: &mut Vec<Scratch>,
+) -> Result<(PathBuf, Option<Scratch>), String> {
+    let open_lock = || {
+        let mut p = shared.as_os_str().to_owned();
+        p.push(".lock");
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(PathBuf::from(p))
+            .map_err(|e| e.to_string())
+    };
+    // The lock lasts as long as the file is open, which the scratch keeps.
+    let try_lock = |f: &std::fs::File| {
+        use std::os::unix::io::AsRawFd;
+        // SAFETY: flock on a descriptor we hold; the result is checked.
+        unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+    };
+    let hold = |f: std::fs::File| -> Result<Scratch, String> {
+        let mut s = Scratch::new(ctx, "cachelock").map_err(|e| e.to_string())?;
+        s.lock = Some(f);
+        Ok(s)
+    };
+    match sharing {
+        "shared" => Ok((shared.to_path_buf(), None)),
+        "locked" => {
+            let file = open_lock()?;
+            while !try_lock(&file) {
+                if ctx.cancelled() {
+                    return Err("cancelled while waiting for the cache mount".into());
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Ok((shared.to_path_buf(), Some(hold(file)?)))
+        }
+        "private" => {
+            let file = open_lock()?;
+            if try_lock(&file) {
+                return Ok((shared.to_path_buf(), Some(hold(file)?)));
+            }
+            let s = Scratch::new(ctx, "cacheprivate").map_err(|e| e.to_string())?;
+            let dir = s.dir.join("cache");
+            views.push(s);
+            Ok((dir, None))
+        }
+        other => Err(format!("sharing={other}: not one of shared, private, locked")),
+    }
+}
+
 /// A `--mount=` flag's `key=value` list (a bare key is `true`).
 fn mount_options(spec: &str) -> BTreeMap<String, String> {
     let mut o = BTreeMap::new();
@@ -895,11 +952,11 @@ fn run_mounts(
         match kind.as_str() {
             "cache" => {
                 let target = target.ok_or_else(|| bad("a cache mount needs a target".into()))?;
-                if o.contains_key("from") {
-                    return Err(bad("a cache mount's from= is not implemented yet".into()));
-                }
                 let id = o.get("id").cloned().unwrap_or_else(|| target.clone());
-                let dir = ctx.cache.mounts_dir().join(cache::key("cache-mount", &[&id]));
+                let shared = ctx.cache.mounts_dir().join(cache::key("cache-mount", &[&id]));
+                std::fs::create_dir_all(ctx.cache.mounts_dir()).map_err(|e| BuildError::Io(e.to_string()))?;
+                let sharing = o.get("sharing").map(String::as_str).unwrap_or("shared");
+                let (dir, lock) = cache_mount_dir(ctx, &shared, sharing, views).map_err(&bad)?;
                 if !dir.is_dir() {
                     std::fs::create_dir_all(&dir).map_err(|e| BuildError::Io(e.to_string()))?;
                     let mode = o
@@ -911,6 +968,29 @@ fn run_mounts(
                     let uid = o.get("uid").and_then(|m| m.parse().ok()).unwrap_or(0);
                     let gid = o.get("gid").and_then(|m| m.parse().ok()).unwrap_or(0);
                     std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).map_err(|e| BuildError::Io(e.to_string()))?;
+                    // `from=`: a new cache starts as that stage's or image's `source`.
+                    if let Some(f) = o.get("from") {
+                        let rel = PathBuf::from(images::context::ignore::clean(&bind_src(&o)));
+                        let tree = match d.stage_named(f, index) {
+                            Some(i) => exec::view(ctx, &built.get(&i).ok_or(BuildError::Cancelled)?.layers, views)?,
+                            None => exec::view(ctx, &image(ctx, f, job.pull).map_err(&bad)?.layers, views)?,
+                        };
+                        let src = Source::tree(&tree).map_err(|e| bad(e.to_string()))?;
+                        let root: std::os::unix::io::OwnedFd =
+                            std::fs::File::open(&dir).map_err(|e| BuildError::Io(e.to_string()))?.into();
+                        images::context::copy::copy(
+                            &src,
+                            &[rel],
+                            safefs::inroot::borrow(&root),
+                            "/",
+                            true,
+                            &CopyOptions::default(),
+                        )
+                        .map_err(|e| bad(e.to_string()))?;
+                    }
+                }
+                if let Some(l) = lock {
+                    views.push(l);
                 }
                 mounts.push(Mount {
                     kind: "bind".into(),
