@@ -53,7 +53,7 @@ impl Ignore {
         let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
         let mut excluded = false;
         for p in &self.patterns {
-            if excluded == !p.exception {
+            if excluded != p.exception {
                 // Only a pattern that could change the answer needs to be tried.
                 continue;
             }

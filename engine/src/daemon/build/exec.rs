@@ -134,6 +134,10 @@ fn finish(ctx: &Ctx, upper: &Path) -> Result<Option<LayerRecord>, BuildError> {
         .map_err(|e| BuildError::Io(e.to_string()))
 }
 
+/// A secret file to write for a `RUN`: its name in the scratch directory, its
+/// content and its mode.
+pub type Secret = (String, Vec<u8>, u32);
+
 /// What a `RUN` needs beyond the stage.
 pub struct RunSpec {
     pub args: Vec<String>,
@@ -141,7 +145,7 @@ pub struct RunSpec {
     pub network: String,
     pub mounts: Vec<Mount>,
     /// Secret files to write before the run: (file name in the scratch dir, content).
-    pub secrets: Vec<(String, Vec<u8>, u32)>,
+    pub secrets: Vec<Secret>,
     pub extra_hosts: Vec<(String, String)>,
     pub shm_size: u64,
 }

@@ -356,7 +356,7 @@ impl<'a> StageRun<'a> {
         }
         dest = stage::clean_abs(&dest);
         let from = c.from.as_deref().map(w).transpose()?;
-        let input = self.from_input(from.as_deref(), step)?;
+        let input = self.input_of(from.as_deref(), step)?;
         // A stack of layers is the same tree for the same layers: the digest of what
         // is copied from it is remembered, and the tree mounted only when the step
         // must run.
@@ -529,7 +529,7 @@ impl<'a> StageRun<'a> {
 
     /// What a `--from` names (an earlier stage, a named context, an image), not yet
     /// opened; the main context without one.
-    fn from_input(&self, from: Option<&str>, step: &Step) -> Result<From, BuildError> {
+    fn input_of(&self, from: Option<&str>, step: &Step) -> Result<From, BuildError> {
         let Some(from) = from else {
             return Ok(From::Context);
         };
@@ -926,7 +926,7 @@ fn run_mounts(
     step: &Step,
     specs: &[String],
     views: &mut Vec<Scratch>,
-) -> Result<(Vec<Mount>, Vec<(String, Vec<u8>, u32)>), BuildError> {
+) -> Result<(Vec<Mount>, Vec<exec::Secret>), BuildError> {
     let Inputs {
         ctx,
         job,
