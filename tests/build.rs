@@ -435,11 +435,16 @@ fn copy_from_a_stage_shows_the_stage_as_its_layers_stack() {
 
 /// A one-file HTTP server on loopback in the engine's namespace; its port.
 fn serve_file(env: &Env, body: &'static str) -> u16 {
+    serve_file_at(env, "127.0.0.1", body)
+}
+
+/// As [`serve_file`], listening on `addr`.
+fn serve_file_at(env: &Env, addr: &'static str, body: &'static str) -> u16 {
     let ns = env.ns.try_clone().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let l = std::net::TcpListener::bind((addr, 0)).unwrap();
         tx.send(l.local_addr().unwrap().port()).unwrap();
         for s in l.incoming() {
             let Ok(mut s) = s else { continue };
@@ -539,4 +544,33 @@ fn cache_mounts_start_from_a_stage_and_share_as_asked() {
     let o = env.rc(&["build"]);
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     assert!(!o.status.success() && err.contains("sharing=bogus: not one of shared, private, locked"), "{err}");
+}
+
+#[test]
+fn run_steps_have_a_network_of_their_own_with_a_way_out() {
+    if !root() {
+        return;
+    }
+    let env = Env::new();
+    // Outside the step, in the engine's namespace, on every address (the bridge's too).
+    let port = serve_file_at(&env, "0.0.0.0", "from outside\n");
+    env.write(
+        "Dockerfile",
+        &format!(
+            "FROM rcompose/busybox\n\
+             RUN ip -4 addr show eth0 | grep -q 'inet ' && \\\n\
+                 gw=$(ip route | awk '/^default/ {{print $3}}') && \\\n\
+                 grep -q \"nameserver $gw\" /etc/resolv.conf && \\\n\
+                 timeout 10 wget -q -O /got http://$gw:{port}/x\n"
+        ),
+    );
+    env.write("compose.yaml", "name: bn\nservices:\n  app:\n    build: .\n");
+    let o = env.rc(&["--progress", "plain", "build"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The step's veth went with it (host ends are named rv...), and the network with
+    // the last build that used it (bridges are rc-...).
+    let links = env.links();
+    assert!(!links.contains(": rv") && !links.contains(": rc-"), "{links}");
+    let got = env.ok(&["run", "--rm", "--no-deps", "--entrypoint", "cat", "app", "/got"]);
+    assert_eq!(got, "from outside\n");
 }

@@ -234,10 +234,26 @@ pub fn run(
         },
         ..Default::default()
     };
+    // The default network: a veth on the build bridge, plugged before the step runs.
+    let lease = match r.network.as_str() {
+        "default" => Some(super::network::lease(ctx, &spec.id)?),
+        _ => None,
+    };
+    let mut spec = spec;
+    if let Some(l) = &lease {
+        spec.resolv_conf = l.resolv_conf(&ctx.host_resolv);
+    }
+    let spec_id = spec.id.clone();
+    let mut plug = |pid: i32| -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        if let Some(l) = &lease {
+            ctx.engine.net.attach_blocking(&ctx.rt, pid, &spec_id, &l.plug())?;
+        }
+        Ok(())
+    };
     let c = ctx
         .engine
         .runtime
-        .start(&spec, &runtime::cgroups::Limits::default())
+        .start_with(&spec, &runtime::cgroups::Limits::default(), &mut plug)
         .map_err(|e| BuildError::at(step, format!("process {:?} could not start: {e}", r.args.join(" "))))?;
     let mut tail = LogTail::new(cdir.join(runtime::logs::LOG_FILE));
     let mut cancelled = false;

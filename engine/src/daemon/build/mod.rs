@@ -8,6 +8,7 @@
 
 pub mod cache;
 pub mod exec;
+pub mod network;
 pub mod run_step;
 pub mod service;
 pub mod stage;
@@ -100,9 +101,9 @@ pub struct Ctx {
     pub auths: BTreeMap<String, crate::api::Credentials>,
     /// Content hashes of files already read, for the engine's lifetime and saved.
     pub hashes: Arc<images::context::hashes::Hashes>,
+    /// This build has joined the build network (`network::leave` when it ends).
+    pub(super) on_network: AtomicBool,
     next_id: AtomicU32,
-    /// The default network's limit has been said.
-    pub(super) network_said: AtomicBool,
 }
 
 /// The engine's one set of content hashes (its store is one), opened at first use.
@@ -111,6 +112,14 @@ fn hashes_of(path: &std::path::Path) -> Arc<images::context::hashes::Hashes> {
     HASHES
         .get_or_init(|| Arc::new(images::context::hashes::Hashes::open(path)))
         .clone()
+}
+
+impl Drop for Ctx {
+    fn drop(&mut self) {
+        if self.on_network.load(Ordering::Relaxed) {
+            network::leave(self);
+        }
+    }
 }
 
 impl Ctx {
@@ -135,8 +144,8 @@ impl Ctx {
             rt: tokio::runtime::Handle::current(),
             auths,
             hashes,
+            on_network: AtomicBool::new(false),
             next_id: AtomicU32::new(1),
-            network_said: AtomicBool::new(false),
         })
     }
 

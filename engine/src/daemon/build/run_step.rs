@@ -270,12 +270,6 @@ impl<'a> StageRun<'a> {
         let (ctx, job) = (self.ctx, self.job);
         let v = self.vertex(text);
         layer_step(ctx, job.no_cache, st, key, by, v, |st| {
-            // Said once a build, and only when a step runs on it.
-            if network == "default" && !ctx_said(ctx) {
-                ctx.out.warn(
-                    "RUN steps on the default build network have loopback only (a build network with NAT is not implemented yet); build.network: host gives them the host's network",
-                );
-            }
             let mut views = Vec::new();
             let (mounts, secrets) = run_mounts(inp, st, step, mounts, &mut views)?;
             let spec = RunSpec {
@@ -584,10 +578,6 @@ enum From {
     Dir(PathBuf),
     /// A stage's or image's layers, and what identifies them.
     Layers { layers: Vec<LayerRecord>, key: String },
-}
-
-fn ctx_said(ctx: &Ctx) -> bool {
-    ctx.network_said.swap(true, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// A step that may make a layer: the cached result when there is one (said `CACHED`),
