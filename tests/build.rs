@@ -574,3 +574,43 @@ fn run_steps_have_a_network_of_their_own_with_a_way_out() {
     let got = env.ok(&["run", "--rm", "--no-deps", "--entrypoint", "cat", "app", "/got"]);
     assert_eq!(got, "from outside\n");
 }
+
+#[test]
+fn copy_link_makes_a_layer_of_its_own_that_survives_earlier_changes() {
+    if !root() {
+        return;
+    }
+    let env = Env::new();
+    env.write("a.txt", "A\n");
+    env.write(
+        "Dockerfile",
+        "FROM rcompose/busybox\n\
+         ARG V=1\n\
+         RUN echo $V > /v && ln -s /tmp /lnk\n\
+         COPY --link a.txt /lnk/a.txt\n\
+         COPY a.txt /lnk/plain.txt\n",
+    );
+    env.write("compose.yaml", "name: cl\nservices:\n  app:\n    build: .\n");
+    let o = env.rc(&["--progress", "plain", "build"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let show = |cmd: &str| env.ok(&["run", "--rm", "--no-deps", "--entrypoint", "/bin/sh", "app", "-c", cmd]);
+    // The linked layer's /lnk is a directory of its own over the image's link; the
+    // plain COPY then goes into it, as the stacked image shows it.
+    assert_eq!(show("cat /lnk/a.txt /lnk/plain.txt; ls /tmp").trim(), "A\nA");
+    // An earlier step changes: the linked COPY is still cached, the plain one is not.
+    let o = env.rc(&["--progress", "plain", "build", "--build-arg", "V=2"]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{err}");
+    let cached = |what: &str| {
+        let id = err
+            .lines()
+            .find(|l| l.contains(what))
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap_or("#?")
+            .to_string();
+        err.lines().any(|l| l == format!("{id} CACHED"))
+    };
+    assert!(cached("COPY --link a.txt"), "{err}");
+    assert!(!cached("COPY a.txt /lnk/plain.txt") && !cached("RUN echo"), "{err}");
+    assert_eq!(show("cat /v /lnk/a.txt").trim(), "2\nA");
+}

@@ -440,8 +440,11 @@ impl<'a> StageRun<'a> {
             flags.push_str(&format!(" --chmod={}", w(m)?));
         }
         let by = format!("{kw}{flags} {} {raw_dest} # buildkit", shown_sources.join(" "));
+        // --link: the layer is made on nothing, so its key leaves out the steps before
+        // it and a change there reuses it (rebased, as BuildKit links it on top).
+        let before = st.key.clone();
         let key = cache::key(
-            &st.key,
+            if c.link { "link" } else { &before },
             &[
                 kw,
                 &by,
@@ -458,7 +461,20 @@ impl<'a> StageRun<'a> {
         let ctx = self.ctx;
         let no_cache = self.job.no_cache;
         let v = self.vertex(format!("{kw} {}", step.text));
+        let linked = c.link;
         layer_step(ctx, no_cache, st, key, by, v, |st| {
+            // Onto an empty tree for --link: destination links of the image are not
+            // followed, and nothing below shapes the layer.
+            let bare;
+            let st = if linked {
+                bare = StageState {
+                    layers: Vec::new(),
+                    ..st.clone()
+                };
+                &bare
+            } else {
+                st
+            };
             // Mounted now if the digest was remembered.
             let mut views = views;
             let opened = match known {
@@ -490,7 +506,12 @@ impl<'a> StageRun<'a> {
                     remote: fetched.iter().map(|f| f.0.clone()).collect(),
                 },
             )
-        })
+        })?;
+        if linked {
+            // What follows still depends on everything before.
+            st.key = cache::key(&before, &[&st.key]);
+        }
+        Ok(())
     }
 
     /// `ADD <url>`: the file fetched into a scratch directory held for the step, named
