@@ -148,6 +148,7 @@ pub struct RunSpec {
     pub secrets: Vec<Secret>,
     pub extra_hosts: Vec<(String, String)>,
     pub shm_size: u64,
+    pub ulimits: Vec<(String, u64, u64)>,
 }
 
 /// Runs a `RUN` step; its output goes to `log` line by line.
@@ -219,6 +220,7 @@ pub fn run(
             user: cfg.user.clone().unwrap_or_default(),
             capabilities: runtime::process::capabilities(&[], &[], false).map_err(|e| BuildError::Io(e.to_string()))?,
             seccomp: "default".into(),
+            rlimits: r.ulimits.clone(),
             ..Default::default()
         },
         namespaces: runtime::spec::Namespaces {

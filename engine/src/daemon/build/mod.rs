@@ -76,6 +76,8 @@ pub struct BuildJob {
     pub allow_host_network: bool,
     pub extra_hosts: Vec<(String, String)>,
     pub shm_size: u64,
+    /// `build.ulimits`: (name, soft, hard) for every `RUN`.
+    pub ulimits: Vec<(String, u64, u64)>,
     /// Build secrets by id.
     pub secrets: BTreeMap<String, Vec<u8>>,
     /// `additional_contexts`: a directory, or an image (by reference or ID).

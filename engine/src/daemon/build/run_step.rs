@@ -280,6 +280,7 @@ impl<'a> StageRun<'a> {
                 secrets,
                 extra_hosts: job.extra_hosts.clone(),
                 shm_size: job.shm_size,
+                ulimits: job.ulimits.clone(),
             };
             let mut log = |l: &str| {
                 let (id, elapsed) = current_vertex();

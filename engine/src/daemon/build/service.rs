@@ -114,11 +114,6 @@ pub fn job(
             "only network.host and security.insecure exist",
         ),
         (
-            b.ulimits.as_ref().is_some_and(|v| !v.is_empty()),
-            "ulimits",
-            "are not implemented yet",
-        ),
-        (
             b.isolation.as_deref().is_some_and(|i| i != "default"),
             "isolation",
             "only \"default\" exists on Linux",
@@ -153,6 +148,18 @@ pub fn job(
                 &format!("{n:?}: a build runs on default, none or host"),
             ));
         }
+    }
+    let mut ulimits = Vec::new();
+    for (name, u) in b.ulimits.iter().flatten() {
+        let (soft, hard) = (u.soft(), u.hard());
+        if soft < 0 || hard < 0 || soft > hard {
+            return Err(refuse(
+                service,
+                "ulimits",
+                &format!("{name}: soft {soft} and hard {hard} must be 0 or more, soft at most hard"),
+            ));
+        }
+        ulimits.push((name.clone(), soft as u64, hard as u64));
     }
     let (dockerfile_name, dockerfile_path, dockerfile) = match (&b.dockerfile_inline, &b.dockerfile) {
         (Some(inline), _) => ("<inline>".to_string(), None, inline.clone()),
@@ -217,6 +224,7 @@ pub fn job(
         network,
         extra_hosts: b.extra_hosts.as_ref().map(|e| e.0.clone()).unwrap_or_default(),
         shm_size: b.shm_size.map(|s| s.0.max(0) as u64).unwrap_or(0),
+        ulimits,
         secrets: secrets(project, service, b, file_values)?,
         contexts,
     })
