@@ -2,6 +2,7 @@
 # Build benchmark (not run by CI): a three-stage Dockerfile with two independent stages
 # and a context of 20,000 small files, built cold (--no-cache), rebuilt with nothing
 # changed, and rebuilt after editing one copied file; with the builder's peak memory.
+# The engine runs in a network namespace of its own and is stopped on every way out.
 # Beside rcompose: `docker build` with BuildKit when Docker is installed (its daemon must
 # run; the base image is imported into it offline), and buildah when installed.
 #   scripts/bench-build.sh [FILES]
@@ -11,7 +12,19 @@ RCOMPOSE=${RCOMPOSE:-$here/target/release/rcompose}
 files=${1:-20000}
 work=$(mktemp -d /tmp/bench-build.XXXXXX)
 root=$work/state
-trap 'kill $engine 2>/dev/null; wait $engine 2>/dev/null; rm -rf "$work"' EXIT INT TERM
+engine=
+# The engine goes with the script however it ends (and is killed if it will not stop),
+# before its state is removed.
+stop_engine() {
+    [ -n "$engine" ] || return 0
+    kill "$engine" 2>/dev/null || return 0
+    i=0
+    while kill -0 "$engine" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+    kill -9 "$engine" 2>/dev/null || true
+    wait "$engine" 2>/dev/null || true
+}
+trap 'stop_engine; rm -rf "$work"' EXIT
+trap 'exit 130' INT TERM
 
 now() { date +%s.%N; }
 secs() { echo "$2 - $1" | bc; }
@@ -45,25 +58,32 @@ DOCKERFILE
 printf 'services:\n  app:\n    build: .\n    image: bench/app\n' > "$work/ctx/compose.yaml"
 
 export RCOMPOSE_ROOT=$root RCOMPOSE_NO_AUTOSTART=1
-"$RCOMPOSE" daemon >"$work/engine.log" 2>&1 &
+# In a network namespace of its own: the build network it makes never touches the host's.
+unshare --net sh -c 'ip link set lo up && exec "$0" daemon' "$RCOMPOSE" >"$work/engine.log" 2>&1 &
 engine=$!
-while [ ! -S "$root/run/rcompose.sock" ]; do sleep 0.05; done
+i=0
+while [ ! -S "$root/run/rcompose.sock" ]; do
+    if ! kill -0 "$engine" 2>/dev/null || [ $i -ge 400 ]; then
+        echo "the engine did not start:" >&2; cat "$work/engine.log" >&2; exit 1
+    fi
+    sleep 0.05; i=$((i + 1))
+done
 "$RCOMPOSE" image import "$work/rootfs" bench/busybox:latest >/dev/null
 
 rc_build() { (cd "$work/ctx" && "$RCOMPOSE" build -q "$@" >/dev/null); }
 t0=$(now); rc_build --no-cache; t1=$(now)
 rc_build; t2=$(now)
-echo "edited" >> "$work/ctx/src/d3/f1500"
+echo "edited" >> "$work/ctx/src/d0/f0"
 rc_build; t3=$(now)
 peak=$(grep VmHWM /proc/$engine/status | awk '{print $2}')
 echo "rcompose  cold $(secs $t0 $t1) s  no-op $(secs $t1 $t2) s  one-file edit $(secs $t2 $t3) s  engine peak RSS ${peak} kB"
 
 if command -v docker >/dev/null && docker info >/dev/null 2>&1; then
     tar -C "$work/rootfs" -c . | docker import - bench/busybox:latest >/dev/null
-    sed -i 's/edited$//' "$work/ctx/src/d3/f1500"
+    sed -i 's/edited$//' "$work/ctx/src/d0/f0"
     db() { DOCKER_BUILDKIT=1 docker build -q "$@" "$work/ctx" >/dev/null; }
     t0=$(now); db --no-cache; t1=$(now); db; t2=$(now)
-    echo "edited again" >> "$work/ctx/src/d3/f1500"
+    echo "edited again" >> "$work/ctx/src/d0/f0"
     db; t3=$(now)
     echo "buildkit  cold $(secs $t0 $t1) s  no-op $(secs $t1 $t2) s  one-file edit $(secs $t2 $t3) s"
 else

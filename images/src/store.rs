@@ -163,8 +163,11 @@ impl Store {
                     continue;
                 }
                 let path = e.path();
+                // A crashed builder's scratch may still have mounts in it (a held
+                // bind of a user's build context): detached first, never removed
+                // through.
                 let _ = if path.is_dir() {
-                    fs::remove_dir_all(&path)
+                    safefs::mounts::remove_tree(&path)
                 } else {
                     fs::remove_file(&path)
                 };
@@ -526,6 +529,43 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clearing_tmp_never_deletes_through_a_mount_a_crashed_builder_left() {
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        let t = tempfile::tempdir().unwrap();
+        let store = Store::open(&t.path().join("store")).unwrap();
+        let context = t.path().join("context");
+        fs::create_dir_all(&context).unwrap();
+        fs::write(context.join("precious"), "x").unwrap();
+        // A dead builder's held bind of the context (pid 4194304 is above pid_max).
+        let scratch = store.root().join("tmp/bind-4194304-1");
+        let point = scratch.join("src");
+        fs::create_dir_all(&point).unwrap();
+        nix::mount::mount(
+            Some(&context),
+            &point,
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .unwrap();
+        // Gone with the test even when it fails.
+        struct Detach(PathBuf);
+        impl Drop for Detach {
+            fn drop(&mut self) {
+                let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+            }
+        }
+        let _guard = Detach(point.clone());
+        drop(store.lock().unwrap());
+        let left = fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(!left.contains(point.to_str().unwrap()), "the bind was left mounted");
+        assert!(context.join("precious").exists(), "deleted through the bind");
+        assert!(!scratch.exists());
+    }
 
     #[test]
     fn a_layer_that_comes_again_is_stacked_once_where_it_is_highest() {

@@ -41,16 +41,12 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         if let Some(m) = self.mounted.take() {
             if let Err(e) = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH) {
-                // Removing the directory now would go through the mount into what it
-                // shows (a held bind shows the user's context): leave it for prune.
-                tracing::warn!("build: unmounting {}: {e}; {} left in place", m.display(), self.dir.display());
-                return;
+                tracing::warn!("build: unmounting {}: {e}", m.display());
             }
         }
-        if let Err(e) = std::fs::remove_dir_all(&self.dir) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!("build: removing {}: {e}", self.dir.display());
-            }
+        // Never through a mount: a held bind shows the user's context.
+        if let Err(e) = safefs::mounts::remove_tree(&self.dir) {
+            tracing::warn!("build: removing {}: {e}", self.dir.display());
         }
     }
 }
