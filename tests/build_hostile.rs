@@ -188,3 +188,83 @@ fn a_dockerfile_is_read_inside_its_context() {
     assert_eq!(o.status.code(), Some(1), "{said}");
     assert!(said.contains("not a regular file"), "{said}");
 }
+
+/// The pids whose command line is exactly `args`.
+fn pids_running(args: &[&str]) -> Vec<i32> {
+    let want: Vec<u8> = args.iter().flat_map(|a| a.bytes().chain([0])).collect();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| c == want))
+        .collect()
+}
+
+/// A build whose step sleeps, started in the background, once the step runs.
+fn build_sleeping(env: &Env, flags: &str, secs: &str) -> std::process::Child {
+    env.write("Dockerfile", &format!("FROM rcompose/busybox\nRUN {flags} sleep {secs}\n"));
+    env.write("compose.yaml", "name: bi\nservices:\n  app:\n    build: .\n");
+    let child = env
+        .command(&["--progress", "plain", "build"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    env.wait_for("the step to run", || !pids_running(&["sleep", secs]).is_empty());
+    child
+}
+
+/// The build network's bridge and record are gone (the last build removes them).
+fn build_network_gone(env: &Env) -> bool {
+    !env.links().contains(": rc-") && !env.state.path().join("networks/rcompose_build.json").exists()
+}
+
+/// Nothing of a build is mounted under the state root.
+fn mounts_under(env: &Env) -> Vec<String> {
+    let root = env.state.path().to_string_lossy().into_owned();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.split(' ').nth(4).is_some_and(|m| m.starts_with(&root)))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn an_interrupted_build_leaves_nothing_running_or_mounted() {
+    if !root() {
+        return;
+    }
+    let env = Env::new();
+    let mut cli = build_sleeping(&env, "--mount=type=bind,target=/ctx", "86411");
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(cli.id() as i32, libc::SIGINT) };
+    assert!(!cli.wait().unwrap().success());
+    env.wait_for("the step to end", || pids_running(&["sleep", "86411"]).is_empty());
+    env.wait_for("the build network to go", || build_network_gone(&env));
+    assert_eq!(mounts_under(&env), Vec::<String>::new());
+    env.assert_nothing_left();
+}
+
+#[test]
+fn a_build_step_ends_with_its_engine_and_the_next_engine_sweeps_it() {
+    if !root() {
+        return;
+    }
+    let mut env = Env::new();
+    // With the context held bound, a mount in the engine's namespace.
+    let mut cli = build_sleeping(&env, "--mount=type=bind,target=/ctx", "86412");
+    assert!(!mounts_under(&env).is_empty());
+    env.daemon.kill().unwrap();
+    env.daemon.wait().unwrap();
+    env.wait_for("the step to end", || pids_running(&["sleep", "86412"]).is_empty());
+    assert!(!cli.wait().unwrap().success());
+    // The engine that comes next removes the step's group and the build network
+    // before it serves.
+    let _ = std::fs::remove_file(env.state.path().join("run/rcompose.sock"));
+    env.daemon = engine_env::spawn_engine_with(env.state.path(), &env.ns, &env.opts);
+    env.wait_for_engine();
+    env.wait_for("the build network to go", || build_network_gone(&env));
+    assert_eq!(mounts_under(&env), Vec::<String>::new());
+    env.assert_nothing_left();
+}

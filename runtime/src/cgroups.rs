@@ -169,6 +169,19 @@ impl Manager {
 }
 
 impl Manager {
+    /// The names of the groups directly under `<own>/<parent>`.
+    pub fn children(&self, parent: &str) -> Vec<String> {
+        let top = match self.version {
+            Version::V2 => self.root.join(self.own("")).join(parent),
+            Version::V1 => self.root.join("pids").join(self.own("pids")).join(parent),
+        };
+        let Ok(rd) = fs::read_dir(top) else { return Vec::new() };
+        rd.flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect()
+    }
+
     /// Kills every process under `<own>/<parent>` and removes that whole subtree: the
     /// sweep after a crash, or after a test, whatever state it left.
     pub fn remove_tree(&self, parent: &str) {

@@ -75,12 +75,38 @@ pub fn main() -> ! {
         Ok(s) => s,
         Err(e) => fail(1, format!("reading the container spec: {e}")),
     };
+    // Taken here, while the engine is still this process's parent.
+    let engine = if spec.ends_with_engine {
+        Some(parent_pidfd().unwrap_or_else(|e| fail(1, format!("watching the engine: {e}"))))
+    } else {
+        None
+    };
     // SAFETY: the helper is single-threaded (started fresh, no threads spawned).
     match unsafe { nix::unistd::fork() } {
         Ok(nix::unistd::ForkResult::Parent { .. }) => std::process::exit(0),
-        Ok(nix::unistd::ForkResult::Child) => super::monitor::main(spec),
+        Ok(nix::unistd::ForkResult::Child) => super::monitor::main(spec, engine),
         Err(e) => fail(1, format!("fork: {e}")),
     }
+}
+
+/// A pidfd of this process's parent (the engine), readable once it has ended. Checked
+/// against a second `getppid`: had the engine ended before the open, this process was
+/// reparented and the pid may be another's.
+fn parent_pidfd() -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let ppid = nix::unistd::getppid().as_raw();
+    // SAFETY: pidfd_open takes a pid and flags; the result is checked. Its descriptor
+    // is close-on-exec by the kernel's rule.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, ppid, 0) } as i32;
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a descriptor just returned to us, owned from here on.
+    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    if nix::unistd::getppid().as_raw() != ppid || ppid == 1 {
+        return Err(std::io::Error::other("the engine has ended"));
+    }
+    Ok(fd)
 }
 
 /// Exit code of a wait status as Docker reports it (128+signal when killed).

@@ -427,6 +427,16 @@ impl Runtime {
         self.cgroups.remove_tree(&self.cgroup_parent);
     }
 
+    /// Kills and removes the cgroups of containers whose id starts with `prefix`: those
+    /// an engine that ended left of its own (build steps), which no record adopts.
+    pub fn remove_cgroups_named(&self, prefix: &str) {
+        for name in self.cgroups.children(&self.cgroup_parent) {
+            if name.starts_with(prefix) {
+                self.cgroups.remove_tree(&format!("{}/{name}", self.cgroup_parent));
+            }
+        }
+    }
+
     /// Sends `signal` to the container's PID 1 (which, as with Docker, ignores it
     /// without a handler), waits up to `grace` for the exit to be recorded, then kills
     /// everything in the container. Returns the exit status.

@@ -66,7 +66,7 @@ fn owned_by_userns(spec: &ContainerSpec) -> CloneFlags {
 }
 
 /// The monitor's `main`, in the process the helper forked. Never returns.
-pub fn main(spec: ContainerSpec) -> ! {
+pub fn main(spec: ContainerSpec, engine: Option<OwnedFd>) -> ! {
     // Its own session: the engine's terminal and process group are not its.
     let _ = nix::unistd::setsid();
     // SAFETY: prctl with integer arguments.
@@ -112,7 +112,7 @@ pub fn main(spec: ContainerSpec) -> ! {
     // SAFETY: the monitor is single-threaded.
     let child = match unsafe { fork() } {
         Ok(ForkResult::Child) => {
-            drop((ctl, out_r, err_r, stdin_w, listener, log, dir));
+            drop((ctl, out_r, err_r, stdin_w, listener, log, dir, engine));
             workload::main(
                 spec,
                 Given {
@@ -197,7 +197,7 @@ pub fn main(spec: ContainerSpec) -> ! {
         replay: spec.process.attach_replay,
     };
     let mut attach = super::attach::Attach::new(dir.as_raw_fd(), listener, input, opts);
-    let status = supervise(child, out, err_r, mask, &mut log, &mut attach);
+    let status = supervise(child, out, err_r, engine, mask, &mut log, &mut attach);
     let (code, signal) = status.unwrap_or((137, Some(9)));
     record_exit(dir.as_raw_fd(), code, signal);
     std::process::exit(0)
@@ -235,11 +235,13 @@ fn record_exit(dir: RawFd, exit_code: i32, signal: Option<i32>) {
 
 /// The loop: output to the log and attached clients, their input to the workload,
 /// zombies reaped (the first process's and, as a subreaper, orphans'). Returns the
-/// first process's status once it has ended and its output is drained.
+/// first process's status once it has ended and its output is drained. When `engine`
+/// (a pidfd) becomes readable, the engine has ended and the container is killed.
 fn supervise(
     first: Pid,
     out: OwnedFd,
     err: Option<OwnedFd>,
+    mut engine: Option<OwnedFd>,
     mask: SigSet,
     log: &mut LogWriter,
     attach: &mut super::attach::Attach,
@@ -262,7 +264,9 @@ fn supervise(
         }
         let attach_set = attach.poll_set();
         // SAFETY: the descriptors stay open while polled.
+        let engine_fd = engine.as_ref().map(|f| f.as_raw_fd());
         let mut pfds: Vec<PollFd> = std::iter::once((sfd.as_raw_fd(), PollFlags::POLLIN))
+            .chain(engine_fd.map(|f| (f, PollFlags::POLLIN)))
             .chain(open.iter().map(|(_, f)| (*f, PollFlags::POLLIN)))
             .chain(attach_set.iter().map(|(f, w, _)| (*f, *w)))
             .map(|(f, w)| PollFd::new(unsafe { std::os::fd::BorrowedFd::borrow_raw(f) }, w))
@@ -289,8 +293,15 @@ fn supervise(
                 }
             }
         }
+        let first_stream = 1 + usize::from(engine_fd.is_some());
+        if engine_fd.is_some() && !revents[1].is_empty() {
+            // PID 1 of its namespace: the kernel kills the rest of it too.
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe { libc::kill(first.as_raw(), libc::SIGKILL) };
+            engine = None;
+        }
         for (k, (i, fd)) in open.iter().enumerate() {
-            if revents[k + 1].is_empty() {
+            if revents[k + first_stream].is_empty() {
                 continue;
             }
             // SAFETY: `buf` is writable; `fd` is open.
@@ -317,7 +328,7 @@ fn supervise(
                 attach.output(kind, data);
             }
         }
-        let base = 1 + open.len();
+        let base = first_stream + open.len();
         for (k, (_, _, slot)) in attach_set.iter().enumerate() {
             if !revents[base + k].is_empty() {
                 attach.ready(*slot, revents[base + k]);

@@ -127,6 +127,11 @@ pub struct ContainerSpec {
     /// `init: true`: a minimal init of ours is PID 1 and runs the workload.
     #[serde(default)]
     pub init: bool,
+    /// The container is killed when the engine that started it ends, however it ends
+    /// (a build step: nothing of a build outlives its builder, as runc's children die
+    /// with buildkitd). Services' containers outlive the engine by design.
+    #[serde(default)]
+    pub ends_with_engine: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

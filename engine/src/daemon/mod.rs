@@ -386,6 +386,15 @@ pub async fn run(root: PathBuf, run_dir: PathBuf, helper: PathBuf) -> Result<(),
         .map_err(|_| DaemonError::AlreadyRunning(root.clone()))?;
     let engine = Engine::open(&root, &helper)?;
     engine.adopt_all().await;
+    // Build steps end with the engine that ran them; their groups and network go now.
+    engine.runtime.remove_cgroups_named(build::STEP_PREFIX);
+    build::network::sweep(&engine).await;
+    // Taking the store's lock clears its tmp/ of what no live writer holds: a build's
+    // scratch, with any bind it held detached first.
+    match engine.store.lock() {
+        Ok(l) => drop(l),
+        Err(e) => tracing::warn!("clearing the image store's tmp/: {e}"),
+    }
     // What a crashed engine left in the NAT table goes now.
     engine.sync_nat().await;
     let sock = run_dir.join(crate::api::SOCKET);

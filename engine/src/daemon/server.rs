@@ -103,8 +103,15 @@ where
         };
         let _ = utx.send(end);
     });
+    // Ends when the client goes (its answer's body dropped), even while the operation
+    // says nothing: dropping `urx` is what tells a running build it is cancelled.
     tokio::spawn(async move {
-        while let Some(m) = urx.recv().await {
+        loop {
+            let m = tokio::select! {
+                m = urx.recv() => m,
+                _ = tx.closed() => None,
+            };
+            let Some(m) = m else { break };
             let last = matches!(m, StreamMsg::Done { .. } | StreamMsg::Error { .. });
             if tx.send(m).await.is_err() || last {
                 break;

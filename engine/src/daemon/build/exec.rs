@@ -203,9 +203,10 @@ pub fn run(
     }
     let cdir = scratch.dir.join("c");
     let spec = ContainerSpec {
-        id: format!("build-{}", super::super::random_hex(12)),
+        id: format!("{}{}", super::STEP_PREFIX, super::super::random_hex(12)),
         name: format!("build step line {}", step.line),
         hostname: "buildkitsandbox".into(),
+        ends_with_engine: true,
         layers: lowers,
         dir: cdir.clone(),
         mounts,

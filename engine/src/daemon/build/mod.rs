@@ -24,6 +24,10 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
+/// The id prefix of build steps' containers (and so of their cgroups), by which the
+/// engine's start finds those an earlier engine left.
+pub const STEP_PREFIX: &str = "build-";
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum BuildError {
     /// The Dockerfile's own error, with its file.

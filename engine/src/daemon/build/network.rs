@@ -62,6 +62,17 @@ pub fn leave(ctx: &Ctx) {
     }
 }
 
+/// What an engine that ended mid-build left of the network (no build runs yet when
+/// this is called, at the engine's start).
+pub async fn sweep(engine: &super::super::Engine) {
+    if engine.net.network(NAME).is_none() {
+        return;
+    }
+    if let Err(e) = engine.net.remove(NAME).await {
+        tracing::warn!("build: removing the network {NAME} an earlier engine left: {e}");
+    }
+}
+
 /// Makes the network if needed and gives the step `id` an address on it.
 pub fn lease<'a>(ctx: &'a Ctx, id: &str) -> Result<Lease<'a>, BuildError> {
     if !ctx.on_network.load(std::sync::atomic::Ordering::Relaxed) {

@@ -182,6 +182,7 @@ pub fn container_spec(
         device_cgroup_rules: svc.device_cgroup_rules.clone().unwrap_or_default(),
         userns: got.userns,
         init: svc.init == Some(true),
+        ends_with_engine: false,
     };
     let limits = limits::limits(svc).map_err(err)?;
     let stop = command::stop(svc, ic).map_err(err)?;
