@@ -614,26 +614,3 @@ fn copy_link_makes_a_layer_of_its_own_that_survives_earlier_changes() {
     assert!(!cached("COPY a.txt /lnk/plain.txt") && !cached("RUN echo"), "{err}");
     assert_eq!(show("cat /v /lnk/a.txt").trim(), "2\nA");
 }
-
-#[test]
-fn build_ulimits_apply_to_every_run() {
-    if !root() {
-        return;
-    }
-    let env = Env::new();
-    env.write("Dockerfile", "FROM rcompose/busybox\nRUN echo $(ulimit -Sn) $(ulimit -Hn) > /n\n");
-    env.write(
-        "compose.yaml",
-        "name: ul\nservices:\n  app:\n    build:\n      context: .\n      ulimits:\n        nofile: {soft: 100, hard: 200}\n",
-    );
-    let o = env.rc(&["--progress", "plain", "build"]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(env.ok(&["run", "--rm", "--no-deps", "--entrypoint", "cat", "app", "/n"]), "100 200\n");
-    env.write(
-        "compose.yaml",
-        "name: ul\nservices:\n  app:\n    build:\n      context: .\n      ulimits:\n        nofile: {soft: 300, hard: 200}\n",
-    );
-    let o = env.rc(&["build"]);
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert!(!o.status.success() && err.contains("build.ulimits.nofile") && err.contains("soft limit is above its hard limit"), "{err}");
-}

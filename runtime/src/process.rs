@@ -60,8 +60,16 @@ pub fn capabilities(add: &[String], drop: &[String], privileged: bool) -> Result
             return Err(ProcessError::UnknownCapability(c.clone()));
         }
     }
+    // Every capability means every one this process may hand on (its bounding set), as
+    // Docker grants them: a kernel's or a parent's missing one would fail the capset.
+    let bounding = caps::read(None, caps::CapSet::Bounding).unwrap_or_default();
+    let every: Vec<String> = caps::all()
+        .iter()
+        .filter(|c| bounding.is_empty() || bounding.contains(c))
+        .map(|c| c.to_string())
+        .collect();
     let mut set: Vec<String> = if privileged {
-        all.clone()
+        every.clone()
     } else {
         DEFAULT_CAPS.iter().map(|s| s.to_string()).collect()
     };
@@ -73,7 +81,7 @@ pub fn capabilities(add: &[String], drop: &[String], privileged: bool) -> Result
     }
     for a in add.iter().map(|a| norm(a)) {
         if a == "ALL" {
-            set = all.clone();
+            set = every.clone();
         } else if !set.contains(&a) {
             set.push(a);
         }
@@ -391,10 +399,13 @@ mod tests {
             capabilities(&["NET_RAW".into()], &["ALL".into()], false).unwrap(),
             vec!["CAP_NET_RAW".to_string()]
         );
-        assert_eq!(
-            capabilities(&["ALL".into()], &[], false).unwrap().len(),
-            caps::all().len()
-        );
+        // ALL and privileged: what this process's bounding set holds, no more.
+        let bounding = caps::read(None, caps::CapSet::Bounding).unwrap();
+        for every in [capabilities(&["ALL".into()], &[], false), capabilities(&[], &[], true)] {
+            let every = every.unwrap();
+            assert_eq!(every.len(), bounding.len(), "{every:?}");
+            assert!(every.iter().all(|c| bounding.iter().any(|b| b.to_string() == *c)));
+        }
         assert!(capabilities(&["FLY".into()], &[], false).is_err());
     }
 

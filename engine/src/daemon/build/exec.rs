@@ -145,6 +145,9 @@ pub struct RunSpec {
     pub extra_hosts: Vec<(String, String)>,
     pub shm_size: u64,
     pub ulimits: Vec<(String, u64, u64)>,
+    /// `--security=insecure`: as a privileged container (every capability, every
+    /// device, no seccomp filter, nothing masked), as BuildKit runs it.
+    pub insecure: bool,
 }
 
 /// Runs a `RUN` step; its output goes to `log` line by line.
@@ -207,6 +210,7 @@ pub fn run(
         name: format!("build step line {}", step.line),
         hostname: "buildkitsandbox".into(),
         ends_with_engine: true,
+        privileged: r.insecure,
         layers: lowers,
         dir: cdir.clone(),
         mounts,
@@ -215,8 +219,9 @@ pub fn run(
             env: r.env,
             cwd: cfg.working_dir.clone().unwrap_or_else(|| "/".into()),
             user: cfg.user.clone().unwrap_or_default(),
-            capabilities: runtime::process::capabilities(&[], &[], false).map_err(|e| BuildError::Io(e.to_string()))?,
-            seccomp: "default".into(),
+            capabilities: runtime::process::capabilities(&[], &[], r.insecure)
+                .map_err(|e| BuildError::Io(e.to_string()))?,
+            seccomp: if r.insecure { "unconfined" } else { "default" }.into(),
             rlimits: r.ulimits.clone(),
             ..Default::default()
         },

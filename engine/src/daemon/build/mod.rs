@@ -78,6 +78,9 @@ pub struct BuildJob {
     /// `RUN --network=host` is allowed (the `network.host` entitlement, or the build's
     /// own network is the host's): a Dockerfile alone never gets the host's network.
     pub allow_host_network: bool,
+    /// `RUN --security=insecure` is allowed (the `security.insecure` entitlement, or
+    /// `build.privileged`, as Compose grants it).
+    pub allow_insecure: bool,
     pub extra_hosts: Vec<(String, String)>,
     pub shm_size: u64,
     /// `build.ulimits`: (name, soft, hard) for every `RUN`.

@@ -212,12 +212,22 @@ impl<'a> StageRun<'a> {
         network: Option<&str>,
         security: Option<&str>,
     ) -> Result<(), BuildError> {
-        if let Some(s) = security.filter(|s| *s != "sandbox") {
-            return Err(BuildError::at(
-                step,
-                format!("RUN --security={s} is not implemented yet"),
-            ));
-        }
+        let insecure = match security.unwrap_or("sandbox") {
+            "sandbox" => false,
+            "insecure" if self.job.allow_insecure => true,
+            "insecure" => {
+                return Err(BuildError::at(
+                    step,
+                    "RUN --security=insecure: security.insecure is not allowed (build.entitlements: [security.insecure] or build.privileged: true allows it)".into(),
+                ))
+            }
+            s => {
+                return Err(BuildError::at(
+                    step,
+                    format!("RUN --security={s}: not one of sandbox, insecure"),
+                ))
+            }
+        };
         let args = run_args(form, step, &st.shell());
         let run_args = st.run_args();
         let shown = st.history_args();
@@ -265,7 +275,15 @@ impl<'a> StageRun<'a> {
         let inputs = bind_inputs(inp, step, mounts)?;
         let key = cache::key(
             &st.key,
-            &["RUN", &by, &env.join("\0"), &network, &mounts.join("\0"), &inputs.join("\0")],
+            &[
+                "RUN",
+                &by,
+                &env.join("\0"),
+                &network,
+                if insecure { "insecure" } else { "sandbox" },
+                &mounts.join("\0"),
+                &inputs.join("\0"),
+            ],
         );
         let (ctx, job) = (self.ctx, self.job);
         let v = self.vertex(text);
@@ -281,6 +299,7 @@ impl<'a> StageRun<'a> {
                 extra_hosts: job.extra_hosts.clone(),
                 shm_size: job.shm_size,
                 ulimits: job.ulimits.clone(),
+                insecure,
             };
             let mut log = |l: &str| {
                 let (id, elapsed) = current_vertex();

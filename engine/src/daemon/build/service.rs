@@ -96,16 +96,6 @@ pub fn job(
             "is not implemented yet",
         ),
         (
-            b.privileged == Some(true),
-            "privileged",
-            "privileged builds are not implemented yet",
-        ),
-        (
-            b.entitlements.iter().flatten().any(|e| e == "security.insecure"),
-            "entitlements",
-            "security.insecure is not implemented yet",
-        ),
-        (
             b.entitlements
                 .iter()
                 .flatten()
@@ -221,6 +211,8 @@ pub fn job(
         pull: b.pull == Some(true),
         allow_host_network: network.as_deref() == Some("host")
             || b.entitlements.iter().flatten().any(|e| e == "network.host"),
+        allow_insecure: b.privileged == Some(true)
+            || b.entitlements.iter().flatten().any(|e| e == "security.insecure"),
         network,
         extra_hosts: b.extra_hosts.as_ref().map(|e| e.0.clone()).unwrap_or_default(),
         shm_size: b.shm_size.map(|s| s.0.max(0) as u64).unwrap_or(0),
