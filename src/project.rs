@@ -48,11 +48,57 @@ pub fn load(g: &Global, services: &[String]) -> Result<Loaded> {
     if let Some(o) = json.as_object_mut() {
         o.insert("name".into(), serde_json::Value::String(loaded.name.clone()));
     }
+    let agent = loaded.environment.get("SSH_AUTH_SOCK").cloned();
+    set_ssh(&mut json, &[], &BTreeMap::new(), agent.as_deref());
     Ok(Loaded {
         name: loaded.name.clone(),
         json,
         loaded,
     })
+}
+
+/// Fills in the services' `build.ssh` as the engine needs it: `extra` (`build --ssh`
+/// entries, by id) over what `services` (all when empty) have, and `default` with no
+/// path given the client's agent (`SSH_AUTH_SOCK`), which the engine cannot see.
+pub fn set_ssh(
+    json: &mut serde_json::Value,
+    services: &[String],
+    extra: &BTreeMap<String, Option<String>>,
+    agent: Option<&str>,
+) {
+    let Some(all) = json.get_mut("services").and_then(|s| s.as_object_mut()) else { return };
+    for (name, svc) in all.iter_mut() {
+        let Some(build) = svc.get_mut("build").and_then(|b| b.as_object_mut()) else { continue };
+        if !extra.is_empty() && (services.is_empty() || services.contains(name)) {
+            let ssh = build.entry("ssh").or_insert_with(|| serde_json::json!({}));
+            if let Some(m) = ssh.as_object_mut() {
+                for (id, path) in extra {
+                    m.insert(id.clone(), serde_json::json!(path));
+                }
+            }
+        }
+        let Some(m) = build.get_mut("ssh").and_then(|s| s.as_object_mut()) else { continue };
+        for (id, path) in m.iter_mut() {
+            if id == "default" && path.as_str().is_none_or(str::is_empty) {
+                if let Some(a) = agent {
+                    *path = serde_json::json!(a);
+                }
+            }
+        }
+    }
+}
+
+/// `--ssh default`, `--ssh id=path` (several, or comma-separated), by id.
+pub fn ssh_flags(flags: &[String]) -> BTreeMap<String, Option<String>> {
+    flags
+        .iter()
+        .flat_map(|f| f.split(','))
+        .filter(|s| !s.is_empty())
+        .map(|s| match s.split_once('=') {
+            Some((id, p)) => (id.to_string(), Some(p.to_string())),
+            None => (s.to_string(), None),
+        })
+        .collect()
 }
 
 /// The project's name (and model when a file is found): `-p` alone is enough for the

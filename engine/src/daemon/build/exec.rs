@@ -148,6 +148,8 @@ pub struct RunSpec {
     /// `--security=insecure`: as a privileged container (every capability, every
     /// device, no seccomp filter, nothing masked), as BuildKit runs it.
     pub insecure: bool,
+    /// SSH agents to relay for the step's `type=ssh` mounts.
+    pub ssh: Vec<super::ssh::SshMount>,
 }
 
 /// Runs a `RUN` step; its output goes to `log` line by line.
@@ -193,6 +195,23 @@ pub fn run(
             m.kind = "bind".into();
             m.source = p.clone();
         }
+    }
+    // Each agent behind a socket of the step's own, relayed until the step ends.
+    let mut relays = Vec::new();
+    for (i, m) in r.ssh.iter().enumerate() {
+        let dir = scratch.dir.join("ssh");
+        std::fs::create_dir_all(&dir).map_err(|e| BuildError::Io(e.to_string()))?;
+        let socket = dir.join(format!("{i}.sock"));
+        relays.push(
+            super::ssh::Relay::start(&socket, m)
+                .map_err(|e| BuildError::at(step, format!("the SSH agent relay: {e}")))?,
+        );
+        mounts.push(Mount {
+            kind: "bind".into(),
+            source: socket,
+            target: m.target.clone().into(),
+            ..Default::default()
+        });
     }
     // The files the engine binds and the step's own mounts; /dev, /proc and /sys stay
     // in the layer when the image lacks them, as runc leaves them under BuildKit.

@@ -9,8 +9,10 @@
 pub mod cache;
 pub mod exec;
 pub mod network;
+pub mod run_mounts;
 pub mod run_step;
 pub mod service;
+pub mod ssh;
 pub mod stage;
 
 use crate::api::{BuildEvent, StreamMsg};
@@ -85,6 +87,8 @@ pub struct BuildJob {
     pub shm_size: u64,
     /// `build.ulimits`: (name, soft, hard) for every `RUN`.
     pub ulimits: Vec<(String, u64, u64)>,
+    /// SSH agents' sockets by id (`build.ssh`), for `RUN --mount=type=ssh`.
+    pub ssh: BTreeMap<String, PathBuf>,
     /// Build secrets by id.
     pub secrets: BTreeMap<String, Vec<u8>>,
     /// `additional_contexts`: a directory, or an image (by reference or ID).

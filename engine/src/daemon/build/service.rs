@@ -76,11 +76,6 @@ pub fn job(
     }
     for (set, key, what) in [
         (
-            b.ssh.as_ref().is_some_and(|m| !m.is_empty()),
-            "ssh",
-            "SSH agent forwarding is not implemented yet",
-        ),
-        (
             b.cache_from.as_ref().is_some_and(|v| !v.is_empty()),
             "cache_from",
             "importing a cache (local or registry) is not implemented yet",
@@ -217,6 +212,7 @@ pub fn job(
         extra_hosts: b.extra_hosts.as_ref().map(|e| e.0.clone()).unwrap_or_default(),
         shm_size: b.shm_size.map(|s| s.0.max(0) as u64).unwrap_or(0),
         ulimits,
+        ssh: super::ssh::agents(b.ssh.as_ref(), working_dir).map_err(|e| refuse(service, "ssh", &e))?,
         secrets: secrets(project, service, b, file_values)?,
         contexts,
     })

@@ -1,0 +1,201 @@
+//! The SSH agent a `RUN --mount=type=ssh` step is given, as BuildKit gives it: the
+//! client's agent socket (`build.ssh`, `build --ssh`) is never shown to the step. A
+//! socket of the engine's own is, owned and moded as the mount asks, for as long as
+//! the step runs, and each connection to it is relayed to the agent. Key files (which
+//! BuildKit loads into an agent of its own) are refused by name.
+//!
+//! Written by hand: a byte relay between two Unix sockets is all there is to it.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::os::fd::AsFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// The agents of a build by id, from the service's `build.ssh` (the CLI has put its
+/// `SSH_AUTH_SOCK` in for `default`, and its `--ssh` flags over them). A relative path
+/// is the project directory's.
+pub fn agents(
+    ssh: Option<&BTreeMap<String, Option<String>>>,
+    working_dir: &Path,
+) -> Result<BTreeMap<String, PathBuf>, String> {
+    use std::os::unix::fs::FileTypeExt;
+    let mut out = BTreeMap::new();
+    for (id, path) in ssh.into_iter().flatten() {
+        let Some(path) = path.as_deref().filter(|p| !p.is_empty()) else {
+            return Err(format!(
+                "{id}: no agent socket given, and SSH_AUTH_SOCK is not set where rcompose ran"
+            ));
+        };
+        let path = working_dir.join(path);
+        match std::fs::metadata(&path) {
+            Ok(m) if m.file_type().is_socket() => {}
+            Ok(m) if m.is_file() => {
+                return Err(format!(
+                    "{id}={}: key files are not implemented yet (give an agent's socket, as default=$SSH_AUTH_SOCK)",
+                    path.display()
+                ))
+            }
+            Ok(_) => return Err(format!("{id}={}: not an agent's socket", path.display())),
+            Err(e) => return Err(format!("{id}={}: {e}", path.display())),
+        }
+        out.insert(id.clone(), path);
+    }
+    Ok(out)
+}
+
+/// One `--mount=type=ssh`: which agent, and the socket the step sees.
+#[derive(Debug, Clone)]
+pub struct SshMount {
+    pub agent: PathBuf,
+    pub target: String,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl SshMount {
+    /// The mount of options `o` (its `target` already cleaned), the `n`th of its step;
+    /// `None` when its agent was not forwarded and it is not `required`.
+    pub fn new(
+        o: &BTreeMap<String, String>,
+        target: Option<String>,
+        n: usize,
+        agents: &BTreeMap<String, PathBuf>,
+    ) -> Result<Option<SshMount>, String> {
+        let id = o.get("id").cloned().unwrap_or_else(|| "default".into());
+        let Some(agent) = agents.get(&id) else {
+            if o.get("required").is_some_and(|v| v != "false") {
+                return Err(format!(
+                    "no SSH agent {id:?} forwarded from the client (build.ssh or build --ssh gives one)"
+                ));
+            }
+            return Ok(None);
+        };
+        let num = |k: &str, radix: u32, default: u32| -> Result<u32, String> {
+            o.get(k).map_or(Ok(default), |v| {
+                u32::from_str_radix(v, radix).map_err(|_| format!("{k}={v}: not a number"))
+            })
+        };
+        Ok(Some(SshMount {
+            agent: agent.clone(),
+            target: target.unwrap_or_else(|| format!("/run/buildkit/ssh_agent.{n}")),
+            mode: num("mode", 8, 0o600)? & 0o777,
+            uid: num("uid", 10, 0)?,
+            gid: num("gid", 10, 0)?,
+        }))
+    }
+}
+
+/// A socket relayed to an agent while the value lives.
+pub struct Relay {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Relay {
+    /// Listens at `socket` (made with the mount's owner and mode) for the step.
+    pub fn start(socket: &Path, m: &SshMount) -> io::Result<Relay> {
+        use std::os::unix::fs::PermissionsExt;
+        let listener = UnixListener::bind(socket)?;
+        std::os::unix::fs::chown(socket, Some(m.uid), Some(m.gid))?;
+        std::fs::set_permissions(socket, std::fs::Permissions::from_mode(m.mode))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let (flag, agent) = (stop.clone(), m.agent.clone());
+        let thread = std::thread::Builder::new()
+            .name("build-ssh".into())
+            .spawn(move || serve(&listener, &agent, &flag))?;
+        Ok(Relay {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Accepts until stopped (looked at every 100 ms); each connection is relayed on
+/// threads of its own, which end when either side closes.
+fn serve(listener: &UnixListener, agent: &Path, stop: &AtomicBool) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    while !stop.load(Ordering::Relaxed) {
+        let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(100u16)) {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!("build: the SSH agent relay: {e}");
+                return;
+            }
+        }
+        let Ok((step, _)) = listener.accept() else { continue };
+        match UnixStream::connect(agent) {
+            Ok(to) => relay(step, to),
+            // The step sees its connection closed, as with an agent that went away.
+            Err(e) => tracing::warn!("build: the SSH agent {}: {e}", agent.display()),
+        }
+    }
+}
+
+fn relay(a: UnixStream, b: UnixStream) {
+    let pipe = |mut from: UnixStream, mut to: UnixStream| {
+        let _ = io::copy(&mut from, &mut to);
+        let _ = to.shutdown(std::net::Shutdown::Write);
+    };
+    let (a2, b2) = match (a.try_clone(), b.try_clone()) {
+        (Ok(a2), Ok(b2)) => (a2, b2),
+        _ => return,
+    };
+    let _ = std::thread::Builder::new().spawn(move || pipe(a, b));
+    let _ = std::thread::Builder::new().spawn(move || pipe(b2, a2));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(s: &str) -> BTreeMap<String, String> {
+        s.split(',')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn mounts_take_buildkit_defaults_and_skip_what_was_not_forwarded() {
+        let agents = BTreeMap::from([("default".to_string(), PathBuf::from("/a.sock"))]);
+        let m = SshMount::new(&opts("type=ssh"), None, 1, &agents).unwrap().unwrap();
+        assert_eq!((m.target.as_str(), m.mode, m.uid), ("/run/buildkit/ssh_agent.1", 0o600, 0));
+        let m = SshMount::new(&opts("type=ssh,mode=0644,uid=7"), Some("/s".into()), 0, &agents)
+            .unwrap()
+            .unwrap();
+        assert_eq!((m.target.as_str(), m.mode, m.uid), ("/s", 0o644, 7));
+        assert!(SshMount::new(&opts("id=other"), None, 0, &agents).unwrap().is_none());
+        let e = SshMount::new(&opts("id=other,required=true"), None, 0, &agents).unwrap_err();
+        assert!(e.contains("\"other\""), "{e}");
+        assert!(SshMount::new(&opts("mode=9x"), None, 0, &agents).is_err());
+    }
+
+    #[test]
+    fn agents_are_sockets_and_key_files_are_refused_by_name() {
+        let d = tempfile::tempdir().unwrap();
+        let _l = UnixListener::bind(d.path().join("agent.sock")).unwrap();
+        std::fs::write(d.path().join("id_ed25519"), "key").unwrap();
+        let one = |id: &str, p: Option<&str>| {
+            agents(Some(&BTreeMap::from([(id.to_string(), p.map(str::to_string))])), d.path())
+        };
+        assert_eq!(one("default", Some("agent.sock")).unwrap()["default"], d.path().join("agent.sock"));
+        assert!(one("k", Some("id_ed25519")).unwrap_err().contains("key files are not implemented yet"));
+        assert!(one("default", None).unwrap_err().contains("SSH_AUTH_SOCK"));
+        assert!(one("x", Some("missing")).is_err());
+    }
+}
