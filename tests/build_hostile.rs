@@ -268,3 +268,49 @@ fn a_build_step_ends_with_its_engine_and_the_next_engine_sweeps_it() {
     assert_eq!(mounts_under(&env), Vec::<String>::new());
     env.assert_nothing_left();
 }
+
+/// The inode of `rel` in the top layer of the service `app`'s image.
+fn top_layer_inode(env: &Env, rel: &str) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let out = env.ok(&["image", "inspect", "rv-app"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let top = v[0]["RootFS"]["Layers"].as_array().unwrap().last().unwrap().as_str().unwrap().to_string();
+    let dir = env.state.path().join("images/layers/sha256").join(top.trim_start_matches("sha256:"));
+    std::fs::metadata(dir.join(rel)).unwrap().ino()
+}
+
+#[test]
+fn a_copy_reuses_only_files_unchanged_since_the_last_one() {
+    if !root() {
+        return;
+    }
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::new();
+    env.write("a.txt", "aaaa\n");
+    env.write("b.txt", "bbbb\n");
+    env.write("Dockerfile", "FROM rcompose/busybox\nCOPY a.txt b.txt /c/\n");
+    env.write("compose.yaml", "name: rv\nservices:\n  app:\n    build: .\n");
+    // Older than the racy window, as a checkout's files are.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    env.ok(&["build"]);
+    let (a1, b1) = (top_layer_inode(&env, "c/a.txt"), top_layer_inode(&env, "c/b.txt"));
+    env.write("b.txt", "bbbb, edited\n");
+    env.ok(&["build"]);
+    // The unchanged file is the earlier layer's; the edited one is new.
+    assert_eq!(top_layer_inode(&env, "c/a.txt"), a1);
+    assert_ne!(top_layer_inode(&env, "c/b.txt"), b1);
+    let show = |f: &str| env.ok(&["run", "--rm", "--no-deps", "--entrypoint", "cat", "app", f]);
+    assert_eq!(show("/c/b.txt"), "bbbb, edited\n");
+    // Rewritten in place with its size and mtime put back: its ctime tells.
+    let a = env.project.path().join("a.txt");
+    let m = std::fs::metadata(&a).unwrap();
+    let mtime = format!("{}.{:09}", m.mtime(), m.mtime_nsec());
+    std::fs::write(&a, "AAAA\n").unwrap();
+    let o = std::process::Command::new("touch").arg("-d").arg(format!("@{mtime}")).arg(&a).status().unwrap();
+    assert!(o.success());
+    let back = std::fs::metadata(&a).unwrap();
+    assert_eq!((back.mtime(), back.mtime_nsec(), back.len()), (m.mtime(), m.mtime_nsec(), m.len()));
+    env.ok(&["build"]);
+    assert_eq!(show("/c/a.txt"), "AAAA\n");
+    assert_ne!(top_layer_inode(&env, "c/a.txt"), a1);
+}

@@ -38,7 +38,8 @@ pub fn adopt_upper(store: &Store, upper: &Path) -> Result<LayerRecord, StoreErro
             .map_err(|e| io_err(&tmp)(e.into_error()))?
             .sync_all()
             .map_err(io_err(&tmp))?;
-        store.adopt(&tmp, &diff_id)?;
+        // Hashed as it was written, and synced: not read again.
+        store.adopt_written(&tmp, &diff_id)?;
         let dir = store.layer_dir(&diff_id);
         if dir.is_dir() {
             fs::remove_dir_all(upper).map_err(io_err(upper))?;

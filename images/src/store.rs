@@ -199,6 +199,13 @@ impl Store {
         fs::rename(tmp, &dst).map_err(io_err(&dst))
     }
 
+    /// Moves a file this process wrote into the store as the blob `digest`, which it
+    /// computed while writing (never for what came from elsewhere: see [`Store::adopt`]).
+    pub fn adopt_written(&self, tmp: &Path, digest: &Digest) -> Result<()> {
+        let dst = self.blob_path(digest);
+        fs::rename(tmp, &dst).map_err(io_err(&dst))
+    }
+
     fn tmp_path(&self, what: &str) -> PathBuf {
         static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -97,6 +97,10 @@ pub struct CopyOptions {
     /// where the file systems allow it: for sources never written again (the store's
     /// layers), whose inodes may serve in two layers.
     pub link: bool,
+    /// An earlier run of the same copy, whose unchanged files are linked, not copied.
+    pub reuse: Option<std::sync::Arc<super::reuse::Reuse>>,
+    /// Where the context's regular files copied are noted, for the next run.
+    pub record: Option<std::sync::Arc<super::reuse::Recorder>>,
 }
 
 pub(crate) fn readlink(fd: RawFd) -> io::Result<PathBuf> {
@@ -284,18 +288,15 @@ fn clear(at: BorrowedFd, name: &OsStr, keep_dir: bool) -> io::Result<()> {
 /// Links the source's inode at `at/name` (replacing what is there); false when it
 /// cannot be linked (another file system), for the caller to copy instead.
 fn link(ent: &Entry, at: BorrowedFd, name: &std::ffi::CStr) -> bool {
+    link_fd(ent.fd.as_raw_fd(), at, name)
+}
+
+/// Links the inode of the O_PATH descriptor `fd` at `at/name`, as [`link`].
+pub(super) fn link_fd(fd: RawFd, at: BorrowedFd, name: &std::ffi::CStr) -> bool {
     let try_link = || {
         // SAFETY: an O_PATH descriptor with AT_EMPTY_PATH (the engine is root), a valid
         // directory descriptor and C name; the result is checked.
-        unsafe {
-            libc::linkat(
-                ent.fd.as_raw_fd(),
-                c"".as_ptr(),
-                at.as_raw_fd(),
-                name.as_ptr(),
-                libc::AT_EMPTY_PATH,
-            )
-        }
+        unsafe { libc::linkat(fd, c"".as_ptr(), at.as_raw_fd(), name.as_ptr(), libc::AT_EMPTY_PATH) }
     };
     if try_link() == 0 {
         return true;
@@ -305,6 +306,17 @@ fn link(ent: &Entry, at: BorrowedFd, name: &std::ffi::CStr) -> bool {
     }
     let n = OsStr::from_bytes(name.to_bytes());
     clear(at, n, false).is_ok() && try_link() == 0
+}
+
+/// Notes a context file copied (or linked from the earlier copy) for the next run.
+fn note(src: &Source, ent: &Entry, shown: &Path, o: &CopyOptions) {
+    if let (true, Some(r)) = (src.is_context, &o.record) {
+        r.lock().unwrap_or_else(|p| p.into_inner()).push(super::reuse::Copied {
+            rel: ent.rel.clone(),
+            stat: super::reuse::StatKey::of(&ent.stat),
+            dest: shown.to_path_buf(),
+        });
+    }
 }
 
 /// Makes one entry at `at/name`; returns its descriptor.
@@ -346,6 +358,15 @@ fn place(
         libc::S_IFREG if o.link && !src.is_context && o.chown.is_none() && o.chmod.is_none() && link(ent, at, &c) => {
             Ok(None)
         }
+        libc::S_IFREG
+            if src.is_context
+                && o.reuse
+                    .as_ref()
+                    .is_some_and(|r| r.link(&ent.rel, st, shown, (uid, gid, mode), at, &c)) =>
+        {
+            note(src, ent, shown, o);
+            Ok(None)
+        }
         libc::S_IFREG => {
             let mut from = reopen(&ent.fd).map_err(io_at(&ent.rel))?;
             let create = || {
@@ -382,6 +403,7 @@ fn place(
                 return Err(io_at(shown)(last_err()));
             }
             set_file_times(&to, st).map_err(io_at(shown))?;
+            note(src, ent, shown, o);
             Ok(Some(to.into()))
         }
         libc::S_IFLNK => {

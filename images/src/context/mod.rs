@@ -8,6 +8,7 @@ pub mod copy;
 pub mod glob;
 pub mod hashes;
 pub mod ignore;
+pub mod reuse;
 
 use ignore::Ignore;
 use safefs::inroot;

@@ -529,6 +529,7 @@ impl<'a> StageRun<'a> {
                         // A stage's or image's files are the store's, never written
                         // again: the same inode serves in the new layer.
                         link: matches!(input, From::Layers { .. }),
+                        ..Default::default()
                     },
                     unpack: unpack.clone(),
                     remote: fetched.iter().map(|f| f.0.clone()).collect(),
