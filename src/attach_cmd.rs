@@ -74,10 +74,7 @@ pub fn attach(g: &Global, a: AttachArgs) -> Result<ExitCode> {
             detach_keys,
             sig_proxy: a.sig_proxy,
         };
-        match attach_to(&c, &target.id, &how).await? {
-            Ok(end) => Ok(end),
-            Err(not_running) => Err(not_running),
-        }
+        attach_to(&c, &target.id, &how).await?
     });
     // Standard input may still be read by a blocking thread: leave without waiting for it.
     rt.shutdown_background();

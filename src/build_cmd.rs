@@ -118,17 +118,19 @@ fn build_args(list: &[String], env: &BTreeMap<String, String>) -> Result<BTreeMa
 }
 
 pub fn build(g: &Global, a: BuildArgs) -> Result<ExitCode> {
-    for (set, flag) in [
-        (a.push, "--push"),
-        (a.memory.is_some(), "--memory"),
-    ] {
+    for (set, flag) in [(a.push, "--push"), (a.memory.is_some(), "--memory")] {
         if set {
             bail!("build {flag} is not implemented yet");
         }
     }
     let mut l = load(g, &a.services)?;
     let agent = l.loaded.environment.get("SSH_AUTH_SOCK").cloned();
-    crate::project::set_ssh(&mut l.json, &a.services, &crate::project::ssh_flags(&a.ssh), agent.as_deref());
+    crate::project::set_ssh(
+        &mut l.json,
+        &a.services,
+        &crate::project::ssh_flags(&a.ssh),
+        agent.as_deref(),
+    );
     if a.print {
         return print_definition(&l, &a.services);
     }

@@ -219,8 +219,14 @@ mod tests {
         let now = v.start;
         let lines = v.render(now);
         assert_eq!(lines[0], "[+] Building 0.0s (2/3)");
-        assert!(lines[1].starts_with(" => [internal] load build definition from Do"), "{lines:?}");
-        assert!(lines[1].ends_with(" 0.0s") && lines[1].chars().count() == 60, "{lines:?}");
+        assert!(
+            lines[1].starts_with(" => [internal] load build definition from Do"),
+            "{lines:?}"
+        );
+        assert!(
+            lines[1].ends_with(" 0.0s") && lines[1].chars().count() == 60,
+            "{lines:?}"
+        );
         assert!(lines[2].starts_with(" => CACHED [2/3] COPY a.txt ./ "), "{lines:?}");
         assert!(lines[3].starts_with(" => [3/3] RUN make "), "{lines:?}");
         // The last six lines of the running step, the oldest gone.

@@ -66,9 +66,13 @@ pub fn set_ssh(
     extra: &BTreeMap<String, Option<String>>,
     agent: Option<&str>,
 ) {
-    let Some(all) = json.get_mut("services").and_then(|s| s.as_object_mut()) else { return };
+    let Some(all) = json.get_mut("services").and_then(|s| s.as_object_mut()) else {
+        return;
+    };
     for (name, svc) in all.iter_mut() {
-        let Some(build) = svc.get_mut("build").and_then(|b| b.as_object_mut()) else { continue };
+        let Some(build) = svc.get_mut("build").and_then(|b| b.as_object_mut()) else {
+            continue;
+        };
         if !extra.is_empty() && (services.is_empty() || services.contains(name)) {
             let ssh = build.entry("ssh").or_insert_with(|| serde_json::json!({}));
             if let Some(m) = ssh.as_object_mut() {
@@ -77,7 +81,9 @@ pub fn set_ssh(
                 }
             }
         }
-        let Some(m) = build.get_mut("ssh").and_then(|s| s.as_object_mut()) else { continue };
+        let Some(m) = build.get_mut("ssh").and_then(|s| s.as_object_mut()) else {
+            continue;
+        };
         for (id, path) in m.iter_mut() {
             if id == "default" && path.as_str().is_none_or(str::is_empty) {
                 if let Some(a) = agent {

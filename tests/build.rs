@@ -117,7 +117,10 @@ fn a_dockerfile_builds_as_buildkit_builds_it() {
             "RUN |1 GREETING=hi /bin/sh -c echo \"$GREETING $E2\" > greeting && id -u > uid # buildkit",
             false,
         ),
-        ("RUN |1 GREETING=hi /bin/sh -c echo one > here1\necho two >> here1\n # buildkit", false),
+        (
+            "RUN |1 GREETING=hi /bin/sh -c echo one > here1\necho two >> here1\n # buildkit",
+            false,
+        ),
         ("COPY <<EOT /etc/note # buildkit", false),
         ("USER 1000", true),
         ("EXPOSE [53/udp 8080/tcp]", true),
@@ -177,7 +180,8 @@ fn a_dockerfile_builds_as_buildkit_builds_it() {
 
     // Asked first, as Docker asks: "n" keeps the cache.
     let mut ask = env.command(&["builder", "prune"]);
-    ask.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped());
+    ask.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
     let mut child = ask.spawn().unwrap();
     std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"n\n").unwrap();
     let o = child.wait_with_output().unwrap();
@@ -543,7 +547,10 @@ fn cache_mounts_start_from_a_stage_and_share_as_asked() {
     );
     let o = env.rc(&["build"]);
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert!(!o.status.success() && err.contains("sharing=bogus: not one of shared, private, locked"), "{err}");
+    assert!(
+        !o.status.success() && err.contains("sharing=bogus: not one of shared, private, locked"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -159,7 +159,10 @@ fn hostile_dockerfiles_are_refused_without_exhausting_the_engine() {
         &env,
         "FROM rcompose/busybox\nRUN yes 0123456789abcdef | head -c 3000000\n",
     );
-    assert!(ok && said.contains("[output clipped, log limit 2MiB reached]"), "{said}");
+    assert!(
+        ok && said.contains("[output clipped, log limit 2MiB reached]"),
+        "{said}"
+    );
     let lines = said.matches("0123456789abcdef").count();
     assert!(lines < 130_000, "{lines} lines shown");
     // The engine is still there.
@@ -202,7 +205,10 @@ fn pids_running(args: &[&str]) -> Vec<i32> {
 
 /// A build whose step sleeps, started in the background, once the step runs.
 fn build_sleeping(env: &Env, flags: &str, secs: &str) -> std::process::Child {
-    env.write("Dockerfile", &format!("FROM rcompose/busybox\nRUN {flags} sleep {secs}\n"));
+    env.write(
+        "Dockerfile",
+        &format!("FROM rcompose/busybox\nRUN {flags} sleep {secs}\n"),
+    );
     env.write("compose.yaml", "name: bi\nservices:\n  app:\n    build: .\n");
     let child = env
         .command(&["--progress", "plain", "build"])
@@ -274,8 +280,19 @@ fn top_layer_inode(env: &Env, rel: &str) -> u64 {
     use std::os::unix::fs::MetadataExt;
     let out = env.ok(&["image", "inspect", "rv-app"]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let top = v[0]["RootFS"]["Layers"].as_array().unwrap().last().unwrap().as_str().unwrap().to_string();
-    let dir = env.state.path().join("images/layers/sha256").join(top.trim_start_matches("sha256:"));
+    let top = v[0]["RootFS"]["Layers"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_string();
+    let dir = env
+        .state
+        .path()
+        .join("images/layers/sha256")
+        .join(top.trim_start_matches("sha256:"));
     std::fs::metadata(dir.join(rel)).unwrap().ino()
 }
 
@@ -306,10 +323,18 @@ fn a_copy_reuses_only_files_unchanged_since_the_last_one() {
     let m = std::fs::metadata(&a).unwrap();
     let mtime = format!("{}.{:09}", m.mtime(), m.mtime_nsec());
     std::fs::write(&a, "AAAA\n").unwrap();
-    let o = std::process::Command::new("touch").arg("-d").arg(format!("@{mtime}")).arg(&a).status().unwrap();
+    let o = std::process::Command::new("touch")
+        .arg("-d")
+        .arg(format!("@{mtime}"))
+        .arg(&a)
+        .status()
+        .unwrap();
     assert!(o.success());
     let back = std::fs::metadata(&a).unwrap();
-    assert_eq!((back.mtime(), back.mtime_nsec(), back.len()), (m.mtime(), m.mtime_nsec(), m.len()));
+    assert_eq!(
+        (back.mtime(), back.mtime_nsec(), back.len()),
+        (m.mtime(), m.mtime_nsec(), m.len())
+    );
     env.ok(&["build"]);
     assert_eq!(show("/c/a.txt"), "AAAA\n");
     assert_ne!(top_layer_inode(&env, "c/a.txt"), a1);

@@ -16,7 +16,10 @@ fn build_ulimits_apply_to_every_run() {
         return;
     }
     let env = Env::new();
-    env.write("Dockerfile", "FROM rcompose/busybox\nRUN echo $(ulimit -Sn) $(ulimit -Hn) > /n\n");
+    env.write(
+        "Dockerfile",
+        "FROM rcompose/busybox\nRUN echo $(ulimit -Sn) $(ulimit -Hn) > /n\n",
+    );
     env.write(
         "compose.yaml",
         "name: ul\nservices:\n  app:\n    build:\n      context: .\n      ulimits:\n        nofile: {soft: 100, hard: 200}\n",
@@ -30,7 +33,12 @@ fn build_ulimits_apply_to_every_run() {
     );
     let o = env.rc(&["build"]);
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert!(!o.status.success() && err.contains("build.ulimits.nofile") && err.contains("soft limit is above its hard limit"), "{err}");
+    assert!(
+        !o.status.success()
+            && err.contains("build.ulimits.nofile")
+            && err.contains("soft limit is above its hard limit"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -70,7 +78,10 @@ fn insecure_steps_run_privileged_only_when_the_build_allows_it() {
     env.write("Dockerfile", "FROM rcompose/busybox\nRUN --security=loose true\n");
     let o = env.rc(&["build"]);
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert!(!o.status.success() && err.contains("not one of sandbox, insecure"), "{err}");
+    assert!(
+        !o.status.success() && err.contains("not one of sandbox, insecure"),
+        "{err}"
+    );
 }
 
 /// A static client for an agent's socket: sends a line to `$SSH_AUTH_SOCK` (or its
@@ -140,7 +151,10 @@ fn ssh_mounts_relay_the_clients_agent_to_a_socket_of_the_steps_own() {
              ls -ln /s | awk '{print $1, $3}' > /s-mode\n\
          RUN --mount=type=ssh,id=other true\n",
     );
-    env.write("compose.yaml", "name: sh\nservices:\n  app:\n    build:\n      context: .\n      ssh: [default]\n");
+    env.write(
+        "compose.yaml",
+        "name: sh\nservices:\n  app:\n    build:\n      context: .\n      ssh: [default]\n",
+    );
     let agent = sock.to_str().unwrap();
     let o = env.rc_env(&["--progress", "plain", "build"], &[("SSH_AUTH_SOCK", agent)]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -148,7 +162,16 @@ fn ssh_mounts_relay_the_clients_agent_to_a_socket_of_the_steps_own() {
     assert_eq!(cat(&env, "/got"), "agent saw: list keys\nagent saw: list keys\n");
     assert_eq!(cat(&env, "/s-mode"), "srw-r----- 7\n");
     // The sockets were the step's only: nothing of them is in the image.
-    let o = env.rc(&["run", "--rm", "--no-deps", "--entrypoint", "ls", "app", "/run/buildkit/ssh_agent.0", "/s"]);
+    let o = env.rc(&[
+        "run",
+        "--rm",
+        "--no-deps",
+        "--entrypoint",
+        "ls",
+        "app",
+        "/run/buildkit/ssh_agent.0",
+        "/s",
+    ]);
     assert!(!o.status.success());
 
     // `build --ssh` gives an agent to every service, by id; a required one missing,
@@ -157,7 +180,10 @@ fn ssh_mounts_relay_the_clients_agent_to_a_socket_of_the_steps_own() {
     env.write("compose.yaml", "name: sh\nservices:\n  app:\n    build: .\n");
     let o = env.rc(&["--progress", "plain", "build"]);
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert!(!o.status.success() && err.contains("no SSH agent \"other\" forwarded"), "{err}");
+    assert!(
+        !o.status.success() && err.contains("no SSH agent \"other\" forwarded"),
+        "{err}"
+    );
     let flag = format!("other={agent}");
     let o = env.rc(&["--progress", "plain", "build", "--ssh", &flag]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -165,8 +191,15 @@ fn ssh_mounts_relay_the_clients_agent_to_a_socket_of_the_steps_own() {
     let key = env.project.path().join("client.c");
     let o = env.rc(&["build", "--ssh", &format!("other={}", key.display())]);
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert!(!o.status.success() && err.contains("build.ssh: other=") && err.contains("key files are not implemented yet"), "{err}");
-    let o = env.command(&["build", "--ssh", "default"]).env_remove("SSH_AUTH_SOCK").output().unwrap();
+    assert!(
+        !o.status.success() && err.contains("build.ssh: other=") && err.contains("key files are not implemented yet"),
+        "{err}"
+    );
+    let o = env
+        .command(&["build", "--ssh", "default"])
+        .env_remove("SSH_AUTH_SOCK")
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     assert!(!o.status.success() && err.contains("SSH_AUTH_SOCK is not set"), "{err}");
 }

@@ -521,7 +521,7 @@ fn an_alias_bomb_is_refused_in_bounded_memory() {
     let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i"];
     for w in names.windows(2) {
         let r = format!("*{}", w[0]);
-        y.push_str(&format!("x-{}: &{} [{}]\n", w[1], w[1], vec![r.as_str(); 9].join(",")));
+        y.push_str(&format!("x-{}: &{} [{}]\n", w[1], w[1], [r.as_str(); 9].join(",")));
     }
     y.push_str("services:\n  web:\n    image: busybox\n    labels:\n      bomb: *i\n");
     assert!(y.len() < 2048, "{}", y.len());

@@ -61,7 +61,9 @@ pub fn check(p: &Project) -> Result<(), (String, String)> {
             container(c).map_err(|e| (format!("services.{key}.container_name"), e))?;
         }
     }
-    let sections: [(&str, &str, Vec<(&String, Option<&String>)>); 4] = [
+    // (section, what one is called, its keys and names).
+    type Section<'a> = (&'a str, &'a str, Vec<(&'a String, Option<&'a String>)>);
+    let sections: [Section; 4] = [
         (
             "networks",
             "network",

@@ -48,7 +48,12 @@ pub fn is_url(s: &str) -> bool {
 pub fn name_of(url: &str) -> String {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let path = rest.split(['?', '#']).next().unwrap_or_default();
-    let last = path.split_once('/').map_or("", |(_, p)| p).rsplit('/').next().unwrap_or_default();
+    let last = path
+        .split_once('/')
+        .map_or("", |(_, p)| p)
+        .rsplit('/')
+        .next()
+        .unwrap_or_default();
     if last.is_empty() || last == "." || last == ".." {
         "__unnamed__".into()
     } else {
@@ -59,7 +64,9 @@ pub fn name_of(url: &str) -> String {
 /// Checks a `--checksum` value.
 pub fn parse_checksum(c: &str) -> Result<String, FetchError> {
     match c.strip_prefix("sha256:") {
-        Some(h) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) => Ok(format!("sha256:{}", h.to_ascii_lowercase())),
+        Some(h) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            Ok(format!("sha256:{}", h.to_ascii_lowercase()))
+        }
         _ => Err(FetchError::BadChecksum(c.into())),
     }
 }

@@ -95,7 +95,10 @@ pub fn mount(stack: &Stack, target: &Path) -> io::Result<()> {
         set(c"lowerdir+", l).map_err(|e| {
             io::Error::new(
                 e.kind(),
-                format!("{e} (an overlay of {} layers needs Linux 6.8 or later)", stack.lowers.len()),
+                format!(
+                    "{e} (an overlay of {} layers needs Linux 6.8 or later)",
+                    stack.lowers.len()
+                ),
             )
         })?;
     }

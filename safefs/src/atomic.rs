@@ -46,23 +46,6 @@ pub fn write_at(dir: RawFd, name: &str, data: &[u8]) -> io::Result<()> {
     res
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::os::unix::io::AsRawFd;
-
-    #[test]
-    fn replaces_whole_or_not_at_all() {
-        let t = tempfile::tempdir().unwrap();
-        let d = File::open(t.path()).unwrap();
-        write_at(d.as_raw_fd(), "exit.json", b"{\"a\":1}").unwrap();
-        write_at(d.as_raw_fd(), "exit.json", b"{\"a\":2}").unwrap();
-        assert_eq!(std::fs::read(t.path().join("exit.json")).unwrap(), b"{\"a\":2}");
-        let left: Vec<_> = std::fs::read_dir(t.path()).unwrap().flatten().collect();
-        assert_eq!(left.len(), 1, "no temporary file left");
-    }
-}
-
 /// Writes `data` to `path` atomically: temporary file, fsync, rename, fsync the directory.
 pub fn write(path: &Path, data: &[u8]) -> io::Result<()> {
     // `out.yaml` has the parent "", which names no directory to sync.
@@ -86,4 +69,21 @@ pub fn write(path: &Path, data: &[u8]) -> io::Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::io::AsRawFd;
+
+    #[test]
+    fn replaces_whole_or_not_at_all() {
+        let t = tempfile::tempdir().unwrap();
+        let d = File::open(t.path()).unwrap();
+        write_at(d.as_raw_fd(), "exit.json", b"{\"a\":1}").unwrap();
+        write_at(d.as_raw_fd(), "exit.json", b"{\"a\":2}").unwrap();
+        assert_eq!(std::fs::read(t.path().join("exit.json")).unwrap(), b"{\"a\":2}");
+        let left: Vec<_> = std::fs::read_dir(t.path()).unwrap().flatten().collect();
+        assert_eq!(left.len(), 1, "no temporary file left");
+    }
 }

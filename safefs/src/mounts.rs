@@ -84,7 +84,10 @@ mod tests {
         let got = points_below_in(info, Path::new("/s/tmp"));
         assert_eq!(got[0], Path::new("/s/tmp/bind-1-3/src/sub"));
         assert!(got.contains(&PathBuf::from("/s/tmp/with space")));
-        assert!(!got.contains(&PathBuf::from("/s/tmpx")), "a sibling with the same prefix");
+        assert!(
+            !got.contains(&PathBuf::from("/s/tmpx")),
+            "a sibling with the same prefix"
+        );
         assert_eq!(got.len(), 4);
         assert!(points_below_in(info, Path::new("/elsewhere")).is_empty());
     }

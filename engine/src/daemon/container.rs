@@ -517,7 +517,7 @@ impl Engine {
             .ok()
             .and_then(|i| self.store.config(&i).ok())
             .and_then(|c| c.config.healthcheck);
-        super::health::effective(&svc, image.as_ref())
+        super::health::effective(svc, image.as_ref())
     }
 
     /// Stops a running container: the stop signal, `grace`, then everything killed.

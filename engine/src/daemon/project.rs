@@ -166,17 +166,9 @@ impl Engine {
         out.send(StreamMsg::Services(selected.clone()));
 
         // Image ready: built, or pulled as `--pull` or the services' policies say.
-        self.build_for_up(
-            &project,
-            &req.working_dir,
-            &selected,
-            req.build,
-            req.no_build,
-            &req.file_values,
-            &req.auths,
-            &out,
-        )
-        .await?;
+        let builds =
+            super::build::service::Builds::for_up(&project, &req.working_dir, &selected, &req.file_values, &req.auths);
+        self.build_for_up(builds, req.build, req.no_build, &out).await?;
         self.pull_for_services(
             &project,
             &selected,

@@ -28,17 +28,9 @@ impl Engine {
             scale: &Default::default(),
             file_values: &req.file_values,
         })?;
-        self.build_for_up(
-            &project,
-            &req.working_dir,
-            &pulled,
-            req.build,
-            false,
-            &req.file_values,
-            &req.auths,
-            &out,
-        )
-        .await?;
+        let builds =
+            super::build::service::Builds::for_up(&project, &req.working_dir, &pulled, &req.file_values, &req.auths);
+        self.build_for_up(builds, req.build, false, &out).await?;
         self.pull_for_services(&project, &pulled, req.pull.as_deref(), req.quiet_pull, &req.auths, &out)
             .await?;
         if !req.no_deps {

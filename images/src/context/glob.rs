@@ -47,12 +47,10 @@ fn m(p: &[char], t: &[char], sep: Option<char>) -> bool {
                         }
                     }
                 }
-                '\\' if pi + 1 < p.len() => {
-                    if p[pi + 1] == t[ti] {
-                        pi += 2;
-                        ti += 1;
-                        continue;
-                    }
+                '\\' if pi + 1 < p.len() && p[pi + 1] == t[ti] => {
+                    pi += 2;
+                    ti += 1;
+                    continue;
                 }
                 c if c == t[ti] && c != '?' => {
                     pi += 1;

@@ -132,7 +132,12 @@ mod tests {
         let f = t.path().join("f");
         std::fs::write(&f, "x").unwrap();
         let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
-        std::fs::File::options().write(true).open(&f).unwrap().set_modified(old).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&f)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
         let st = nix::sys::stat::lstat(&f).unwrap();
         let h = Hashes::open(&t.path().join("hashes"));
         // Changed a moment ago (its ctime is now): not remembered.

@@ -440,4 +440,3 @@ pub fn read_beside(context: &Path, path: &Path, limit: u64) -> Result<Vec<u8>, C
         }
     })
 }
-

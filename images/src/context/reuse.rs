@@ -105,7 +105,9 @@ impl Reuse {
         at: BorrowedFd,
         name: &CStr,
     ) -> bool {
-        let Some((was, made)) = self.files.get(rel) else { return false };
+        let Some((was, made)) = self.files.get(rel) else {
+            return false;
+        };
         let now = StatKey::of(st);
         // Changed, moved, or touched so near the copy that a change may not show.
         if *was != now || made != dest || now.mtime.0 >= self.at - 2 || now.ctime.0 >= self.at - 2 {
@@ -119,7 +121,9 @@ impl Reuse {
         ) else {
             return false;
         };
-        let Ok(old) = super::fstat(safefs::inroot::borrow(&fd)) else { return false };
+        let Ok(old) = super::fstat(safefs::inroot::borrow(&fd)) else {
+            return false;
+        };
         let same = super::kind(&old) == libc::S_IFREG
             && (old.st_uid, old.st_gid, old.st_mode & 0o7777) == (uid, gid, mode)
             && old.st_size == st.st_size

@@ -368,7 +368,7 @@ fn pairs(line: usize, kw: &str, body: &str, escape: char) -> Result<Vec<(String,
     words
         .into_iter()
         .map(|w| match w.split_once('=') {
-            Some((k, _)) if k.is_empty() => Err(err(line, format!("{kw} names can not be blank"))),
+            Some(("", _)) => Err(err(line, format!("{kw} names can not be blank"))),
             Some((k, v)) => Ok((k.to_string(), v.to_string())),
             None => Err(err(line, format!("{kw}: {w:?} is not of the form key=value"))),
         })

@@ -49,7 +49,9 @@ impl Cache {
     /// a rebuild neither mounts nor reads it again.
     pub fn source_digest(&self, key: &str) -> Option<String> {
         let data = std::fs::read(self.dir.join("sources").join(key)).ok()?;
-        String::from_utf8(data).ok().filter(|d| d.starts_with("sha256:") && d.len() < 80)
+        String::from_utf8(data)
+            .ok()
+            .filter(|d| d.starts_with("sha256:") && d.len() < 80)
     }
 
     pub fn put_source_digest(&self, key: &str, digest: &str) {

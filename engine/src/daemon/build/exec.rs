@@ -65,9 +65,9 @@ fn stubs_below(lowers: &[PathBuf], targets: &[PathBuf]) -> Vec<PathBuf> {
         .filter_map(|l| std::fs::File::open(l).ok().map(Into::into))
         .collect();
     let missing = |p: &Path| {
-        !roots.iter().any(|r| {
-            safefs::inroot::open(safefs::inroot::borrow(r), p, libc::O_PATH | libc::O_NOFOLLOW, 0).is_ok()
-        })
+        !roots
+            .iter()
+            .any(|r| safefs::inroot::open(safefs::inroot::borrow(r), p, libc::O_PATH | libc::O_NOFOLLOW, 0).is_ok())
     };
     let mut out: Vec<PathBuf> = Vec::new();
     for t in targets {
@@ -100,15 +100,14 @@ fn remove_stubs(upper: &Path, stubs: &[PathBuf]) {
             continue;
         };
         let rel = parent.strip_prefix("/").unwrap_or(parent);
-        let Ok(dir) = safefs::inroot::open_beneath(
-            safefs::inroot::borrow(&top),
-            rel,
-            libc::O_PATH | libc::O_DIRECTORY,
-            0,
-        ) else {
+        let Ok(dir) =
+            safefs::inroot::open_beneath(safefs::inroot::borrow(&top), rel, libc::O_PATH | libc::O_DIRECTORY, 0)
+        else {
             continue;
         };
-        let Ok(c) = std::ffi::CString::new(name.as_bytes()) else { continue };
+        let Ok(c) = std::ffi::CString::new(name.as_bytes()) else {
+            continue;
+        };
         let Ok(st) = safefs::inroot::stat_at(safefs::inroot::borrow(&dir), Path::new(name)) else {
             continue;
         };
@@ -346,7 +345,10 @@ impl LogTail {
         }
         self.shown += line.len() + 1;
         if self.shown > MAX_STEP_LOG {
-            log(&format!("[output clipped, log limit {}MiB reached]", MAX_STEP_LOG >> 20));
+            log(&format!(
+                "[output clipped, log limit {}MiB reached]",
+                MAX_STEP_LOG >> 20
+            ));
             return;
         }
         log(line);
@@ -481,7 +483,9 @@ pub fn copy(ctx: &Ctx, st: &StageState, step: &Step, job: CopyJob) -> Result<Opt
     )
     .map_err(at)?;
     for r in &job.remote {
-        let (Some(dir), Some(name)) = (r.parent(), r.file_name()) else { continue };
+        let (Some(dir), Some(name)) = (r.parent(), r.file_name()) else {
+            continue;
+        };
         let src = Source::context(dir, None).map_err(at)?;
         let mut o = job.options.clone();
         if o.chmod.is_none() {
@@ -521,7 +525,10 @@ pub fn copy(ctx: &Ctx, st: &StageState, step: &Step, job: CopyJob) -> Result<Opt
     for archive in &job.unpack {
         let e = job.source.open(archive).map_err(at)?;
         if e.stat.st_mode & libc::S_IFMT != libc::S_IFREG {
-            return Err(BuildError::at(step, format!("{}: not a regular file", archive.display())));
+            return Err(BuildError::at(
+                step,
+                format!("{}: not a regular file", archive.display()),
+            ));
         }
         let f = safefs::inroot::reopen_regular(&e.fd).map_err(|e| BuildError::at(step, e.to_string()))?;
         let r = images::unpack::decompress(f).map_err(|e| BuildError::at(step, e.to_string()))?;
@@ -572,7 +579,9 @@ impl Reused {
         if !job.source.is_context {
             return none;
         }
-        let Ok(cache) = super::cache::Cache::open(&ctx.store) else { return none };
+        let Ok(cache) = super::cache::Cache::open(&ctx.store) else {
+            return none;
+        };
         let dir = cache.dir().join("copies");
         if std::fs::create_dir_all(&dir).is_err() {
             return none;
@@ -596,7 +605,9 @@ impl Reused {
     }
 
     fn save(&self, layer: Option<&LayerRecord>) {
-        let (Some(path), Some(rec), Some(layer)) = (&self.path, &self.record, layer) else { return };
+        let (Some(path), Some(rec), Some(layer)) = (&self.path, &self.record, layer) else {
+            return;
+        };
         let files = std::mem::take(&mut *rec.lock().unwrap_or_else(|p| p.into_inner()));
         let r = images::context::reuse::Record {
             layer: layer.diff_id.to_string(),
@@ -625,17 +636,14 @@ fn new_path_parents(lowers: &[PathBuf], dest: &str) -> Option<Vec<(PathBuf, libc
     let mut prefix = PathBuf::new();
     let comps: Vec<_> = rel.components().collect();
     for (i, c) in comps.iter().enumerate() {
-        let std::path::Component::Normal(n) = c else { return None };
+        let std::path::Component::Normal(n) = c else {
+            return None;
+        };
         prefix.push(n);
         let last = i + 1 == comps.len();
         let mut highest: Option<libc::stat> = None;
         for r in &roots {
-            match safefs::inroot::open_beneath(
-                safefs::inroot::borrow(r),
-                &prefix,
-                libc::O_PATH | libc::O_NOFOLLOW,
-                0,
-            ) {
+            match safefs::inroot::open_beneath(safefs::inroot::borrow(r), &prefix, libc::O_PATH | libc::O_NOFOLLOW, 0) {
                 Ok(fd) => {
                     let st = nix::sys::stat::fstat(&fd).ok()?;
                     if last || st.st_mode & libc::S_IFMT != libc::S_IFDIR {

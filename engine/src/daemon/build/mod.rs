@@ -330,7 +330,12 @@ fn build_stages(
     let resolve = |w: &str| images::dockerfile::expand::word(w, global, escape).unwrap_or_else(|_| w.to_string());
     let uses: HashMap<usize, BTreeSet<usize>> = needed
         .iter()
-        .map(|&i| (i, d.uses(i, &resolve).into_iter().filter(|u| needed.contains(u)).collect()))
+        .map(|&i| {
+            (
+                i,
+                d.uses(i, &resolve).into_iter().filter(|u| needed.contains(u)).collect(),
+            )
+        })
         .collect();
     // A few workers take the stages whose inputs are built: independent stages run in
     // parallel, and a file of thousands of stages never runs thousands at once.

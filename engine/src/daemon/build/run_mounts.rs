@@ -172,7 +172,11 @@ pub(super) fn run_mounts(
         // Relative to the working directory and cleaned, as BuildKit takes it: no
         // `..` reaches the mount-point clean-up, whatever the spec says.
         let target = o.get("target").or(o.get("dst")).or(o.get("destination")).map(|t| {
-            let t = if t.starts_with('/') { t.clone() } else { format!("{workdir}/{t}") };
+            let t = if t.starts_with('/') {
+                t.clone()
+            } else {
+                format!("{workdir}/{t}")
+            };
             stage::clean_abs(&t)
         });
         let ro = |o: &BTreeMap<String, String>| o.get("readonly").or(o.get("ro")).is_some_and(|v| v != "false");
@@ -204,8 +208,9 @@ pub(super) fn run_mounts(
                             None => exec::view(ctx, &image(ctx, f, job.pull).map_err(&bad)?.layers, views)?,
                         };
                         let src = Source::tree(&tree).map_err(|e| bad(e.to_string()))?;
-                        let root: std::os::unix::io::OwnedFd =
-                            std::fs::File::open(&dir).map_err(|e| BuildError::Io(e.to_string()))?.into();
+                        let root: std::os::unix::io::OwnedFd = std::fs::File::open(&dir)
+                            .map_err(|e| BuildError::Io(e.to_string()))?
+                            .into();
                         images::context::copy::copy(
                             &src,
                             &[rel],
@@ -236,24 +241,37 @@ pub(super) fn run_mounts(
                 let (root, filter): (PathBuf, Option<&Source>) = match o.get("from") {
                     None => (context.path.clone(), Some(context)),
                     Some(f) => match d.stage_named(f, index) {
-                        Some(i) => (exec::view(ctx, &built.get(&i).ok_or(BuildError::Cancelled)?.layers, views)?, None),
+                        Some(i) => (
+                            exec::view(ctx, &built.get(&i).ok_or(BuildError::Cancelled)?.layers, views)?,
+                            None,
+                        ),
                         None => match job.contexts.get(f) {
                             Some(NamedContext::Dir(p)) => {
                                 named = Source::context(p, None).map_err(|e| bad(e.to_string()))?;
                                 (p.clone(), Some(&named))
                             }
-                            Some(NamedContext::Image(r)) => {
-                                (exec::view(ctx, &image(ctx, r, false).map_err(bad)?.layers, views)?, None)
-                            }
-                            None => (exec::view(ctx, &image(ctx, f, job.pull).map_err(bad)?.layers, views)?, None),
+                            Some(NamedContext::Image(r)) => (
+                                exec::view(ctx, &image(ctx, r, false).map_err(bad)?.layers, views)?,
+                                None,
+                            ),
+                            None => (
+                                exec::view(ctx, &image(ctx, f, job.pull).map_err(bad)?.layers, views)?,
+                                None,
+                            ),
                         },
                     },
                 };
                 // A context is seen as the build transfers it: without what
                 // .dockerignore leaves out (in a copy, which may be written to).
                 let (host, copied) = match filter {
-                    Some(src) if src.filters() => (exec::filtered_copy(ctx, src, &rel, views).map_err(|e| bad(e.to_string()))?, true),
-                    _ => (exec::held_bind(ctx, &root, &rel, views).map_err(|e| bad(e.to_string()))?, false),
+                    Some(src) if src.filters() => (
+                        exec::filtered_copy(ctx, src, &rel, views).map_err(|e| bad(e.to_string()))?,
+                        true,
+                    ),
+                    _ => (
+                        exec::held_bind(ctx, &root, &rel, views).map_err(|e| bad(e.to_string()))?,
+                        false,
+                    ),
                 };
                 let host = if writable && !copied {
                     exec::writable_copy_view(ctx, &host, views)?

@@ -561,7 +561,11 @@ impl<'a> StageRun<'a> {
         let path = named.join(&got.name);
         std::fs::rename(&got.path, &path).map_err(io)?;
         if let Some(t) = got.last_modified {
-            std::fs::File::options().write(true).open(&path).and_then(|f| f.set_modified(t)).map_err(io)?;
+            std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .and_then(|f| f.set_modified(t))
+                .map_err(io)?;
         }
         let when = got
             .last_modified
@@ -627,7 +631,10 @@ enum From {
     /// A named context that is a directory.
     Dir(PathBuf),
     /// A stage's or image's layers, and what identifies them.
-    Layers { layers: Vec<LayerRecord>, key: String },
+    Layers {
+        layers: Vec<LayerRecord>,
+        key: String,
+    },
 }
 
 /// A step that may make a layer: the cached result when there is one (said `CACHED`),

@@ -48,15 +48,14 @@ fn refuse(service: &str, key: &str, what: &str) -> OpError {
 
 /// The job for one service's build.
 pub fn job(
-    project: &Project,
-    working_dir: &Path,
+    run: &Builds,
     service: &str,
     svc: &Service,
     b: &Build,
-    file_values: &BTreeMap<String, String>,
     built: &BTreeMap<String, String>,
     out: &Out,
 ) -> Result<BuildJob, OpError> {
+    let (project, working_dir, file_values) = (run.project, run.working_dir, run.file_values);
     let pname = project.name.clone().unwrap_or_default();
     let ctx_raw = b.context.clone().unwrap_or_else(|| ".".into());
     if ctx_raw.contains("://") || ctx_raw.starts_with("git@") || ctx_raw.ends_with(".git") {
@@ -206,8 +205,7 @@ pub fn job(
         pull: b.pull == Some(true),
         allow_host_network: network.as_deref() == Some("host")
             || b.entitlements.iter().flatten().any(|e| e == "network.host"),
-        allow_insecure: b.privileged == Some(true)
-            || b.entitlements.iter().flatten().any(|e| e == "security.insecure"),
+        allow_insecure: b.privileged == Some(true) || b.entitlements.iter().flatten().any(|e| e == "security.insecure"),
         network,
         extra_hosts: b.extra_hosts.as_ref().map(|e| e.0.clone()).unwrap_or_default(),
         shm_size: b.shm_size.map(|s| s.0.max(0) as u64).unwrap_or(0),
@@ -298,6 +296,28 @@ pub struct Builds<'a> {
     pub auths: BTreeMap<String, Credentials>,
 }
 
+impl<'a> Builds<'a> {
+    /// The builds `up` or `run` may make of `services`: no build args or flags of its own.
+    pub fn for_up(
+        project: &'a Project,
+        working_dir: &'a str,
+        services: &[String],
+        file_values: &'a BTreeMap<String, String>,
+        auths: &BTreeMap<String, Credentials>,
+    ) -> Builds<'a> {
+        Builds {
+            project,
+            working_dir: Path::new(working_dir),
+            services: services.to_vec(),
+            build_args: BTreeMap::new(),
+            no_cache: false,
+            pull: false,
+            file_values,
+            auths: auths.clone(),
+        }
+    }
+}
+
 impl Engine {
     /// `POST /v1/projects/{name}/build`.
     pub async fn build_project(self: &Arc<Self>, req: BuildRequest, out: Out) -> OpResult {
@@ -336,7 +356,7 @@ impl Engine {
         for s in order(b.project, &b.services) {
             let svc = &b.project.services[&s];
             let Some(bs) = &svc.build else { continue };
-            let mut job = job(b.project, b.working_dir, &s, svc, bs, b.file_values, &built, out)?;
+            let mut job = job(&b, &s, svc, bs, &built, out)?;
             job.args.extend(b.build_args.clone());
             job.no_cache |= b.no_cache;
             job.pull |= b.pull;
@@ -357,19 +377,11 @@ impl Engine {
 
     /// `up`'s "image ready" for services with `build:`: built when `--build`, when
     /// `pull_policy: build`, or when the image is missing (unless `--no-build`).
-    pub async fn build_for_up(
-        self: &Arc<Self>,
-        project: &Project,
-        working_dir: &str,
-        selected: &[String],
-        force: bool,
-        no_build: bool,
-        file_values: &BTreeMap<String, String>,
-        auths: &BTreeMap<String, Credentials>,
-        out: &Out,
-    ) -> OpResult {
+    /// `b.services` are those selected; only those that need it are built.
+    pub async fn build_for_up(self: &Arc<Self>, mut b: Builds<'_>, force: bool, no_build: bool, out: &Out) -> OpResult {
+        let project = b.project;
         let mut wanted = Vec::new();
-        for s in selected {
+        for s in &b.services {
             let svc = &project.services[s];
             if svc.build.is_none() {
                 continue;
@@ -393,16 +405,7 @@ impl Engine {
         if wanted.is_empty() {
             return Ok(());
         }
-        let b = Builds {
-            project,
-            working_dir: Path::new(working_dir),
-            services: wanted,
-            build_args: BTreeMap::new(),
-            no_cache: false,
-            pull: false,
-            file_values,
-            auths: auths.clone(),
-        };
+        b.services = wanted;
         self.build_services(b, out).await
     }
 }

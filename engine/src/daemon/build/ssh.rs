@@ -174,7 +174,10 @@ mod tests {
     fn mounts_take_buildkit_defaults_and_skip_what_was_not_forwarded() {
         let agents = BTreeMap::from([("default".to_string(), PathBuf::from("/a.sock"))]);
         let m = SshMount::new(&opts("type=ssh"), None, 1, &agents).unwrap().unwrap();
-        assert_eq!((m.target.as_str(), m.mode, m.uid), ("/run/buildkit/ssh_agent.1", 0o600, 0));
+        assert_eq!(
+            (m.target.as_str(), m.mode, m.uid),
+            ("/run/buildkit/ssh_agent.1", 0o600, 0)
+        );
         let m = SshMount::new(&opts("type=ssh,mode=0644,uid=7"), Some("/s".into()), 0, &agents)
             .unwrap()
             .unwrap();
@@ -191,10 +194,18 @@ mod tests {
         let _l = UnixListener::bind(d.path().join("agent.sock")).unwrap();
         std::fs::write(d.path().join("id_ed25519"), "key").unwrap();
         let one = |id: &str, p: Option<&str>| {
-            agents(Some(&BTreeMap::from([(id.to_string(), p.map(str::to_string))])), d.path())
+            agents(
+                Some(&BTreeMap::from([(id.to_string(), p.map(str::to_string))])),
+                d.path(),
+            )
         };
-        assert_eq!(one("default", Some("agent.sock")).unwrap()["default"], d.path().join("agent.sock"));
-        assert!(one("k", Some("id_ed25519")).unwrap_err().contains("key files are not implemented yet"));
+        assert_eq!(
+            one("default", Some("agent.sock")).unwrap()["default"],
+            d.path().join("agent.sock")
+        );
+        assert!(one("k", Some("id_ed25519"))
+            .unwrap_err()
+            .contains("key files are not implemented yet"));
         assert!(one("default", None).unwrap_err().contains("SSH_AUTH_SOCK"));
         assert!(one("x", Some("missing")).is_err());
     }

@@ -296,7 +296,10 @@ pub fn apply(
     if metadata_size(st) > MAX_METADATA {
         return Err(BuildError::at(
             step,
-            format!("the stage's environment, labels and build args exceed {} MiB", MAX_METADATA >> 20),
+            format!(
+                "the stage's environment, labels and build args exceed {} MiB",
+                MAX_METADATA >> 20
+            ),
         ));
     }
     Ok(by)
