@@ -12,7 +12,6 @@ use images::context::Source;
 use images::dockerfile::Step;
 use images::store::LayerRecord;
 use runtime::spec::{ContainerSpec, Mount, Process};
-use std::io::{BufRead, Seek};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -251,7 +250,7 @@ pub fn run(
         resolv_conf: ctx.host_resolv.clone(),
         shm_size: if r.shm_size > 0 { r.shm_size } else { 64 << 20 },
         log: runtime::spec::LogConfig {
-            max_size: STEP_LOG_FILE_MAX,
+            max_size: super::step_log::STEP_LOG_FILE_MAX,
             max_file: 1,
         },
         ..Default::default()
@@ -277,7 +276,7 @@ pub fn run(
         .runtime
         .start_with(&spec, &runtime::cgroups::Limits::default(), &mut plug)
         .map_err(|e| BuildError::at(step, format!("process {:?} could not start: {e}", r.args.join(" "))))?;
-    let mut tail = LogTail::new(cdir.join(runtime::logs::LOG_FILE));
+    let mut tail = super::step_log::LogTail::new(cdir.join(runtime::logs::LOG_FILE));
     let mut cancelled = false;
     while !ctx.engine.runtime.wait(&c, Duration::from_millis(100)) {
         tail.read(log);
@@ -308,90 +307,6 @@ pub fn run(
     let upper = cdir.join("upper");
     remove_stubs(&upper, &stubs);
     finish(ctx, &upper)
-}
-
-/// The longest output line held before it is shown anyway.
-const MAX_LINE: usize = 64 * 1024;
-
-/// Follows a container's json-file log as it grows.
-struct LogTail {
-    path: PathBuf,
-    pos: u64,
-    partial: String,
-    /// Bytes shown so far; past [`MAX_STEP_LOG`] the rest is dropped, as BuildKit clips.
-    shown: usize,
-}
-
-/// The most of one step's output that is shown (BuildKit's default step log limit).
-const MAX_STEP_LOG: usize = 2 << 20;
-
-/// The step container's log file is rotated past this, so a step that writes without
-/// end fills neither the disk nor, through the tail, the engine's memory.
-pub const STEP_LOG_FILE_MAX: u64 = 64 << 20;
-
-impl LogTail {
-    fn new(path: PathBuf) -> LogTail {
-        LogTail {
-            path,
-            pos: 0,
-            partial: String::new(),
-            shown: 0,
-        }
-    }
-
-    fn show(&mut self, line: &str, log: &mut dyn FnMut(&str)) {
-        if self.shown > MAX_STEP_LOG {
-            return;
-        }
-        self.shown += line.len() + 1;
-        if self.shown > MAX_STEP_LOG {
-            log(&format!(
-                "[output clipped, log limit {}MiB reached]",
-                MAX_STEP_LOG >> 20
-            ));
-            return;
-        }
-        log(line);
-    }
-
-    fn read(&mut self, log: &mut dyn FnMut(&str)) {
-        if self.shown > MAX_STEP_LOG {
-            return;
-        }
-        let Ok(mut f) = std::fs::File::open(&self.path) else {
-            return;
-        };
-        if f.metadata().is_ok_and(|m| m.len() < self.pos) {
-            // Rotated under us: what was between is gone, so the log is clipped here.
-            self.shown = MAX_STEP_LOG;
-            self.show("", log);
-            return;
-        }
-        if f.seek(std::io::SeekFrom::Start(self.pos)).is_err() {
-            return;
-        }
-        let mut r = std::io::BufReader::new(f);
-        let mut line = String::new();
-        while let Ok(n) = r.read_line(&mut line) {
-            if n == 0 || !line.ends_with('\n') {
-                break;
-            }
-            self.pos += n as u64;
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                self.partial.push_str(v["log"].as_str().unwrap_or_default());
-                while let Some(i) = self.partial.find('\n') {
-                    let l: String = self.partial.drain(..=i).collect();
-                    self.show(l.trim_end_matches('\n'), log);
-                }
-                // Output that never ends a line is shown in pieces, not held whole.
-                if self.partial.len() > MAX_LINE {
-                    let l = std::mem::take(&mut self.partial);
-                    self.show(&l, log);
-                }
-            }
-            line.clear();
-        }
-    }
 }
 
 /// What one `COPY`/`ADD` copies: from where, which items, to where.
@@ -469,7 +384,7 @@ pub fn copy(ctx: &Ctx, st: &StageState, step: &Step, job: CopyJob) -> Result<Opt
         .map_err(|e| BuildError::Io(e.to_string()))?
         .into();
     let at = |e: images::context::ContextError| BuildError::at(step, e.to_string());
-    let reuse = Reused::begin(ctx, st, step, &job);
+    let reuse = super::reused::Reused::begin(ctx, st, step, &job);
     let mut options = job.options.clone();
     options.reuse = reuse.earlier.clone();
     options.record = reuse.record.clone();
@@ -555,70 +470,6 @@ pub fn copy(ctx: &Ctx, st: &StageState, step: &Step, job: CopyJob) -> Result<Opt
     let layer = finish(ctx, &upper)?;
     reuse.save(layer.as_ref());
     Ok(layer)
-}
-
-/// A context copy's earlier run (see [`images::context::reuse`]), found by the step
-/// and its parent (not by what it copies, which is what changed), and the record of
-/// this run for the next.
-struct Reused {
-    path: Option<PathBuf>,
-    at: i64,
-    earlier: Option<std::sync::Arc<images::context::reuse::Reuse>>,
-    record: Option<std::sync::Arc<images::context::reuse::Recorder>>,
-}
-
-impl Reused {
-    fn begin(ctx: &Ctx, st: &StageState, step: &Step, job: &CopyJob) -> Reused {
-        use images::context::reuse::{Record, Reuse};
-        let none = Reused {
-            path: None,
-            at: 0,
-            earlier: None,
-            record: None,
-        };
-        if !job.source.is_context {
-            return none;
-        }
-        let Ok(cache) = super::cache::Cache::open(&ctx.store) else {
-            return none;
-        };
-        let dir = cache.dir().join("copies");
-        if std::fs::create_dir_all(&dir).is_err() {
-            return none;
-        }
-        let path = dir.join(super::cache::key(&st.key, &["copy", &step.text, &job.dest]));
-        let earlier = Record::load(&path).and_then(|r| {
-            let d = images::Digest::parse(&r.layer)?;
-            let layer = ctx.store.layer_dir(&d);
-            Reuse::new(r, &layer).ok().map(std::sync::Arc::new)
-        });
-        Reused {
-            path: Some(path),
-            // Before anything is read: a file changed during the copy is newer.
-            at: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0),
-            earlier,
-            record: Some(std::sync::Arc::default()),
-        }
-    }
-
-    fn save(&self, layer: Option<&LayerRecord>) {
-        let (Some(path), Some(rec), Some(layer)) = (&self.path, &self.record, layer) else {
-            return;
-        };
-        let files = std::mem::take(&mut *rec.lock().unwrap_or_else(|p| p.into_inner()));
-        let r = images::context::reuse::Record {
-            layer: layer.diff_id.to_string(),
-            at: self.at,
-            files,
-        };
-        // Only the next build's speed depends on it.
-        if let Err(e) = r.save(path) {
-            tracing::warn!("build cache: {}: {e}", path.display());
-        }
-    }
 }
 
 /// For a destination no layer has: its parents that some layer has, with the stat of

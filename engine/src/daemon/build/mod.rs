@@ -9,11 +9,13 @@
 pub mod cache;
 pub mod exec;
 pub mod network;
+pub mod reused;
 pub mod run_mounts;
 pub mod run_step;
 pub mod service;
 pub mod ssh;
 pub mod stage;
+pub mod step_log;
 
 use crate::api::{BuildEvent, StreamMsg};
 use images::context::Source;

@@ -111,14 +111,8 @@ pub(super) struct Inputs<'a> {
 /// its input's content): a context's files by their digest, a stage by its key, an
 /// image by its manifest.
 pub(super) fn bind_inputs(inp: Inputs, step: &Step, specs: &[String]) -> Result<Vec<String>, BuildError> {
-    let Inputs {
-        ctx,
-        job,
-        d,
-        index,
-        built,
-        context,
-    } = inp;
+    let Inputs { ctx, job, d, built, .. } = inp;
+    let (index, context) = (inp.index, inp.context);
     let mut keys = Vec::new();
     for spec in specs {
         let o = mount_options(spec);
@@ -154,18 +148,8 @@ pub(super) fn run_mounts(
     specs: &[String],
     views: &mut Vec<Scratch>,
 ) -> Result<StepMounts, BuildError> {
-    let Inputs {
-        ctx,
-        job,
-        d,
-        index,
-        built,
-        context,
-    } = inp;
     let workdir = st.config.config.working_dir.clone().unwrap_or_else(|| "/".into());
-    let mut mounts = Vec::new();
-    let mut secrets = Vec::new();
-    let mut ssh = Vec::new();
+    let mut out = StepMounts::default();
     for spec in specs {
         let o = mount_options(spec);
         let kind = o.get("type").cloned().unwrap_or_else(|| "bind".into());
@@ -179,160 +163,191 @@ pub(super) fn run_mounts(
             };
             stage::clean_abs(&t)
         });
-        let ro = |o: &BTreeMap<String, String>| o.get("readonly").or(o.get("ro")).is_some_and(|v| v != "false");
         let bad = |m: String| BuildError::at(step, format!("--mount={spec}: {m}"));
+        let needed = |what: &str| {
+            target
+                .clone()
+                .ok_or_else(|| bad(format!("a {what} mount needs a target")))
+        };
         match kind.as_str() {
-            "cache" => {
-                let target = target.ok_or_else(|| bad("a cache mount needs a target".into()))?;
-                let id = o.get("id").cloned().unwrap_or_else(|| target.clone());
-                let shared = ctx.cache.mounts_dir().join(cache::key("cache-mount", &[&id]));
-                std::fs::create_dir_all(ctx.cache.mounts_dir()).map_err(|e| BuildError::Io(e.to_string()))?;
-                let sharing = o.get("sharing").map(String::as_str).unwrap_or("shared");
-                let (dir, lock) = cache_mount_dir(ctx, &shared, sharing, views).map_err(&bad)?;
-                if !dir.is_dir() {
-                    std::fs::create_dir_all(&dir).map_err(|e| BuildError::Io(e.to_string()))?;
-                    let mode = o
-                        .get("mode")
-                        .and_then(|m| u32::from_str_radix(m, 8).ok())
-                        .unwrap_or(0o755);
-                    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(mode))
-                        .map_err(|e| BuildError::Io(e.to_string()))?;
-                    let uid = o.get("uid").and_then(|m| m.parse().ok()).unwrap_or(0);
-                    let gid = o.get("gid").and_then(|m| m.parse().ok()).unwrap_or(0);
-                    std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).map_err(|e| BuildError::Io(e.to_string()))?;
-                    // `from=`: a new cache starts as that stage's or image's `source`.
-                    if let Some(f) = o.get("from") {
-                        let rel = PathBuf::from(images::context::ignore::clean(&bind_src(&o)));
-                        let tree = match d.stage_named(f, index) {
-                            Some(i) => exec::view(ctx, &built.get(&i).ok_or(BuildError::Cancelled)?.layers, views)?,
-                            None => exec::view(ctx, &image(ctx, f, job.pull).map_err(&bad)?.layers, views)?,
-                        };
-                        let src = Source::tree(&tree).map_err(|e| bad(e.to_string()))?;
-                        let root: std::os::unix::io::OwnedFd = std::fs::File::open(&dir)
-                            .map_err(|e| BuildError::Io(e.to_string()))?
-                            .into();
-                        images::context::copy::copy(
-                            &src,
-                            &[rel],
-                            safefs::inroot::borrow(&root),
-                            "/",
-                            true,
-                            &CopyOptions::default(),
-                        )
-                        .map_err(|e| bad(e.to_string()))?;
-                    }
-                }
-                if let Some(l) = lock {
-                    views.push(l);
-                }
-                mounts.push(Mount {
-                    kind: "bind".into(),
-                    source: dir,
-                    target: target.into(),
-                    read_only: ro(&o),
-                    ..Default::default()
-                });
-            }
-            "bind" => {
-                let target = target.ok_or_else(|| bad("a bind mount needs a target".into()))?;
-                let rel = PathBuf::from(images::context::ignore::clean(&bind_src(&o)));
-                let writable = o.get("rw").or(o.get("readwrite")).is_some_and(|v| v != "false");
-                let named;
-                let (root, filter): (PathBuf, Option<&Source>) = match o.get("from") {
-                    None => (context.path.clone(), Some(context)),
-                    Some(f) => match d.stage_named(f, index) {
-                        Some(i) => (
-                            exec::view(ctx, &built.get(&i).ok_or(BuildError::Cancelled)?.layers, views)?,
-                            None,
-                        ),
-                        None => match job.contexts.get(f) {
-                            Some(NamedContext::Dir(p)) => {
-                                named = Source::context(p, None).map_err(|e| bad(e.to_string()))?;
-                                (p.clone(), Some(&named))
-                            }
-                            Some(NamedContext::Image(r)) => (
-                                exec::view(ctx, &image(ctx, r, false).map_err(bad)?.layers, views)?,
-                                None,
-                            ),
-                            None => (
-                                exec::view(ctx, &image(ctx, f, job.pull).map_err(bad)?.layers, views)?,
-                                None,
-                            ),
-                        },
-                    },
-                };
-                // A context is seen as the build transfers it: without what
-                // .dockerignore leaves out (in a copy, which may be written to).
-                let (host, copied) = match filter {
-                    Some(src) if src.filters() => (
-                        exec::filtered_copy(ctx, src, &rel, views).map_err(|e| bad(e.to_string()))?,
-                        true,
-                    ),
-                    _ => (
-                        exec::held_bind(ctx, &root, &rel, views).map_err(|e| bad(e.to_string()))?,
-                        false,
-                    ),
-                };
-                let host = if writable && !copied {
-                    exec::writable_copy_view(ctx, &host, views)?
-                } else {
-                    host
-                };
-                mounts.push(Mount {
-                    kind: "bind".into(),
-                    source: host,
-                    target: target.into(),
-                    read_only: !writable,
-                    ..Default::default()
-                });
-            }
-            "tmpfs" => {
-                let target = target.ok_or_else(|| bad("a tmpfs mount needs a target".into()))?;
-                let data = o.get("size").map(|s| format!("size={s}")).unwrap_or_default();
-                mounts.push(Mount {
-                    kind: "tmpfs".into(),
-                    target: target.into(),
-                    data,
-                    ..Default::default()
-                });
-            }
+            "cache" => out.mounts.push(cache_mount(inp, &o, needed("cache")?, views, &bad)?),
+            "bind" => out.mounts.push(bind_mount(inp, &o, needed("bind")?, views, &bad)?),
+            "tmpfs" => out.mounts.push(Mount {
+                kind: "tmpfs".into(),
+                target: needed("tmpfs")?.into(),
+                data: o.get("size").map(|s| format!("size={s}")).unwrap_or_default(),
+                ..Default::default()
+            }),
             "secret" => {
-                let id = o.get("id").cloned().or_else(|| {
-                    target
-                        .as_ref()
-                        .and_then(|t| Path::new(t).file_name().map(|n| n.to_string_lossy().into_owned()))
-                });
-                let id = id.ok_or_else(|| bad("a secret mount needs an id or a target".into()))?;
-                let required = o.get("required").is_some_and(|v| v != "false");
-                let Some(value) = job.secrets.get(&id) else {
-                    if required {
-                        return Err(bad(format!("secret {id} not found")));
-                    }
-                    continue;
-                };
-                let target = target.unwrap_or_else(|| format!("/run/secrets/{id}"));
-                let mode = o
-                    .get("mode")
-                    .and_then(|m| u32::from_str_radix(m, 8).ok())
-                    .unwrap_or(0o400);
-                let name = cache::key("secret", &[&id]);
-                secrets.push((name.clone(), value.clone(), mode));
-                mounts.push(Mount {
-                    kind: "secret".into(),
-                    source: name.into(),
-                    target: target.into(),
-                    read_only: true,
-                    ..Default::default()
-                });
+                if let Some((secret, mount)) = secret_mount(inp.job, &o, target, &bad)? {
+                    out.secrets.push(secret);
+                    out.mounts.push(mount);
+                }
             }
             "ssh" => {
-                let n = ssh.len();
-                if let Some(m) = SshMount::new(&o, target, n, &job.ssh).map_err(bad)? {
-                    ssh.push(m);
+                let n = out.ssh.len();
+                if let Some(m) = SshMount::new(&o, target, n, &inp.job.ssh).map_err(bad)? {
+                    out.ssh.push(m);
                 }
             }
             other => return Err(bad(format!("unknown mount type {other:?}"))),
         }
     }
-    Ok(StepMounts { mounts, secrets, ssh })
+    Ok(out)
+}
+
+type Bad<'a> = &'a dyn Fn(String) -> BuildError;
+
+fn read_only(o: &BTreeMap<String, String>) -> bool {
+    o.get("readonly").or(o.get("ro")).is_some_and(|v| v != "false")
+}
+
+/// `type=cache`: a directory kept between builds, by `id` (the target by default).
+fn cache_mount(
+    inp: Inputs,
+    o: &BTreeMap<String, String>,
+    target: String,
+    views: &mut Vec<Scratch>,
+    bad: Bad,
+) -> Result<Mount, BuildError> {
+    let ctx = inp.ctx;
+    let io = |e: std::io::Error| BuildError::Io(e.to_string());
+    let id = o.get("id").cloned().unwrap_or_else(|| target.clone());
+    let shared = ctx.cache.mounts_dir().join(cache::key("cache-mount", &[&id]));
+    std::fs::create_dir_all(ctx.cache.mounts_dir()).map_err(io)?;
+    let sharing = o.get("sharing").map(String::as_str).unwrap_or("shared");
+    let (dir, lock) = cache_mount_dir(ctx, &shared, sharing, views).map_err(bad)?;
+    if !dir.is_dir() {
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        let mode = o
+            .get("mode")
+            .and_then(|m| u32::from_str_radix(m, 8).ok())
+            .unwrap_or(0o755);
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(mode)).map_err(io)?;
+        let uid = o.get("uid").and_then(|m| m.parse().ok()).unwrap_or(0);
+        let gid = o.get("gid").and_then(|m| m.parse().ok()).unwrap_or(0);
+        std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).map_err(io)?;
+        // `from=`: a new cache starts as that stage's or image's `source`.
+        if let Some(f) = o.get("from") {
+            let rel = PathBuf::from(images::context::ignore::clean(&bind_src(o)));
+            let tree = match inp.d.stage_named(f, inp.index) {
+                Some(i) => exec::view(ctx, &inp.built.get(&i).ok_or(BuildError::Cancelled)?.layers, views)?,
+                None => exec::view(ctx, &image(ctx, f, inp.job.pull).map_err(bad)?.layers, views)?,
+            };
+            let src = Source::tree(&tree).map_err(|e| bad(e.to_string()))?;
+            let root: std::os::unix::io::OwnedFd = std::fs::File::open(&dir).map_err(io)?.into();
+            images::context::copy::copy(
+                &src,
+                &[rel],
+                safefs::inroot::borrow(&root),
+                "/",
+                true,
+                &CopyOptions::default(),
+            )
+            .map_err(|e| bad(e.to_string()))?;
+        }
+    }
+    if let Some(l) = lock {
+        views.push(l);
+    }
+    Ok(Mount {
+        kind: "bind".into(),
+        source: dir,
+        target: target.into(),
+        read_only: read_only(o),
+        ..Default::default()
+    })
+}
+
+/// `type=bind`: the context (as the build transfers it), a stage, a named context or
+/// an image, read-only unless `rw` (then writes go to a copy, dropped after the step).
+fn bind_mount(
+    inp: Inputs,
+    o: &BTreeMap<String, String>,
+    target: String,
+    views: &mut Vec<Scratch>,
+    bad: Bad,
+) -> Result<Mount, BuildError> {
+    let ctx = inp.ctx;
+    let rel = PathBuf::from(images::context::ignore::clean(&bind_src(o)));
+    let writable = o.get("rw").or(o.get("readwrite")).is_some_and(|v| v != "false");
+    let named;
+    let layers = |views: &mut Vec<Scratch>, l: &[images::store::LayerRecord]| exec::view(ctx, l, views);
+    let (root, filter): (PathBuf, Option<&Source>) = match o.get("from") {
+        None => (inp.context.path.clone(), Some(inp.context)),
+        Some(f) => match inp.d.stage_named(f, inp.index) {
+            Some(i) => (
+                layers(views, &inp.built.get(&i).ok_or(BuildError::Cancelled)?.layers)?,
+                None,
+            ),
+            None => match inp.job.contexts.get(f) {
+                Some(NamedContext::Dir(p)) => {
+                    named = Source::context(p, None).map_err(|e| bad(e.to_string()))?;
+                    (p.clone(), Some(&named))
+                }
+                Some(NamedContext::Image(r)) => (layers(views, &image(ctx, r, false).map_err(bad)?.layers)?, None),
+                None => (layers(views, &image(ctx, f, inp.job.pull).map_err(bad)?.layers)?, None),
+            },
+        },
+    };
+    // A context is seen as the build transfers it: without what .dockerignore leaves
+    // out (in a copy, which may be written to).
+    let (host, copied) = match filter {
+        Some(src) if src.filters() => (
+            exec::filtered_copy(ctx, src, &rel, views).map_err(|e| bad(e.to_string()))?,
+            true,
+        ),
+        _ => (
+            exec::held_bind(ctx, &root, &rel, views).map_err(|e| bad(e.to_string()))?,
+            false,
+        ),
+    };
+    let host = if writable && !copied {
+        exec::writable_copy_view(ctx, &host, views)?
+    } else {
+        host
+    };
+    Ok(Mount {
+        kind: "bind".into(),
+        source: host,
+        target: target.into(),
+        read_only: !writable,
+        ..Default::default()
+    })
+}
+
+/// `type=secret`: the build secret `id` (the target's file name by default), written
+/// for the step only; `None` when the build has no such secret and it is not required.
+fn secret_mount(
+    job: &BuildJob,
+    o: &BTreeMap<String, String>,
+    target: Option<String>,
+    bad: Bad,
+) -> Result<Option<(exec::Secret, Mount)>, BuildError> {
+    let id = o.get("id").cloned().or_else(|| {
+        target
+            .as_ref()
+            .and_then(|t| Path::new(t).file_name().map(|n| n.to_string_lossy().into_owned()))
+    });
+    let id = id.ok_or_else(|| bad("a secret mount needs an id or a target".into()))?;
+    let Some(value) = job.secrets.get(&id) else {
+        if o.get("required").is_some_and(|v| v != "false") {
+            return Err(bad(format!("secret {id} not found")));
+        }
+        return Ok(None);
+    };
+    let target = target.unwrap_or_else(|| format!("/run/secrets/{id}"));
+    let mode = o
+        .get("mode")
+        .and_then(|m| u32::from_str_radix(m, 8).ok())
+        .unwrap_or(0o400);
+    let name = cache::key("secret", &[&id]);
+    let mount = Mount {
+        kind: "secret".into(),
+        source: name.clone().into(),
+        target: target.into(),
+        read_only: true,
+        ..Default::default()
+    };
+    Ok(Some(((name, value.clone(), mode), mount)))
 }
