@@ -93,17 +93,30 @@ const CLIENT_C: &str = r#"
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
-int main(int argc, char **argv) {
-    const char *p = argc > 1 ? argv[1] : getenv("SSH_AUTH_SOCK");
+static int dial(const char *p) {
     struct sockaddr_un a = {.sun_family = AF_UNIX};
-    if (!p) return 2;
     strncpy(a.sun_path, p, sizeof a.sun_path - 1);
     int s = socket(AF_UNIX, SOCK_STREAM, 0);
-    if (connect(s, (struct sockaddr *)&a, sizeof a) != 0) { perror("connect"); return 1; }
+    if (connect(s, (struct sockaddr *)&a, sizeof a) != 0) { perror("connect"); exit(1); }
     write(s, "list keys\n", 10);
-    shutdown(s, SHUT_WR);
+    return s;
+}
+/* `many`: 40 connections held open at once; prints how many were answered. */
+int main(int argc, char **argv) {
+    const char *p = getenv("SSH_AUTH_SOCK");
     char buf[256];
     ssize_t n;
+    if (argc > 1 && strcmp(argv[1], "many") == 0) {
+        int s[40], answered = 0;
+        for (int i = 0; i < 40; i++) s[i] = dial(p);
+        for (int i = 0; i < 40; i++) if (read(s[i], buf, sizeof buf) > 0) answered++;
+        printf("%d\n", answered);
+        return 0;
+    }
+    if (argc > 1) p = argv[1];
+    if (!p) return 2;
+    int s = dial(p);
+    shutdown(s, SHUT_WR);
     while ((n = read(s, buf, sizeof buf)) > 0) fwrite(buf, 1, n, stdout);
     return 0;
 }
@@ -149,7 +162,8 @@ fn ssh_mounts_relay_the_clients_agent_to_a_socket_of_the_steps_own() {
          RUN --mount=type=ssh --mount=type=ssh,target=/s,mode=0640,uid=7 \\\n\
              echo $SSH_AUTH_SOCK > /sock && agent-client > /got && agent-client /s >> /got && \\\n\
              ls -ln /s | awk '{print $1, $3}' > /s-mode\n\
-         RUN --mount=type=ssh,id=other true\n",
+         RUN --mount=type=ssh,id=other true\n\
+         RUN --mount=type=ssh agent-client many > /many\n",
     );
     env.write(
         "compose.yaml",
@@ -161,6 +175,8 @@ fn ssh_mounts_relay_the_clients_agent_to_a_socket_of_the_steps_own() {
     assert_eq!(cat(&env, "/sock"), "/run/buildkit/ssh_agent.0\n");
     assert_eq!(cat(&env, "/got"), "agent saw: list keys\nagent saw: list keys\n");
     assert_eq!(cat(&env, "/s-mode"), "srw-r----- 7\n");
+    // A step holds at most 32 connections to the agent at once; the rest are closed.
+    assert_eq!(cat(&env, "/many"), "32\n");
     // The sockets were the step's only: nothing of them is in the image.
     let o = env.rc(&[
         "run",

@@ -89,9 +89,18 @@ impl SshMount {
     }
 }
 
+/// The most connections a step may hold open to its agent at once: each takes two
+/// threads of the engine's, and a step that opens them without end must not exhaust it.
+const MAX_CONNECTIONS: usize = 32;
+
+/// The connections being relayed (the step's end and the agent's of each), shut when
+/// the step ends so that no relay thread outlives it.
+type Open = Arc<std::sync::Mutex<Vec<[UnixStream; 2]>>>;
+
 /// A socket relayed to an agent while the value lives.
 pub struct Relay {
     stop: Arc<AtomicBool>,
+    open: Open,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -103,12 +112,14 @@ impl Relay {
         std::os::unix::fs::chown(socket, Some(m.uid), Some(m.gid))?;
         std::fs::set_permissions(socket, std::fs::Permissions::from_mode(m.mode))?;
         let stop = Arc::new(AtomicBool::new(false));
-        let (flag, agent) = (stop.clone(), m.agent.clone());
+        let open = Open::default();
+        let (flag, agent, conns) = (stop.clone(), m.agent.clone(), open.clone());
         let thread = std::thread::Builder::new()
             .name("build-ssh".into())
-            .spawn(move || serve(&listener, &agent, &flag))?;
+            .spawn(move || serve(&listener, &agent, &flag, &conns))?;
         Ok(Relay {
             stop,
+            open,
             thread: Some(thread),
         })
     }
@@ -120,12 +131,15 @@ impl Drop for Relay {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        for s in self.open.lock().unwrap_or_else(|p| p.into_inner()).drain(..).flatten() {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
     }
 }
 
 /// Accepts until stopped (looked at every 100 ms); each connection is relayed on
-/// threads of its own, which end when either side closes.
-fn serve(listener: &UnixListener, agent: &Path, stop: &AtomicBool) {
+/// threads of its own, which end when either side closes or the step ends.
+fn serve(listener: &UnixListener, agent: &Path, stop: &AtomicBool, open: &Open) {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     while !stop.load(Ordering::Relaxed) {
         let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
@@ -138,12 +152,33 @@ fn serve(listener: &UnixListener, agent: &Path, stop: &AtomicBool) {
             }
         }
         let Ok((step, _)) = listener.accept() else { continue };
+        let mut held = open.lock().unwrap_or_else(|p| p.into_inner());
+        // Those whose relay ended are let go; past the limit the step's new
+        // connection is closed at once.
+        held.retain(|[a, b]| !(closed(a) && closed(b)));
+        if held.len() >= MAX_CONNECTIONS {
+            continue;
+        }
         match UnixStream::connect(agent) {
-            Ok(to) => relay(step, to),
+            Ok(to) => {
+                if let (Ok(a), Ok(b)) = (step.try_clone(), to.try_clone()) {
+                    held.push([a, b]);
+                    relay(step, to);
+                }
+            }
             // The step sees its connection closed, as with an agent that went away.
             Err(e) => tracing::warn!("build: the SSH agent {}: {e}", agent.display()),
         }
     }
+}
+
+/// Whether both directions of `s` have been shut (its relay is over).
+fn closed(s: &UnixStream) -> bool {
+    let mut fds = [nix::poll::PollFd::new(s.as_fd(), nix::poll::PollFlags::empty())];
+    matches!(nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO), Ok(n) if n > 0)
+        && fds[0]
+            .revents()
+            .is_some_and(|r| r.contains(nix::poll::PollFlags::POLLHUP))
 }
 
 fn relay(a: UnixStream, b: UnixStream) {
