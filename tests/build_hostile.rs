@@ -339,3 +339,33 @@ fn a_copy_reuses_only_files_unchanged_since_the_last_one() {
     assert_eq!(show("/c/a.txt"), "AAAA\n");
     assert_ne!(top_layer_inode(&env, "c/a.txt"), a1);
 }
+
+#[test]
+fn a_reused_copy_is_the_last_writer_of_its_destination() {
+    if !root() {
+        return;
+    }
+    let env = Env::new();
+    std::fs::create_dir_all(env.project.path().join("a")).unwrap();
+    std::fs::create_dir_all(env.project.path().join("b")).unwrap();
+    env.write("a/f", "from a\n");
+    env.write("b/f", "from b\n");
+    // Alike in all but content: same size, mode and times.
+    let o = std::process::Command::new("touch")
+        .arg("-r")
+        .arg(env.project.path().join("a/f"))
+        .arg(env.project.path().join("b/f"))
+        .status()
+        .unwrap();
+    assert!(o.success());
+    env.write("Dockerfile", "FROM rcompose/busybox\nCOPY */f /app/\n");
+    env.write("compose.yaml", "name: lw\nservices:\n  app:\n    build: .\n");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    env.ok(&["build"]);
+    let show = || env.ok(&["run", "--rm", "--no-deps", "--entrypoint", "cat", "app", "/app/f"]);
+    assert_eq!(show(), "from b\n");
+    // a/f, unchanged, was not what the earlier layer's /app/f came from.
+    std::fs::remove_file(env.project.path().join("b/f")).unwrap();
+    env.ok(&["build"]);
+    assert_eq!(show(), "from a\n");
+}

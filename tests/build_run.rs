@@ -211,6 +211,17 @@ fn ssh_mounts_relay_the_clients_agent_to_a_socket_of_the_steps_own() {
         !o.status.success() && err.contains("build.ssh: other=") && err.contains("key files are not implemented yet"),
         "{err}"
     );
+    let many = format!(
+        "FROM rcompose/busybox\nRUN {} true\n",
+        "--mount=type=ssh,id=other ".repeat(9)
+    );
+    env.write("Dockerfile", &many);
+    let o = env.rc(&["build", "--ssh", &flag]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(
+        !o.status.success() && err.contains("more than 8 ssh mounts in one RUN"),
+        "{err}"
+    );
     let o = env
         .command(&["build", "--ssh", "default"])
         .env_remove("SSH_AUTH_SOCK")

@@ -295,9 +295,12 @@ fn supervise(
         }
         let first_stream = 1 + usize::from(engine_fd.is_some());
         if engine_fd.is_some() && !revents[1].is_empty() {
-            // PID 1 of its namespace: the kernel kills the rest of it too.
-            // SAFETY: kill has no memory-safety preconditions.
-            unsafe { libc::kill(first.as_raw(), libc::SIGKILL) };
+            // PID 1 of its namespace: the kernel kills the rest of it too. Once reaped
+            // its pid may be another's, so only while it is not.
+            if status.is_none() {
+                // SAFETY: kill has no memory-safety preconditions.
+                unsafe { libc::kill(first.as_raw(), libc::SIGKILL) };
+            }
             engine = None;
         }
         for (k, (i, fd)) in open.iter().enumerate() {

@@ -15,8 +15,10 @@ use std::os::unix::io::{AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-/// The most a record may hold (a context of a million files fits).
-const MAX_RECORD: u64 = 256 << 20;
+/// The most a record may hold on disk, and the most files it notes (past that a copy
+/// is not recorded: the next one copies in full).
+const MAX_RECORD: u64 = 64 << 20;
+pub const MAX_FILES: usize = 200_000;
 
 /// A source file's identity and change marks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,24 +71,29 @@ impl Record {
     }
 
     pub fn save(&self, path: &Path) -> io::Result<()> {
+        if self.files.len() > MAX_FILES {
+            return Ok(());
+        }
         let data = serde_json::to_vec(self).map_err(io::Error::other)?;
         safefs::atomic::write(path, &data).map_err(|e| io::Error::other(e.to_string()))
     }
 }
 
-/// An earlier copy's files, with its layer's directory held open.
+/// An earlier copy's files, with its layer's directory held open: by destination,
+/// the last source written there (an earlier write to it was replaced).
 #[derive(Debug)]
 pub struct Reuse {
     root: OwnedFd,
     at: i64,
-    files: HashMap<PathBuf, (StatKey, PathBuf)>,
+    files: HashMap<PathBuf, (PathBuf, StatKey)>,
 }
 
 impl Reuse {
     /// `record`'s files in the layer directory `layer_dir`.
     pub fn new(record: Record, layer_dir: &Path) -> io::Result<Reuse> {
         let root = std::fs::File::open(layer_dir)?.into();
-        let files = record.files.into_iter().map(|c| (c.rel, (c.stat, c.dest))).collect();
+        // In the order written: the last writer of a destination wins.
+        let files = record.files.into_iter().map(|c| (c.dest, (c.rel, c.stat))).collect();
         Ok(Reuse {
             root,
             at: record.at,
@@ -105,12 +112,13 @@ impl Reuse {
         at: BorrowedFd,
         name: &CStr,
     ) -> bool {
-        let Some((was, made)) = self.files.get(rel) else {
+        let Some((from, was)) = self.files.get(dest) else {
             return false;
         };
         let now = StatKey::of(st);
-        // Changed, moved, or touched so near the copy that a change may not show.
-        if *was != now || made != dest || now.mtime.0 >= self.at - 2 || now.ctime.0 >= self.at - 2 {
+        // Another source's, changed, or touched so near the copy that a change may
+        // not show.
+        if from != rel || *was != now || now.mtime.0 >= self.at - 2 || now.ctime.0 >= self.at - 2 {
             return false;
         }
         let Ok(fd) = safefs::inroot::open(

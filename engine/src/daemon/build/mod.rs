@@ -90,7 +90,7 @@ pub struct BuildJob {
     /// `build.ulimits`: (name, soft, hard) for every `RUN`.
     pub ulimits: Vec<(String, u64, u64)>,
     /// SSH agents' sockets by id (`build.ssh`), for `RUN --mount=type=ssh`.
-    pub ssh: BTreeMap<String, PathBuf>,
+    pub ssh: BTreeMap<String, ssh::Agent>,
     /// Build secrets by id.
     pub secrets: BTreeMap<String, Vec<u8>>,
     /// `additional_contexts`: a directory, or an image (by reference or ID).

@@ -27,7 +27,9 @@ impl Reused {
             earlier: None,
             record: None,
         };
-        if !job.source.is_context {
+        // Only a copy of the context alone: a fetched file, a heredoc or an archive
+        // written over a noted destination would make its record wrong.
+        if !job.source.is_context || !job.remote.is_empty() || !job.inline.is_empty() || !job.unpack.is_empty() {
             return none;
         }
         let Ok(cache) = super::cache::Cache::open(&ctx.store) else {

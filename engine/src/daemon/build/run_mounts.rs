@@ -186,6 +186,12 @@ pub(super) fn run_mounts(
             }
             "ssh" => {
                 let n = out.ssh.len();
+                if n >= super::ssh::MAX_MOUNTS {
+                    return Err(bad(format!(
+                        "more than {} ssh mounts in one RUN",
+                        super::ssh::MAX_MOUNTS
+                    )));
+                }
                 if let Some(m) = SshMount::new(&o, target, n, &inp.job.ssh).map_err(bad)? {
                     out.ssh.push(m);
                 }

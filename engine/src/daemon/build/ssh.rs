@@ -8,11 +8,15 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+
+/// An agent's socket, held by an O_PATH descriptor from the moment it was checked:
+/// every connection goes to that very socket, whatever its path is made to name later.
+pub type Agent = Arc<OwnedFd>;
 
 /// The agents of a build by id, from the service's `build.ssh` (the CLI has put its
 /// `SSH_AUTH_SOCK` in for `default`, and its `--ssh` flags over them). A relative path
@@ -20,8 +24,8 @@ use std::sync::Arc;
 pub fn agents(
     ssh: Option<&BTreeMap<String, Option<String>>>,
     working_dir: &Path,
-) -> Result<BTreeMap<String, PathBuf>, String> {
-    use std::os::unix::fs::FileTypeExt;
+) -> Result<BTreeMap<String, Agent>, String> {
+    use std::os::unix::fs::OpenOptionsExt;
     let mut out = BTreeMap::new();
     for (id, path) in ssh.into_iter().flatten() {
         let Some(path) = path.as_deref().filter(|p| !p.is_empty()) else {
@@ -30,18 +34,25 @@ pub fn agents(
             ));
         };
         let path = working_dir.join(path);
-        match std::fs::metadata(&path) {
-            Ok(m) if m.file_type().is_socket() => {}
-            Ok(m) if m.is_file() => {
+        let held = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH)
+            .open(&path)
+            .map_err(|e| format!("{id}={}: {e}", path.display()))?;
+        let kind = nix::sys::stat::fstat(&held)
+            .map(|st| st.st_mode & libc::S_IFMT)
+            .map_err(|e| format!("{id}={}: {e}", path.display()))?;
+        match kind {
+            libc::S_IFSOCK => {}
+            libc::S_IFREG => {
                 return Err(format!(
                     "{id}={}: key files are not implemented yet (give an agent's socket, as default=$SSH_AUTH_SOCK)",
                     path.display()
                 ))
             }
-            Ok(_) => return Err(format!("{id}={}: not an agent's socket", path.display())),
-            Err(e) => return Err(format!("{id}={}: {e}", path.display())),
+            _ => return Err(format!("{id}={}: not an agent's socket", path.display())),
         }
-        out.insert(id.clone(), path);
+        out.insert(id.clone(), Arc::new(OwnedFd::from(held)));
     }
     Ok(out)
 }
@@ -49,7 +60,7 @@ pub fn agents(
 /// One `--mount=type=ssh`: which agent, and the socket the step sees.
 #[derive(Debug, Clone)]
 pub struct SshMount {
-    pub agent: PathBuf,
+    pub agent: Agent,
     pub target: String,
     pub mode: u32,
     pub uid: u32,
@@ -63,7 +74,7 @@ impl SshMount {
         o: &BTreeMap<String, String>,
         target: Option<String>,
         n: usize,
-        agents: &BTreeMap<String, PathBuf>,
+        agents: &BTreeMap<String, Agent>,
     ) -> Result<Option<SshMount>, String> {
         let id = o.get("id").cloned().unwrap_or_else(|| "default".into());
         let Some(agent) = agents.get(&id) else {
@@ -89,9 +100,18 @@ impl SshMount {
     }
 }
 
-/// The most connections a step may hold open to its agent at once: each takes two
-/// threads of the engine's, and a step that opens them without end must not exhaust it.
+/// The most connections a step's mount may hold open to its agent at once, and the
+/// most the engine relays in all (counted in threads, two a connection): each takes
+/// two threads of the engine's, and steps that open them without end must not
+/// exhaust it.
 const MAX_CONNECTIONS: usize = 32;
+const MAX_RELAYED: usize = 512;
+
+/// The most ssh mounts one `RUN` may have.
+pub const MAX_MOUNTS: usize = 8;
+
+/// Relay threads running now, engine-wide.
+static RELAYED: AtomicUsize = AtomicUsize::new(0);
 
 /// The connections being relayed (the step's end and the agent's of each), shut when
 /// the step ends so that no relay thread outlives it.
@@ -139,7 +159,7 @@ impl Drop for Relay {
 
 /// Accepts until stopped (looked at every 100 ms); each connection is relayed on
 /// threads of its own, which end when either side closes or the step ends.
-fn serve(listener: &UnixListener, agent: &Path, stop: &AtomicBool, open: &Open) {
+fn serve(listener: &UnixListener, agent: &Agent, stop: &AtomicBool, open: &Open) {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     while !stop.load(Ordering::Relaxed) {
         let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
@@ -152,24 +172,43 @@ fn serve(listener: &UnixListener, agent: &Path, stop: &AtomicBool, open: &Open) 
             }
         }
         let Ok((step, _)) = listener.accept() else { continue };
-        let mut held = open.lock().unwrap_or_else(|p| p.into_inner());
-        // Those whose relay ended are let go; past the limit the step's new
-        // connection is closed at once.
-        held.retain(|[a, b]| !(closed(a) && closed(b)));
-        if held.len() >= MAX_CONNECTIONS {
-            continue;
+        {
+            let mut held = open.lock().unwrap_or_else(|p| p.into_inner());
+            // Those whose relay ended are let go; past the limits the step's new
+            // connection is closed at once.
+            held.retain(|[a, b]| !(closed(a) && closed(b)));
+            if held.len() >= MAX_CONNECTIONS || RELAYED.load(Ordering::Relaxed) >= MAX_RELAYED {
+                continue;
+            }
         }
-        match UnixStream::connect(agent) {
+        match connect(agent) {
             Ok(to) => {
                 if let (Ok(a), Ok(b)) = (step.try_clone(), to.try_clone()) {
-                    held.push([a, b]);
+                    open.lock().unwrap_or_else(|p| p.into_inner()).push([a, b]);
                     relay(step, to);
                 }
             }
             // The step sees its connection closed, as with an agent that went away.
-            Err(e) => tracing::warn!("build: the SSH agent {}: {e}", agent.display()),
+            Err(e) => tracing::warn!("build: the SSH agent: {e}"),
         }
     }
+}
+
+/// A connection to the agent's socket, never waiting: an agent whose backlog is full
+/// is one that went away, so no relay thread hangs on it.
+fn connect(agent: &Agent) -> io::Result<UnixStream> {
+    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType, UnixAddr};
+    let s = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        None,
+    )?;
+    let addr = UnixAddr::new(format!("/proc/self/fd/{}", agent.as_raw_fd()).as_str())?;
+    nix::sys::socket::connect(s.as_raw_fd(), &addr)?;
+    let stream = UnixStream::from(s);
+    stream.set_nonblocking(false)?;
+    Ok(stream)
 }
 
 /// Whether both directions of `s` have been shut (its relay is over).
@@ -185,13 +224,18 @@ fn relay(a: UnixStream, b: UnixStream) {
     let pipe = |mut from: UnixStream, mut to: UnixStream| {
         let _ = io::copy(&mut from, &mut to);
         let _ = to.shutdown(std::net::Shutdown::Write);
+        RELAYED.fetch_sub(1, Ordering::Relaxed);
     };
     let (a2, b2) = match (a.try_clone(), b.try_clone()) {
         (Ok(a2), Ok(b2)) => (a2, b2),
         _ => return,
     };
-    let _ = std::thread::Builder::new().spawn(move || pipe(a, b));
-    let _ = std::thread::Builder::new().spawn(move || pipe(b2, a2));
+    for (from, to) in [(a, b), (b2, a2)] {
+        RELAYED.fetch_add(1, Ordering::Relaxed);
+        if std::thread::Builder::new().spawn(move || pipe(from, to)).is_err() {
+            RELAYED.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -207,7 +251,8 @@ mod tests {
 
     #[test]
     fn mounts_take_buildkit_defaults_and_skip_what_was_not_forwarded() {
-        let agents = BTreeMap::from([("default".to_string(), PathBuf::from("/a.sock"))]);
+        let held: OwnedFd = std::fs::File::open("/").unwrap().into();
+        let agents = BTreeMap::from([("default".to_string(), Arc::new(held))]);
         let m = SshMount::new(&opts("type=ssh"), None, 1, &agents).unwrap().unwrap();
         assert_eq!(
             (m.target.as_str(), m.mode, m.uid),
@@ -234,10 +279,7 @@ mod tests {
                 d.path(),
             )
         };
-        assert_eq!(
-            one("default", Some("agent.sock")).unwrap()["default"],
-            d.path().join("agent.sock")
-        );
+        assert!(one("default", Some("agent.sock")).unwrap().contains_key("default"));
         assert!(one("k", Some("id_ed25519"))
             .unwrap_err()
             .contains("key files are not implemented yet"));
