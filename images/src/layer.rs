@@ -8,9 +8,11 @@
 use super::digest::{Digest, HashWriter};
 use super::store::{LayerRecord, Store, StoreError};
 use std::collections::HashMap;
+use std::ffi::{CStr, CString, OsStr};
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
@@ -64,15 +66,13 @@ pub fn diff_id(upper: &Path) -> io::Result<Digest> {
     Ok(w.finish().1)
 }
 
-fn opaque(path: &Path) -> bool {
-    let Ok(c) = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str())) else {
-        return false;
-    };
+/// Whether the directory `dir` is an overlay's opaque one.
+fn opaque(dir: BorrowedFd) -> bool {
     let mut buf = [0u8; 4];
-    // SAFETY: a valid C path and a buffer of the given length.
+    // SAFETY: a valid descriptor, C name and a buffer of the given length.
     let n = unsafe {
-        libc::lgetxattr(
-            c.as_ptr(),
+        libc::fgetxattr(
+            dir.as_raw_fd(),
             c"trusted.overlay.opaque".as_ptr(),
             buf.as_mut_ptr().cast(),
             buf.len(),
@@ -81,13 +81,13 @@ fn opaque(path: &Path) -> bool {
     n == 1 && buf[0] == b'y'
 }
 
-fn header(meta: &fs::Metadata, kind: tar::EntryType) -> tar::Header {
+fn header(st: &libc::stat, kind: tar::EntryType) -> tar::Header {
     let mut h = tar::Header::new_gnu();
     h.set_entry_type(kind);
-    h.set_mode(meta.mode() & 0o7777);
-    h.set_uid(u64::from(meta.uid()));
-    h.set_gid(u64::from(meta.gid()));
-    h.set_mtime(meta.mtime().max(0) as u64);
+    h.set_mode(st.st_mode & 0o7777);
+    h.set_uid(u64::from(st.st_uid));
+    h.set_gid(u64::from(st.st_gid));
+    h.set_mtime(st.st_mtime.max(0) as u64);
     h.set_size(0);
     h
 }
@@ -95,13 +95,50 @@ fn header(meta: &fs::Metadata, kind: tar::EntryType) -> tar::Header {
 fn write_tar(root: &Path, out: impl Write) -> io::Result<()> {
     let mut b = tar::Builder::new(out);
     let mut links: HashMap<(u64, u64), PathBuf> = HashMap::new();
-    walk(&mut b, root, Path::new(""), &mut links, 0)?;
+    let dir: OwnedFd = fs::File::open(root)?.into();
+    walk(&mut b, dir.as_fd(), Path::new(""), &mut links, 0)?;
     b.into_inner()?.flush()
 }
 
+/// `openat` below `dir`, never following a link.
+fn open_in(dir: BorrowedFd, name: &CStr, flags: i32) -> io::Result<OwnedFd> {
+    // SAFETY: a valid descriptor and C name; the result is checked and owned.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            flags | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a descriptor just returned to us.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The names in the directory `dir`, sorted.
+fn names_in(dir: BorrowedFd) -> io::Result<Vec<CString>> {
+    use nix::fcntl::OFlag;
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    let listing = nix::dir::Dir::openat(dir, c".", flags, nix::sys::stat::Mode::empty())?;
+    let mut names = Vec::new();
+    for e in listing {
+        let e = e?;
+        let n = e.file_name();
+        if n != c"." && n != c".." {
+            names.push(n.to_owned());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// The tree below the directory `dir` (at `rel` in the layer) into `b`, by directory
+/// descriptors: each name is looked up once, in its own directory.
 fn walk(
     b: &mut tar::Builder<impl Write>,
-    root: &Path,
+    dir: BorrowedFd,
     rel: &Path,
     links: &mut HashMap<(u64, u64), PathBuf>,
     depth: usize,
@@ -112,64 +149,67 @@ fn walk(
             safefs::inroot::MAX_DEPTH
         )));
     }
-    let dir = root.join(rel);
-    let mut names: Vec<_> = fs::read_dir(&dir)?
-        .map(|e| e.map(|e| e.file_name()))
-        .collect::<io::Result<_>>()?;
-    names.sort();
-    if !rel.as_os_str().is_empty() && opaque(&dir) {
-        let meta = fs::symlink_metadata(&dir)?;
-        let mut h = header(&meta, tar::EntryType::Regular);
+    let names = names_in(dir)?;
+    if !rel.as_os_str().is_empty() && opaque(dir) {
+        let st = nix::sys::stat::fstat(dir)?;
+        let mut h = header(&st, tar::EntryType::Regular);
         h.set_mode(0o644);
         b.append_data(&mut h, rel.join(".wh..wh..opq"), io::empty())?;
     }
-    for n in names {
-        let r = rel.join(&n);
-        let full = root.join(&r);
-        let meta = fs::symlink_metadata(&full)?;
-        let ft = meta.file_type();
-        if ft.is_char_device() && meta.rdev() == 0 {
-            let mut h = header(&meta, tar::EntryType::Regular);
-            h.set_mode(0o644);
-            let mut wh = std::ffi::OsString::from(safefs::archive::WHITEOUT);
-            wh.push(&n);
-            b.append_data(&mut h, rel.join(wh), io::empty())?;
-        } else if ft.is_dir() {
-            let mut h = header(&meta, tar::EntryType::Directory);
-            b.append_data(&mut h, &r, io::empty())?;
-            walk(b, root, &r, links, depth + 1)?;
-        } else if ft.is_symlink() {
-            let mut h = header(&meta, tar::EntryType::Symlink);
-            b.append_link(&mut h, &r, fs::read_link(&full)?)?;
-        } else if ft.is_file() {
-            if meta.nlink() > 1 {
-                if let Some(first) = links.get(&(meta.dev(), meta.ino())) {
-                    let mut h = header(&meta, tar::EntryType::Link);
-                    b.append_link(&mut h, &r, first)?;
-                    continue;
-                }
-                links.insert((meta.dev(), meta.ino()), r.clone());
+    for c in names {
+        let n = OsStr::from_bytes(c.to_bytes());
+        let r = rel.join(n);
+        let st = nix::sys::stat::fstatat(dir, c.as_c_str(), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)?;
+        let kind = st.st_mode & libc::S_IFMT;
+        match kind {
+            libc::S_IFCHR if st.st_rdev == 0 => {
+                let mut h = header(&st, tar::EntryType::Regular);
+                h.set_mode(0o644);
+                let mut wh = std::ffi::OsString::from(safefs::archive::WHITEOUT);
+                wh.push(n);
+                b.append_data(&mut h, rel.join(wh), io::empty())?;
             }
-            let mut h = header(&meta, tar::EntryType::Regular);
-            h.set_size(meta.len());
-            let f = fs::File::open(&full)?;
-            // Exactly the size it had when looked at: a file growing meanwhile cannot
-            // make the entry disagree with its header.
-            b.append_data(&mut h, &r, io::Read::take(f, meta.len()))?;
-        } else if ft.is_char_device() || ft.is_block_device() || ft.is_fifo() {
-            let kind = if ft.is_char_device() {
-                tar::EntryType::Char
-            } else if ft.is_block_device() {
-                tar::EntryType::Block
-            } else {
-                tar::EntryType::Fifo
-            };
-            let mut h = header(&meta, kind);
-            h.set_device_major(libc::major(meta.rdev()))?;
-            h.set_device_minor(libc::minor(meta.rdev()))?;
-            b.append_data(&mut h, &r, io::empty())?;
+            libc::S_IFDIR => {
+                let mut h = header(&st, tar::EntryType::Directory);
+                b.append_data(&mut h, &r, io::empty())?;
+                let child = open_in(dir, &c, libc::O_RDONLY | libc::O_DIRECTORY)?;
+                walk(b, child.as_fd(), &r, links, depth + 1)?;
+            }
+            libc::S_IFLNK => {
+                let mut h = header(&st, tar::EntryType::Symlink);
+                let target = nix::fcntl::readlinkat(dir, c.as_c_str())?;
+                b.append_link(&mut h, &r, target)?;
+            }
+            libc::S_IFREG => {
+                if st.st_nlink > 1 {
+                    if let Some(first) = links.get(&(st.st_dev, st.st_ino)) {
+                        let mut h = header(&st, tar::EntryType::Link);
+                        b.append_link(&mut h, &r, first)?;
+                        continue;
+                    }
+                    links.insert((st.st_dev, st.st_ino), r.clone());
+                }
+                let mut h = header(&st, tar::EntryType::Regular);
+                h.set_size(st.st_size as u64);
+                let f = fs::File::from(open_in(dir, &c, libc::O_RDONLY)?);
+                // Exactly the size it had when looked at: a file growing meanwhile
+                // cannot make the entry disagree with its header.
+                b.append_data(&mut h, &r, io::Read::take(f, st.st_size as u64))?;
+            }
+            libc::S_IFCHR | libc::S_IFBLK | libc::S_IFIFO => {
+                let kind = match kind {
+                    libc::S_IFCHR => tar::EntryType::Char,
+                    libc::S_IFBLK => tar::EntryType::Block,
+                    _ => tar::EntryType::Fifo,
+                };
+                let mut h = header(&st, kind);
+                h.set_device_major(libc::major(st.st_rdev))?;
+                h.set_device_minor(libc::minor(st.st_rdev))?;
+                b.append_data(&mut h, &r, io::empty())?;
+            }
+            // Sockets are not archived, as tar leaves them out.
+            _ => {}
         }
-        // Sockets are not archived, as tar leaves them out.
     }
     Ok(())
 }
