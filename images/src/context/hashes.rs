@@ -30,6 +30,12 @@ impl Key {
     }
 }
 
+/// Whether the file `st` describes changed within two seconds of `at` (seconds since
+/// the epoch): too near for its next change to be told apart by its times.
+pub(crate) fn racy(st: &libc::stat, at: i64) -> bool {
+    st.st_ctime >= at - 2 || st.st_mtime >= at - 2
+}
+
 /// The most entries kept (about 96 bytes each on disk).
 const MAX_ENTRIES: usize = 500_000;
 const RECORD: usize = 8 * 8 + 32;
@@ -92,7 +98,7 @@ impl Hashes {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
-        if st.st_ctime >= now - 2 || st.st_mtime >= now - 2 {
+        if racy(st, now) {
             return;
         }
         let mut m = self.lock();

@@ -32,10 +32,7 @@ impl Reused {
         if !job.source.is_context || !job.remote.is_empty() || !job.inline.is_empty() || !job.unpack.is_empty() {
             return none;
         }
-        let Ok(cache) = super::cache::Cache::open(&ctx.store) else {
-            return none;
-        };
-        let dir = cache.dir().join("copies");
+        let dir = ctx.cache.dir().join("copies");
         if std::fs::create_dir_all(&dir).is_err() {
             return none;
         }
