@@ -5,6 +5,7 @@
 //! since an upper directory is already what overlayfs stacks. Entries are sorted and
 //! hard links kept, so the same tree gives the same layer.
 
+use super::context::hashes::Hashes;
 use super::digest::{Digest, HashWriter};
 use super::store::{LayerRecord, Store, StoreError};
 use std::collections::HashMap;
@@ -29,12 +30,16 @@ pub fn is_empty(upper: &Path) -> bool {
 
 /// Stores `upper` as a layer: its tar in the blobs, the directory itself moved to the
 /// layers (or removed, when the same layer is already there).
-pub fn adopt_upper(store: &Store, upper: &Path) -> Result<LayerRecord, StoreError> {
+/// With `hashes`, the content hash of every regular file is noted there as its tar
+/// is written (see [`Hashes::put_written`]), once the directory is the layer's: a
+/// `COPY --from` of it then reads nothing for its cache key.
+pub fn adopt_upper(store: &Store, upper: &Path, hashes: Option<&Hashes>) -> Result<LayerRecord, StoreError> {
     let tmp = store.tmp_file("layer.tar");
     let res = (|| {
         let f = fs::File::create(&tmp).map_err(io_err(&tmp))?;
         let mut w = HashWriter::new(io::BufWriter::new(f));
-        write_tar(upper, &mut w).map_err(io_err(upper))?;
+        let mut noted = hashes.map(|_| Vec::new());
+        write_tar(upper, &mut w, noted.as_mut()).map_err(io_err(upper))?;
         let (buf, diff_id, size) = w.finish();
         buf.into_inner()
             .map_err(|e| io_err(&tmp)(e.into_error()))?
@@ -47,6 +52,12 @@ pub fn adopt_upper(store: &Store, upper: &Path) -> Result<LayerRecord, StoreErro
             fs::remove_dir_all(upper).map_err(io_err(upper))?;
         } else {
             fs::rename(upper, &dir).map_err(io_err(&dir))?;
+            // Only files that stay: a removed one's inode could come back as another.
+            if let (Some(h), Some(noted)) = (hashes, noted) {
+                for (st, sum) in noted {
+                    h.put_written(&st, sum);
+                }
+            }
         }
         Ok(LayerRecord {
             blob: diff_id.clone(),
@@ -62,7 +73,7 @@ pub fn adopt_upper(store: &Store, upper: &Path) -> Result<LayerRecord, StoreErro
 /// The diff ID `upper` would have, without storing it.
 pub fn diff_id(upper: &Path) -> io::Result<Digest> {
     let mut w = HashWriter::new(io::sink());
-    write_tar(upper, &mut w)?;
+    write_tar(upper, &mut w, None)?;
     Ok(w.finish().1)
 }
 
@@ -81,6 +92,24 @@ fn opaque(dir: BorrowedFd) -> bool {
     n == 1 && buf[0] == b'y'
 }
 
+fn same_stat(a: &libc::stat, b: &libc::stat) -> bool {
+    (
+        a.st_ino,
+        a.st_size,
+        a.st_mtime,
+        a.st_mtime_nsec,
+        a.st_ctime,
+        a.st_ctime_nsec,
+    ) == (
+        b.st_ino,
+        b.st_size,
+        b.st_mtime,
+        b.st_mtime_nsec,
+        b.st_ctime,
+        b.st_ctime_nsec,
+    )
+}
+
 fn header(st: &libc::stat, kind: tar::EntryType) -> tar::Header {
     let mut h = tar::Header::new_gnu();
     h.set_entry_type(kind);
@@ -92,12 +121,99 @@ fn header(st: &libc::stat, kind: tar::EntryType) -> tar::Header {
     h
 }
 
-fn write_tar(root: &Path, out: impl Write) -> io::Result<()> {
-    let mut b = tar::Builder::new(out);
-    let mut links: HashMap<(u64, u64), PathBuf> = HashMap::new();
+/// The tree is read on this thread and written (and hashed) on another, so that the
+/// two halves of the work overlap; the chunks between them are bounded.
+fn write_tar(root: &Path, mut out: impl Write + Send, noted: Option<&mut Vec<Noted>>) -> io::Result<()> {
     let dir: OwnedFd = fs::File::open(root)?.into();
-    walk(&mut b, dir.as_fd(), Path::new(""), &mut links, 0)?;
-    b.into_inner()?.flush()
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(CHUNKS_IN_FLIGHT);
+        let writer = s.spawn(move || -> io::Result<()> {
+            for chunk in rx {
+                out.write_all(&chunk)?;
+            }
+            out.flush()
+        });
+        let read = (|| {
+            let mut b = tar::Builder::new(Chunks {
+                buf: Vec::with_capacity(CHUNK),
+                tx,
+            });
+            let mut w = Walk {
+                links: HashMap::new(),
+                noted,
+            };
+            walk(&mut b, dir.as_fd(), Path::new(""), &mut w, 0)?;
+            b.into_inner()?.flush()
+            // The sender goes here: the writer sees the end.
+        })();
+        let wrote = writer
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the layer writer panicked")));
+        // The writer's own error first: a read side that stopped on a closed channel
+        // only echoes it.
+        wrote.and(read)
+    })
+}
+
+/// A regular file's stat as its tar entry was written, and its content's SHA-256.
+type Noted = (libc::stat, [u8; 32]);
+
+/// What a walk keeps across directories: the first path of each hard-linked inode, and
+/// the content hashes noted.
+struct Walk<'a> {
+    links: HashMap<(u64, u64), PathBuf>,
+    noted: Option<&'a mut Vec<Noted>>,
+}
+
+/// Hashes what is read through it.
+struct Hashing<R> {
+    inner: R,
+    sha: sha2::Sha256,
+    read: u64,
+}
+
+impl<R: io::Read> io::Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        sha2::Digest::update(&mut self.sha, &buf[..n]);
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
+const CHUNK: usize = 256 * 1024;
+const CHUNKS_IN_FLIGHT: usize = 4;
+
+/// The tar's bytes in chunks, to the writer thread.
+struct Chunks {
+    buf: Vec<u8>,
+    tx: std::sync::mpsc::SyncSender<Vec<u8>>,
+}
+
+impl Chunks {
+    fn send(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let full = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        self.tx
+            .send(full)
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the layer writer stopped"))
+    }
+}
+
+impl Write for Chunks {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.send()
+    }
 }
 
 /// `openat` below `dir`, never following a link.
@@ -136,13 +252,7 @@ fn names_in(dir: BorrowedFd) -> io::Result<Vec<CString>> {
 
 /// The tree below the directory `dir` (at `rel` in the layer) into `b`, by directory
 /// descriptors: each name is looked up once, in its own directory.
-fn walk(
-    b: &mut tar::Builder<impl Write>,
-    dir: BorrowedFd,
-    rel: &Path,
-    links: &mut HashMap<(u64, u64), PathBuf>,
-    depth: usize,
-) -> io::Result<()> {
+fn walk(b: &mut tar::Builder<impl Write>, dir: BorrowedFd, rel: &Path, w: &mut Walk, depth: usize) -> io::Result<()> {
     if depth > safefs::inroot::MAX_DEPTH {
         return Err(io::Error::other(format!(
             "deeper than {} levels",
@@ -173,7 +283,7 @@ fn walk(
                 let mut h = header(&st, tar::EntryType::Directory);
                 b.append_data(&mut h, &r, io::empty())?;
                 let child = open_in(dir, &c, libc::O_RDONLY | libc::O_DIRECTORY)?;
-                walk(b, child.as_fd(), &r, links, depth + 1)?;
+                walk(b, child.as_fd(), &r, w, depth + 1)?;
             }
             libc::S_IFLNK => {
                 let mut h = header(&st, tar::EntryType::Symlink);
@@ -182,19 +292,32 @@ fn walk(
             }
             libc::S_IFREG => {
                 if st.st_nlink > 1 {
-                    if let Some(first) = links.get(&(st.st_dev, st.st_ino)) {
+                    if let Some(first) = w.links.get(&(st.st_dev, st.st_ino)) {
                         let mut h = header(&st, tar::EntryType::Link);
                         b.append_link(&mut h, &r, first)?;
                         continue;
                     }
-                    links.insert((st.st_dev, st.st_ino), r.clone());
+                    w.links.insert((st.st_dev, st.st_ino), r.clone());
                 }
                 let mut h = header(&st, tar::EntryType::Regular);
                 h.set_size(st.st_size as u64);
                 let f = fs::File::from(open_in(dir, &c, libc::O_RDONLY)?);
                 // Exactly the size it had when looked at: a file growing meanwhile
                 // cannot make the entry disagree with its header.
-                b.append_data(&mut h, &r, io::Read::take(f, st.st_size as u64))?;
+                let mut data = Hashing {
+                    inner: io::Read::take(f, st.st_size as u64),
+                    sha: sha2::Digest::new(),
+                    read: 0,
+                };
+                b.append_data(&mut h, &r, &mut data)?;
+                if let Some(noted) = w.noted.as_deref_mut() {
+                    // Seen as it is now (not as it was before it was read): a file
+                    // changed meanwhile is noted under its new stat, never the old.
+                    let now = nix::sys::stat::fstat(data.inner.get_ref())?;
+                    if data.read == st.st_size as u64 && same_stat(&now, &st) {
+                        noted.push((st, sha2::Digest::finalize(data.sha).into()));
+                    }
+                }
             }
             libc::S_IFCHR | libc::S_IFBLK | libc::S_IFIFO => {
                 let kind = match kind {
@@ -238,7 +361,7 @@ mod tests {
             .unwrap();
         }
         let want = diff_id(&up).unwrap();
-        let rec = adopt_upper(&store, &up).unwrap();
+        let rec = adopt_upper(&store, &up, None).unwrap();
         assert_eq!(rec.diff_id, want);
         assert!(!up.exists() && store.layer_dir(&want).join("etc/a").is_file());
         let data = store.read_blob(&rec.blob).unwrap();
@@ -262,5 +385,60 @@ mod tests {
         expect.push(("etc/l".into(), tar::EntryType::Symlink));
         expect.push(("etc/sub".into(), tar::EntryType::Directory));
         assert_eq!(names, expect);
+    }
+
+    #[test]
+    fn a_layers_files_are_hashed_as_its_tar_is_written_and_only_if_it_stays() {
+        use sha2::Digest as _;
+        let t = tempfile::tempdir().unwrap();
+        let store = Store::open(t.path()).unwrap();
+        let hashes = Hashes::in_memory();
+        let up = t.path().join("upper");
+        fs::create_dir_all(up.join("app")).unwrap();
+        fs::write(up.join("app/main"), "fresh content").unwrap();
+        let rec = adopt_upper(&store, &up, Some(&hashes)).unwrap();
+        let kept = store.layer_dir(&rec.diff_id).join("app/main");
+        let st = nix::sys::stat::lstat(&kept).unwrap();
+        // Just written (the racy rule would keep it out of the saved hashes), yet known.
+        let want: [u8; 32] = sha2::Sha256::digest(b"fresh content").into();
+        assert_eq!(hashes.get(&st), Some(want));
+
+        // The same tree again: its upper is removed, not kept, so nothing is noted.
+        let again = t.path().join("again");
+        fs::create_dir_all(again.join("app")).unwrap();
+        fs::write(again.join("app/main"), "fresh content").unwrap();
+        let removed = nix::sys::stat::lstat(&again.join("app/main")).unwrap();
+        let other = Hashes::in_memory();
+        assert_eq!(adopt_upper(&store, &again, Some(&other)).unwrap().diff_id, rec.diff_id);
+        assert!(!again.exists());
+        assert_eq!(other.get(&removed), None);
+    }
+
+    #[test]
+    fn a_failing_writer_ends_the_tar_with_its_error() {
+        struct Full(usize);
+        impl Write for Full {
+            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+                if self.0 < b.len() {
+                    return Err(io::Error::other("disk full"));
+                }
+                self.0 -= b.len();
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let t = tempfile::tempdir().unwrap();
+        // More than the chunks in flight hold, so the reader would block on a writer gone.
+        for i in 0..40 {
+            fs::write(t.path().join(format!("f{i}")), vec![7u8; 64 * 1024]).unwrap();
+        }
+        let e = write_tar(t.path(), Full(100_000), None).unwrap_err();
+        assert_eq!(e.to_string(), "disk full");
+        // And a writer with room gets the whole tar.
+        let mut all = Vec::new();
+        write_tar(t.path(), &mut all, None).unwrap();
+        assert_eq!(tar::Archive::new(&all[..]).entries().unwrap().count(), 40);
     }
 }

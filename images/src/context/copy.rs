@@ -288,7 +288,7 @@ fn clear(at: BorrowedFd, name: &OsStr, keep_dir: bool) -> io::Result<()> {
 /// Links the source's inode at `at/name` (replacing what is there); false when it
 /// cannot be linked (another file system), for the caller to copy instead.
 fn link(ent: &Entry, at: BorrowedFd, name: &std::ffi::CStr) -> bool {
-    link_fd(ent.fd.as_raw_fd(), at, name)
+    ent.fd().is_ok_and(|fd| link_fd(fd.as_raw_fd(), at, name))
 }
 
 /// Links the inode of the O_PATH descriptor `fd` at `at/name`, as [`link`].
@@ -368,7 +368,7 @@ fn place(
             Ok(None)
         }
         libc::S_IFREG => {
-            let mut from = reopen(&ent.fd).map_err(io_at(&ent.rel))?;
+            let mut from = reopen(ent.fd().map_err(io_at(&ent.rel))?).map_err(io_at(&ent.rel))?;
             let create = || {
                 // SAFETY: a valid directory descriptor and C string; the result is checked.
                 unsafe {
@@ -408,7 +408,7 @@ fn place(
         }
         libc::S_IFLNK => {
             clear(at, name, false).map_err(io_at(shown))?;
-            let target = readlink(ent.fd.as_raw_fd()).map_err(io_at(&ent.rel))?;
+            let target = readlink(ent.fd().map_err(io_at(&ent.rel))?.as_raw_fd()).map_err(io_at(&ent.rel))?;
             let t = cname(target.as_os_str()).map_err(io_at(shown))?;
             // SAFETY: valid C strings and directory descriptor.
             if unsafe { libc::symlinkat(t.as_ptr(), at.as_raw_fd(), c.as_ptr()) } != 0 {

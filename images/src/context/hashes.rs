@@ -38,10 +38,15 @@ pub(crate) fn racy(st: &libc::stat, at: i64) -> bool {
 
 /// The most entries kept (about 96 bytes each on disk).
 const MAX_ENTRIES: usize = 500_000;
+/// The most hashes of written files kept (96 bytes each).
+const MAX_WRITTEN: usize = 200_000;
 const RECORD: usize = 8 * 8 + 32;
 
 pub struct Hashes {
     map: Mutex<HashMap<Key, [u8; 32]>>,
+    /// Files the engine wrote and never changes (see [`Hashes::put_written`]): in
+    /// memory only, for the engine's lifetime.
+    written: Mutex<HashMap<Key, [u8; 32]>>,
     path: Option<PathBuf>,
     dirty: std::sync::atomic::AtomicBool,
 }
@@ -51,6 +56,7 @@ impl Hashes {
     pub fn in_memory() -> Hashes {
         Hashes {
             map: Mutex::default(),
+            written: Mutex::default(),
             path: None,
             dirty: Default::default(),
         }
@@ -78,6 +84,7 @@ impl Hashes {
         }
         Hashes {
             map: Mutex::new(map),
+            written: Mutex::default(),
             path: Some(path.to_path_buf()),
             dirty: Default::default(),
         }
@@ -88,7 +95,23 @@ impl Hashes {
     }
 
     pub fn get(&self, st: &libc::stat) -> Option<[u8; 32]> {
-        self.lock().get(&Key::of(st)).copied()
+        let k = Key::of(st);
+        if let Some(h) = self.lock().get(&k) {
+            return Some(*h);
+        }
+        self.written.lock().unwrap_or_else(|p| p.into_inner()).get(&k).copied()
+    }
+
+    /// The hash of a file of a layer, hashed as the engine wrote the layer's tar:
+    /// no one writes to it afterwards, so the racy rule (a change within the
+    /// timestamps' granularity) does not apply; a link to it changes its ctime and so
+    /// its key. Not saved: only the layers written in the engine's lifetime.
+    pub fn put_written(&self, st: &libc::stat, hash: [u8; 32]) {
+        let mut m = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        if m.len() >= MAX_WRITTEN {
+            m.clear();
+        }
+        m.insert(Key::of(st), hash);
     }
 
     /// Remembers `hash` for the file as `st` describes it, unless it changed too

@@ -65,10 +65,58 @@ pub struct Source {
 }
 
 /// One thing found under a source: its path relative to the source root, and stat.
+/// Below a named source an entry is only looked at (`fstatat` in its directory) until
+/// something needs it open: a walk that only stats (a cache key from known hashes)
+/// opens nothing but directories.
 pub struct Entry {
     pub rel: PathBuf,
     pub stat: libc::stat,
-    pub fd: OwnedFd,
+    fd: std::sync::OnceLock<std::sync::Arc<OwnedFd>>,
+    /// The directory it was found in and its name there, to open it from.
+    at: Option<(std::sync::Arc<OwnedFd>, CString)>,
+}
+
+impl Entry {
+    fn opened(rel: PathBuf, stat: libc::stat, fd: OwnedFd) -> Entry {
+        Entry {
+            rel,
+            stat,
+            fd: std::sync::OnceLock::from(std::sync::Arc::new(fd)),
+            at: None,
+        }
+    }
+
+    /// The entry opened `O_PATH`, never through a link; an error if what is at its
+    /// name now is not the inode it was seen as.
+    pub fn fd(&self) -> io::Result<&OwnedFd> {
+        Ok(self.shared_fd()?.as_ref())
+    }
+
+    fn shared_fd(&self) -> io::Result<&std::sync::Arc<OwnedFd>> {
+        if let Some(fd) = self.fd.get() {
+            return Ok(fd);
+        }
+        let Some((dir, name)) = &self.at else {
+            return Err(io::Error::other("an entry without a descriptor"));
+        };
+        let fd = open_child(inroot::borrow(dir), OsStr::from_bytes(name.to_bytes()))?;
+        let now = fstat(inroot::borrow(&fd))?;
+        if (now.st_dev, now.st_ino, kind(&now)) != (self.stat.st_dev, self.stat.st_ino, kind(&self.stat)) {
+            return Err(io::Error::other("it was replaced while it was read"));
+        }
+        Ok(self.fd.get_or_init(|| std::sync::Arc::new(fd)))
+    }
+}
+
+/// `name` in the directory `dir`, looked at without following a link.
+fn stat_child(dir: BorrowedFd, name: &CString) -> io::Result<libc::stat> {
+    // SAFETY: stat is plain data that fstatat fills.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid directory descriptor, C name and a writable stat.
+    if unsafe { libc::fstatat(dir.as_raw_fd(), name.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(st)
 }
 
 pub(crate) fn kind(st: &libc::stat) -> libc::mode_t {
@@ -237,11 +285,7 @@ impl Source {
                 _ => io_at(rel)(e),
             })?;
         let stat = fstat(inroot::borrow(&fd)).map_err(io_at(rel))?;
-        Ok(Entry {
-            rel: rel.to_path_buf(),
-            stat,
-            fd,
-        })
+        Ok(Entry::opened(rel.to_path_buf(), stat, fd))
     }
 
     /// Visits `e` and, for a directory, everything below it that is not excluded, parents
@@ -268,16 +312,15 @@ impl Source {
         if kind(&e.stat) != libc::S_IFDIR {
             return Ok(());
         }
-        let names: Vec<OsString> = inroot::entries(&e.fd).map_err(io_at(&e.rel))?;
+        let dir = e.shared_fd().map_err(io_at(&e.rel))?.clone();
+        let names: Vec<OsString> = inroot::entries(&dir).map_err(io_at(&e.rel))?;
         for n in names {
             let rel = e.rel.join(&n);
-            if self.excluded(&rel) && !(kind_is_dir(&e.fd, &n) && self.ignore.may_include_under(&rel.to_string_lossy()))
+            if self.excluded(&rel) && !(kind_is_dir(&dir, &n) && self.ignore.may_include_under(&rel.to_string_lossy()))
             {
                 continue;
             }
-            let fd = open_child(inroot::borrow(&e.fd), &n).map_err(io_at(&rel))?;
-            let stat = fstat(inroot::borrow(&fd)).map_err(io_at(&rel))?;
-            let child = Entry { rel, stat, fd };
+            let child = child_entry(&dir, &n, rel)?;
             if self.excluded(&child.rel) {
                 // A directory kept only for the exceptions inside it.
                 self.walk_excluded_dir(&child, &below.join(&n), f, depth + 1)?;
@@ -296,12 +339,11 @@ impl Source {
         depth: usize,
     ) -> Result<(), ContextError> {
         let mut inner: Vec<(PathBuf, Entry)> = Vec::new();
-        let names = inroot::entries(&e.fd).map_err(io_at(&e.rel))?;
+        let dir = e.shared_fd().map_err(io_at(&e.rel))?.clone();
+        let names = inroot::entries(&dir).map_err(io_at(&e.rel))?;
         for n in names {
             let rel = e.rel.join(&n);
-            let fd = open_child(inroot::borrow(&e.fd), &n).map_err(io_at(&rel))?;
-            let stat = fstat(inroot::borrow(&fd)).map_err(io_at(&rel))?;
-            inner.push((below.join(&n), Entry { rel, stat, fd }));
+            inner.push((below.join(&n), child_entry(&dir, &n, rel)?));
         }
         let mut any = false;
         for (b, child) in inner {
@@ -352,7 +394,7 @@ impl Source {
                     }
                     libc::S_IFLNK => {
                         h.update(
-                            copy::readlink(ent.fd.as_raw_fd())
+                            copy::readlink(ent.fd().map_err(io_at(&ent.rel))?.as_raw_fd())
                                 .map_err(io_at(&ent.rel))?
                                 .as_os_str()
                                 .as_bytes(),
@@ -369,7 +411,7 @@ impl Source {
 
 /// The SHA-256 of a regular file's first `st_size` bytes.
 fn content_hash(ent: &Entry) -> Result<[u8; 32], ContextError> {
-    let mut f = reopen(&ent.fd).map_err(io_at(&ent.rel))?;
+    let mut f = reopen(ent.fd().map_err(io_at(&ent.rel))?).map_err(io_at(&ent.rel))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
     let mut left = ent.stat.st_size as u64;
@@ -383,6 +425,23 @@ fn content_hash(ent: &Entry) -> Result<[u8; 32], ContextError> {
         left -= n as u64;
     }
     Ok(h.finalize().into())
+}
+
+/// The entry `name` of the directory `dir` (at `rel`), looked at; a directory is opened
+/// at once, to be walked.
+fn child_entry(dir: &std::sync::Arc<OwnedFd>, name: &OsStr, rel: PathBuf) -> Result<Entry, ContextError> {
+    let c = cname(name).map_err(io_at(&rel))?;
+    let stat = stat_child(inroot::borrow(dir), &c).map_err(io_at(&rel))?;
+    let e = Entry {
+        rel,
+        stat,
+        fd: std::sync::OnceLock::new(),
+        at: Some((dir.clone(), c)),
+    };
+    if kind(&stat) == libc::S_IFDIR {
+        e.shared_fd().map_err(io_at(&e.rel))?;
+    }
+    Ok(e)
 }
 
 fn kind_is_dir(dir: &OwnedFd, name: &OsStr) -> bool {
@@ -439,4 +498,47 @@ pub fn read_beside(context: &Path, path: &Path, limit: u64) -> Result<Vec<u8>, C
             io_at(path)(e)
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_replaced_after_it_was_looked_at_is_not_opened() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("src")).unwrap();
+        std::fs::write(t.path().join("src/a"), "a").unwrap();
+        std::fs::write(t.path().join("secret"), "outside").unwrap();
+        let src = Source::tree(t.path()).unwrap();
+        let top = src.open(Path::new("src")).unwrap();
+        let mut seen = Vec::new();
+        src.walk(&top, &mut |below, ent| {
+            if below == Path::new("a") {
+                // Swapped for a link out once looked at: opening it now must fail, not
+                // follow the link nor open the new inode.
+                std::fs::remove_file(t.path().join("src/a")).unwrap();
+                std::os::unix::fs::symlink(t.path().join("secret"), t.path().join("src/a")).unwrap();
+                let err = ent.fd().unwrap_err();
+                assert!(err.to_string().contains("replaced"), "{err}");
+                seen.push(below.to_path_buf());
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen, vec![PathBuf::from("a")]);
+    }
+
+    #[test]
+    fn a_walk_that_only_stats_gives_the_digest_of_the_contents() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("d/e")).unwrap();
+        std::fs::write(t.path().join("d/e/f"), "one").unwrap();
+        let src = Source::tree(t.path()).unwrap();
+        let hashes = hashes::Hashes::in_memory();
+        let first = src.digest(&[PathBuf::from("d")], &hashes).unwrap();
+        assert_eq!(first, src.digest(&[PathBuf::from("d")], &hashes).unwrap());
+        std::fs::write(t.path().join("d/e/f"), "two").unwrap();
+        assert_ne!(first, src.digest(&[PathBuf::from("d")], &hashes).unwrap());
+    }
 }

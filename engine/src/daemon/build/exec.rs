@@ -123,7 +123,7 @@ fn remove_stubs(upper: &Path, stubs: &[PathBuf]) {
 /// The layer an upper directory makes: one for every `RUN`, `COPY` and `WORKDIR`,
 /// an empty tar when nothing changed, as BuildKit keeps one per step.
 fn finish(ctx: &Ctx, upper: &Path) -> Result<Option<LayerRecord>, BuildError> {
-    images::layer::adopt_upper(&ctx.store, upper)
+    images::layer::adopt_upper(&ctx.store, upper, Some(&ctx.hashes))
         .map(Some)
         .map_err(|e| BuildError::Io(e.to_string()))
 }
@@ -445,7 +445,10 @@ pub fn copy(ctx: &Ctx, st: &StageState, step: &Step, job: CopyJob) -> Result<Opt
                 format!("{}: not a regular file", archive.display()),
             ));
         }
-        let f = safefs::inroot::reopen_regular(&e.fd).map_err(|e| BuildError::at(step, e.to_string()))?;
+        let f = e
+            .fd()
+            .and_then(safefs::inroot::reopen_regular)
+            .map_err(|e| BuildError::at(step, e.to_string()))?;
         let r = images::unpack::decompress(f).map_err(|e| BuildError::at(step, e.to_string()))?;
         safefs::archive::unpack_at(
             r,

@@ -829,10 +829,8 @@ fn is_archive(src: &Source, rel: &Path) -> bool {
     if e.stat.st_mode & libc::S_IFMT != libc::S_IFREG {
         return false;
     }
-    let Ok(mut f) = std::fs::File::open(format!(
-        "/proc/self/fd/{}",
-        std::os::unix::io::AsRawFd::as_raw_fd(&e.fd)
-    )) else {
+    let Ok(fd) = e.fd() else { return false };
+    let Ok(mut f) = std::fs::File::open(format!("/proc/self/fd/{}", std::os::unix::io::AsRawFd::as_raw_fd(fd))) else {
         return false;
     };
     let mut head = vec![0u8; 512];
