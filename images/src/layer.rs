@@ -165,17 +165,19 @@ struct Walk<'a> {
     noted: Option<&'a mut Vec<Noted>>,
 }
 
-/// Hashes what is read through it.
+/// Hashes what is read through it, when asked to.
 struct Hashing<R> {
     inner: R,
-    sha: sha2::Sha256,
+    sha: Option<sha2::Sha256>,
     read: u64,
 }
 
 impl<R: io::Read> io::Read for Hashing<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        sha2::Digest::update(&mut self.sha, &buf[..n]);
+        if let Some(sha) = &mut self.sha {
+            sha2::Digest::update(sha, &buf[..n]);
+        }
         self.read += n as u64;
         Ok(n)
     }
@@ -306,16 +308,16 @@ fn walk(b: &mut tar::Builder<impl Write>, dir: BorrowedFd, rel: &Path, w: &mut W
                 // cannot make the entry disagree with its header.
                 let mut data = Hashing {
                     inner: io::Read::take(f, st.st_size as u64),
-                    sha: sha2::Digest::new(),
+                    sha: w.noted.is_some().then(sha2::Digest::new),
                     read: 0,
                 };
                 b.append_data(&mut h, &r, &mut data)?;
-                if let Some(noted) = w.noted.as_deref_mut() {
-                    // Seen as it is now (not as it was before it was read): a file
-                    // changed meanwhile is noted under its new stat, never the old.
+                if let (Some(noted), Some(sha)) = (w.noted.as_deref_mut(), data.sha) {
+                    // Only a file whole and unchanged since it was looked at: one
+                    // that changed while read is not noted at all.
                     let now = nix::sys::stat::fstat(data.inner.get_ref())?;
                     if data.read == st.st_size as u64 && same_stat(&now, &st) {
-                        noted.push((st, sha2::Digest::finalize(data.sha).into()));
+                        noted.push((st, sha2::Digest::finalize(sha).into()));
                     }
                 }
             }

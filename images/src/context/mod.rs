@@ -108,17 +108,6 @@ impl Entry {
     }
 }
 
-/// `name` in the directory `dir`, looked at without following a link.
-fn stat_child(dir: BorrowedFd, name: &CString) -> io::Result<libc::stat> {
-    // SAFETY: stat is plain data that fstatat fills.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid directory descriptor, C name and a writable stat.
-    if unsafe { libc::fstatat(dir.as_raw_fd(), name.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(st)
-}
-
 pub(crate) fn kind(st: &libc::stat) -> libc::mode_t {
     st.st_mode & libc::S_IFMT
 }
@@ -431,7 +420,7 @@ fn content_hash(ent: &Entry) -> Result<[u8; 32], ContextError> {
 /// at once, to be walked.
 fn child_entry(dir: &std::sync::Arc<OwnedFd>, name: &OsStr, rel: PathBuf) -> Result<Entry, ContextError> {
     let c = cname(name).map_err(io_at(&rel))?;
-    let stat = stat_child(inroot::borrow(dir), &c).map_err(io_at(&rel))?;
+    let stat = inroot::stat_at(inroot::borrow(dir), Path::new(name)).map_err(io_at(&rel))?;
     let e = Entry {
         rel,
         stat,
