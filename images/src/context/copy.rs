@@ -5,7 +5,7 @@
 
 use super::{cname, io_at, kind, reopen, ContextError, Entry, Source};
 use safefs::inroot;
-use std::ffi::OsStr;
+use std::ffi::{CStr, OsStr};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::io::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -141,40 +141,49 @@ pub fn copy(
             (Some(p), Some(n)) => (p.to_path_buf(), n.to_os_string()),
             _ => (PathBuf::from("/"), std::ffi::OsString::new()),
         };
-        let pfd = mkdir_owned(root, &parent, o)?;
+        let pfd = std::sync::Arc::new(mkdir_owned(root, &parent, o)?);
         let excludes: Vec<super::ignore::Ignore> = o.exclude.iter().map(|p| super::ignore::Ignore::parse(p)).collect();
         // The directory stack of the destination, by depth below the item.
-        let mut dirs: Vec<OwnedFd> = Vec::new();
-        let mut pending_times: Vec<(OwnedFd, libc::stat)> = Vec::new();
+        let mut dirs: Vec<std::sync::Arc<OwnedFd>> = Vec::new();
+        let mut pending_times: Vec<(std::sync::Arc<OwnedFd>, libc::stat)> = Vec::new();
+        // Everything but directories is placed in batches (see [`super::batch`]).
+        let mut batch = super::batch::Batch::default();
         src.walk(&e, &mut |below, ent| {
             if !below.as_os_str().is_empty() && excludes.iter().any(|x| x.excludes(&below.to_string_lossy())) {
                 return Ok(());
             }
             let depth = below.components().count();
             dirs.truncate(depth);
-            let (at, n): (BorrowedFd, &OsStr) = if depth == 0 {
+            let (at, n): (&std::sync::Arc<OwnedFd>, &OsStr) = if depth == 0 {
                 if name.is_empty() {
                     // The destination is the root itself.
                     let fd = inroot::open(root, Path::new("/"), libc::O_PATH | libc::O_DIRECTORY, 0)
                         .map_err(io_at(&target))?;
-                    dirs.push(fd);
+                    dirs.push(std::sync::Arc::new(fd));
                     return Ok(());
                 }
-                (inroot::borrow(&pfd), name.as_os_str())
+                (&pfd, name.as_os_str())
             } else {
                 let Some(top) = dirs.last() else {
                     return Ok(());
                 };
-                (inroot::borrow(top), below.file_name().unwrap_or(OsStr::new("")))
+                (top, below.file_name().unwrap_or(OsStr::new("")))
             };
-            if let Some(made) = place(src, ent, at, n, o, &target.join(below))? {
-                if kind(&ent.stat) == libc::S_IFDIR {
-                    dirs.push(made.try_clone().map_err(io_at(&target))?);
-                    pending_times.push((made, ent.stat));
+            if kind(&ent.stat) != libc::S_IFDIR {
+                batch.push(at.clone(), n.to_os_string(), ent.clone(), target.join(below));
+                if batch.full() {
+                    batch.run(src, o)?;
                 }
+                return Ok(());
+            }
+            if let Some(made) = place(src, ent, inroot::borrow(at), n, o, &target.join(below))? {
+                let made = std::sync::Arc::new(made);
+                dirs.push(made.clone());
+                pending_times.push((made, ent.stat));
             }
             Ok(())
         })?;
+        batch.run(src, o)?;
         // Directory times last, after their contents stopped changing them.
         for (fd, st) in pending_times.iter().rev() {
             set_times(fd.as_raw_fd(), st, true).map_err(io_at(&target))?;
@@ -286,18 +295,45 @@ fn clear(at: BorrowedFd, name: &OsStr, keep_dir: bool) -> io::Result<()> {
 }
 
 /// Links the source's inode at `at/name` (replacing what is there); false when it
-/// cannot be linked (another file system), for the caller to copy instead.
-fn link(ent: &Entry, at: BorrowedFd, name: &std::ffi::CStr) -> bool {
-    ent.fd().is_ok_and(|fd| link_fd(fd.as_raw_fd(), at, name))
+/// cannot be linked (another file system), for the caller to copy instead. An entry
+/// only looked at is linked by its name in its directory (no open), and what was
+/// linked is checked to be the inode it was seen as.
+fn link(ent: &Entry, at: BorrowedFd, name: &CStr) -> Result<bool, ContextError> {
+    let Some((dir, from)) = ent.unopened() else {
+        return Ok(ent.fd().is_ok_and(|fd| link_fd(fd.as_raw_fd(), at, name)));
+    };
+    if !link_named(dir, from, at, name) {
+        return Ok(false);
+    }
+    let made = inroot::stat_at(at, Path::new(OsStr::from_bytes(name.to_bytes()))).map_err(io_at(&ent.rel))?;
+    if (made.st_dev, made.st_ino) != (ent.stat.st_dev, ent.stat.st_ino) {
+        // SAFETY: a valid directory descriptor and C name.
+        unsafe { libc::unlinkat(at.as_raw_fd(), name.as_ptr(), 0) };
+        return Err(io_at(&ent.rel)(io::Error::other("it was replaced while it was read")));
+    }
+    Ok(true)
+}
+
+/// Links `dir/from` (never following a link) at `at/name`, replacing what is there.
+pub(super) fn link_named(dir: BorrowedFd, from: &CStr, at: BorrowedFd, name: &CStr) -> bool {
+    replacing(at, name, || {
+        // SAFETY: valid directory descriptors and C names; flags 0 links a symlink
+        // itself, never its target.
+        unsafe { libc::linkat(dir.as_raw_fd(), from.as_ptr(), at.as_raw_fd(), name.as_ptr(), 0) }
+    })
 }
 
 /// Links the inode of the O_PATH descriptor `fd` at `at/name`, as [`link`].
-pub(super) fn link_fd(fd: RawFd, at: BorrowedFd, name: &std::ffi::CStr) -> bool {
-    let try_link = || {
+pub(super) fn link_fd(fd: RawFd, at: BorrowedFd, name: &CStr) -> bool {
+    replacing(at, name, || {
         // SAFETY: an O_PATH descriptor with AT_EMPTY_PATH (the engine is root), a valid
         // directory descriptor and C name; the result is checked.
         unsafe { libc::linkat(fd, c"".as_ptr(), at.as_raw_fd(), name.as_ptr(), libc::AT_EMPTY_PATH) }
-    };
+    })
+}
+
+/// Runs `try_link`; when `at/name` exists, clears it and tries once more.
+fn replacing(at: BorrowedFd, name: &CStr, try_link: impl Fn() -> libc::c_int) -> bool {
     if try_link() == 0 {
         return true;
     }
@@ -320,7 +356,7 @@ fn note(src: &Source, ent: &Entry, shown: &Path, o: &CopyOptions) {
 }
 
 /// Makes one entry at `at/name`; returns its descriptor.
-fn place(
+pub(super) fn place(
     src: &Source,
     ent: &Entry,
     at: BorrowedFd,
@@ -355,7 +391,7 @@ fn place(
             chmod_fd(fd.as_raw_fd(), mode).map_err(io_at(shown))?;
             Ok(Some(fd))
         }
-        libc::S_IFREG if o.link && !src.is_context && o.chown.is_none() && o.chmod.is_none() && link(ent, at, &c) => {
+        libc::S_IFREG if o.link && !src.is_context && o.chown.is_none() && o.chmod.is_none() && link(ent, at, &c)? => {
             Ok(None)
         }
         libc::S_IFREG
@@ -447,5 +483,73 @@ mod tests {
         assert_eq!(Chmod::parse("a=rX").unwrap().apply(0o600, true), 0o555);
         assert_eq!(Chmod::parse("a=rX").unwrap().apply(0o600, false), 0o444);
         assert!(Chmod::parse("99").is_err() && Chmod::parse("q+x").is_err() && Chmod::parse("17777").is_err());
+    }
+
+    /// A tree of `dirs` directories of `files` files each, with modes and a link.
+    fn tree(root: &Path, dirs: usize, files: usize) {
+        for d in 0..dirs {
+            let dir = root.join(format!("src/d{d}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            for f in 0..files {
+                std::fs::write(dir.join(format!("f{f}")), format!("{d}/{f}")).unwrap();
+            }
+            std::os::unix::fs::symlink("f0", dir.join("link")).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_large_copy_placed_on_two_threads_is_the_whole_tree() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        // Over a batch (8192) in all, and several directories per half.
+        tree(t.path(), 6, 1500);
+        let into = tempfile::tempdir().unwrap();
+        let root: OwnedFd = std::fs::File::open(into.path()).unwrap().into();
+        for (rel, link) in [("src", false), ("src", true)] {
+            let src = Source::tree(t.path()).unwrap();
+            let o = CopyOptions {
+                chmod: Some(Chmod::Octal(0o640)).filter(|_| !link),
+                link,
+                ..Default::default()
+            };
+            let dest = if link { "/linked" } else { "/copied" };
+            copy(&src, &[PathBuf::from(rel)], inroot::borrow(&root), dest, true, &o).unwrap();
+            for d in 0..6 {
+                for f in (0..1500).step_by(97) {
+                    let p = into.path().join(format!("{}/d{d}/f{f}", &dest[1..]));
+                    assert_eq!(std::fs::read_to_string(&p).unwrap(), format!("{d}/{f}"));
+                    let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o7777;
+                    assert_eq!(mode == 0o640, !link, "{}", p.display());
+                }
+                let l = into.path().join(format!("{}/d{d}/link", &dest[1..]));
+                assert_eq!(std::fs::read_link(l).unwrap(), Path::new("f0"));
+                let n = std::fs::read_dir(into.path().join(format!("{}/d{d}", &dest[1..])))
+                    .unwrap()
+                    .count();
+                assert_eq!(n, 1501);
+            }
+        }
+        // Linked: the same inodes as the tree's.
+        use std::os::unix::fs::MetadataExt;
+        let a = std::fs::metadata(t.path().join("src/d3/f7")).unwrap().ino();
+        assert_eq!(std::fs::metadata(into.path().join("linked/d3/f7")).unwrap().ino(), a);
+    }
+
+    #[test]
+    fn an_entry_replaced_before_it_is_linked_is_refused() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("a"), "a").unwrap();
+        std::fs::write(t.path().join("secret"), "outside").unwrap();
+        let dir = std::sync::Arc::new(OwnedFd::from(std::fs::File::open(t.path()).unwrap()));
+        let ent = super::super::child_entry(&dir, OsStr::new("a"), PathBuf::from("a")).unwrap();
+        // Swapped for another file once looked at: linking it by name would link the
+        // new inode.
+        std::fs::remove_file(t.path().join("a")).unwrap();
+        std::fs::hard_link(t.path().join("secret"), t.path().join("a")).unwrap();
+        let into = tempfile::tempdir().unwrap();
+        let at = OwnedFd::from(std::fs::File::open(into.path()).unwrap());
+        let err = link(&ent, inroot::borrow(&at), c"b").unwrap_err();
+        assert!(err.to_string().contains("replaced"), "{err}");
+        assert!(!into.path().join("b").exists(), "nothing is left where it was linked");
     }
 }

@@ -4,6 +4,7 @@
 //! walk goes by directory descriptors and never follows a link: a hostile context's
 //! symlinks cannot make a build read outside it. Only what a step names is read.
 
+mod batch;
 pub mod copy;
 pub mod glob;
 pub mod hashes;
@@ -13,8 +14,8 @@ pub mod reuse;
 use ignore::Ignore;
 use safefs::inroot;
 use sha2::{Digest as _, Sha256};
-use std::ffi::{CString, OsStr, OsString};
-use std::io::{self, Read};
+use std::ffi::{CStr, CString, OsStr, OsString};
+use std::io::{self, Read, Write as _};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::io::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -68,6 +69,7 @@ pub struct Source {
 /// Below a named source an entry is only looked at (`fstatat` in its directory) until
 /// something needs it open: a walk that only stats (a cache key from known hashes)
 /// opens nothing but directories.
+#[derive(Clone)]
 pub struct Entry {
     pub rel: PathBuf,
     pub stat: libc::stat,
@@ -90,6 +92,14 @@ impl Entry {
     /// name now is not the inode it was seen as.
     pub fn fd(&self) -> io::Result<&OwnedFd> {
         Ok(self.shared_fd()?.as_ref())
+    }
+
+    /// The directory it was found in and its name there, while it is not open.
+    pub(crate) fn unopened(&self) -> Option<(BorrowedFd<'_>, &CStr)> {
+        match (&self.at, self.fd.get()) {
+            (Some((dir, name)), None) => Some((inroot::borrow(dir), name.as_c_str())),
+            _ => None,
+        }
     }
 
     fn shared_fd(&self) -> io::Result<&std::sync::Arc<OwnedFd>> {
@@ -209,7 +219,7 @@ impl Source {
     }
 
     pub fn excluded(&self, rel: &Path) -> bool {
-        self.is_context && self.ignore.excludes(&rel.to_string_lossy())
+        self.is_context && !self.ignore.is_empty() && self.ignore.excludes(&rel.to_string_lossy())
     }
 
     /// The paths a `COPY` source names (wildcards expanded), relative to the root.
@@ -303,19 +313,25 @@ impl Source {
         }
         let dir = e.shared_fd().map_err(io_at(&e.rel))?.clone();
         let names: Vec<OsString> = inroot::entries(&dir).map_err(io_at(&e.rel))?;
-        for n in names {
-            let rel = e.rel.join(&n);
-            if self.excluded(&rel) && !(kind_is_dir(&dir, &n) && self.ignore.may_include_under(&rel.to_string_lossy()))
-            {
-                continue;
+        let kept: Vec<(OsString, PathBuf)> = names
+            .into_iter()
+            .map(|n| {
+                let rel = e.rel.join(&n);
+                (n, rel)
+            })
+            .filter(|(n, rel)| {
+                !self.excluded(rel) || (kind_is_dir(&dir, n) && self.ignore.may_include_under(&rel.to_string_lossy()))
+            })
+            .collect();
+        for chunk in kept.chunks(LOOK_CHUNK) {
+            for (n, child) in look_all(&dir, chunk)? {
+                if self.excluded(&child.rel) {
+                    // A directory kept only for the exceptions inside it.
+                    self.walk_excluded_dir(&child, &below.join(n), f, depth + 1)?;
+                    continue;
+                }
+                self.walk_in(&child, &below.join(n), f, depth + 1)?;
             }
-            let child = child_entry(&dir, &n, rel)?;
-            if self.excluded(&child.rel) {
-                // A directory kept only for the exceptions inside it.
-                self.walk_excluded_dir(&child, &below.join(&n), f, depth + 1)?;
-                continue;
-            }
-            self.walk_in(&child, &below.join(&n), f, depth + 1)?;
         }
         Ok(())
     }
@@ -356,6 +372,8 @@ impl Source {
     /// A file's content hash comes from `hashes` when its stat is unchanged.
     pub fn digest(&self, rels: &[PathBuf], hashes: &hashes::Hashes) -> Result<String, ContextError> {
         let mut h = Sha256::new();
+        // One buffer for every entry's line (no allocation per file).
+        let mut line: Vec<u8> = Vec::with_capacity(64);
         for r in rels {
             let e = self.open(r)?;
             h.update(r.as_os_str().as_bytes());
@@ -368,7 +386,9 @@ impl Source {
                 } else {
                     (st.st_uid, st.st_gid)
                 };
-                h.update(format!("\0{:o} {} {} {}\0", st.st_mode, owner.0, owner.1, st.st_size).as_bytes());
+                line.clear();
+                let _ = write!(line, "\0{:o} {} {} {}\0", st.st_mode, owner.0, owner.1, st.st_size);
+                h.update(&line);
                 match kind(st) {
                     libc::S_IFREG => {
                         let content = match hashes.get(st) {
@@ -414,6 +434,37 @@ fn content_hash(ent: &Entry) -> Result<[u8; 32], ContextError> {
         left -= n as u64;
     }
     Ok(h.finalize().into())
+}
+
+/// How many entries of one directory are looked at together (and held at once).
+const LOOK_CHUNK: usize = 4096;
+/// From how many entries looking at them is shared with a second thread: the walk of
+/// a large context is mostly `fstatat`, which runs in parallel in one directory.
+const LOOK_PARALLEL: usize = 256;
+
+/// The entries `names` (with their paths) of the directory `dir`, looked at, in order.
+fn look_all<'a>(
+    dir: &std::sync::Arc<OwnedFd>,
+    names: &'a [(OsString, PathBuf)],
+) -> Result<Vec<(&'a OsStr, Entry)>, ContextError> {
+    let look = |part: &'a [(OsString, PathBuf)]| -> Result<Vec<(&'a OsStr, Entry)>, ContextError> {
+        part.iter()
+            .map(|(n, rel)| Ok((n.as_os_str(), child_entry(dir, n, rel.clone())?)))
+            .collect()
+    };
+    if names.len() < LOOK_PARALLEL {
+        return look(names);
+    }
+    let (first, second) = names.split_at(names.len() / 2);
+    std::thread::scope(|s| {
+        let other = s.spawn(|| look(second));
+        let mut all = look(first)?;
+        let rest = other
+            .join()
+            .map_err(|_| io_at(Path::new(""))(io::Error::other("a walk's thread failed")))??;
+        all.extend(rest);
+        Ok(all)
+    })
 }
 
 /// The entry `name` of the directory `dir` (at `rel`), looked at; a directory is opened
@@ -516,6 +567,34 @@ mod tests {
         })
         .unwrap();
         assert_eq!(seen, vec![PathBuf::from("a")]);
+    }
+
+    #[test]
+    fn a_large_directory_is_walked_in_name_order() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("d")).unwrap();
+        // Past the point where looking at entries is shared with a second thread.
+        let mut names: Vec<String> = (0..LOOK_PARALLEL * 3).map(|i| format!("n{i}")).collect();
+        for n in &names {
+            std::fs::write(t.path().join("d").join(n), n).unwrap();
+        }
+        std::fs::create_dir(t.path().join("d/n5x")).unwrap();
+        std::fs::write(t.path().join("d/n5x/inner"), "i").unwrap();
+        names.push("n5x".into());
+        names.push("n5x/inner".into());
+        names.sort();
+        let src = Source::tree(t.path()).unwrap();
+        let top = src.open(Path::new("d")).unwrap();
+        let mut seen = Vec::new();
+        src.walk(&top, &mut |below, ent| {
+            if !below.as_os_str().is_empty() {
+                assert_eq!(ent.rel, Path::new("d").join(below));
+                seen.push(below.to_string_lossy().into_owned());
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen, names);
     }
 
     #[test]

@@ -11,9 +11,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::ffi::CStr;
 use std::io;
-use std::os::unix::io::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::io::{BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// The most a record may hold on disk, and the most files it notes (past that a copy
 /// is not recorded: the next one copies in full).
@@ -86,6 +86,9 @@ pub struct Reuse {
     root: OwnedFd,
     at: i64,
     files: HashMap<PathBuf, (PathBuf, StatKey)>,
+    /// The earlier layer's directories last linked from (a copy places files on two
+    /// threads, each in directories of its own).
+    dirs: Mutex<Vec<(PathBuf, Arc<OwnedFd>)>>,
 }
 
 impl Reuse {
@@ -98,6 +101,7 @@ impl Reuse {
             root,
             at: record.at,
             files,
+            dirs: Mutex::default(),
         })
     }
 
@@ -121,22 +125,51 @@ impl Reuse {
         if from != rel || *was != now || super::hashes::racy(st, self.at) {
             return false;
         }
-        let Ok(fd) = safefs::inroot::open(
-            safefs::inroot::borrow(&self.root),
-            dest,
-            libc::O_PATH | libc::O_NOFOLLOW,
-            0,
-        ) else {
+        let (Some(parent), Some(file)) = (dest.parent(), dest.file_name()) else {
             return false;
         };
-        let Ok(old) = super::fstat(safefs::inroot::borrow(&fd)) else {
+        let Ok(old_name) = super::cname(file) else {
+            return false;
+        };
+        let Some(dir) = self.dir_of(parent) else {
+            return false;
+        };
+        let dir = safefs::inroot::borrow(&dir);
+        let Ok(old) = safefs::inroot::stat_at(dir, Path::new(file)) else {
             return false;
         };
         let same = super::kind(&old) == libc::S_IFREG
             && (old.st_uid, old.st_gid, old.st_mode & 0o7777) == (uid, gid, mode)
             && old.st_size == st.st_size
             && (old.st_mtime, old.st_mtime_nsec) == (st.st_mtime, st.st_mtime_nsec);
-        same && super::copy::link_fd(fd.as_raw_fd(), at, name)
+        // By name in its directory: a layer is never written once made, so what was
+        // looked at is what is linked (linkat never follows a link).
+        same && super::copy::link_named(dir, &old_name, at, name)
+    }
+}
+
+impl Reuse {
+    /// The earlier layer's directory `parent`, open: files come directory by
+    /// directory, so each is opened about once.
+    fn dir_of(&self, parent: &Path) -> Option<Arc<OwnedFd>> {
+        const KEPT: usize = 4;
+        let mut dirs = self.dirs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, fd)) = dirs.iter().find(|(p, _)| p == parent) {
+            return Some(fd.clone());
+        }
+        let fd = safefs::inroot::open(
+            safefs::inroot::borrow(&self.root),
+            parent,
+            libc::O_PATH | libc::O_DIRECTORY,
+            0,
+        )
+        .ok()?;
+        let fd = Arc::new(fd);
+        if dirs.len() >= KEPT {
+            dirs.remove(0);
+        }
+        dirs.push((parent.to_path_buf(), fd.clone()));
+        Some(fd)
     }
 }
 

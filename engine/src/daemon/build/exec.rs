@@ -384,7 +384,9 @@ pub fn copy(ctx: &Ctx, st: &StageState, step: &Step, job: CopyJob) -> Result<Opt
         .map_err(|e| BuildError::Io(e.to_string()))?
         .into();
     let at = |e: images::context::ContextError| BuildError::at(step, e.to_string());
+    let t0 = std::time::Instant::now();
     let reuse = super::reused::Reused::begin(ctx, st, step, &job);
+    let t_reuse = t0.elapsed();
     let mut options = job.options.clone();
     options.reuse = reuse.earlier.clone();
     options.record = reuse.record.clone();
@@ -470,8 +472,18 @@ pub fn copy(ctx: &Ctx, st: &StageState, step: &Step, job: CopyJob) -> Result<Opt
             .map_err(|e| BuildError::Io(format!("unmounting the build overlay: {e}")))?;
         scratch.mounted = None;
     }
+    let t_copy = t0.elapsed();
     let layer = finish(ctx, &upper)?;
+    let t_layer = t0.elapsed();
     reuse.save(layer.as_ref());
+    tracing::debug!(
+        "build: {}: earlier copy {:?}, copy {:?}, layer {:?}, record {:?}",
+        job.dest,
+        t_reuse,
+        t_copy - t_reuse,
+        t_layer - t_copy,
+        t0.elapsed() - t_layer
+    );
     Ok(layer)
 }
 

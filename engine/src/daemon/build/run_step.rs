@@ -437,9 +437,11 @@ impl<'a> StageRun<'a> {
                         !archive
                     });
                 }
+                let t0 = std::time::Instant::now();
                 let d = source
                     .digest(&items, &self.ctx.hashes)
                     .map_err(|e| BuildError::at(step, e.to_string()))?;
+                tracing::debug!("build: digest of {items:?} {:?}", t0.elapsed());
                 if let Some(k) = &memo {
                     self.ctx.cache.put_source_digest(k, &d);
                 }
