@@ -377,6 +377,55 @@ fn limits_memory_pids_and_user() {
     });
 }
 
+#[test]
+fn the_container_reads_its_own_cgroup_limits_read_only() {
+    if !root() {
+        return;
+    }
+    in_netns(|| {
+        let f = Fixture::new();
+        let limits = Limits {
+            memory: Some(48 << 20),
+            pids: Some(37),
+            ..Default::default()
+        };
+        // v2 (a namespace of its own, Docker's default there) or v1 (the host's, as
+        // Docker's default there): the limits at the top of what it sees.
+        let script = "cd /sys/fs/cgroup; \
+            if [ -f cgroup.controllers ]; then echo v2 pids=$(busybox cat pids.max) mem=$(busybox cat memory.max); \
+            else echo v1 pids=$(busybox cat pids/pids.max) mem=$(busybox cat memory/memory.limit_in_bytes); fi; \
+            (echo $$ > cgroup.procs) 2>/dev/null || (echo $$ > pids/cgroup.procs) 2>/dev/null || echo refused; \
+            busybox cat /proc/self/cgroup";
+        let (code, out) = f.run(&f.spec("cgv", script), &limits);
+        assert_eq!(code, 0, "{out}");
+        let lines: Vec<&str> = out.lines().collect();
+        let v2 = lines.first().is_some_and(|l| l.starts_with("v2"));
+        assert_eq!(
+            lines.first().copied(),
+            Some(if v2 {
+                "v2 pids=37 mem=50331648"
+            } else {
+                "v1 pids=37 mem=50331648"
+            }),
+            "{out}"
+        );
+        assert_eq!(lines.get(1).copied(), Some("refused"), "{out}");
+        if v2 {
+            assert_eq!(lines.get(2).copied(), Some("0::/"), "{out}");
+        } else {
+            let pids = lines
+                .iter()
+                .find(|l| l.contains(":pids:"))
+                .unwrap_or_else(|| panic!("{out}"));
+            assert!(
+                pids.ends_with(&format!("{}/cgv", f.cgroup_parent)),
+                "the host's path: {out}"
+            );
+        }
+        f.assert_clean();
+    });
+}
+
 /// An exec's stdio: no input, output and errors into `file`.
 fn stdio(file: &tempfile::NamedTempFile) -> [std::process::Stdio; 3] {
     [
@@ -431,12 +480,12 @@ fn exec_joins_the_container_with_and_without_a_tty() {
             .parse()
             .unwrap();
         assert!((3..=8).contains(&procs), "{text}");
-        // A command that does not exist: 127.
+        // A command that does not exist: 126, as Docker's exec says (its run says 127).
         let mut missing = p.clone();
         missing.args = vec!["nope".into()];
         match f.rt.exec(&c, &missing, Some(stdio(&out))) {
             Err(runtime::RuntimeError::Start { exit_code, message }) => {
-                assert_eq!((exit_code, message.contains("executable file not found")), (127, true))
+                assert_eq!((exit_code, message.contains("executable file not found")), (126, true))
             }
             other => panic!("{other:?}"),
         }
@@ -952,7 +1001,7 @@ fn on_a_host_with_cgroup_v2_only() {
     assert!(out.contains("TESTS-EXIT=0"), "{tail}");
     // Every test of this file but this one (the Compose service one runs through the
     // engine, in lifecycle.rs, since the runtime knows no Compose).
-    assert!(out.contains("test result: ok. 10 passed"), "{tail}");
+    assert!(out.contains("test result: ok. 11 passed"), "{tail}");
     // The suite's processes were moved into the leaf, out of the way of the containers'.
     assert!(
         out.contains("self=0::/system.slice/tests.service/rcompose-supervisor"),

@@ -199,9 +199,10 @@ fn exec_with_and_without_a_terminal() {
     }
     let text = read_until_closed(pty.master);
     assert!(text.contains("40 120"), "{text:?}");
-    // Compose's messages for what cannot be run.
+    // Compose's messages for what cannot be run; Docker's exec says 126 for every
+    // process it could not start, a missing one too.
     let o = env.rc(&["exec", "-T", "app", "no-such-command"]);
-    assert_eq!(o.status.code(), Some(127), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(o.status.code(), Some(126), "{}", String::from_utf8_lossy(&o.stderr));
     let o = env.rc(&["exec", "-T", "--index", "2", "app", "true"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("service \"app\" is not running container #2"));

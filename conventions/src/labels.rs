@@ -8,3 +8,5 @@ pub const LABEL_HASH: &str = "com.docker.compose.config-hash";
 pub const LABEL_ONEOFF: &str = "com.docker.compose.oneoff";
 pub const LABEL_WORKDIR: &str = "com.docker.compose.project.working_dir";
 pub const LABEL_FILES: &str = "com.docker.compose.project.config_files";
+/// The version of the tool that made the container (Compose writes its own).
+pub const LABEL_VERSION: &str = "com.docker.compose.version";

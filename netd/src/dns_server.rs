@@ -102,6 +102,70 @@ pub async fn serve_with(socket: UdpSocket, answer: Answerer, upstreams: Vec<Sock
     }
 }
 
+/// The most TCP connections served at once by one server: a container that opens
+/// more is refused, and harms only its own lookups.
+const MAX_TCP: usize = 32;
+/// The most queries one TCP connection asks, and how long it may be idle.
+const TCP_QUERIES: usize = 64;
+const TCP_IDLE: Duration = Duration::from_secs(10);
+
+/// Serves DNS over TCP on `listener` (each message after its two-byte length, RFC
+/// 7766), answered as [`serve_with`] answers; for answers too long for UDP.
+pub async fn serve_tcp_with(
+    listener: tokio::net::TcpListener,
+    answer: Answerer,
+    upstreams: Vec<SocketAddr>,
+) -> std::io::Result<()> {
+    let upstreams = Arc::new(upstreams);
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_TCP));
+    loop {
+        let (conn, from) = listener.accept().await?;
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            continue;
+        };
+        let (answer, upstreams) = (answer.clone(), upstreams.clone());
+        tokio::spawn(async move {
+            let _slot = slot;
+            let _ = tcp_session(conn, from.ip(), &answer, &upstreams).await;
+        });
+    }
+}
+
+async fn tcp_session(
+    mut conn: tokio::net::TcpStream,
+    from: IpAddr,
+    answer: &Answerer,
+    upstreams: &[SocketAddr],
+) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let idle = |e| std::io::Error::new(std::io::ErrorKind::TimedOut, e);
+    for _ in 0..TCP_QUERIES {
+        let mut len = [0u8; 2];
+        tokio::time::timeout(TCP_IDLE, conn.read_exact(&mut len))
+            .await
+            .map_err(idle)??;
+        let mut query = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        tokio::time::timeout(TCP_IDLE, conn.read_exact(&mut query))
+            .await
+            .map_err(idle)??;
+        let reply = match answer(from, &query) {
+            None => return Ok(()),
+            Some(Reply::Answer(b)) => Some(b),
+            Some(Reply::Forward) => match forward(&query, upstreams, Duration::from_secs(2)).await {
+                Some(a) => Some(a),
+                None => servfail(&query),
+            },
+        };
+        let Some(reply) = reply.filter(|r| r.len() <= usize::from(u16::MAX)) else {
+            return Ok(());
+        };
+        let mut framed = (reply.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(&reply);
+        conn.write_all(&framed).await?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,6 +233,40 @@ mod tests {
         zone.write().unwrap().remove("172.18.0.2".parse().unwrap());
         let m = ask(server, "web").await;
         assert_eq!(m.answers.len(), 1, "now forwarded, and the upstream answers everything");
+        task.abort();
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn over_tcp_several_queries_on_one_connection_and_a_cap_on_connections() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut zone = Zone::default();
+        zone.add(&["web"], "172.18.0.2".parse().unwrap());
+        let zone = Arc::new(RwLock::new(zone));
+        let answer: Answerer = Arc::new(move |_, q: &[u8]| Some(zone.read().unwrap().answer(q)));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = listener.local_addr().unwrap();
+        let task = tokio::spawn(serve_tcp_with(listener, answer, vec![]));
+        let mut c = tokio::net::TcpStream::connect(server).await.unwrap();
+        for (name, code) in [("web", ResponseCode::NoError), ("example.com", ResponseCode::ServFail)] {
+            let q = query(name);
+            c.write_all(&(q.len() as u16).to_be_bytes()).await.unwrap();
+            c.write_all(&q).await.unwrap();
+            let mut len = [0u8; 2];
+            c.read_exact(&mut len).await.unwrap();
+            let mut r = vec![0u8; usize::from(u16::from_be_bytes(len))];
+            c.read_exact(&mut r).await.unwrap();
+            let m = Message::from_vec(&r).unwrap();
+            assert_eq!(m.metadata.response_code, code, "{name}");
+        }
+        // Past MAX_TCP idle connections held open, a new one is closed at once.
+        let mut held = Vec::new();
+        for _ in 0..MAX_TCP - 1 {
+            held.push(tokio::net::TcpStream::connect(server).await.unwrap());
+        }
+        let mut extra = tokio::net::TcpStream::connect(server).await.unwrap();
+        let mut b = [0u8; 1];
+        let n = tokio::time::timeout(Duration::from_secs(5), extra.read(&mut b)).await;
+        assert!(matches!(n, Ok(Ok(0)) | Ok(Err(_))), "{n:?}");
         task.abort();
     }
 

@@ -129,9 +129,11 @@ pub fn main() -> ! {
     let _ = File::from(go_w).write_all(b"g");
     let mut failed = String::new();
     let _ = File::from(status_r).read_to_string(&mut failed);
-    if let Some((code, msg)) = failed.split_once(' ') {
+    if let Some((_code, msg)) = failed.split_once(' ') {
         let _ = waitpid(child, None);
-        fail(code.parse().unwrap_or(126), msg.to_string());
+        // Docker's exec: 126 for every process that could not be started, a command
+        // not found included (`docker run` says 127 for that one).
+        fail(126, msg.to_string());
     }
     let _ = send(
         SOCK_FD,

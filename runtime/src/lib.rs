@@ -12,6 +12,7 @@
 //! recording fake.
 
 pub mod attach;
+pub mod cgroup_view;
 pub mod cgroups;
 pub mod devices_bpf;
 pub mod exec_helper;

@@ -10,6 +10,9 @@ pub struct Limits {
     pub memory_reservation: Option<i64>,
     /// Memory plus swap (Docker's `memswap_limit`); -1 is unlimited.
     pub memory_swap: Option<i64>,
+    /// `memory_swap` is Docker's default (twice the memory), not asked for: a host
+    /// without swap accounting goes without it, as Docker's does, instead of failing.
+    pub memory_swap_implied: bool,
     pub cpu_quota: Option<i64>,
     pub cpu_period: Option<u64>,
     pub cpu_shares: Option<u64>,
@@ -65,15 +68,19 @@ impl Cgroup {
             )?;
         }
         if let Some(s) = l.memory_swap {
-            if v2 {
+            let written = if v2 {
                 let swap = if s < 0 {
                     "max".to_string()
                 } else {
                     (s - l.memory.unwrap_or(0)).max(0).to_string()
                 };
-                self.write("memory", "memory.swap.max", &swap)?;
+                self.write("memory", "memory.swap.max", &swap)
             } else {
-                self.write("memory", "memory.memsw.limit_in_bytes", &s.to_string())?;
+                self.write("memory", "memory.memsw.limit_in_bytes", &s.to_string())
+            };
+            match written {
+                Err(CgroupError::Unsupported(_)) if l.memory_swap_implied => {}
+                other => other?,
             }
         }
         if v2 {

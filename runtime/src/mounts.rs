@@ -9,6 +9,7 @@
 //! `RESOLVE_IN_ROOT`) and held open while it is mounted on, so an image's
 //! symlinks cannot send a mount onto the host.
 
+use super::cgroup_view::{self, CgroupView};
 use super::kernel::{Host, Kernel};
 use super::spec::{ContainerSpec, IdMap, Mount};
 use nix::mount::MsFlags;
@@ -176,16 +177,13 @@ fn user_mount(
         "tmpfs" => {
             let held = target_in(root, &m.target, false)?;
             let target = held.path();
-            let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
-            if m.read_only {
-                flags |= MsFlags::MS_RDONLY;
-            }
+            let (flags, data) = tmpfs_options(&m.data, m.read_only);
             k.mount(
                 Some("tmpfs"),
                 &target,
                 Some("tmpfs"),
                 flags,
-                Some(&owned_by_root(&m.data, userns)),
+                Some(&owned_by_root(&data, userns)),
             )?;
         }
         other => return Err(MountError::UnsupportedType(other.to_string())),
@@ -193,10 +191,115 @@ fn user_mount(
     Ok(())
 }
 
+/// `/sys/fs/cgroup` as [`CgroupView`] plans it (read-only unless privileged).
+/// `hosts_sys`: `/sys` is the host's, bound (another network namespace's sysfs cannot
+/// be mounted), with the host's cgroups on `/sys/fs/cgroup`.
+fn cgroup_mounts(
+    k: &mut dyn Kernel,
+    rfd: std::os::fd::BorrowedFd,
+    view: &CgroupView,
+    privileged: bool,
+    hosts_sys: bool,
+) -> Result<(), MountError> {
+    let at = || target_in(rfd, Path::new("/sys/fs/cgroup"), false);
+    if hosts_sys && *view != CgroupView::Untouched {
+        // The host's tree goes (and the kernel refuses cgroup2 right on top of itself).
+        k.umount_detach(&at()?.path())?;
+    }
+    let mut flags = cgroup_view::FLAGS;
+    if privileged {
+        flags.remove(MsFlags::MS_RDONLY);
+    }
+    let bind_own = |k: &mut dyn Kernel, own: &Path, target: &Path| -> Result<(), MountError> {
+        k.mount(Some(&own.to_string_lossy()), target, None, MsFlags::MS_BIND, None)?;
+        k.mount(None, target, None, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags, None)
+    };
+    match view {
+        CgroupView::Untouched => {}
+        CgroupView::Unified => k.mount(Some("cgroup"), &at()?.path(), Some("cgroup2"), flags, None)?,
+        CgroupView::UnifiedBound(own) => bind_own(k, own, &at()?.path())?,
+        CgroupView::Hierarchies { list, private } => {
+            let tmpfs_flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+            k.mount(
+                Some("tmpfs"),
+                &at()?.path(),
+                Some("tmpfs"),
+                tmpfs_flags,
+                Some("mode=755"),
+            )?;
+            let base = at()?;
+            for h in list {
+                let dir = base.path().join(&h.dir);
+                fs::create_dir(&dir).map_err(|e| err("creating", &dir, e))?;
+                if *private {
+                    k.mount(Some("cgroup"), &dir, Some("cgroup"), flags, Some(&h.options))?;
+                } else {
+                    bind_own(k, &h.own, &dir)?;
+                }
+                // `cpu` and `cpuacct` lead to `cpu,cpuacct`, as on the host.
+                for part in h.dir.split(',').filter(|p| *p != h.dir) {
+                    let link = base.path().join(part);
+                    std::os::unix::fs::symlink(&h.dir, &link).map_err(|e| err("creating", &link, e))?;
+                }
+            }
+            k.mount(
+                None,
+                &at()?.path(),
+                None,
+                MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | tmpfs_flags,
+                Some("mode=755"),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// A tmpfs entry's options split as mount(8) splits them: the flags (`ro`, `exec`,
+/// `nosuid`...) and the file system's own (`size`, `mode`, `uid`...). Docker's
+/// defaults are `nosuid`, `nodev` and `noexec`; `exec`, `suid` and `dev` lift them.
+pub(super) fn tmpfs_options(options: &str, read_only: bool) -> (MsFlags, String) {
+    let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    let mut data = Vec::new();
+    for o in options.split(',').filter(|o| !o.is_empty()) {
+        let (flag, set) = match o {
+            "ro" => (MsFlags::MS_RDONLY, true),
+            "rw" => (MsFlags::MS_RDONLY, false),
+            "exec" => (MsFlags::MS_NOEXEC, false),
+            "noexec" => (MsFlags::MS_NOEXEC, true),
+            "suid" => (MsFlags::MS_NOSUID, false),
+            "nosuid" => (MsFlags::MS_NOSUID, true),
+            "dev" => (MsFlags::MS_NODEV, false),
+            "nodev" => (MsFlags::MS_NODEV, true),
+            "sync" => (MsFlags::MS_SYNCHRONOUS, true),
+            "async" => (MsFlags::MS_SYNCHRONOUS, false),
+            "noatime" => (MsFlags::MS_NOATIME, true),
+            "atime" => (MsFlags::MS_NOATIME, false),
+            "nodiratime" => (MsFlags::MS_NODIRATIME, true),
+            "diratime" => (MsFlags::MS_NODIRATIME, false),
+            "strictatime" => (MsFlags::MS_STRICTATIME, true),
+            "relatime" => (MsFlags::MS_RELATIME, true),
+            _ => {
+                data.push(o);
+                continue;
+            }
+        };
+        flags.set(flag, set);
+    }
+    if read_only {
+        flags |= MsFlags::MS_RDONLY;
+    }
+    (flags, data.join(","))
+}
+
 /// Everything up to and including `pivot_root`; afterwards `/` is the container's.
 /// `userns`: the container's user namespace, open, when it has one.
-pub fn setup(spec: &ContainerSpec, own_netns: bool, userns: Option<RawFd>) -> Result<(), MountError> {
-    setup_with(&mut Host, spec, own_netns, userns)
+pub fn setup(
+    spec: &ContainerSpec,
+    own_netns: bool,
+    userns: Option<RawFd>,
+    cgroups: &CgroupView,
+) -> Result<(), MountError> {
+    setup_with(&mut Host, spec, own_netns, userns, cgroups)
 }
 
 /// [`setup`] through the kernel `k`: the container's mount plan.
@@ -205,6 +308,7 @@ pub fn setup_with(
     spec: &ContainerSpec,
     own_netns: bool,
     userns: Option<RawFd>,
+    cgroups: &CgroupView,
 ) -> Result<(), MountError> {
     let userns = userns.zip(spec.userns);
     let root = spec.dir.join("rootfs");
@@ -280,7 +384,6 @@ pub fn setup_with(
         ("stdout", "/proc/self/fd/1"),
         ("stderr", "/proc/self/fd/2"),
         ("ptmx", "pts/ptmx"),
-        ("core", "/proc/kcore"),
     ] {
         std::os::unix::fs::symlink(to, dev.join(link)).map_err(|e| err("creating", &dev.join(link), e))?;
     }
@@ -332,6 +435,8 @@ pub fn setup_with(
         )?;
     }
 
+    cgroup_mounts(k, rfd, cgroups, spec.privileged, !own_netns)?;
+
     let mut mounts = spec.mounts.clone();
     mounts.sort_by_key(|m| m.target.components().count());
     for m in &mounts {
@@ -345,6 +450,17 @@ pub fn setup_with(
         let t = target_in(rfd, Path::new(target), true)?;
         let src = spec.dir.join(name);
         k.mount(Some(&src.to_string_lossy()), &t.path(), None, MsFlags::MS_BIND, None)?;
+        if spec.read_only {
+            // Read-only with the root, as Docker's.
+            let bound = target_in(rfd, Path::new(target), true)?;
+            k.mount(
+                None,
+                &bound.path(),
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+                None,
+            )?;
+        }
     }
 
     drop((root_dir, proc_fs, dev_fs, sys_dir));
@@ -370,7 +486,7 @@ pub fn setup_with(
                     None,
                     path,
                     None,
-                    MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC,
+                    MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC | nosuid_noexec,
                     None,
                 )?;
             }
@@ -479,7 +595,7 @@ mod tests {
         let spec = service_spec(t.path());
         let root = t.path().join("c/rootfs");
         let mut k = Recording::new(&root);
-        setup_with(&mut k, &spec, true, None).unwrap();
+        setup_with(&mut k, &spec, true, None, &CgroupView::Untouched).unwrap();
         let (rec, bind, ro, nosuid, nodev, noexec) = (
             MsFlags::MS_REC,
             MsFlags::MS_BIND,
@@ -512,15 +628,19 @@ mod tests {
             ("mqueue", "/dev/mqueue", "", nosuid | nodev | noexec),
             ("sysfs", "/sys", "", nosuid | nodev | noexec | ro),
             // The service's mounts, shallowest first: the tmpfs before the secret in it.
-            ("tmpfs", "/run", "size=1m", nosuid | nodev),
+            ("tmpfs", "/run", "size=1m", nosuid | nodev | noexec),
             (&format!("{d}/vol"), "/var/lib/data", "", bind | rec),
             ("", "/var/lib/data", "", MsFlags::MS_PRIVATE | rec),
             (&format!("{d}/c/secret-db"), "/run/secrets/db", "", bind | rec),
             ("", "/run/secrets/db", "", MsFlags::MS_PRIVATE | rec),
             ("", "/run/secrets/db", "", remount_ro | rec),
+            // Read-only with the root.
             (&format!("{d}/c/hosts"), "/etc/hosts", "", bind),
+            ("", "/etc/hosts", "", remount_ro),
             (&format!("{d}/c/hostname"), "/etc/hostname", "", bind),
+            ("", "/etc/hostname", "", remount_ro),
             (&format!("{d}/c/resolv.conf"), "/etc/resolv.conf", "", bind),
+            ("", "/etc/resolv.conf", "", remount_ro),
             // After pivot_root: Docker's masks over what the image has, then read-only.
             ("/dev/null", "/proc/kcore", "", bind),
             ("tmpfs", "/sys/firmware", "", ro),
@@ -561,7 +681,7 @@ mod tests {
         });
         let root = t.path().join("c/rootfs");
         let mut k = Recording::new(&root);
-        setup_with(&mut k, &spec, true, Some(7)).unwrap();
+        setup_with(&mut k, &spec, true, Some(7), &CgroupView::Untouched).unwrap();
         let after_pivot: Vec<&Call> = k.calls.iter().skip_while(|c| **c != Call::PivotRoot).collect();
         assert!(
             !after_pivot.iter().any(|c| matches!(c, Call::Mount { .. })),
@@ -589,6 +709,26 @@ mod tests {
         let data: Vec<String> = k.mounts().into_iter().map(|m| m.2).collect();
         assert!(data.contains(&"size=1m,uid=100000,gid=100000".to_string()), "{data:?}");
         assert!(data.contains(&"newinstance,ptmxmode=0666,mode=0620,gid=100005".to_string()));
+    }
+
+    #[test]
+    fn tmpfs_flags_are_split_from_its_data_with_dockers_defaults() {
+        let (nosuid, nodev, noexec, ro) = (
+            MsFlags::MS_NOSUID,
+            MsFlags::MS_NODEV,
+            MsFlags::MS_NOEXEC,
+            MsFlags::MS_RDONLY,
+        );
+        assert_eq!(tmpfs_options("", false), (nosuid | nodev | noexec, String::new()));
+        assert_eq!(
+            tmpfs_options("rw,noexec,nosuid,size=65536k", false),
+            (nosuid | nodev | noexec, "size=65536k".into())
+        );
+        assert_eq!(
+            tmpfs_options("exec,mode=1770,uid=1000", true),
+            (nosuid | nodev | ro, "mode=1770,uid=1000".into())
+        );
+        assert_eq!(tmpfs_options("ro,suid,dev", false), (noexec | ro, String::new()));
     }
 
     #[test]

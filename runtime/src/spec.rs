@@ -124,6 +124,10 @@ pub struct ContainerSpec {
     /// `userns_mode: auto`: the workload runs in a user namespace with this mapping.
     #[serde(default)]
     pub userns: Option<IdMap>,
+    /// Compose's `cgroup`: `host` or `private` cgroup namespace; else Docker's default
+    /// for the host (see [`super::cgroup_view`]).
+    #[serde(default)]
+    pub cgroupns: Option<String>,
     /// `init: true`: a minimal init of ours is PID 1 and runs the workload.
     #[serde(default)]
     pub init: bool,

@@ -106,8 +106,15 @@ pub fn main(spec: ContainerSpec, given: Given) -> ! {
         // SAFETY: _exit after fork.
         unsafe { libc::_exit(1) }
     }
-    // Now in its cgroup: the cgroup namespace is rooted there.
-    let _ = unshare(CloneFlags::CLONE_NEWCGROUP);
+    // Now in its cgroup: a namespace of its own is rooted there (Docker's default on
+    // v2; on v1 Docker's is the host's).
+    let private_cgroups = super::cgroup_view::private(spec.cgroupns.as_deref());
+    if private_cgroups {
+        if let Err(e) = unshare(CloneFlags::CLONE_NEWCGROUP) {
+            die(ctl, 1, format!("creating the cgroup namespace: {e}"));
+        }
+    }
+    let cgroups = super::cgroup_view::CgroupView::of_self(private_cgroups);
     let userns_fd = given.userns.as_ref().map(|(u, _)| u.as_raw_fd());
     if let Some((_, made)) = &given.userns {
         // Joined: the namespace files are not needed any more.
@@ -117,7 +124,7 @@ pub fn main(spec: ContainerSpec, given: Given) -> ! {
         }
     }
     let own_netns = spec.namespaces.net.is_none();
-    if let Err(e) = super::mounts::setup(&spec, own_netns, userns_fd) {
+    if let Err(e) = super::mounts::setup(&spec, own_netns, userns_fd, &cgroups) {
         die(ctl, 1, e.to_string());
     }
     if spec.namespaces.uts.is_none() {

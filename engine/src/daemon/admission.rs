@@ -97,6 +97,7 @@ pub fn unsupported(svc: &Service) -> Option<&'static str> {
     [
         (svc.pre_start.is_some(), "pre_start"),
         (svc.external_links.is_some(), "external_links"),
+        (svc.cgroup_parent.is_some(), "cgroup_parent"),
     ]
     .into_iter()
     .find(|(set, _)| *set)

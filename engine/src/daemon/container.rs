@@ -119,6 +119,10 @@ impl Engine {
         labels.insert(conventions::labels::LABEL_ONEOFF.into(), oneoff.into());
         labels.insert(conventions::labels::LABEL_WORKDIR.into(), n.working_dir.into());
         labels.insert(conventions::labels::LABEL_FILES.into(), n.config_files.join(","));
+        labels.insert(
+            conventions::labels::LABEL_VERSION.into(),
+            env!("CARGO_PKG_VERSION").into(),
+        );
         let mode = svc.network_mode.clone().unwrap_or_default();
         let networks = if mode.is_empty() || mode == "bridge" || mode == "default" {
             let mut v: Vec<(i64, NetAttach)> = Vec::new();
@@ -318,11 +322,13 @@ impl Engine {
             volumes_from: self.volumes_from(&rec.project, &svc)?,
             userns,
             links,
-            own_ip: nets.first().and_then(|n| n.ip.clone()),
-            dns_server: nets
-                .first()
-                .and_then(|n| self.net.network(&n.network))
-                .map(|(_, gw)| IpAddr::V4(gw)),
+            own_ips: nets
+                .iter()
+                .flat_map(|n| [n.ip.clone(), n.ip6.clone()])
+                .flatten()
+                .collect(),
+            // Served in the container's own network namespace once it is plugged.
+            dns_server: (!nets.is_empty()).then_some(IpAddr::V4(spec::hosts::EMBEDDED_DNS)),
             attached_run: rec.attached_run,
             console_size: rec.console_size,
         };
@@ -393,6 +399,7 @@ impl Engine {
         let rt = tokio::runtime::Handle::current();
         // With the addresses just allocated (`rec` predates them).
         let entries = dns_entries(&ctr.rec());
+        let dns_upstreams = rec.model.dns.clone();
         let started = tokio::task::spawn_blocking(move || {
             let mut plug = |pid: i32| -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
                 for plug in &attach {
@@ -402,6 +409,9 @@ impl Engine {
                 // unknown address is dropped, and the asker would wait out its resolver's
                 // retry (seconds) for nothing.
                 me.net.register(&id, &entries);
+                if !attach.is_empty() {
+                    me.net.serve_embedded_dns(&rt, pid, &id, dns_upstreams.as_deref())?;
+                }
                 Ok(())
             };
             me.runtime.start_with(&spec, &limits, &mut plug)
@@ -619,6 +629,12 @@ pub(super) fn dns_entries(rec: &Record) -> Vec<(String, IpAddr, Vec<String>)> {
                 names.insert(1, rec.service.clone());
             }
             names.extend(n.aliases.iter().cloned());
+            // A custom hostname resolves too, and every name as `name.<network>`, as
+            // from Docker's resolver.
+            names.extend(rec.model.hostname.iter().filter(|h| !h.is_empty()).cloned());
+            let qualified: Vec<String> = names.iter().map(|name| format!("{name}.{}", n.network)).collect();
+            names.extend(qualified);
+            names.dedup();
             // A (and AAAA, with `enable_ipv6`) records of every name.
             [n.ip.as_deref(), n.ip6.as_deref()]
                 .into_iter()

@@ -17,6 +17,7 @@ pub mod attach;
 pub mod build;
 pub mod container;
 mod copy;
+mod embedded_dns;
 pub mod exec;
 pub mod files;
 pub mod health;
@@ -334,6 +335,15 @@ impl Engine {
                 Some(c) => {
                     let rec = ctr.rec();
                     self.net.register(&rec.id, &container::dns_entries(&rec));
+                    if !rec.networks.is_empty() {
+                        let rt = tokio::runtime::Handle::current();
+                        if let Err(e) = self
+                            .net
+                            .serve_embedded_dns(&rt, c.pid, &rec.id, rec.model.dns.as_deref())
+                        {
+                            tracing::warn!("adopting {}: {e}", rec.name);
+                        }
+                    }
                     let check = self.health_check(&rec);
                     if let Err(e) = self.resume(&ctr, c, check).await {
                         tracing::warn!("adopting {}: {e}", ctr.rec().name);

@@ -91,6 +91,8 @@ pub struct Net {
     ipam: Mutex<Ipam>,
     resolver: Arc<RwLock<Resolver>>,
     dns: Mutex<HashMap<String, JoinHandle<()>>>,
+    /// Each container's own server at 127.0.0.11.
+    embedded: super::embedded_dns::EmbeddedDns,
     upstreams: Vec<SocketAddr>,
     /// The policy-routing table that keeps networks apart (`netd::isolation`).
     isolation_table: u32,
@@ -217,6 +219,7 @@ impl Net {
             ipam: Mutex::new(ipam),
             resolver: Arc::default(),
             dns: Mutex::default(),
+            embedded: Default::default(),
             upstreams: netd::dns_server::upstreams(&resolv),
             isolation_table: netd::isolation::table_id(root),
             isolation_lock: tokio::sync::Mutex::new(()),
@@ -508,8 +511,48 @@ impl Net {
         }
     }
 
+    /// Serves the container `holder` (registered, its first process `pid`) at
+    /// 127.0.0.11 in its network namespace: the names of every network it is on, in
+    /// their order, and the rest from `dns` (its servers; else the host's).
+    pub fn serve_embedded_dns(
+        &self,
+        rt: &tokio::runtime::Handle,
+        pid: i32,
+        holder: &str,
+        dns: Option<&[String]>,
+    ) -> Result<(), NetError> {
+        let upstreams = match dns {
+            Some(servers) => servers
+                .iter()
+                .filter_map(|s| s.parse::<IpAddr>().ok())
+                .map(|ip| SocketAddr::new(ip, 53))
+                .collect(),
+            None => self.upstreams.clone(),
+        };
+        let resolver = self.resolver.clone();
+        let me = holder.to_string();
+        let answer: netd::dns_server::Answerer = Arc::new(move |_: IpAddr, q: &[u8]| {
+            let r = resolver.read().unwrap_or_else(|p| p.into_inner());
+            let nets = r.members.values().find(|m| m.holder == me).map(|m| m.nets.as_slice());
+            for n in nets.unwrap_or_default() {
+                if let Some(Reply::Answer(b)) = r.zones.get(n).map(|z| z.answer(q)) {
+                    return Some(Reply::Answer(b));
+                }
+            }
+            Some(Reply::Forward)
+        });
+        self.embedded
+            .serve(rt, pid, holder, answer, upstreams)
+            .map_err(|source| NetError::Dns {
+                network: "(the container's own, 127.0.0.11)".into(),
+                at: SocketAddr::from((super::spec::hosts::EMBEDDED_DNS, 53)),
+                source,
+            })
+    }
+
     /// Takes `holder`'s names out; addresses that another container holds by now stay.
     pub fn unregister(&self, holder: &str, entries: &[(String, IpAddr)]) {
+        self.embedded.stop(holder);
         let mut r = self.resolver.write().unwrap_or_else(|p| p.into_inner());
         for (net, ip) in entries {
             if r.members.get(ip).is_some_and(|m| m.holder != holder) {

@@ -129,9 +129,15 @@ impl Engine {
         let _ = out.0.send(StreamMsg::Created(cname.clone()));
         let _op = ctr.op.lock().await;
         if let Err(e) = self.start(&ctr).await {
+            // As `docker run`'s: 127 for a command not found, 126 for one that cannot
+            // be run, and 126 for any other failure to start.
+            let exit_code = match &e {
+                super::container::ContainerError::Start(runtime::RuntimeError::Start { exit_code, .. }) => *exit_code,
+                _ => 126,
+            };
             return Err(OpError {
                 message: e.to_string(),
-                exit_code: 126,
+                exit_code,
             });
         }
         Ok(())

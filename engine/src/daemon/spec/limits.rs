@@ -28,7 +28,14 @@ pub(super) fn limits(svc: &Service) -> Result<Limits, SpecProblem> {
         cpuset_mems: None,
         pids: svc.pids_limit.or_else(|| lim.and_then(|l| l.pids)),
         devices: None,
+        memory_swap_implied: false,
     };
+    // Docker's default: as much swap as memory (memory + swap twice the memory); 0 is
+    // unset, as in Docker.
+    if let (Some(m), None | Some(0)) = (limits.memory.filter(|m| *m > 0), limits.memory_swap) {
+        limits.memory_swap = Some(2 * m);
+        limits.memory_swap_implied = true;
+    }
     if let Some(cpus) = svc.cpus.or_else(|| lim.and_then(|l| l.cpus)) {
         if cpus <= 0.0 {
             return Err(SpecProblem::Cpus(cpus));

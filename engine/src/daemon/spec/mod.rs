@@ -9,7 +9,7 @@
 
 mod command;
 mod environment;
-mod hosts;
+pub(super) mod hosts;
 mod limits;
 mod mounts;
 mod namespaces;
@@ -82,9 +82,9 @@ pub struct Allocated {
     pub userns: Option<IdMap>,
     /// Legacy links: (address, alias).
     pub links: Vec<(String, String)>,
-    /// Its address on its first network.
-    pub own_ip: Option<String>,
-    /// The embedded DNS server of its first network.
+    /// Its addresses, network by network (IPv4, then IPv6).
+    pub own_ips: Vec<String>,
+    /// The embedded DNS server it is given, when it is on a network.
     pub dns_server: Option<IpAddr>,
     /// A `run` with its client attached, with this terminal size.
     pub attached_run: bool,
@@ -138,7 +138,7 @@ pub fn container_spec(
     let mut mounts = mounts::mounts(svc, &ctx.dir, ctx.volume_dir).map_err(err)?;
     mounts.extend(mounts::files(&got.files));
     mounts.extend(got.volumes_from.iter().cloned());
-    let hosts = hosts::hosts(svc, &hostname, got.own_ip.as_deref(), &got.links).map_err(err)?;
+    let hosts = hosts::hosts(svc, &hostname, &got.own_ips, &got.links).map_err(err)?;
     let resolv_conf = hosts::resolv_conf(svc, ctx.host_resolv_conf, got.dns_server);
     let log = limits::log(svc).map_err(err)?;
     let stdin_open = svc.stdin_open == Some(true);
@@ -182,6 +182,7 @@ pub fn container_spec(
         device_cgroup_rules: svc.device_cgroup_rules.clone().unwrap_or_default(),
         userns: got.userns,
         init: svc.init == Some(true),
+        cgroupns: svc.cgroup.clone(),
         ends_with_engine: false,
     };
     let limits = limits::limits(svc).map_err(err)?;
