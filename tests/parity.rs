@@ -86,6 +86,29 @@ fn inside_the_container_what_docker_shows() {
          else cat memory/memory.limit_in_bytes pids/pids.max; fi; touch x 2>&1 | grep -c Read-only",
     );
     assert_eq!(cg, "67108864\n50\n1\n");
+    let v2 = sh(
+        &env,
+        "web",
+        "test -f /sys/fs/cgroup/cgroup.controllers && echo v2 || echo v1",
+    ) == "v2\n";
+    // Its cgroup path as Docker's shows it: the namespace's root on v2, the host's path
+    // (the host's namespace, Docker's default there) on v1.
+    let own = sh(&env, "web", "cat /proc/self/cgroup");
+    if v2 {
+        assert_eq!(own, "0::/\n");
+    } else {
+        let pids = own.lines().find(|l| l.contains(":pids:")).unwrap_or_default();
+        let id = env.container("par-web-1")["ID"].as_str().unwrap_or("?").to_string();
+        assert!(pids.ends_with(&format!("/{id}")), "{own}");
+    }
+    // Only the container's processes count against pids_limit: the workload and this
+    // exec, no helper of the engine's.
+    let current = if v2 {
+        "/sys/fs/cgroup/pids.current"
+    } else {
+        "/sys/fs/cgroup/pids/pids.current"
+    };
+    assert_eq!(env.ok(&["exec", "-T", "web", "cat", current]), "2\n");
     // Memory and swap: twice the memory (Docker's default for memswap_limit), where the
     // host accounts swap.
     let swap = sh(

@@ -34,8 +34,12 @@ fn servfail(query: &[u8]) -> Option<Vec<u8>> {
     r.to_vec().ok()
 }
 
+/// The most upstreams one query is tried on (as resolv.conf's MAXNS), so that a
+/// forward ends within a few timeouts however many servers `dns:` lists.
+const MAX_UPSTREAMS: usize = 3;
+
 async fn forward(query: &[u8], upstreams: &[SocketAddr], timeout: Duration) -> Option<Vec<u8>> {
-    for up in upstreams {
+    for up in upstreams.iter().take(MAX_UPSTREAMS) {
         let bind: SocketAddr = if up.is_ipv4() {
             "0.0.0.0:0".parse().ok()?
         } else {
@@ -71,13 +75,16 @@ pub async fn serve(socket: UdpSocket, zone: Arc<RwLock<Zone>>, upstreams: Vec<So
 /// network gets no answer at all, as from Docker's resolver).
 pub type Answerer = Arc<dyn Fn(IpAddr, &[u8]) -> Option<Reply> + Send + Sync>;
 
-/// Serves queries on `socket`, answered by `answer`, until the task is dropped.
+/// Serves queries on `socket`, answered by `answer`, until the task is dropped (the
+/// forwards under way go with it).
 pub async fn serve_with(socket: UdpSocket, answer: Answerer, upstreams: Vec<SocketAddr>) -> std::io::Result<()> {
     let socket = Arc::new(socket);
     let upstreams = Arc::new(upstreams);
+    let mut forwards = tokio::task::JoinSet::new();
     let mut buf = vec![0u8; 4096];
     loop {
         let (n, from) = socket.recv_from(&mut buf).await?;
+        while forwards.try_join_next().is_some() {}
         let query = buf[..n].to_vec();
         let Some(reply) = answer(from.ip(), &query) else {
             continue;
@@ -86,9 +93,13 @@ pub async fn serve_with(socket: UdpSocket, answer: Answerer, upstreams: Vec<Sock
             Reply::Answer(b) => {
                 let _ = socket.send_to(&b, from).await;
             }
+            // Each forward holds a socket: past the cap a query is dropped (the asker
+            // retries), so a flood cannot take the engine's descriptors. What is not
+            // a DNS message is never passed on.
+            Reply::Forward if forwards.len() >= MAX_FORWARDS || Message::from_vec(&query).is_err() => {}
             Reply::Forward => {
                 let (socket, upstreams) = (socket.clone(), upstreams.clone());
-                tokio::spawn(async move {
+                forwards.spawn(async move {
                     let answer = match forward(&query, &upstreams, Duration::from_secs(2)).await {
                         Some(a) => Some(a),
                         None => servfail(&query),
@@ -102,6 +113,8 @@ pub async fn serve_with(socket: UdpSocket, answer: Answerer, upstreams: Vec<Sock
     }
 }
 
+/// The most queries one server forwards at once.
+const MAX_FORWARDS: usize = 64;
 /// The most TCP connections served at once by one server: a container that opens
 /// more is refused, and harms only its own lookups.
 const MAX_TCP: usize = 32;
@@ -117,15 +130,25 @@ pub async fn serve_tcp_with(
     upstreams: Vec<SocketAddr>,
 ) -> std::io::Result<()> {
     let upstreams = Arc::new(upstreams);
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_TCP));
+    // Owned here: the sessions go when the server does.
+    let mut sessions = tokio::task::JoinSet::new();
     loop {
-        let (conn, from) = listener.accept().await?;
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            continue;
+        let accepted = listener.accept().await;
+        while sessions.try_join_next().is_some() {}
+        let (conn, from) = match accepted {
+            Ok(a) => a,
+            // Out of descriptors, or a connection reset before it was taken: the
+            // server goes on.
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
         };
+        if sessions.len() >= MAX_TCP {
+            continue;
+        }
         let (answer, upstreams) = (answer.clone(), upstreams.clone());
-        tokio::spawn(async move {
-            let _slot = slot;
+        sessions.spawn(async move {
             let _ = tcp_session(conn, from.ip(), &answer, &upstreams).await;
         });
     }
@@ -151,6 +174,7 @@ async fn tcp_session(
         let reply = match answer(from, &query) {
             None => return Ok(()),
             Some(Reply::Answer(b)) => Some(b),
+            Some(Reply::Forward) if Message::from_vec(&query).is_err() => return Ok(()),
             Some(Reply::Forward) => match forward(&query, upstreams, Duration::from_secs(2)).await {
                 Some(a) => Some(a),
                 None => servfail(&query),
@@ -267,6 +291,29 @@ mod tests {
         let mut b = [0u8; 1];
         let n = tokio::time::timeout(Duration::from_secs(5), extra.read(&mut b)).await;
         assert!(matches!(n, Ok(Ok(0)) | Ok(Err(_))), "{n:?}");
+        task.abort();
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_flood_of_queries_to_forward_holds_at_most_the_cap_of_sockets() {
+        // An upstream that never answers: each forward waits out its timeout.
+        let upstream = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let up_addr = upstream.local_addr().unwrap();
+        let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let server = sock.local_addr().unwrap();
+        let task = tokio::spawn(serve(sock, Arc::new(RwLock::new(Zone::default())), vec![up_addr]));
+        let c = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        for _ in 0..MAX_FORWARDS + 40 {
+            c.send_to(&query("example.com"), server).await.unwrap();
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut buf = vec![0u8; 4096];
+        // Within the forwards' timeout, no slot comes free.
+        let until = tokio::time::Instant::now() + Duration::from_millis(1500);
+        while let Ok(Ok((_, from))) = tokio::time::timeout_at(until, upstream.recv_from(&mut buf)).await {
+            seen.insert(from);
+        }
+        assert_eq!(seen.len(), MAX_FORWARDS);
         task.abort();
     }
 

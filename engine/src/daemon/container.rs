@@ -400,6 +400,7 @@ impl Engine {
         // With the addresses just allocated (`rec` predates them).
         let entries = dns_entries(&ctr.rec());
         let dns_upstreams = rec.model.dns.clone();
+        let internal_only = internal_only(&ctr.rec());
         let started = tokio::task::spawn_blocking(move || {
             let mut plug = |pid: i32| -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
                 for plug in &attach {
@@ -410,7 +411,8 @@ impl Engine {
                 // retry (seconds) for nothing.
                 me.net.register(&id, &entries);
                 if !attach.is_empty() {
-                    me.net.serve_embedded_dns(&rt, pid, &id, dns_upstreams.as_deref())?;
+                    me.net
+                        .serve_embedded_dns(&rt, (pid, None), &id, dns_upstreams.as_deref(), internal_only)?;
                 }
                 Ok(())
             };
@@ -620,6 +622,11 @@ impl Engine {
     }
 }
 
+/// Whether every network of the container is `internal: true` (none has a way out).
+pub(super) fn internal_only(rec: &Record) -> bool {
+    !rec.networks.is_empty() && rec.networks.iter().all(|n| n.internal)
+}
+
 pub(super) fn dns_entries(rec: &Record) -> Vec<(String, IpAddr, Vec<String>)> {
     rec.networks
         .iter()
@@ -634,7 +641,8 @@ pub(super) fn dns_entries(rec: &Record) -> Vec<(String, IpAddr, Vec<String>)> {
             names.extend(rec.model.hostname.iter().filter(|h| !h.is_empty()).cloned());
             let qualified: Vec<String> = names.iter().map(|name| format!("{name}.{}", n.network)).collect();
             names.extend(qualified);
-            names.dedup();
+            let mut seen = std::collections::HashSet::new();
+            names.retain(|name| seen.insert(name.clone()));
             // A (and AAAA, with `enable_ipv6`) records of every name.
             [n.ip.as_deref(), n.ip6.as_deref()]
                 .into_iter()

@@ -25,15 +25,17 @@ pub struct EmbeddedDns {
 impl EmbeddedDns {
     /// Serves `holder` (a container) at 127.0.0.11 in the network namespace of the
     /// process `pid`, replacing an earlier server of it (a restart's old namespace).
+    /// With `start_time`, the process must still be the one that started then (an
+    /// adopted container's PID may have been reused).
     pub fn serve(
         &self,
         rt: &tokio::runtime::Handle,
-        pid: i32,
+        (pid, start_time): (i32, Option<u64>),
         holder: &str,
         answer: Answerer,
         upstreams: Vec<SocketAddr>,
     ) -> std::io::Result<()> {
-        let (udp, tcp) = bind_in(pid)?;
+        let (udp, tcp) = bind_in(pid, start_time)?;
         let _in_rt = rt.enter();
         let udp = tokio::net::UdpSocket::from_std(udp)?;
         let tcp = tokio::net::TcpListener::from_std(tcp)?;
@@ -67,8 +69,28 @@ impl EmbeddedDns {
 }
 
 /// A UDP socket and a TCP listener on 127.0.0.11:53 of the network namespace of `pid`.
-fn bind_in(pid: i32) -> std::io::Result<(UdpSocket, TcpListener)> {
-    let ns = std::fs::File::open(format!("/proc/{pid}/ns/net"))?;
+fn bind_in(pid: i32, start_time: Option<u64>) -> std::io::Result<(UdpSocket, TcpListener)> {
+    // Through the process's /proc directory, held: it names that process only.
+    let proc_dir = std::fs::File::open(format!("/proc/{pid}"))?;
+    if start_time.is_some_and(|t| runtime::start_time_at(&proc_dir) != Some(t)) {
+        return Err(std::io::Error::other(format!(
+            "process {pid} is not the container's any more"
+        )));
+    }
+    // `ns/net` is a magic link into nsfs: followed on purpose, from that directory.
+    // SAFETY: a valid directory descriptor and C string; the result is checked.
+    let fd = unsafe {
+        libc::openat(
+            std::os::fd::AsRawFd::as_raw_fd(&proc_dir),
+            c"ns/net".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor we own.
+    let ns = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
     std::thread::spawn(move || -> std::io::Result<(UdpSocket, TcpListener)> {
         // SAFETY: setns on this thread only, which ends after the bind.
         if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {

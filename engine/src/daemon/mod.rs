@@ -337,10 +337,10 @@ impl Engine {
                     self.net.register(&rec.id, &container::dns_entries(&rec));
                     if !rec.networks.is_empty() {
                         let rt = tokio::runtime::Handle::current();
-                        if let Err(e) = self
-                            .net
-                            .serve_embedded_dns(&rt, c.pid, &rec.id, rec.model.dns.as_deref())
-                        {
+                        let process = (c.pid, Some(c.start_time));
+                        let internal = container::internal_only(&rec);
+                        let dns = rec.model.dns.as_deref();
+                        if let Err(e) = self.net.serve_embedded_dns(&rt, process, &rec.id, dns, internal) {
                             tracing::warn!("adopting {}: {e}", rec.name);
                         }
                     }

@@ -514,17 +514,23 @@ impl Net {
     /// Serves the container `holder` (registered, its first process `pid`) at
     /// 127.0.0.11 in its network namespace: the names of every network it is on, in
     /// their order, and the rest from `dns` (its servers; else the host's).
+    /// A container only on `internal` networks gets no forwarding: nothing of it
+    /// leaves through the engine. (Forwards go from the engine's namespace, so a
+    /// loopback server of `dns:` would be the host's: those are left out.)
     pub fn serve_embedded_dns(
         &self,
         rt: &tokio::runtime::Handle,
-        pid: i32,
+        process: (i32, Option<u64>),
         holder: &str,
         dns: Option<&[String]>,
+        internal_only: bool,
     ) -> Result<(), NetError> {
         let upstreams = match dns {
+            _ if internal_only => Vec::new(),
             Some(servers) => servers
                 .iter()
                 .filter_map(|s| s.parse::<IpAddr>().ok())
+                .filter(|ip| !ip.is_loopback())
                 .map(|ip| SocketAddr::new(ip, 53))
                 .collect(),
             None => self.upstreams.clone(),
@@ -542,7 +548,7 @@ impl Net {
             Some(Reply::Forward)
         });
         self.embedded
-            .serve(rt, pid, holder, answer, upstreams)
+            .serve(rt, process, holder, answer, upstreams)
             .map_err(|source| NetError::Dns {
                 network: "(the container's own, 127.0.0.11)".into(),
                 at: SocketAddr::from((super::spec::hosts::EMBEDDED_DNS, 53)),

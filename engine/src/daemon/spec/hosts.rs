@@ -104,14 +104,7 @@ pub(super) fn resolv_conf(svc: &Service, host_resolv_conf: &str, embedded: Optio
 mod tests {
     use super::*;
 
-    fn svc(yaml: &str) -> Service {
-        let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&format!(
-            "services:\n  s:\n{}",
-            yaml.lines().map(|l| format!("    {l}\n")).collect::<String>()
-        ))
-        .unwrap();
-        compose::decode(&doc).unwrap().services.shift_remove("s").unwrap()
-    }
+    use super::super::tests::svc;
 
     const HOST: &str =
         "# host's\nnameserver 127.0.0.53\nnameserver 10.0.0.2\nsearch corp.example lab\noptions edns0 trust-ad\n";

@@ -33,7 +33,7 @@ pub(super) fn limits(svc: &Service) -> Result<Limits, SpecProblem> {
     // Docker's default: as much swap as memory (memory + swap twice the memory); 0 is
     // unset, as in Docker.
     if let (Some(m), None | Some(0)) = (limits.memory.filter(|m| *m > 0), limits.memory_swap) {
-        limits.memory_swap = Some(2 * m);
+        limits.memory_swap = m.checked_mul(2);
         limits.memory_swap_implied = true;
     }
     if let Some(cpus) = svc.cpus.or_else(|| lim.and_then(|l| l.cpus)) {

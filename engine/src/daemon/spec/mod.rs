@@ -200,7 +200,9 @@ mod tests {
     use super::*;
     use images::config::ContainerConfig;
 
-    fn svc(yaml: &str) -> Service {
+    /// The service `s` of a file whose `services.s` is `yaml` (the other modules' tests
+    /// use it too).
+    pub(super) fn svc(yaml: &str) -> Service {
         let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&format!(
             "services:\n  s:\n{}",
             yaml.lines().map(|l| format!("    {l}\n")).collect::<String>()
