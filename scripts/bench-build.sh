@@ -62,7 +62,22 @@ sleep 3
 # ext4 makes new inodes slowly for a while after many were removed (it skips those
 # removed recently): each tool starts on a settled file system, so that neither pays
 # for what an earlier run removed.
-settle() { sync; sleep "${SETTLE:-35}"; }
+# The disk settles too: with online discard, the trims of a large removal keep it busy
+# for a while after; wait (up to two minutes) until it has been idle three seconds.
+settle() {
+    sync
+    sleep "${SETTLE:-35}"
+    dev=$(basename "$(findmnt -no SOURCE -T "$work" 2>/dev/null)" 2>/dev/null)
+    stat=/sys/class/block/$dev/stat
+    [ -n "$dev" ] && [ -r "$stat" ] || return 0
+    quiet=0 waited=0 last=$(awk '{print $10}' "$stat")
+    while [ $quiet -lt 3 ] && [ $waited -lt 120 ]; do
+        sleep 1
+        now=$(awk '{print $10}' "$stat")
+        if [ "$now" = "$last" ]; then quiet=$((quiet + 1)); else quiet=0; fi
+        last=$now waited=$((waited + 1))
+    done
+}
 
 export RCOMPOSE_ROOT=$root RCOMPOSE_NO_AUTOSTART=1
 # In a network namespace of its own: the build network it makes never touches the host's.

@@ -58,24 +58,28 @@ pub fn private(wanted: Option<&str>) -> bool {
 }
 
 impl CgroupView {
-    /// The plan for the calling process (in its cgroup already), from the host's
-    /// `/proc/self/mountinfo` and `/proc/self/cgroup`.
-    pub fn of_self(private: bool) -> CgroupView {
+    /// The plan for the calling process, from the host's `/proc/self/mountinfo` and
+    /// `cgroup`, its `/proc/self/cgroup` as read in its cgroup before any cgroup
+    /// namespace of its own (the host's paths).
+    pub fn of_self(private: bool, cgroup: &str) -> CgroupView {
         let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
-        let cgroup = read("/proc/self/cgroup");
         if unified() {
             if private {
                 return CgroupView::Unified;
             }
+            // Where it is, or nothing: never the host's whole tree.
             let own = cgroup
                 .lines()
                 .find_map(|l| l.strip_prefix("0::"))
-                .unwrap_or("/")
-                .trim_start_matches('/');
-            return CgroupView::UnifiedBound(PathBuf::from("/sys/fs/cgroup").join(own));
+                .map(|p| p.trim_start_matches('/'))
+                .filter(|p| !p.is_empty());
+            return match own {
+                Some(own) => CgroupView::UnifiedBound(PathBuf::from("/sys/fs/cgroup").join(own)),
+                None => CgroupView::Untouched,
+            };
         }
         CgroupView::Hierarchies {
-            list: hierarchies(&read("/proc/self/mountinfo"), &cgroup),
+            list: hierarchies(&read("/proc/self/mountinfo"), cgroup),
             private,
         }
     }
@@ -115,7 +119,11 @@ pub fn hierarchies(mountinfo: &str, proc_cgroup: &str) -> Vec<Hierarchy> {
             c.sort_unstable();
             (c == names).then(|| path.to_string())
         });
-        let Some(own) = own else { continue };
+        // A hierarchy the process is not placed in (its host root, as `name=systemd`
+        // without systemd) stays out of sight: it would show the host's whole tree.
+        let Some(own) = own.filter(|o| o.trim_start_matches('/') != "") else {
+            continue;
+        };
         let named = names.iter().all(|n| n.starts_with("name="));
         let options = if named {
             format!("none,{}", names.join(","))
@@ -146,6 +154,10 @@ mod tests {
 30 25 0:27 / /mnt/other rw - cgroup cgroup rw,pids
 ";
         let own = "5:memory:/rc/abc\n4:cpu,cpuacct:/rc/abc\n1:name=systemd:/rc/abc\n0::/\n";
+        // Not placed in a hierarchy: left out.
+        let unplaced = "5:memory:/rc/abc\n4:cpu,cpuacct:/\n1:name=systemd:/\n";
+        let h = hierarchies(mountinfo, unplaced);
+        assert_eq!(h.iter().map(|h| h.dir.as_str()).collect::<Vec<_>>(), ["memory"]);
         let h = hierarchies(mountinfo, own);
         let got: Vec<(&str, &str, &str)> = h
             .iter()

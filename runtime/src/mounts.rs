@@ -424,15 +424,11 @@ pub fn setup_with(
             None,
         )?;
     } else {
-        // sysfs of another network namespace cannot be mounted: bind the host's, read-only.
+        // sysfs of another network namespace cannot be mounted: bind the host's,
+        // read-only with every mount below it (a remount alone leaves debugfs,
+        // tracefs or securityfs there writable).
         k.mount(Some("/sys"), &sys, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
-        k.mount(
-            None,
-            &mounted("/sys")?.path(),
-            None,
-            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC,
-            None,
-        )?;
+        k.readonly_tree(&mounted("/sys")?.path())?;
     }
 
     cgroup_mounts(k, rfd, cgroups, spec.privileged, !own_netns)?;

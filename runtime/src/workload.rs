@@ -109,12 +109,13 @@ pub fn main(spec: ContainerSpec, given: Given) -> ! {
     // Now in its cgroup: a namespace of its own is rooted there (Docker's default on
     // v2; on v1 Docker's is the host's).
     let private_cgroups = super::cgroup_view::private(spec.cgroupns.as_deref());
+    let host_paths = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
     if private_cgroups {
         if let Err(e) = unshare(CloneFlags::CLONE_NEWCGROUP) {
             die(ctl, 1, format!("creating the cgroup namespace: {e}"));
         }
     }
-    let cgroups = super::cgroup_view::CgroupView::of_self(private_cgroups);
+    let cgroups = super::cgroup_view::CgroupView::of_self(private_cgroups, &host_paths);
     let userns_fd = given.userns.as_ref().map(|(u, _)| u.as_raw_fd());
     if let Some((_, made)) = &given.userns {
         // Joined: the namespace files are not needed any more.
