@@ -115,6 +115,29 @@ pub async fn serve_with(socket: UdpSocket, answer: Answerer, upstreams: Vec<Sock
 
 /// The most queries one server forwards at once.
 const MAX_FORWARDS: usize = 64;
+/// As [`forward`], over TCP (a two-byte length before each message).
+async fn forward_tcp(query: &[u8], upstreams: &[SocketAddr], timeout: Duration) -> Option<Vec<u8>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let len = u16::try_from(query.len()).ok()?;
+    for up in upstreams.iter().take(MAX_UPSTREAMS) {
+        let ask = async {
+            let mut c = tokio::net::TcpStream::connect(up).await?;
+            let mut framed = len.to_be_bytes().to_vec();
+            framed.extend_from_slice(query);
+            c.write_all(&framed).await?;
+            let mut n = [0u8; 2];
+            c.read_exact(&mut n).await?;
+            let mut answer = vec![0u8; usize::from(u16::from_be_bytes(n))];
+            c.read_exact(&mut answer).await?;
+            Ok::<_, std::io::Error>(answer)
+        };
+        if let Ok(Ok(a)) = tokio::time::timeout(timeout, ask).await {
+            return Some(a);
+        }
+    }
+    None
+}
+
 /// The most TCP connections served at once by one server: a container that opens
 /// more is refused, and harms only its own lookups.
 const MAX_TCP: usize = 32;
@@ -175,7 +198,8 @@ async fn tcp_session(
             None => return Ok(()),
             Some(Reply::Answer(b)) => Some(b),
             Some(Reply::Forward) if Message::from_vec(&query).is_err() => return Ok(()),
-            Some(Reply::Forward) => match forward(&query, upstreams, Duration::from_secs(2)).await {
+            // Over TCP to the upstream too: an answer too long for UDP comes whole.
+            Some(Reply::Forward) => match forward_tcp(&query, upstreams, Duration::from_secs(2)).await {
                 Some(a) => Some(a),
                 None => servfail(&query),
             },
@@ -282,6 +306,45 @@ mod tests {
             let m = Message::from_vec(&r).unwrap();
             assert_eq!(m.metadata.response_code, code, "{name}");
         }
+        // A name it does not know goes to the upstream over TCP, whole.
+        let up = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let up_addr = up.local_addr().unwrap();
+        let long = tokio::spawn(async move {
+            let (mut s, _) = up.accept().await.unwrap();
+            let mut len = [0u8; 2];
+            s.read_exact(&mut len).await.unwrap();
+            let mut q = vec![0u8; usize::from(u16::from_be_bytes(len))];
+            s.read_exact(&mut q).await.unwrap();
+            let q = Message::from_vec(&q).unwrap();
+            let mut r = Message::new(q.metadata.id, MessageType::Response, OpCode::Query);
+            r.add_query(q.queries[0].clone());
+            // More addresses than a 512-byte UDP answer holds.
+            for i in 0..60u8 {
+                r.add_answer(Record::from_rdata(
+                    q.queries[0].name().clone(),
+                    60,
+                    RData::A(A(std::net::Ipv4Addr::new(198, 51, 100, i))),
+                ));
+            }
+            let b = r.to_vec().unwrap();
+            s.write_all(&(b.len() as u16).to_be_bytes()).await.unwrap();
+            s.write_all(&b).await.unwrap();
+        });
+        let answer2: Answerer = Arc::new(|_, _: &[u8]| Some(Reply::Forward));
+        let l2 = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let s2 = l2.local_addr().unwrap();
+        let t2 = tokio::spawn(serve_tcp_with(l2, answer2, vec![up_addr]));
+        let mut c2 = tokio::net::TcpStream::connect(s2).await.unwrap();
+        let q = query("many.example");
+        c2.write_all(&(q.len() as u16).to_be_bytes()).await.unwrap();
+        c2.write_all(&q).await.unwrap();
+        let mut len = [0u8; 2];
+        c2.read_exact(&mut len).await.unwrap();
+        let mut r = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        c2.read_exact(&mut r).await.unwrap();
+        assert_eq!(Message::from_vec(&r).unwrap().answers.len(), 60);
+        long.await.unwrap();
+        t2.abort();
         // Past MAX_TCP idle connections held open, a new one is closed at once.
         let mut held = Vec::new();
         for _ in 0..MAX_TCP - 1 {
