@@ -6,6 +6,7 @@
 
 mod batch;
 pub mod copy;
+mod digest;
 pub mod glob;
 pub mod hashes;
 pub mod ignore;
@@ -13,9 +14,8 @@ pub mod reuse;
 
 use ignore::Ignore;
 use safefs::inroot;
-use sha2::{Digest as _, Sha256};
 use std::ffi::{CStr, CString, OsStr, OsString};
-use std::io::{self, Read, Write as _};
+use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::io::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -312,17 +312,7 @@ impl Source {
             return Ok(());
         }
         let dir = e.shared_fd().map_err(io_at(&e.rel))?.clone();
-        let names: Vec<OsString> = inroot::entries(&dir).map_err(io_at(&e.rel))?;
-        let kept: Vec<(OsString, PathBuf)> = names
-            .into_iter()
-            .map(|n| {
-                let rel = e.rel.join(&n);
-                (n, rel)
-            })
-            .filter(|(n, rel)| {
-                !self.excluded(rel) || (kind_is_dir(&dir, n) && self.ignore.may_include_under(&rel.to_string_lossy()))
-            })
-            .collect();
+        let kept = self.kept_children(e, &dir)?;
         for chunk in kept.chunks(LOOK_CHUNK) {
             for (n, child) in look_all(&dir, chunk)? {
                 if self.excluded(&child.rel) {
@@ -334,6 +324,22 @@ impl Source {
             }
         }
         Ok(())
+    }
+
+    /// The names in the directory `e` (open as `dir`) that a walk goes to, with their
+    /// paths: those not excluded, and excluded directories with exceptions inside.
+    fn kept_children(&self, e: &Entry, dir: &OwnedFd) -> Result<Vec<(OsString, PathBuf)>, ContextError> {
+        let names: Vec<OsString> = inroot::entries(dir).map_err(io_at(&e.rel))?;
+        Ok(names
+            .into_iter()
+            .map(|n| {
+                let rel = e.rel.join(&n);
+                (n, rel)
+            })
+            .filter(|(n, rel)| {
+                !self.excluded(rel) || (kind_is_dir(dir, n) && self.ignore.may_include_under(&rel.to_string_lossy()))
+            })
+            .collect())
     }
 
     fn walk_excluded_dir(
@@ -366,74 +372,6 @@ impl Source {
         }
         Ok(())
     }
-
-    /// A digest of what copying `rels` would copy: names, types, modes, owners (for a
-    /// tree), link targets and contents; never times, so a touched file is a cache hit.
-    /// A file's content hash comes from `hashes` when its stat is unchanged.
-    pub fn digest(&self, rels: &[PathBuf], hashes: &hashes::Hashes) -> Result<String, ContextError> {
-        let mut h = Sha256::new();
-        // One buffer for every entry's line (no allocation per file).
-        let mut line: Vec<u8> = Vec::with_capacity(64);
-        for r in rels {
-            let e = self.open(r)?;
-            h.update(r.as_os_str().as_bytes());
-            h.update([0]);
-            self.walk(&e, &mut |below, ent| {
-                h.update(below.as_os_str().as_bytes());
-                let st = &ent.stat;
-                let owner = if self.is_context {
-                    (0, 0)
-                } else {
-                    (st.st_uid, st.st_gid)
-                };
-                line.clear();
-                let _ = write!(line, "\0{:o} {} {} {}\0", st.st_mode, owner.0, owner.1, st.st_size);
-                h.update(&line);
-                match kind(st) {
-                    libc::S_IFREG => {
-                        let content = match hashes.get(st) {
-                            Some(c) => c,
-                            None => {
-                                let c = content_hash(ent)?;
-                                hashes.put(st, c);
-                                c
-                            }
-                        };
-                        h.update(content);
-                    }
-                    libc::S_IFLNK => {
-                        h.update(
-                            copy::readlink(ent.fd().map_err(io_at(&ent.rel))?.as_raw_fd())
-                                .map_err(io_at(&ent.rel))?
-                                .as_os_str()
-                                .as_bytes(),
-                        );
-                    }
-                    _ => {}
-                }
-                Ok(())
-            })?;
-        }
-        Ok(format!("sha256:{:x}", h.finalize()))
-    }
-}
-
-/// The SHA-256 of a regular file's first `st_size` bytes.
-fn content_hash(ent: &Entry) -> Result<[u8; 32], ContextError> {
-    let mut f = reopen(ent.fd().map_err(io_at(&ent.rel))?).map_err(io_at(&ent.rel))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut left = ent.stat.st_size as u64;
-    while left > 0 {
-        let want = left.min(buf.len() as u64) as usize;
-        let n = f.read(&mut buf[..want]).map_err(io_at(&ent.rel))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-        left -= n as u64;
-    }
-    Ok(h.finalize().into())
 }
 
 /// How many entries of one directory are looked at together (and held at once).
