@@ -17,6 +17,17 @@ use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+thread_local! {
+    /// This thread hashes units, the other core another: a walk inside looks at a
+    /// directory's entries on this thread only.
+    static IN_UNIT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the calling thread is hashing a digest's units.
+pub(super) fn in_unit() -> bool {
+    IN_UNIT.with(|u| u.get())
+}
+
 /// One unit's hash, or none when it recorded nothing (a directory excluded with all
 /// it holds).
 type Unit = Option<[u8; 32]>;
@@ -50,14 +61,10 @@ impl Source {
     fn units(&self, kids: &[(&OsStr, Entry)], hashes: &Hashes) -> Result<Vec<Unit>, ContextError> {
         let next = AtomicUsize::new(0);
         let work = || -> Result<Vec<(usize, Unit)>, ContextError> {
-            let mut done = Vec::new();
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some((name, child)) = kids.get(i) else {
-                    return Ok(done);
-                };
-                done.push((i, self.unit(name, child, hashes)?));
-            }
+            let was = IN_UNIT.with(|u| u.replace(kids.len() > 1));
+            let done = self.units_on_this_thread(kids, &next, hashes);
+            IN_UNIT.with(|u| u.set(was));
+            done
         };
         let mut all = std::thread::scope(|s| -> Result<Vec<(usize, Unit)>, ContextError> {
             let other = (kids.len() > 1)
@@ -74,6 +81,23 @@ impl Source {
         })?;
         all.sort_unstable_by_key(|(i, _)| *i);
         Ok(all.into_iter().map(|(_, u)| u).collect())
+    }
+
+    /// Units taken from `kids` by `next` until none is left: (index, hash).
+    fn units_on_this_thread(
+        &self,
+        kids: &[(&OsStr, Entry)],
+        next: &AtomicUsize,
+        hashes: &Hashes,
+    ) -> Result<Vec<(usize, Unit)>, ContextError> {
+        let mut done = Vec::new();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some((name, child)) = kids.get(i) else {
+                return Ok(done);
+            };
+            done.push((i, self.unit(name, child, hashes)?));
+        }
     }
 
     /// The hash of the records of `child` (named `name` in the item) and all below it.
