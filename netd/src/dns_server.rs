@@ -284,6 +284,19 @@ mod tests {
         task.abort();
     }
 
+    /// One query for `name` over the TCP connection `c`, and its answer.
+    async fn ask_tcp(c: &mut tokio::net::TcpStream, name: &str) -> Message {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let q = query(name);
+        c.write_all(&(q.len() as u16).to_be_bytes()).await.unwrap();
+        c.write_all(&q).await.unwrap();
+        let mut len = [0u8; 2];
+        c.read_exact(&mut len).await.unwrap();
+        let mut r = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        c.read_exact(&mut r).await.unwrap();
+        Message::from_vec(&r).unwrap()
+    }
+
     #[tokio::test(flavor = "current_thread")]
     async fn over_tcp_several_queries_on_one_connection_and_a_cap_on_connections() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -296,14 +309,7 @@ mod tests {
         let task = tokio::spawn(serve_tcp_with(listener, answer, vec![]));
         let mut c = tokio::net::TcpStream::connect(server).await.unwrap();
         for (name, code) in [("web", ResponseCode::NoError), ("example.com", ResponseCode::ServFail)] {
-            let q = query(name);
-            c.write_all(&(q.len() as u16).to_be_bytes()).await.unwrap();
-            c.write_all(&q).await.unwrap();
-            let mut len = [0u8; 2];
-            c.read_exact(&mut len).await.unwrap();
-            let mut r = vec![0u8; usize::from(u16::from_be_bytes(len))];
-            c.read_exact(&mut r).await.unwrap();
-            let m = Message::from_vec(&r).unwrap();
+            let m = ask_tcp(&mut c, name).await;
             assert_eq!(m.metadata.response_code, code, "{name}");
         }
         // A name it does not know goes to the upstream over TCP, whole.
@@ -335,14 +341,7 @@ mod tests {
         let s2 = l2.local_addr().unwrap();
         let t2 = tokio::spawn(serve_tcp_with(l2, answer2, vec![up_addr]));
         let mut c2 = tokio::net::TcpStream::connect(s2).await.unwrap();
-        let q = query("many.example");
-        c2.write_all(&(q.len() as u16).to_be_bytes()).await.unwrap();
-        c2.write_all(&q).await.unwrap();
-        let mut len = [0u8; 2];
-        c2.read_exact(&mut len).await.unwrap();
-        let mut r = vec![0u8; usize::from(u16::from_be_bytes(len))];
-        c2.read_exact(&mut r).await.unwrap();
-        assert_eq!(Message::from_vec(&r).unwrap().answers.len(), 60);
+        assert_eq!(ask_tcp(&mut c2, "many.example").await.answers.len(), 60);
         long.await.unwrap();
         t2.abort();
         // Past MAX_TCP idle connections held open, a new one is closed at once.

@@ -187,17 +187,22 @@ fn content_hash(ent: &Entry) -> Result<[u8; 32], ContextError> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_digest_on_two_threads_is_the_contents_not_the_schedule() {
-        let t = tempfile::tempdir().unwrap();
+    /// `src/` with 50 directories of 20 files and a file of its own.
+    fn tree(root: &Path) {
         for d in 0..50 {
-            let dir = t.path().join(format!("src/d{d}"));
+            let dir = root.join(format!("src/d{d}"));
             std::fs::create_dir_all(&dir).unwrap();
             for f in 0..20 {
                 std::fs::write(dir.join(format!("f{f}")), format!("{d}/{f}")).unwrap();
             }
         }
-        std::fs::write(t.path().join("src/top"), "top").unwrap();
+        std::fs::write(root.join("src/top"), "top").unwrap();
+    }
+
+    #[test]
+    fn the_digest_on_two_threads_is_the_contents_not_the_schedule() {
+        let t = tempfile::tempdir().unwrap();
+        tree(t.path());
         std::fs::write(t.path().join(".dockerignore"), "src/skipped\n").unwrap();
         let src = Source::context(t.path(), None).unwrap();
         let hashes = Hashes::in_memory();
@@ -218,14 +223,7 @@ mod tests {
         assert_ne!(src.digest(&rels, &hashes).unwrap(), edited);
         // The same names and contents elsewhere give the same digest.
         let u = tempfile::tempdir().unwrap();
-        for d in 0..50 {
-            let dir = u.path().join(format!("src/d{d}"));
-            std::fs::create_dir_all(&dir).unwrap();
-            for f in 0..20 {
-                std::fs::write(dir.join(format!("f{f}")), format!("{d}/{f}")).unwrap();
-            }
-        }
-        std::fs::write(u.path().join("src/top"), "top").unwrap();
+        tree(u.path());
         let other = Source::context(u.path(), None).unwrap();
         assert_eq!(other.digest(&rels, &Hashes::in_memory()).unwrap(), first);
     }
