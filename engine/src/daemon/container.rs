@@ -398,9 +398,10 @@ impl Engine {
         let id = rec.id.clone();
         let rt = tokio::runtime::Handle::current();
         // With the addresses just allocated (`rec` predates them).
-        let entries = dns_entries(&ctr.rec());
+        let now = ctr.rec();
+        let entries = dns_entries(&now);
+        let (dns_nets, internal_only) = (network_names(&now), internal_only(&now));
         let dns_upstreams = rec.model.dns.clone();
-        let internal_only = internal_only(&ctr.rec());
         let started = tokio::task::spawn_blocking(move || {
             let mut plug = |pid: i32| -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
                 for plug in &attach {
@@ -411,8 +412,9 @@ impl Engine {
                 // retry (seconds) for nothing.
                 me.net.register(&id, &entries);
                 if !attach.is_empty() {
+                    let dns = dns_upstreams.as_deref();
                     me.net
-                        .serve_embedded_dns(&rt, (pid, None), &id, dns_upstreams.as_deref(), internal_only)?;
+                        .serve_embedded_dns(&rt, (pid, None), &id, dns_nets.clone(), dns, internal_only)?;
                 }
                 Ok(())
             };
@@ -422,7 +424,7 @@ impl Engine {
         let c = match started {
             Ok(c) => c,
             Err(e) => {
-                let nets: Vec<String> = rec.networks.iter().map(|n| n.network.clone()).collect();
+                let nets = network_names(&rec);
                 self.net.unregister(&rec.id, &dns_addresses(&rec));
                 ctr.note_left(self.net.detach(&rec.id, &nets).await);
                 let _ = ctr.update(|r| {
@@ -607,7 +609,7 @@ impl Engine {
             self.stop(ctr, None, false).await?;
         }
         let rec = ctr.rec();
-        let nets: Vec<String> = rec.networks.iter().map(|n| n.network.clone()).collect();
+        let nets = network_names(&rec);
         ctr.note_left(self.net.detach(&rec.id, &nets).await);
         for n in &nets {
             self.net.release(n, &rec.id);
@@ -620,6 +622,11 @@ impl Engine {
         self.emit(&rec, "destroy", &[]);
         Ok(())
     }
+}
+
+/// The container's networks, in its order.
+pub(super) fn network_names(rec: &Record) -> Vec<String> {
+    rec.networks.iter().map(|n| n.network.clone()).collect()
 }
 
 /// Whether every network of the container is `internal: true` (none has a way out).

@@ -340,7 +340,8 @@ impl Engine {
                         let process = (c.pid, Some(c.start_time));
                         let internal = container::internal_only(&rec);
                         let dns = rec.model.dns.as_deref();
-                        if let Err(e) = self.net.serve_embedded_dns(&rt, process, &rec.id, dns, internal) {
+                        let nets = container::network_names(&rec);
+                        if let Err(e) = self.net.serve_embedded_dns(&rt, process, &rec.id, nets, dns, internal) {
                             tracing::warn!("adopting {}: {e}", rec.name);
                         }
                     }

@@ -76,6 +76,18 @@ struct Resolver {
     members: HashMap<IpAddr, Member>,
 }
 
+impl Resolver {
+    /// The first answer of the zones of `nets`, in that order; else a forward.
+    fn answer<'a>(&self, nets: impl IntoIterator<Item = &'a String>, q: &[u8]) -> Reply {
+        for n in nets {
+            if let Some(Reply::Answer(b)) = self.zones.get(n).map(|z| z.answer(q)) {
+                return Reply::Answer(b);
+            }
+        }
+        Reply::Forward
+    }
+}
+
 struct Member {
     /// The container holding the address now. An address freed by one container may
     /// already be another's when the first one's exit is processed; only the holder's
@@ -341,13 +353,7 @@ impl Net {
                 tracing::debug!("DNS on {me}: a query from {from}, not on the network, dropped");
                 return None;
             };
-            let order = std::iter::once(&me).chain(nets.iter().filter(|n| **n != me));
-            for n in order {
-                if let Some(Reply::Answer(b)) = r.zones.get(n).map(|z| z.answer(q)) {
-                    return Some(Reply::Answer(b));
-                }
-            }
-            Some(Reply::Forward)
+            Some(r.answer(std::iter::once(&me).chain(nets.iter().filter(|n| **n != me)), q))
         });
         let upstreams = self.upstreams.clone();
         let task = tokio::spawn(async move {
@@ -511,9 +517,9 @@ impl Net {
         }
     }
 
-    /// Serves the container `holder` (registered, its first process `pid`) at
-    /// 127.0.0.11 in its network namespace: the names of every network it is on, in
-    /// their order, and the rest from `dns` (its servers; else the host's).
+    /// Serves the container `holder` (its first process `pid`) at 127.0.0.11 in its
+    /// network namespace: the names of its networks `nets`, in that order, and the
+    /// rest from `dns` (its servers; else the host's).
     /// A container only on `internal` networks gets no forwarding: nothing of it
     /// leaves through the engine. (Forwards go from the engine's namespace, so a
     /// loopback server of `dns:` would be the host's: those are left out.)
@@ -522,6 +528,7 @@ impl Net {
         rt: &tokio::runtime::Handle,
         process: (i32, Option<u64>),
         holder: &str,
+        nets: Vec<String>,
         dns: Option<&[String]>,
         internal_only: bool,
     ) -> Result<(), NetError> {
@@ -536,16 +543,8 @@ impl Net {
             None => self.upstreams.clone(),
         };
         let resolver = self.resolver.clone();
-        let me = holder.to_string();
         let answer: netd::dns_server::Answerer = Arc::new(move |_: IpAddr, q: &[u8]| {
-            let r = resolver.read().unwrap_or_else(|p| p.into_inner());
-            let nets = r.members.values().find(|m| m.holder == me).map(|m| m.nets.as_slice());
-            for n in nets.unwrap_or_default() {
-                if let Some(Reply::Answer(b)) = r.zones.get(n).map(|z| z.answer(q)) {
-                    return Some(Reply::Answer(b));
-                }
-            }
-            Some(Reply::Forward)
+            Some(resolver.read().unwrap_or_else(|p| p.into_inner()).answer(&nets, q))
         });
         self.embedded
             .serve(rt, process, holder, answer, upstreams)
